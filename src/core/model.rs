@@ -1,0 +1,186 @@
+//! The domain: Service, PhoneNumber, Session, Participant, Interaction, and their enums
+//! with the exact wire spellings of Twilio Proxy v1. Plain data; no I/O.
+
+use super::e164::E164;
+use super::sid::Sid;
+
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The value as Twilio spells it on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Parses the wire spelling (case-insensitive).
+            pub fn parse(text: &str) -> Option<Self> {
+                $(if text.eq_ignore_ascii_case($text) { return Some($name::$variant); })+
+                None
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// How close to the participant's number a proxy number must be.
+    GeoMatchLevel { AreaCode = "area-code", Overlay = "overlay", Radius = "radius", Country = "country" }
+);
+wire_enum!(
+    /// Whether to reuse the number a person had before.
+    NumberSelection { AvoidSticky = "avoid-sticky", PreferSticky = "prefer-sticky" }
+);
+wire_enum!(
+    SessionStatus { Open = "open", InProgress = "in-progress", Closed = "closed", Failed = "failed", Unknown = "unknown" }
+);
+wire_enum!(
+    /// Which kinds of traffic a session carries.
+    Mode { MessageOnly = "message-only", VoiceOnly = "voice-only", VoiceAndMessage = "voice-and-message" }
+);
+wire_enum!(
+    /// Why a session closed; `None` is the empty string Twilio shows while open.
+    ClosedReason { None = "", Api = "api", Ttl = "ttl", Expiry = "expiry" }
+);
+wire_enum!(
+    InteractionType { Message = "message", Voice = "voice", Unknown = "unknown" }
+);
+wire_enum!(
+    /// Status of one leg of an interaction (Twilio's 21-value resource status enum).
+    ResourceStatus {
+        Accepted = "accepted", Answered = "answered", Busy = "busy", Canceled = "canceled",
+        Completed = "completed", Deleted = "deleted", Delivered = "delivered",
+        DeliveryUnknown = "delivery-unknown", Failed = "failed", InProgress = "in-progress",
+        Initiated = "initiated", NoAnswer = "no-answer", Queued = "queued", Received = "received",
+        Receiving = "receiving", Ringing = "ringing", Scheduled = "scheduled", Sending = "sending",
+        Sent = "sent", Undelivered = "undelivered", Unknown = "unknown",
+    }
+);
+
+impl SessionStatus {
+    /// Open and in-progress sessions reserve their route keys and route traffic.
+    pub fn is_active(self) -> bool {
+        matches!(self, SessionStatus::Open | SessionStatus::InProgress)
+    }
+}
+
+impl Mode {
+    pub fn allows_messages(self) -> bool {
+        !matches!(self, Mode::VoiceOnly)
+    }
+    pub fn allows_voice(self) -> bool {
+        !matches!(self, Mode::MessageOnly)
+    }
+}
+
+/// Times are Unix seconds (UTC).
+pub type Timestamp = i64;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub sid: Sid,
+    pub seq: u64,
+    pub unique_name: String,
+    pub callback_url: Option<String>,
+    pub default_ttl: u64,
+    pub geo_match_level: GeoMatchLevel,
+    pub number_selection_behavior: NumberSelection,
+    pub intercept_callback_url: Option<String>,
+    pub out_of_session_callback_url: Option<String>,
+    pub chat_instance_sid: Option<String>,
+    /// Seconds a route key stays unassignable to a different counterpart after its
+    /// session closes (maskd extension; 0 = off).
+    pub cooloff: u64,
+    pub date_created: Timestamp,
+    pub date_updated: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhoneNumber {
+    pub sid: Sid,
+    pub seq: u64,
+    pub service_sid: Sid,
+    pub number: E164,
+    pub friendly_name: String,
+    pub is_reserved: bool,
+    /// Active, non-deleted participants using this number (derived, not stored).
+    pub in_use: u32,
+    pub date_created: Timestamp,
+    pub date_updated: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    pub sid: Sid,
+    pub seq: u64,
+    pub service_sid: Sid,
+    pub unique_name: Option<String>,
+    pub status: SessionStatus,
+    pub mode: Mode,
+    pub ttl: u64,
+    pub date_expiry: Option<Timestamp>,
+    pub date_started: Option<Timestamp>,
+    pub date_ended: Option<Timestamp>,
+    pub date_last_interaction: Option<Timestamp>,
+    pub closed_reason: ClosedReason,
+    pub date_created: Timestamp,
+    pub date_updated: Timestamp,
+}
+
+impl Session {
+    /// When this session is due to close, given its last activity (Unix ms), if ever.
+    /// `date_expiry` overrides `ttl`; `ttl` counts from the last interaction or creation.
+    pub fn deadline_ms(&self, last_activity_ms: i64) -> Option<(i64, ClosedReason)> {
+        if let Some(at) = self.date_expiry {
+            return Some((at.saturating_mul(1000), ClosedReason::Expiry));
+        }
+        if self.ttl > 0 {
+            let ttl_ms = i64::try_from(self.ttl.saturating_mul(1000)).unwrap_or(i64::MAX);
+            return Some((last_activity_ms.saturating_add(ttl_ms), ClosedReason::Ttl));
+        }
+        None
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Participant {
+    pub sid: Sid,
+    pub seq: u64,
+    pub session_sid: Sid,
+    pub service_sid: Sid,
+    pub identifier: E164,
+    pub friendly_name: Option<String>,
+    pub proxy: E164,
+    pub proxy_sid: Sid,
+    pub date_deleted: Option<Timestamp>,
+    pub date_created: Timestamp,
+    pub date_updated: Timestamp,
+}
+
+/// One leg of an interaction.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Leg {
+    pub participant_sid: Option<Sid>,
+    pub resource_sid: Option<String>,
+    pub resource_status: Option<ResourceStatus>,
+    pub resource_type: Option<String>,
+    pub resource_url: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interaction {
+    pub sid: Sid,
+    pub seq: u64,
+    pub session_sid: Sid,
+    pub service_sid: Sid,
+    /// JSON text, e.g. `{"body":"hello"}`.
+    pub data: String,
+    pub kind: InteractionType,
+    pub inbound: Leg,
+    pub outbound: Leg,
+    /// Set for interactions created through MessageInteractions (the target participant).
+    pub message_participant_sid: Option<Sid>,
+    pub date_created: Timestamp,
+    pub date_updated: Timestamp,
+}

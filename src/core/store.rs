@@ -1,0 +1,145 @@
+//! The persistence contract the engine needs: a snapshot to rebuild from at start, an
+//! ordered stream of write batches that become durable in order, and the reads that are not
+//! kept in memory (interactions). `store/` implements it; the core never sees SQL.
+//! `Durable` is a std-only future the API awaits before answering 2xx.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use super::model::{Interaction, Participant, PhoneNumber, Service, Session};
+use super::sid::Sid;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    #[error("store is corrupt or from an unknown schema version: {0}")]
+    Corrupt(String),
+    #[error("store writer has stopped")]
+    Closed,
+}
+
+/// One change, applied in order within a batch.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    PutService(Service),
+    DeleteService(Sid),
+    PutNumber(PhoneNumber),
+    DeleteNumber(Sid),
+    PutSession(Session),
+    DeleteSession(Sid),
+    PutParticipant(Participant),
+    PutInteraction(Interaction),
+    DeleteInteraction(Sid),
+}
+
+/// Everything the engine rebuilds its state from at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub services: Vec<Service>,
+    pub numbers: Vec<PhoneNumber>,
+    pub sessions: Vec<Session>,
+    pub participants: Vec<Participant>,
+    /// The largest `seq` of any record, interactions included.
+    pub max_seq: u64,
+}
+
+/// A page of interactions in creation order.
+#[derive(Debug, Clone, Copy)]
+pub struct InteractionQuery {
+    pub session: Sid,
+    /// Only interactions sent to this participant through MessageInteractions.
+    pub message_participant: Option<Sid>,
+    pub after_seq: u64,
+    pub before_seq: Option<u64>,
+    pub limit: usize,
+}
+
+pub trait Store: Send + Sync + 'static {
+    fn load(&self) -> Result<Snapshot, StoreError>;
+    /// Queues `ops` to be committed after everything submitted before; `done` is completed
+    /// once they are durable (or failed).
+    fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>);
+    fn interactions(&self, q: InteractionQuery) -> Result<Vec<Interaction>, StoreError>;
+    fn interaction(&self, sid: Sid) -> Result<Option<Interaction>, StoreError>;
+    /// Interactions whose outbound leg is still `queued` (the persistent outbound queue).
+    fn queued_messages(&self) -> Result<Vec<Interaction>, StoreError>;
+}
+
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<(), StoreError>>,
+    finished: bool,
+    waker: Option<Waker>,
+}
+
+type Shared = Arc<(Mutex<Slot>, Condvar)>;
+
+/// The writer's half: completes the matching `Durable`.
+pub struct Completion(Shared);
+
+/// Resolves when a submitted batch is durable.
+pub struct Durable(Shared);
+
+pub fn durable_pair() -> (Completion, Durable) {
+    let slot: Shared = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
+    (Completion(slot.clone()), Durable(slot))
+}
+
+fn finish(shared: &Shared, result: Result<(), StoreError>, only_if_empty: bool) {
+    let waker = {
+        let mut slot = shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        if only_if_empty && slot.finished {
+            return;
+        }
+        slot.finished = true;
+        slot.result = Some(result);
+        slot.waker.take()
+    };
+    shared.1.notify_all();
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+impl Completion {
+    pub fn complete(self, result: Result<(), StoreError>) {
+        finish(&self.0, result, false);
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // A completion dropped without an answer (writer gone) fails its waiter.
+        finish(&self.0, Err(StoreError::Closed), true);
+    }
+}
+
+impl Durable {
+    /// Blocks the current thread until durable (start-up and tests, not the runtime).
+    pub fn wait_blocking(self) -> Result<(), StoreError> {
+        let mut slot = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = slot.result.take() {
+                return r;
+            }
+            slot = self.0 .1.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Future for Durable {
+    type Output = Result<(), StoreError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Every metric maskd exports, registered once in one registry, with bounded labels only:
+//! never a phone number, a SID or a URL. Names carry the `maskd_` prefix, base units and
+//! `_total` for counters. `render` produces the Prometheus text exposition.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub const API_REQUESTS: &str = "maskd_api_requests_total";
+pub const API_REQUEST_DURATION: &str = "maskd_api_request_duration_seconds";
+pub const SESSIONS: &str = "maskd_sessions";
+pub const SESSIONS_CREATED: &str = "maskd_sessions_created_total";
+pub const SESSIONS_CLOSED: &str = "maskd_sessions_closed_total";
+pub const ROUTING_TABLE_SIZE: &str = "maskd_routing_table_entries";
+pub const WHEEL_SIZE: &str = "maskd_timer_wheel_entries";
+pub const WHEEL_LATENESS: &str = "maskd_timer_wheel_lateness_seconds";
+pub const POOL_SIZE: &str = "maskd_pool_numbers";
+pub const POOL_IN_USE: &str = "maskd_pool_numbers_in_use";
+pub const ALLOCATIONS_FAILED: &str = "maskd_allocations_failed_total";
+pub const STORE_BATCH_DURATION: &str = "maskd_store_batch_duration_seconds";
+pub const STORE_BATCH_OPS: &str = "maskd_store_batch_ops";
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub api_requests: IntCounterVec,
+    pub api_duration: HistogramVec,
+    pub sessions: IntGaugeVec,
+    pub sessions_created: prometheus::IntCounter,
+    pub sessions_closed: IntCounterVec,
+    pub routing_table: IntGauge,
+    pub wheel_size: IntGauge,
+    pub wheel_lateness: Histogram,
+    pub pool_size: IntGaugeVec,
+    pub pool_in_use: IntGaugeVec,
+    pub allocations_failed: IntCounterVec,
+    pub store_batch: Histogram,
+    pub store_batch_ops: Histogram,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let m = Metrics {
+        api_requests: IntCounterVec::new(
+            Opts::new(API_REQUESTS, "REST API requests by route template, method and status class"),
+            &["route", "method", "status"],
+        )?,
+        api_duration: HistogramVec::new(
+            HistogramOpts::new(API_REQUEST_DURATION, "REST API request latency by route template")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            &["route"],
+        )?,
+        sessions: IntGaugeVec::new(Opts::new(SESSIONS, "Sessions by status"), &["status"])?,
+        sessions_created: prometheus::IntCounter::new(SESSIONS_CREATED, "Sessions created")?,
+        sessions_closed: IntCounterVec::new(
+            Opts::new(SESSIONS_CLOSED, "Sessions closed by reason (api, ttl, expiry)"),
+            &["reason"],
+        )?,
+        routing_table: IntGauge::new(ROUTING_TABLE_SIZE, "Route keys in the routing table")?,
+        wheel_size: IntGauge::new(WHEEL_SIZE, "Sessions armed in the timer wheel")?,
+        wheel_lateness: Histogram::with_opts(
+            HistogramOpts::new(WHEEL_LATENESS, "How long after its deadline a session was closed")
+                .buckets(vec![0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
+        )?,
+        pool_size: IntGaugeVec::new(Opts::new(POOL_SIZE, "Numbers in each service pool"), &["service"])?,
+        pool_in_use: IntGaugeVec::new(
+            Opts::new(POOL_IN_USE, "Pool numbers used by at least one active participant"),
+            &["service"],
+        )?,
+        allocations_failed: IntCounterVec::new(
+            Opts::new(ALLOCATIONS_FAILED, "Proxy number allocations refused, by Twilio error code"),
+            &["code"],
+        )?,
+        store_batch: Histogram::with_opts(
+            HistogramOpts::new(STORE_BATCH_DURATION, "Time to commit one store batch durably")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]),
+        )?,
+        store_batch_ops: Histogram::with_opts(
+            HistogramOpts::new(STORE_BATCH_OPS, "Write operations per store batch")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )?,
+        registry,
+    };
+    m.registry.register(Box::new(m.api_requests.clone()))?;
+    m.registry.register(Box::new(m.api_duration.clone()))?;
+    m.registry.register(Box::new(m.sessions.clone()))?;
+    m.registry.register(Box::new(m.sessions_created.clone()))?;
+    m.registry.register(Box::new(m.sessions_closed.clone()))?;
+    m.registry.register(Box::new(m.routing_table.clone()))?;
+    m.registry.register(Box::new(m.wheel_size.clone()))?;
+    m.registry.register(Box::new(m.wheel_lateness.clone()))?;
+    m.registry.register(Box::new(m.pool_size.clone()))?;
+    m.registry.register(Box::new(m.pool_in_use.clone()))?;
+    m.registry.register(Box::new(m.allocations_failed.clone()))?;
+    m.registry.register(Box::new(m.store_batch.clone()))?;
+    m.registry.register(Box::new(m.store_batch_ops.clone()))?;
+    Ok(m)
+}
+
+/// The process-wide metrics. Registration of these fixed, distinct names cannot fail, so a
+/// failure here is a programming error caught by the first test that touches metrics.
+pub fn get() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| build().expect("metric names are distinct and valid"))
+}
+
+pub fn sessions_created() {
+    get().sessions_created.inc();
+}
+
+pub fn session_closed(reason: &'static str) {
+    get().sessions_closed.with_label_values(&[reason]).inc();
+}
+
+pub fn wheel_lateness(seconds: f64) {
+    get().wheel_lateness.observe(seconds.max(0.0));
+}
+
+pub fn allocation_failed(code: u32) {
+    let label = match code {
+        80203 => "80203",
+        80205 => "80205",
+        80206 => "80206",
+        80207 => "80207",
+        80208 => "80208",
+        80604 => "80604",
+        80605 => "80605",
+        _ => "other",
+    };
+    get().allocations_failed.with_label_values(&[label]).inc();
+}
+
+pub fn store_batch(seconds: f64, ops: usize) {
+    let m = get();
+    m.store_batch.observe(seconds);
+    m.store_batch_ops.observe(ops as f64);
+}
+
+/// The text exposition of every metric.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    // Encoding into a Vec only fails on invalid metric families, which `build` rules out.
+    let _ = TextEncoder::new().encode(&get().registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}

@@ -1,0 +1,6 @@
+//! Persistence: implements `core::store::Store` on embedded SQLite. Knows SQL and core types,
+//! never SIP, SMPP or HTTP.
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;

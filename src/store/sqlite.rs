@@ -1,0 +1,502 @@
+//! SQLite (WAL, `synchronous=FULL`) behind `core::Store`. One writer thread owns the write
+//! connection and commits in groups: it takes every batch waiting in its queue (up to a
+//! bound), applies them in one transaction, commits once, then completes each batch's
+//! `Durable`. So an API answer waits for one fsync shared with its neighbours, and batches
+//! become durable in submission order. Reads (interactions) use a second connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::core::e164::E164;
+use crate::core::model::*;
+use crate::core::sid::Sid;
+use crate::core::store::{Completion, InteractionQuery, Snapshot, Store, StoreError, WriteOp};
+
+const SCHEMA_VERSION: i64 = 1;
+/// Batches waiting for the writer; submitters block beyond this (back-pressure).
+const QUEUE_BOUND: usize = 65_536;
+/// Batches folded into one transaction at most.
+const GROUP_MAX: usize = 1024;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE services (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, unique_name TEXT NOT NULL,
+  callback_url TEXT, default_ttl INTEGER NOT NULL, geo_match_level TEXT NOT NULL,
+  number_selection_behavior TEXT NOT NULL, intercept_callback_url TEXT,
+  out_of_session_callback_url TEXT, chat_instance_sid TEXT, cooloff INTEGER NOT NULL,
+  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE TABLE numbers (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, service_sid TEXT NOT NULL,
+  number INTEGER NOT NULL UNIQUE, friendly_name TEXT NOT NULL, is_reserved INTEGER NOT NULL,
+  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE TABLE sessions (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, service_sid TEXT NOT NULL, unique_name TEXT,
+  status TEXT NOT NULL, mode TEXT NOT NULL, ttl INTEGER NOT NULL, date_expiry INTEGER,
+  date_started INTEGER, date_ended INTEGER, date_last_interaction INTEGER,
+  closed_reason TEXT NOT NULL, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE INDEX sessions_service ON sessions(service_sid);
+CREATE TABLE participants (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, session_sid TEXT NOT NULL,
+  service_sid TEXT NOT NULL, identifier INTEGER NOT NULL, friendly_name TEXT,
+  proxy INTEGER NOT NULL, proxy_sid TEXT NOT NULL, date_deleted INTEGER,
+  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE INDEX participants_session ON participants(session_sid);
+CREATE TABLE interactions (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, session_sid TEXT NOT NULL,
+  service_sid TEXT NOT NULL, data TEXT NOT NULL, type TEXT NOT NULL,
+  in_participant TEXT, in_resource_sid TEXT, in_status TEXT, in_type TEXT, in_url TEXT,
+  out_participant TEXT, out_resource_sid TEXT, out_status TEXT, out_type TEXT, out_url TEXT,
+  message_participant TEXT, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE INDEX interactions_session ON interactions(session_sid, seq);
+CREATE INDEX interactions_queued ON interactions(out_status) WHERE out_status = 'queued';
+";
+
+type Job = (Vec<WriteOp>, Option<Completion>);
+
+/// The SQLite store. Dropping it stops the writer after it has committed what was queued.
+pub struct SqliteStore {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    reader: Mutex<Connection>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+fn io(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
+        {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Io(e.to_string()),
+    }
+}
+
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Null)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, checks or creates the schema and
+    /// starts the writer. `on_fatal` is called once if a commit ever fails: the engine's
+    /// memory is then ahead of the store, so the daemon must stop and rebuild from disk.
+    pub fn open(path: &Path, on_fatal: Box<dyn Fn(StoreError) + Send>) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path).map_err(io)?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+        let reader = Connection::open(path).map_err(io)?;
+        configure(&reader)?;
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_BOUND);
+        let handle = std::thread::Builder::new()
+            .name("maskd-store".into())
+            .spawn(move || writer_loop(conn, rx, on_fatal))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(SqliteStore {
+            tx: Mutex::new(Some(tx)),
+            reader: Mutex::new(reader),
+            writer: Mutex::new(Some(handle)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting writes and waits until everything queued is committed.
+    pub fn close(&self) {
+        self.tx.lock().take();
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(5)).map_err(io)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(io)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Io(format!("cannot enable WAL (journal_mode={mode})")));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;").map_err(io)?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(io)?;
+    match version {
+        0 => {
+            let tx = conn.transaction().map_err(io)?;
+            tx.execute_batch(SCHEMA_V1).map_err(io)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(io)?;
+            tx.commit().map_err(io)
+        }
+        SCHEMA_VERSION => Ok(()),
+        v => Err(StoreError::Corrupt(format!(
+            "schema version {v} is not one this maskd knows (it knows {SCHEMA_VERSION})"
+        ))),
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: Receiver<Job>, on_fatal: Box<dyn Fn(StoreError) + Send>) {
+    let mut failed = false;
+    loop {
+        let first = match rx.recv_timeout(Duration::from_secs(3600)) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if failed {
+            for (_, done) in jobs {
+                if let Some(d) = done {
+                    d.complete(Err(StoreError::Closed));
+                }
+            }
+            continue;
+        }
+        let started = Instant::now();
+        let ops: usize = jobs.iter().map(|j| j.0.len()).sum();
+        let result = apply(&mut conn, &jobs);
+        crate::metrics::store_batch(started.elapsed().as_secs_f64(), ops);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "store commit failed; stopping writes");
+            failed = true;
+            on_fatal(e.clone());
+        }
+        for (_, done) in jobs {
+            if let Some(d) = done {
+                d.complete(result.clone());
+            }
+        }
+    }
+}
+
+fn apply(conn: &mut Connection, jobs: &[Job]) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(io)?;
+    for (ops, _) in jobs {
+        for op in ops {
+            apply_op(&tx, op).map_err(io)?;
+        }
+    }
+    tx.commit().map_err(io)
+}
+
+fn s(sid: &Sid) -> String {
+    sid.to_string()
+}
+fn os(sid: &Option<Sid>) -> Option<String> {
+    sid.as_ref().map(Sid::to_string)
+}
+fn status_str(st: &Option<ResourceStatus>) -> Option<&'static str> {
+    st.map(ResourceStatus::as_str)
+}
+
+fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
+    match op {
+        WriteOp::PutService(v) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO services VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+            )?
+            .execute(params![
+                s(&v.sid), v.seq as i64, v.unique_name, v.callback_url, v.default_ttl as i64,
+                v.geo_match_level.as_str(), v.number_selection_behavior.as_str(),
+                v.intercept_callback_url, v.out_of_session_callback_url, v.chat_instance_sid,
+                v.cooloff as i64, v.date_created, v.date_updated
+            ])?;
+        }
+        WriteOp::DeleteService(sid) => {
+            let k = s(sid);
+            tx.execute("DELETE FROM interactions WHERE service_sid = ?1", [&k])?;
+            tx.execute("DELETE FROM participants WHERE service_sid = ?1", [&k])?;
+            tx.execute("DELETE FROM sessions WHERE service_sid = ?1", [&k])?;
+            tx.execute("DELETE FROM numbers WHERE service_sid = ?1", [&k])?;
+            tx.execute("DELETE FROM services WHERE sid = ?1", [&k])?;
+        }
+        WriteOp::PutNumber(v) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO numbers VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?
+                .execute(params![
+                    s(&v.sid), v.seq as i64, s(&v.service_sid), v.number.as_u64() as i64,
+                    v.friendly_name, v.is_reserved, v.date_created, v.date_updated
+                ])?;
+        }
+        WriteOp::DeleteNumber(sid) => {
+            tx.execute("DELETE FROM numbers WHERE sid = ?1", [s(sid)])?;
+        }
+        WriteOp::PutSession(v) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO sessions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+            )?
+            .execute(params![
+                s(&v.sid), v.seq as i64, s(&v.service_sid), v.unique_name, v.status.as_str(),
+                v.mode.as_str(), v.ttl as i64, v.date_expiry, v.date_started, v.date_ended,
+                v.date_last_interaction, v.closed_reason.as_str(), v.date_created, v.date_updated
+            ])?;
+        }
+        WriteOp::DeleteSession(sid) => {
+            let k = s(sid);
+            tx.execute("DELETE FROM interactions WHERE session_sid = ?1", [&k])?;
+            tx.execute("DELETE FROM participants WHERE session_sid = ?1", [&k])?;
+            tx.execute("DELETE FROM sessions WHERE sid = ?1", [&k])?;
+        }
+        WriteOp::PutParticipant(v) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO participants VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            )?
+            .execute(params![
+                s(&v.sid), v.seq as i64, s(&v.session_sid), s(&v.service_sid),
+                v.identifier.as_u64() as i64, v.friendly_name, v.proxy.as_u64() as i64,
+                s(&v.proxy_sid), v.date_deleted, v.date_created, v.date_updated
+            ])?;
+        }
+        WriteOp::PutInteraction(v) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO interactions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
+            )?
+            .execute(params![
+                s(&v.sid), v.seq as i64, s(&v.session_sid), s(&v.service_sid), v.data,
+                v.kind.as_str(), os(&v.inbound.participant_sid), v.inbound.resource_sid,
+                status_str(&v.inbound.resource_status), v.inbound.resource_type,
+                v.inbound.resource_url, os(&v.outbound.participant_sid),
+                v.outbound.resource_sid, status_str(&v.outbound.resource_status),
+                v.outbound.resource_type, v.outbound.resource_url,
+                os(&v.message_participant_sid), v.date_created, v.date_updated
+            ])?;
+        }
+        WriteOp::DeleteInteraction(sid) => {
+            tx.execute("DELETE FROM interactions WHERE sid = ?1", [s(sid)])?;
+        }
+    }
+    Ok(())
+}
+
+fn sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Sid> {
+    let text: String = row.get(i)?;
+    Sid::parse_any(&text).ok_or_else(|| corrupt("sid"))
+}
+fn opt_sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Sid>> {
+    let text: Option<String> = row.get(i)?;
+    text.map(|t| Sid::parse_any(&t).ok_or_else(|| corrupt("sid"))).transpose()
+}
+fn e164_col(row: &Row<'_>, i: usize) -> rusqlite::Result<E164> {
+    let v: i64 = row.get(i)?;
+    E164::from_u64(v as u64).ok_or_else(|| corrupt("number"))
+}
+fn enum_col<T>(row: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = row.get(i)?;
+    parse(&text).ok_or_else(|| corrupt("enum"))
+}
+fn opt_status(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<ResourceStatus>> {
+    let text: Option<String> = row.get(i)?;
+    text.map(|t| ResourceStatus::parse(&t).ok_or_else(|| corrupt("status"))).transpose()
+}
+
+fn interaction_row(r: &Row<'_>) -> rusqlite::Result<Interaction> {
+    Ok(Interaction {
+        sid: sid_col(r, 0)?,
+        seq: r.get::<_, i64>(1)? as u64,
+        session_sid: sid_col(r, 2)?,
+        service_sid: sid_col(r, 3)?,
+        data: r.get(4)?,
+        kind: enum_col(r, 5, InteractionType::parse)?,
+        inbound: Leg {
+            participant_sid: opt_sid_col(r, 6)?,
+            resource_sid: r.get(7)?,
+            resource_status: opt_status(r, 8)?,
+            resource_type: r.get(9)?,
+            resource_url: r.get(10)?,
+        },
+        outbound: Leg {
+            participant_sid: opt_sid_col(r, 11)?,
+            resource_sid: r.get(12)?,
+            resource_status: opt_status(r, 13)?,
+            resource_type: r.get(14)?,
+            resource_url: r.get(15)?,
+        },
+        message_participant_sid: opt_sid_col(r, 16)?,
+        date_created: r.get(17)?,
+        date_updated: r.get(18)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        let conn = self.reader.lock();
+        let mut snap = Snapshot::default();
+        let mut stmt = conn.prepare("SELECT * FROM services ORDER BY seq").map_err(io)?;
+        snap.services = stmt
+            .query_map([], |r| {
+                Ok(Service {
+                    sid: sid_col(r, 0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    unique_name: r.get(2)?,
+                    callback_url: r.get(3)?,
+                    default_ttl: r.get::<_, i64>(4)? as u64,
+                    geo_match_level: enum_col(r, 5, GeoMatchLevel::parse)?,
+                    number_selection_behavior: enum_col(r, 6, NumberSelection::parse)?,
+                    intercept_callback_url: r.get(7)?,
+                    out_of_session_callback_url: r.get(8)?,
+                    chat_instance_sid: r.get(9)?,
+                    cooloff: r.get::<_, i64>(10)? as u64,
+                    date_created: r.get(11)?,
+                    date_updated: r.get(12)?,
+                })
+            })
+            .map_err(io)?
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        let mut stmt = conn.prepare("SELECT * FROM numbers ORDER BY seq").map_err(io)?;
+        snap.numbers = stmt
+            .query_map([], |r| {
+                Ok(PhoneNumber {
+                    sid: sid_col(r, 0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    service_sid: sid_col(r, 2)?,
+                    number: e164_col(r, 3)?,
+                    friendly_name: r.get(4)?,
+                    is_reserved: r.get(5)?,
+                    in_use: 0,
+                    date_created: r.get(6)?,
+                    date_updated: r.get(7)?,
+                })
+            })
+            .map_err(io)?
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        let mut stmt = conn.prepare("SELECT * FROM sessions ORDER BY seq").map_err(io)?;
+        snap.sessions = stmt
+            .query_map([], |r| {
+                Ok(Session {
+                    sid: sid_col(r, 0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    service_sid: sid_col(r, 2)?,
+                    unique_name: r.get(3)?,
+                    status: enum_col(r, 4, SessionStatus::parse)?,
+                    mode: enum_col(r, 5, Mode::parse)?,
+                    ttl: r.get::<_, i64>(6)? as u64,
+                    date_expiry: r.get(7)?,
+                    date_started: r.get(8)?,
+                    date_ended: r.get(9)?,
+                    date_last_interaction: r.get(10)?,
+                    closed_reason: enum_col(r, 11, ClosedReason::parse)?,
+                    date_created: r.get(12)?,
+                    date_updated: r.get(13)?,
+                })
+            })
+            .map_err(io)?
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        let mut stmt = conn.prepare("SELECT * FROM participants ORDER BY seq").map_err(io)?;
+        snap.participants = stmt
+            .query_map([], |r| {
+                Ok(Participant {
+                    sid: sid_col(r, 0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    session_sid: sid_col(r, 2)?,
+                    service_sid: sid_col(r, 3)?,
+                    identifier: e164_col(r, 4)?,
+                    friendly_name: r.get(5)?,
+                    proxy: e164_col(r, 6)?,
+                    proxy_sid: sid_col(r, 7)?,
+                    date_deleted: r.get(8)?,
+                    date_created: r.get(9)?,
+                    date_updated: r.get(10)?,
+                })
+            })
+            .map_err(io)?
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        snap.max_seq = conn
+            .query_row(
+                "SELECT MAX(m) FROM (SELECT MAX(seq) m FROM services UNION ALL SELECT MAX(seq) FROM numbers
+                 UNION ALL SELECT MAX(seq) FROM sessions UNION ALL SELECT MAX(seq) FROM participants
+                 UNION ALL SELECT MAX(seq) FROM interactions)",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(io)?
+            .unwrap_or(0) as u64;
+        Ok(snap)
+    }
+
+    fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
+        let tx = self.tx.lock().clone();
+        match tx {
+            // A send error means the writer is gone: dropping `done` fails its waiter.
+            Some(tx) => {
+                let _ = tx.send((ops, done));
+            }
+            None => drop(done),
+        }
+    }
+
+    fn interactions(&self, q: InteractionQuery) -> Result<Vec<Interaction>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT * FROM interactions WHERE session_sid = ?1
+                 AND (?2 IS NULL OR message_participant = ?2) AND seq > ?3 AND seq < ?4
+                 ORDER BY seq LIMIT ?5",
+            )
+            .map_err(io)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    s(&q.session),
+                    os(&q.message_participant),
+                    q.after_seq as i64,
+                    q.before_seq.map_or(i64::MAX, |b| b as i64),
+                    q.limit as i64
+                ],
+                interaction_row,
+            )
+            .map_err(io)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io)?;
+        Ok(rows)
+    }
+
+    fn interaction(&self, sid: Sid) -> Result<Option<Interaction>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT * FROM interactions WHERE sid = ?1")
+            .map_err(io)?;
+        let row = stmt.query_row([s(&sid)], interaction_row).optional().map_err(io)?;
+        Ok(row)
+    }
+
+    fn queued_messages(&self) -> Result<Vec<Interaction>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn
+            .prepare("SELECT * FROM interactions WHERE out_status = 'queued' ORDER BY seq")
+            .map_err(io)?;
+        let rows = stmt
+            .query_map([], interaction_row)
+            .map_err(io)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io)?;
+        Ok(rows)
+    }
+}
