@@ -1,1 +1,186 @@
+//! Wiring: opens the store, rebuilds the engine, applies the services from config, binds the
+//! API and metrics listeners, drives the timer wheel, and shuts down on SIGTERM/SIGINT
+//! (stop accepting, drain in-flight requests for up to `shutdown_grace`, flush the store).
+//! No business logic lives here.
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState};
+use crate::config::Validated;
+use crate::core::engine::{Engine, EngineOptions};
+use crate::core::store::StoreError;
+use crate::core::CoreError;
+use crate::store::SqliteStore;
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("store {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("{key} {addr}: cannot listen: {source}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("services[{index}] ({name}): {source}")]
+    Service { index: usize, name: String, source: CoreError },
+    #[error("store write failed while running: {0}; restart rebuilds from the last durable state")]
+    StoreFailed(StoreError),
+}
+
+impl AppError {
+    /// sysexits-style exit codes: 69 unavailable (port), 74 I/O (store), 70 software.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Bind { .. } => 69,
+            AppError::Store { .. } | AppError::StoreFailed(_) => 74,
+            AppError::Service { .. } => 65,
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { key, addr, source })
+}
+
+/// Runs the daemon until `shutdown` resolves (or the store fails).
+pub async fn run(cfg: Validated, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AppError> {
+    let store_path = cfg.raw.store.path.clone();
+    let store_err = |source| AppError::Store {
+        path: store_path.clone(),
+        source,
+    };
+    let (fatal_tx, mut fatal_rx) = watch::channel::<Option<StoreError>>(None);
+    let store = Arc::new(
+        SqliteStore::open(
+            Path::new(&cfg.raw.store.path),
+            Box::new(move |e| {
+                let _ = fatal_tx.send(Some(e));
+            }),
+        )
+        .map_err(store_err)?,
+    );
+    let opts = EngineOptions {
+        wheel_tick_ms: cfg.timer_tick.as_millis().max(1) as u64,
+        ..EngineOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let engine = Arc::new(Engine::open(store.clone(), opts, now_ms()).map_err(store_err)?);
+    for (index, s) in cfg.services.iter().enumerate() {
+        let d = engine
+            .ensure_service(&s.unique_name, s.default_ttl, s.cooloff.as_secs(), &s.numbers, now_ms() / 1000)
+            .map_err(|source| AppError::Service {
+                index,
+                name: s.unique_name.clone(),
+                source,
+            })?;
+        d.await.map_err(store_err)?;
+    }
+    let closed = engine.expire(now_ms());
+    let pending = engine.pending_outbound().map_err(store_err)?;
+    let stats = engine.stats();
+    tracing::info!(
+        routes = stats.routes,
+        armed = stats.wheel,
+        closed_at_start = closed,
+        queued_messages = pending.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "state loaded"
+    );
+
+    let api_listener = bind("api.listen", cfg.api_listen).await?;
+    let metrics_listener = bind("metrics.listen", cfg.metrics_listen).await?;
+    let api_addr = api_listener.local_addr().map_err(|source| AppError::Bind {
+        key: "api.listen",
+        addr: cfg.api_listen,
+        source,
+    })?;
+    let metrics_addr = metrics_listener.local_addr().map_err(|source| AppError::Bind {
+        key: "metrics.listen",
+        addr: cfg.metrics_listen,
+        source,
+    })?;
+
+    let state = Arc::new(ApiState {
+        engine: engine.clone(),
+        public_url: cfg.public_url.clone(),
+        account_sid: cfg.raw.api.account_sid.clone(),
+        auth_token: cfg.raw.api.auth_token.clone(),
+        max_body: cfg.raw.api.max_body_bytes,
+    });
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let wheel_engine = engine.clone();
+    let tick = cfg.timer_tick;
+    let mut wheel_stop = stop_rx.clone();
+    let wheel = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => { wheel_engine.expire(now_ms()); }
+                _ = wheel_stop.changed() => break,
+            }
+        }
+    });
+
+    let serve = |listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>| {
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        })
+    };
+    let api_task = serve(api_listener, api::router(state), stop_rx.clone());
+    let ops_task = serve(metrics_listener, api::ops_router(engine.clone(), ready.clone()), stop_rx.clone());
+    ready.store(true, Ordering::Release);
+    tracing::info!(api = %api_addr, metrics = %metrics_addr, "maskd ready");
+    tracing::warn!("SIP and SMPP planes are not built yet: sip and smpp config is validated, not served");
+
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutdown requested"),
+        _ = fatal_rx.changed() => failure = fatal_rx.borrow().clone(),
+    }
+    ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(cfg.shutdown_grace, async {
+        let _ = api_task.await;
+        let _ = ops_task.await;
+        let _ = wheel.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(grace = ?cfg.shutdown_grace, "in-flight requests did not finish within shutdown_grace");
+    }
+    // Commit everything queued before exiting.
+    let flush = store.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(move || flush.close())).await;
+    match failure {
+        Some(e) => Err(AppError::StoreFailed(e)),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}

@@ -1,1 +1,193 @@
-pub mod x {}
+//! The REST API, wire-compatible with Twilio Proxy v1: resources under `/v1/Services`,
+//! form-encoded PascalCase parameters, snake_case JSON with every field present, Twilio's
+//! paging envelope and error JSON, HTTP basic auth compared in constant time, and a body size
+//! limit. It asks the engine for everything and awaits durability before answering 2xx.
+//! Also the operator endpoints (`/metrics`, `/healthz`, `/readyz`) on their own listener.
+
+pub mod error;
+pub mod params;
+mod render;
+mod resources;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+
+use crate::core::Engine;
+use error::ApiError;
+
+/// What every handler needs.
+pub struct ApiState {
+    pub engine: Arc<Engine>,
+    /// Base of `url` and `links`, without a trailing slash.
+    pub public_url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    pub max_body: usize,
+}
+
+pub type Shared = Arc<ApiState>;
+
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut resp = (status, value.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+/// The `/v1` router with auth and request metrics.
+pub fn router(state: Shared) -> Router {
+    resources::routes()
+        .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// Compares in time that depends only on the lengths, never on where bytes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len().max(b.len());
+    let mut diff = (a.len() ^ b.len()) as u64;
+    for i in 0..n {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= u64::from(x ^ y);
+    }
+    diff == 0
+}
+
+fn authorized(headers: &HeaderMap, state: &ApiState) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let (user, pass) = match decoded.iter().position(|&c| c == b':') {
+        Some(i) => (&decoded[..i], &decoded[i + 1..]),
+        None => (&decoded[..], &[][..]),
+    };
+    // Both comparisons always run, so timing does not tell which part was wrong.
+    let user_ok = constant_time_eq(user, state.account_sid.as_bytes());
+    let pass_ok = constant_time_eq(pass, state.auth_token.as_bytes());
+    user_ok & pass_ok
+}
+
+async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    if !authorized(req.headers(), &state) {
+        let mut resp = ApiError::unauthorized().into_response();
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"maskd\""),
+        );
+        return resp;
+    }
+    next.run(req).await
+}
+
+async fn observe(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let class = match resp.status().as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    let method = match method.as_str() {
+        "GET" | "POST" | "DELETE" => method.as_str(),
+        _ => "other",
+    };
+    let m = crate::metrics::get();
+    m.api_requests.with_label_values(&[&route, method, class]).inc();
+    m.api_duration
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Operator endpoints: `/metrics`, `/healthz` (the process serves), `/readyz` (the engine is
+/// loaded and the store accepts writes).
+pub fn ops_router(engine: Arc<Engine>, ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let engine = engine.clone();
+                async move {
+                    update_gauges(&engine);
+                    let mut resp = crate::metrics::render().into_response();
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    resp
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Acquire);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, Body::from("not found\n")) })
+}
+
+fn update_gauges(engine: &Engine) {
+    let m = crate::metrics::get();
+    let stats = engine.stats();
+    for (status, n) in stats.sessions_by_status {
+        m.sessions.with_label_values(&[status.as_str()]).set(n as i64);
+    }
+    m.routing_table.set(stats.routes as i64);
+    m.wheel_size.set(stats.wheel as i64);
+    m.pool_size.reset();
+    m.pool_in_use.reset();
+    for (service, size, in_use) in stats.pools {
+        m.pool_size.with_label_values(&[&service]).set(size as i64);
+        m.pool_in_use.with_label_values(&[&service]).set(in_use as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_compares_fully() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

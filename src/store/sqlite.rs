@@ -454,14 +454,18 @@ impl Store for SqliteStore {
 
     fn interactions(&self, q: InteractionQuery) -> Result<Vec<Interaction>, StoreError> {
         let conn = self.reader.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT * FROM interactions WHERE session_sid = ?1
-                 AND (?2 IS NULL OR message_participant = ?2) AND seq > ?3 AND seq < ?4
-                 ORDER BY seq LIMIT ?5",
-            )
-            .map_err(io)?;
-        let rows = stmt
+        // A page before a stamp is the last `limit` rows under it: read descending, flip.
+        let sql = if q.before_seq.is_some() {
+            "SELECT * FROM interactions WHERE session_sid = ?1
+             AND (?2 IS NULL OR message_participant = ?2) AND seq > ?3 AND seq < ?4
+             ORDER BY seq DESC LIMIT ?5"
+        } else {
+            "SELECT * FROM interactions WHERE session_sid = ?1
+             AND (?2 IS NULL OR message_participant = ?2) AND seq > ?3 AND seq < ?4
+             ORDER BY seq LIMIT ?5"
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(io)?;
+        let mut rows = stmt
             .query_map(
                 params![
                     s(&q.session),
@@ -475,6 +479,9 @@ impl Store for SqliteStore {
             .map_err(io)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(io)?;
+        if q.before_seq.is_some() {
+            rows.reverse();
+        }
         Ok(rows)
     }
 

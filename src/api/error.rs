@@ -1,0 +1,67 @@
+//! Twilio-shaped error JSON: `{"code", "message", "more_info", "status"}` with the HTTP
+//! status Twilio uses for each code.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::core::error::CoreError;
+use crate::core::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: u32,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    /// A parameter failed validation (80701, 400).
+    pub fn invalid(param: &str, reason: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, 80701, format!("'{param}' is invalid: {reason}"))
+    }
+    pub fn missing(param: &str) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, 80701, format!("Missing required parameter {param}"))
+    }
+    pub fn not_found() -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, 20404, "The requested resource was not found")
+    }
+    pub fn unauthorized() -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, 20003, "Authentication Error - invalid username")
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        let status = match &e {
+            CoreError::NotFound(_) | CoreError::SessionNameNotFound => StatusCode::NOT_FOUND,
+            CoreError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        CoreError::Store(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "code": self.code,
+            "message": self.message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
+            "status": self.status.as_u16(),
+        });
+        super::json_response(self.status, &body)
+    }
+}
