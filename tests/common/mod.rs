@@ -1,0 +1,275 @@
+//! Test support: starts the real `maskd` binary on loopback with a config of its own in a
+//! temporary directory, and speaks plain HTTP/1.1 to it over a TCP socket.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+pub const TOKEN: &str = "test-token";
+
+/// A free loopback port (bound and released; the daemon binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn config_yaml(dir: &Path, api: u16, metrics: u16, services: &str) -> String {
+    format!(
+        r#"api:
+  listen: "127.0.0.1:{api}"
+  public_url: "http://127.0.0.1:{api}"
+  account_sid: "{ACCOUNT}"
+  auth_token: "{TOKEN}"
+metrics:
+  listen: "127.0.0.1:{metrics}"
+store:
+  path: "{db}"
+timer_tick: "50ms"
+shutdown_grace: "5s"
+{services}
+"#,
+        db = dir.join("maskd.db").display()
+    )
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub api: SocketAddr,
+    pub metrics: SocketAddr,
+    pub log: mpsc::Receiver<String>,
+    pub lines: Vec<String>,
+}
+
+impl Daemon {
+    /// A daemon on a fresh store with no services.
+    pub fn start(dir: &Path) -> Daemon {
+        Daemon::start_with(dir, "")
+    }
+
+    /// A daemon with `services_yaml` appended to its config (e.g. a `services:` list).
+    pub fn start_with(dir: &Path, services_yaml: &str) -> Daemon {
+        let (api, metrics) = (free_port(), free_port());
+        let cfg = dir.join("config.yaml");
+        std::fs::write(&cfg, config_yaml(dir, api, metrics, services_yaml)).unwrap();
+        Daemon::spawn(dir, &cfg, api, metrics)
+    }
+
+    /// Restarts on the same directory and store (new ports).
+    pub fn restart(dir: &Path, services_yaml: &str) -> Daemon {
+        Daemon::start_with(dir, services_yaml)
+    }
+
+    fn spawn(dir: &Path, cfg: &Path, api: u16, metrics: u16) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_maskd"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn maskd");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Daemon {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            api: ([127, 0, 0, 1], api).into(),
+            metrics: ([127, 0, 0, 1], metrics).into(),
+            log: rx,
+            lines: Vec::new(),
+        };
+        d.wait_for_log("maskd ready", Duration::from_secs(30));
+        d
+    }
+
+    /// Reads log lines until one contains `needle`; panics after `timeout`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.lines.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?} within {timeout:?}; log so far:\n{}", self.lines.join("\n")),
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "maskd did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Remaining log lines after the process has exited.
+    pub fn drain_log(&mut self) -> Vec<String> {
+        while let Ok(l) = self.log.recv_timeout(Duration::from_millis(200)) {
+            self.lines.push(l);
+        }
+        self.lines.clone()
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        http(self.api, "GET", path, Some((ACCOUNT, TOKEN)), None)
+    }
+    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
+        http(self.api, "POST", path, Some((ACCOUNT, TOKEN)), Some(&encode(form)))
+    }
+    pub fn delete(&self, path: &str) -> Resp {
+        http(self.api, "DELETE", path, Some((ACCOUNT, TOKEN)), None)
+    }
+    pub fn metrics_text(&self) -> String {
+        http(self.metrics, "GET", "/metrics", None, None).body
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn encode(form: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// Asserts a Twilio error body with this status and code.
+    pub fn assert_error(&self, status: u16, code: u64) {
+        assert_eq!(self.status, status, "{}", self.body);
+        let j = self.json();
+        assert_eq!(j["code"], code, "{}", self.body);
+        assert_eq!(j["status"], status, "{}", self.body);
+        assert!(j["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(j["more_info"], format!("https://www.twilio.com/docs/errors/{code}"));
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`.
+pub fn http(addr: SocketAddr, method: &str, path: &str, auth: Option<(&str, &str)>, body: Option<&str>) -> Resp {
+    raw_http(addr, method, path, auth, body.map(str::as_bytes), "application/x-www-form-urlencoded")
+}
+
+pub fn raw_http(addr: SocketAddr, method: &str, path: &str, auth: Option<(&str, &str)>, body: Option<&[u8]>, content_type: &str) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some((u, p)) = auth {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        req.push_str(&format!("Authorization: Basic {token}\r\n"));
+    }
+    let body = body.unwrap_or(b"");
+    if method == "POST" {
+        req.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Resp {
+    let text = String::from_utf8_lossy(raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {text}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Resp { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    for _ in 0..100_000 {
+        let Some((size, rest)) = s.split_once("\r\n") else { break };
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Path of a created resource's `url` (relative to the daemon's base).
+pub fn path_of(v: &serde_json::Value, base: &str) -> String {
+    v["url"].as_str().unwrap().strip_prefix(base).unwrap().to_string()
+}
