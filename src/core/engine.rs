@@ -235,7 +235,10 @@ impl Engine {
             st.numbers.insert(n.sid, PhoneNumber { in_use: 0, ..n });
         }
         let routes = RoutingTable::with_capacity(snap.sessions.len() * 2);
-        let mut wheel = TimerWheel::new(opts.wheel_tick_ms, opts.wheel_slots, now_ms.max(0) as u64);
+        // Start one tick back so deadlines that passed while maskd was down fire on the
+        // first `expire(now)`.
+        let start = (now_ms.max(0) as u64).saturating_sub(opts.wheel_tick_ms);
+        let mut wheel = TimerWheel::new(opts.wheel_tick_ms, opts.wheel_slots, start);
         for s in snap.sessions {
             if let Some(name) = &s.unique_name {
                 st.session_names.insert((s.service_sid, name.clone()), s.sid);
@@ -617,8 +620,11 @@ impl Engine {
         let sid = session.sid;
         st.insert_session(session);
         let mut added = Vec::new();
-        for p in &req.participants {
-            match self.add_participant_locked(&mut st, sid, p, now) {
+        for (i, p) in req.participants.iter().enumerate() {
+            // The other participant of the request is this one's counterpart, even before
+            // it exists (stickiness and cool-off depend on it).
+            let hint = req.participants.get(1 - i).and_then(|o| E164::parse(&o.identifier).ok());
+            match self.add_participant_locked(&mut st, sid, p, hint, now) {
                 Ok(part) => added.push(part),
                 Err(e) => {
                     // All or nothing: undo the participants and the session.
@@ -836,7 +842,7 @@ impl Engine {
 
     pub fn add_participant(&self, session: Sid, req: NewParticipant, now: Timestamp) -> Result<(Participant, Durable), CoreError> {
         let mut st = self.state.lock();
-        let p = self.add_participant_locked(&mut st, session, &req, now)?;
+        let p = self.add_participant_locked(&mut st, session, &req, None, now)?;
         st.commit_history(session);
         publish_routes(&st, &self.routes, session);
         let part = st.participants[&p].clone();
@@ -844,7 +850,14 @@ impl Engine {
         Ok((part, d))
     }
 
-    fn add_participant_locked(&self, st: &mut State, session: Sid, req: &NewParticipant, now: Timestamp) -> Result<Sid, CoreError> {
+    fn add_participant_locked(
+        &self,
+        st: &mut State,
+        session: Sid,
+        req: &NewParticipant,
+        counterpart_hint: Option<E164>,
+        now: Timestamp,
+    ) -> Result<Sid, CoreError> {
         let ss = st.sessions.get(&session).ok_or(CoreError::NotFound(Resource::Session))?;
         if !ss.session.status.is_active() {
             return Err(CoreError::SessionClosed);
@@ -856,7 +869,7 @@ impl Engine {
                 return Err(CoreError::invalid("FriendlyName", "must be at most 255 characters"));
             }
         }
-        let mut counterpart = None;
+        let mut counterpart = counterpart_hint;
         let mut live = 0;
         for p in &ss.participants {
             let part = &st.participants[p];

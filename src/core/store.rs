@@ -83,6 +83,12 @@ pub struct Completion(Shared);
 /// Resolves when a submitted batch is durable.
 pub struct Durable(Shared);
 
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Durable")
+    }
+}
+
 pub fn durable_pair() -> (Completion, Durable) {
     let slot: Shared = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
     (Completion(slot.clone()), Durable(slot))
