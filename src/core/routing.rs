@@ -103,11 +103,13 @@ impl RoutingTable {
         self.map.is_empty()
     }
 
-    pub(crate) fn insert(&self, key: RouteKey, route: Route) {
+    /// Only the engine writes the table in the daemon (in the same step as the store);
+    /// public for benchmarks and tools that build a table directly.
+    pub fn insert(&self, key: RouteKey, route: Route) {
         self.map.insert(key, route);
     }
 
-    pub(crate) fn remove(&self, key: &RouteKey) {
+    pub fn remove(&self, key: &RouteKey) {
         self.map.remove(key);
     }
 }
