@@ -25,11 +25,19 @@ fn table(sessions: u64) -> RoutingTable {
     let svc = Sid::generate(SidKind::Service);
     for i in 0..sessions {
         let (a, b) = (number(14_150_000_000, i), number(12_120_000_000, i));
-        let (pa, pb) = (number(13_000_000_000, i % 500), number(13_000_000_000, 500 + i % 500));
+        let (pa, pb) = (
+            number(13_000_000_000, i % 500),
+            number(13_000_000_000, 500 + i % 500),
+        );
         let live = Arc::new(SessionLive::new(0));
         let session = Sid::generate(SidKind::Session);
-        let (kpa, kpb) = (Sid::generate(SidKind::Participant), Sid::generate(SidKind::Participant));
-        for (me, proxy, other, other_proxy, p, o) in [(a, pa, b, pb, kpa, kpb), (b, pb, a, pa, kpb, kpa)] {
+        let (kpa, kpb) = (
+            Sid::generate(SidKind::Participant),
+            Sid::generate(SidKind::Participant),
+        );
+        for (me, proxy, other, other_proxy, p, o) in
+            [(a, pa, b, pb, kpa, kpb), (b, pb, a, pa, kpb, kpa)]
+        {
             t.insert(
                 RouteKey::new(proxy, me),
                 Route {
@@ -51,7 +59,11 @@ fn table(sessions: u64) -> RoutingTable {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4)
 }
 
@@ -66,18 +78,34 @@ fn route_lookup(c: &mut Criterion) {
         after - before,
         (after - before) as f64 * 1024.0 / SESSIONS as f64
     );
-    let mut i = 0u64;
+    // Keys are built before timing; the order is a fixed pseudo-random walk.
+    let hits: Vec<(E164, E164)> = (0..SESSIONS)
+        .map(|i| (i * 7919) % SESSIONS)
+        .map(|i| (number(13_000_000_000, i % 500), number(14_150_000_000, i)))
+        .collect();
+    let misses: Vec<(E164, E164)> = (0..SESSIONS)
+        .map(|i| (number(13_000_000_000, 999), number(16_000_000_000, i)))
+        .collect();
+    let mut i = 0usize;
     c.bench_function("route_lookup_hit_1M_sessions", |bch| {
         bch.iter(|| {
-            i = (i + 7919) % SESSIONS;
-            let r = t.resolve(number(13_000_000_000, i % 500), number(14_150_000_000, i));
-            black_box(r.is_some())
+            i = (i + 1) % hits.len();
+            let (p, s) = hits[i];
+            black_box(t.with_route(p, s, |r| (r.counterpart_real, r.counterpart_proxy)))
+        })
+    });
+    c.bench_function("route_resolve_copy_1M_sessions", |bch| {
+        bch.iter(|| {
+            i = (i + 1) % hits.len();
+            let (p, s) = hits[i];
+            black_box(t.resolve(p, s).is_some())
         })
     });
     c.bench_function("route_lookup_miss_1M_sessions", |bch| {
         bch.iter(|| {
-            i = (i + 7919) % SESSIONS;
-            black_box(t.resolve(number(13_000_000_000, 999), number(16_000_000_000, i)).is_none())
+            i = (i + 1) % misses.len();
+            let (p, s) = misses[i];
+            black_box(t.with_route(p, s, |r| r.counterpart_real).is_none())
         })
     });
 }

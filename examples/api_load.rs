@@ -3,6 +3,7 @@
 //! durable before it is sent). Loopback only.
 //!
 //! `cargo run --release --example api_load -- ADDR SERVICE SECONDS CONNECTIONS ACCOUNT TOKEN`
+#![allow(clippy::print_stdout)] // a command-line tool: its report goes to stdout
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,7 +31,13 @@ fn main() {
     let started = Instant::now();
     let workers: Vec<_> = (0..conns)
         .map(|w| {
-            let (ok, failed, stop, service, auth) = (ok.clone(), failed.clone(), stop.clone(), service.clone(), auth.clone());
+            let (ok, failed, stop, service, auth) = (
+                ok.clone(),
+                failed.clone(),
+                stop.clone(),
+                service.clone(),
+                auth.clone(),
+            );
             std::thread::spawn(move || worker(addr, w, &service, &auth, &ok, &failed, &stop))
         })
         .collect();
@@ -51,7 +58,15 @@ fn main() {
     }
 }
 
-fn worker(addr: SocketAddr, w: u64, service: &str, auth: &str, ok: &AtomicU64, failed: &AtomicU64, stop: &AtomicBool) {
+fn worker(
+    addr: SocketAddr,
+    w: u64,
+    service: &str,
+    auth: &str,
+    ok: &AtomicU64,
+    failed: &AtomicU64,
+    stop: &AtomicBool,
+) {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_nodelay(true).ok();
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));

@@ -31,7 +31,11 @@ pub enum AppError {
         source: std::io::Error,
     },
     #[error("services[{index}] ({name}): {source}")]
-    Service { index: usize, name: String, source: CoreError },
+    Service {
+        index: usize,
+        name: String,
+        source: CoreError,
+    },
     #[error("store write failed while running: {0}; restart rebuilds from the last durable state")]
     StoreFailed(StoreError),
 }
@@ -61,7 +65,10 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppErr
 }
 
 /// Runs the daemon until `shutdown` resolves (or the store fails).
-pub async fn run(cfg: Validated, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AppError> {
+pub async fn run(
+    cfg: Validated,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AppError> {
     let store_path = cfg.raw.store.path.clone();
     let store_err = |source| AppError::Store {
         path: store_path.clone(),
@@ -85,7 +92,13 @@ pub async fn run(cfg: Validated, shutdown: impl std::future::Future<Output = ()>
     let engine = Arc::new(Engine::open(store.clone(), opts, now_ms()).map_err(store_err)?);
     for (index, s) in cfg.services.iter().enumerate() {
         let d = engine
-            .ensure_service(&s.unique_name, s.default_ttl, s.cooloff.as_secs(), &s.numbers, now_ms() / 1000)
+            .ensure_service(
+                &s.unique_name,
+                s.default_ttl,
+                s.cooloff.as_secs(),
+                &s.numbers,
+                now_ms() / 1000,
+            )
             .map_err(|source| AppError::Service {
                 index,
                 name: s.unique_name.clone(),
@@ -112,11 +125,13 @@ pub async fn run(cfg: Validated, shutdown: impl std::future::Future<Output = ()>
         addr: cfg.api_listen,
         source,
     })?;
-    let metrics_addr = metrics_listener.local_addr().map_err(|source| AppError::Bind {
-        key: "metrics.listen",
-        addr: cfg.metrics_listen,
-        source,
-    })?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|source| AppError::Bind {
+            key: "metrics.listen",
+            addr: cfg.metrics_listen,
+            source,
+        })?;
 
     let state = Arc::new(ApiState {
         engine: engine.clone(),
@@ -152,10 +167,16 @@ pub async fn run(cfg: Validated, shutdown: impl std::future::Future<Output = ()>
         })
     };
     let api_task = serve(api_listener, api::router(state), stop_rx.clone());
-    let ops_task = serve(metrics_listener, api::ops_router(engine.clone(), ready.clone()), stop_rx.clone());
+    let ops_task = serve(
+        metrics_listener,
+        api::ops_router(engine.clone(), ready.clone()),
+        stop_rx.clone(),
+    );
     ready.store(true, Ordering::Release);
     tracing::info!(api = %api_addr, metrics = %metrics_addr, "maskd ready");
-    tracing::warn!("SIP and SMPP planes are not built yet: sip and smpp config is validated, not served");
+    tracing::warn!(
+        "SIP and SMPP planes are not built yet: sip and smpp config is validated, not served"
+    );
 
     let mut failure = None;
     tokio::select! {
@@ -175,7 +196,11 @@ pub async fn run(cfg: Validated, shutdown: impl std::future::Future<Output = ()>
     }
     // Commit everything queued before exiting.
     let flush = store.clone();
-    let _ = tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(move || flush.close())).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || flush.close()),
+    )
+    .await;
     match failure {
         Some(e) => Err(AppError::StoreFailed(e)),
         None => {

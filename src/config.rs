@@ -15,7 +15,10 @@ use crate::core::{sid::SidKind, Sid, E164};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{key}: {message}")]
     Parse { key: String, message: String },
     #[error("{}", .0.iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("\n"))]
@@ -268,9 +271,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("\"{text}\" is not a duration (use e.g. \"500ms\", \"30s\", \"2h\")"));
+        return Err(format!(
+            "\"{text}\" is not a duration (use e.g. \"500ms\", \"30s\", \"2h\")"
+        ));
     }
-    let n: u64 = num.parse().map_err(|_| format!("\"{text}\" is too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{text}\" is too large"))?;
     let ms = match unit {
         "ms" => Some(n),
         "s" => n.checked_mul(1000),
@@ -278,9 +285,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n.checked_mul(3_600_000),
         "d" => n.checked_mul(86_400_000),
         "" => return Err(format!("\"{text}\" has no unit (use ms, s, m, h or d)")),
-        _ => return Err(format!("\"{text}\" has an unknown unit \"{unit}\" (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "\"{text}\" has an unknown unit \"{unit}\" (use ms, s, m, h or d)"
+            ))
+        }
     };
-    ms.map(Duration::from_millis).ok_or_else(|| format!("\"{text}\" is too large"))
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
 }
 
 /// A config that passed validation, with its values parsed.
@@ -320,7 +332,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let key = e.path().to_string();
         let inner = e.into_inner().to_string();
         ConfigError::Parse {
-            key: if key == "." || key.is_empty() { "(top level)".into() } else { key },
+            key: if key == "." || key.is_empty() {
+                "(top level)".into()
+            } else {
+                key
+            },
             message: inner,
         }
     })
@@ -341,7 +357,10 @@ impl Problems {
         match v.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.add(key, format!("\"{v}\" is not a host:port address (e.g. \"127.0.0.1:8080\")"));
+                self.add(
+                    key,
+                    format!("\"{v}\" is not a host:port address (e.g. \"127.0.0.1:8080\")"),
+                );
                 None
             }
         }
@@ -352,13 +371,19 @@ impl Problems {
     fn cidrs(&mut self, key: &str, list: &[String]) {
         for (i, c) in list.iter().enumerate() {
             if c.parse::<ipnet::IpNet>().is_err() && c.parse::<std::net::IpAddr>().is_err() {
-                self.add(format!("{key}[{i}]"), format!("\"{c}\" is not a CIDR (e.g. \"10.0.0.0/8\")"));
+                self.add(
+                    format!("{key}[{i}]"),
+                    format!("\"{c}\" is not a CIDR (e.g. \"10.0.0.0/8\")"),
+                );
             }
         }
     }
     fn one_of(&mut self, key: &str, v: &str, allowed: &[&str]) {
         if !allowed.contains(&v) {
-            self.add(key, format!("\"{v}\" must be one of {}", allowed.join(", ")));
+            self.add(
+                key,
+                format!("\"{v}\" must be one of {}", allowed.join(", ")),
+            );
         }
     }
 }
@@ -375,8 +400,16 @@ impl Config {
             }
         }
         let public_url = self.api.public_url.trim_end_matches('/').to_string();
-        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) || public_url.len() < 10 {
-            p.add("api.public_url", format!("\"{}\" must be an http:// or https:// URL", self.api.public_url));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://"))
+            || public_url.len() < 10
+        {
+            p.add(
+                "api.public_url",
+                format!(
+                    "\"{}\" must be an http:// or https:// URL",
+                    self.api.public_url
+                ),
+            );
         }
         if Sid::parse(SidKind::Account, &self.api.account_sid).is_none() {
             p.add("api.account_sid", "must be AC followed by 32 hex digits");
@@ -413,10 +446,16 @@ impl Config {
                 p.add(format!("{k}.system_id"), "must be 1 to 15 characters");
             }
             if !names.insert(a.system_id.clone()) {
-                p.add(format!("{k}.system_id"), format!("\"{}\" is used twice", a.system_id));
+                p.add(
+                    format!("{k}.system_id"),
+                    format!("\"{}\" is used twice", a.system_id),
+                );
             }
             if a.password.is_empty() || a.password.len() > 8 {
-                p.add(format!("{k}.password"), "must be 1 to 8 characters (SMPP 3.4)");
+                p.add(
+                    format!("{k}.password"),
+                    "must be 1 to 8 characters (SMPP 3.4)",
+                );
             }
             p.cidrs(&format!("{k}.allowed_cidrs"), &a.allowed_cidrs);
             if a.max_binds == 0 {
@@ -429,13 +468,26 @@ impl Config {
         for (i, u) in smpp.upstreams.iter().enumerate() {
             let k = format!("smpp.upstreams[{i}]");
             if u.name.is_empty() || !names.insert(u.name.clone()) {
-                p.add(format!("{k}.name"), format!("\"{}\" is empty or not unique among accounts and upstreams", u.name));
+                p.add(
+                    format!("{k}.name"),
+                    format!(
+                        "\"{}\" is empty or not unique among accounts and upstreams",
+                        u.name
+                    ),
+                );
             }
             match u.address.rsplit_once(':') {
                 Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-                _ => p.add(format!("{k}.address"), format!("\"{}\" is not host:port", u.address)),
+                _ => p.add(
+                    format!("{k}.address"),
+                    format!("\"{}\" is not host:port", u.address),
+                ),
             }
-            p.one_of(&format!("{k}.bind"), &u.bind, &["transmitter", "receiver", "transceiver"]);
+            p.one_of(
+                &format!("{k}.bind"),
+                &u.bind,
+                &["transmitter", "receiver", "transceiver"],
+            );
             if u.window == 0 {
                 p.add(format!("{k}.window"), "must be at least 1");
             }
@@ -443,19 +495,32 @@ impl Config {
         for (i, r) in smpp.routes.iter().enumerate() {
             let k = format!("smpp.routes[{i}]");
             if !r.prefix.starts_with('+') || !r.prefix[1..].bytes().all(|c| c.is_ascii_digit()) {
-                p.add(format!("{k}.prefix"), format!("\"{}\" must be + followed by digits", r.prefix));
+                p.add(
+                    format!("{k}.prefix"),
+                    format!("\"{}\" must be + followed by digits", r.prefix),
+                );
             }
             if !names.contains(&r.via) {
-                p.add(format!("{k}.via"), format!("\"{}\" is not an account or upstream", r.via));
+                p.add(
+                    format!("{k}.via"),
+                    format!("\"{}\" is not an account or upstream", r.via),
+                );
             }
         }
         let webhook_timeout = p.duration("webhooks.timeout", &self.webhooks.timeout);
-        p.one_of("webhooks.intercept_on_error", &self.webhooks.intercept_on_error, &["allow", "block"]);
+        p.one_of(
+            "webhooks.intercept_on_error",
+            &self.webhooks.intercept_on_error,
+            &["allow", "block"],
+        );
         let shutdown_grace = p.duration("shutdown_grace", &self.shutdown_grace);
         let timer_tick = p.duration("timer_tick", &self.timer_tick);
         if let Some(t) = timer_tick {
             if t.is_zero() || t > Duration::from_secs(1) {
-                p.add("timer_tick", "must be between 1ms and 1s (expiry lateness is bounded by it)");
+                p.add(
+                    "timer_tick",
+                    "must be between 1ms and 1s (expiry lateness is bounded by it)",
+                );
             }
         }
         let mut services = Vec::new();
@@ -467,14 +532,18 @@ impl Config {
                 p.add(format!("{k}.unique_name"), "must be 1 to 191 characters");
             }
             if !svc_names.insert(s.unique_name.clone()) {
-                p.add(format!("{k}.unique_name"), format!("\"{}\" is used twice", s.unique_name));
+                p.add(
+                    format!("{k}.unique_name"),
+                    format!("\"{}\" is used twice", s.unique_name),
+                );
             }
             let mut numbers = Vec::new();
             for (j, n) in s.numbers.iter().enumerate() {
                 match E164::parse(n) {
-                    Ok(e) if !all_numbers.insert(e) => {
-                        p.add(format!("{k}.numbers[{j}]"), "number is listed twice (a number belongs to one service)")
-                    }
+                    Ok(e) if !all_numbers.insert(e) => p.add(
+                        format!("{k}.numbers[{j}]"),
+                        "number is listed twice (a number belongs to one service)",
+                    ),
                     Ok(e) => numbers.push(e),
                     Err(e) => p.add(format!("{k}.numbers[{j}]"), format!("\"{n}\": {e}")),
                 }
@@ -494,10 +563,24 @@ impl Config {
             return Err(ConfigError::Invalid(p.0));
         }
         // Every Option below is Some: a None added a problem above.
-        let (Some(api_listen), Some(metrics_listen), Some(shutdown_grace), Some(timer_tick), Some(webhook_timeout)) =
-            (api_listen, metrics_listen, shutdown_grace, timer_tick, webhook_timeout)
+        let (
+            Some(api_listen),
+            Some(metrics_listen),
+            Some(shutdown_grace),
+            Some(timer_tick),
+            Some(webhook_timeout),
+        ) = (
+            api_listen,
+            metrics_listen,
+            shutdown_grace,
+            timer_tick,
+            webhook_timeout,
+        )
         else {
-            return Err(ConfigError::Invalid(vec![("(config)".into(), "invalid".into())]));
+            return Err(ConfigError::Invalid(vec![(
+                "(config)".into(),
+                "invalid".into(),
+            )]));
         };
         Ok(Validated {
             raw: self,

@@ -27,13 +27,21 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let mut config = None;
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--config" | "-c" => config = Some(PathBuf::from(it.next().ok_or("--config needs a path")?)),
-            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s["--config=".len()..])),
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(it.next().ok_or("--config needs a path")?))
+            }
+            s if s.starts_with("--config=") => {
+                config = Some(PathBuf::from(&s["--config=".len()..]))
+            }
             other => return Err(format!("unknown argument \"{other}\"")),
         }
     }
     let config = config.ok_or("--config PATH is required")?;
-    Ok(if cmd == "run" { Command::Run(config) } else { Command::Check(config) })
+    Ok(if cmd == "run" {
+        Command::Run(config)
+    } else {
+        Command::Check(config)
+    })
 }
 
 fn config_errors(path: &std::path::Path, e: &maskd::config::ConfigError) -> ExitCode {
@@ -77,7 +85,10 @@ fn main() -> ExitCode {
         Err(e) => return config_errors(&path, &e),
     };
     maskd::telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("maskd: cannot start the async runtime: {e}");

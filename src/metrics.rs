@@ -44,38 +44,66 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
     let m = Metrics {
         api_requests: IntCounterVec::new(
-            Opts::new(API_REQUESTS, "REST API requests by route template, method and status class"),
+            Opts::new(
+                API_REQUESTS,
+                "REST API requests by route template, method and status class",
+            ),
             &["route", "method", "status"],
         )?,
         api_duration: HistogramVec::new(
-            HistogramOpts::new(API_REQUEST_DURATION, "REST API request latency by route template")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            HistogramOpts::new(
+                API_REQUEST_DURATION,
+                "REST API request latency by route template",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
             &["route"],
         )?,
         sessions: IntGaugeVec::new(Opts::new(SESSIONS, "Sessions by status"), &["status"])?,
         sessions_created: prometheus::IntCounter::new(SESSIONS_CREATED, "Sessions created")?,
         sessions_closed: IntCounterVec::new(
-            Opts::new(SESSIONS_CLOSED, "Sessions closed by reason (api, ttl, expiry)"),
+            Opts::new(
+                SESSIONS_CLOSED,
+                "Sessions closed by reason (api, ttl, expiry)",
+            ),
             &["reason"],
         )?,
         routing_table: IntGauge::new(ROUTING_TABLE_SIZE, "Route keys in the routing table")?,
         wheel_size: IntGauge::new(WHEEL_SIZE, "Sessions armed in the timer wheel")?,
         wheel_lateness: Histogram::with_opts(
-            HistogramOpts::new(WHEEL_LATENESS, "How long after its deadline a session was closed")
-                .buckets(vec![0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
+            HistogramOpts::new(
+                WHEEL_LATENESS,
+                "How long after its deadline a session was closed",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
         )?,
-        pool_size: IntGaugeVec::new(Opts::new(POOL_SIZE, "Numbers in each service pool"), &["service"])?,
+        pool_size: IntGaugeVec::new(
+            Opts::new(POOL_SIZE, "Numbers in each service pool"),
+            &["service"],
+        )?,
         pool_in_use: IntGaugeVec::new(
-            Opts::new(POOL_IN_USE, "Pool numbers used by at least one active participant"),
+            Opts::new(
+                POOL_IN_USE,
+                "Pool numbers used by at least one active participant",
+            ),
             &["service"],
         )?,
         allocations_failed: IntCounterVec::new(
-            Opts::new(ALLOCATIONS_FAILED, "Proxy number allocations refused, by Twilio error code"),
+            Opts::new(
+                ALLOCATIONS_FAILED,
+                "Proxy number allocations refused, by Twilio error code",
+            ),
             &["code"],
         )?,
         store_batch: Histogram::with_opts(
-            HistogramOpts::new(STORE_BATCH_DURATION, "Time to commit one store batch durably")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]),
+            HistogramOpts::new(
+                STORE_BATCH_DURATION,
+                "Time to commit one store batch durably",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+            ]),
         )?,
         store_batch_ops: Histogram::with_opts(
             HistogramOpts::new(STORE_BATCH_OPS, "Write operations per store batch")
@@ -93,7 +121,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.wheel_lateness.clone()))?;
     m.registry.register(Box::new(m.pool_size.clone()))?;
     m.registry.register(Box::new(m.pool_in_use.clone()))?;
-    m.registry.register(Box::new(m.allocations_failed.clone()))?;
+    m.registry
+        .register(Box::new(m.allocations_failed.clone()))?;
     m.registry.register(Box::new(m.store_batch.clone()))?;
     m.registry.register(Box::new(m.store_batch_ops.clone()))?;
     Ok(m)

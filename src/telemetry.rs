@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn masks_all_but_the_last_four_digits() {
         assert_eq!(Pii("+14155550101").to_string(), "+*******0101");
-        assert_eq!(Pii("tel:+1-415-555-0101").to_string(), "tel:+*-***-***-0101");
+        assert_eq!(
+            Pii("tel:+1-415-555-0101").to_string(),
+            "tel:+*-***-***-0101"
+        );
         assert_eq!(Pii("abc").to_string(), "abc");
     }
 }

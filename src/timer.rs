@@ -229,7 +229,11 @@ mod tests {
         assert_eq!(w.cancel(k1), Some(1));
         assert_eq!(w.cancel(k1), None);
         let k2 = w.insert(500, 2); // reuses the slab slot
-        assert_eq!(w.cancel(k1), None, "stale key must not cancel the new entry");
+        assert_eq!(
+            w.cancel(k1),
+            None,
+            "stale key must not cancel the new entry"
+        );
         assert_eq!(w.len(), 1);
         let mut out = Vec::new();
         w.expire(1_000, &mut out);

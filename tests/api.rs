@@ -8,11 +8,17 @@ use serde_json::Value;
 fn setup() -> (tempfile::TempDir, Daemon, String) {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path());
-    let r = d.post("/v1/Services", &[("UniqueName", "svc"), ("DefaultTtl", "600")]);
+    let r = d.post(
+        "/v1/Services",
+        &[("UniqueName", "svc"), ("DefaultTtl", "600")],
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     let sid = r.json()["sid"].as_str().unwrap().to_string();
     for n in ["+14155550101", "+14155550102"] {
-        let r = d.post(&format!("/v1/Services/{sid}/PhoneNumbers"), &[("PhoneNumber", n)]);
+        let r = d.post(
+            &format!("/v1/Services/{sid}/PhoneNumbers"),
+            &[("PhoneNumber", n)],
+        );
         assert_eq!(r.status, 201, "{}", r.body);
     }
     (dir, d, sid)
@@ -21,7 +27,10 @@ fn setup() -> (tempfile::TempDir, Daemon, String) {
 fn participants(a: &str, b: &str) -> [(&'static str, String); 2] {
     [
         ("Participants", format!(r#"{{"Identifier": "{a}"}}"#)),
-        ("Participants", format!(r#"{{"identifier": "{b}", "friendlyName": "B"}}"#)),
+        (
+            "Participants",
+            format!(r#"{{"identifier": "{b}", "friendlyName": "B"}}"#),
+        ),
     ]
 }
 
@@ -38,7 +47,11 @@ fn create_session(d: &Daemon, svc: &str, name: &str, a: &str, b: &str) -> Value 
 #[test]
 fn credentials_are_required_and_reveal_nothing() {
     let (_dir, d, svc) = setup();
-    for auth in [None, Some((ACCOUNT, "wrong")), Some(("ACffffffffffffffffffffffffffffffff", TOKEN))] {
+    for auth in [
+        None,
+        Some((ACCOUNT, "wrong")),
+        Some(("ACffffffffffffffffffffffffffffffff", TOKEN)),
+    ] {
         let r = http(d.api, "GET", &format!("/v1/Services/{svc}"), auth, None);
         r.assert_error(401, 20003);
         assert!(!r.body.contains(&svc), "401 body leaks resource data");
@@ -57,35 +70,77 @@ fn service_lifecycle_and_errors() {
     let j = by_name.json();
     assert_eq!(j["sid"], svc.as_str());
     assert_eq!(j["url"], format!("{base}/v1/Services/{svc}"));
-    assert_eq!(j["links"]["sessions"], format!("{base}/v1/Services/{svc}/Sessions"));
+    assert_eq!(
+        j["links"]["sessions"],
+        format!("{base}/v1/Services/{svc}/Sessions")
+    );
     assert_eq!(j["geo_match_level"], "country");
     assert_eq!(j["number_selection_behavior"], "prefer-sticky");
     assert_eq!(j["account_sid"], ACCOUNT);
-    for key in ["chat_instance_sid", "callback_url", "intercept_callback_url", "out_of_session_callback_url"] {
-        assert!(j.get(key).is_some_and(Value::is_null), "{key} must be present and null");
+    for key in [
+        "chat_instance_sid",
+        "callback_url",
+        "intercept_callback_url",
+        "out_of_session_callback_url",
+    ] {
+        assert!(
+            j.get(key).is_some_and(Value::is_null),
+            "{key} must be present and null"
+        );
     }
-    assert!(by_name.header("content-type").unwrap().starts_with("application/json"));
+    assert!(by_name
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
 
-    let r = d.post(&format!("/v1/Services/{svc}"), &[("CallbackUrl", "https://example.com/cb"), ("GeoMatchLevel", "area-code")]);
+    let r = d.post(
+        &format!("/v1/Services/{svc}"),
+        &[
+            ("CallbackUrl", "https://example.com/cb"),
+            ("GeoMatchLevel", "area-code"),
+        ],
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["callback_url"], "https://example.com/cb");
     assert_eq!(r.json()["geo_match_level"], "area-code");
 
-    d.post("/v1/Services", &[("UniqueName", "svc")]).assert_error(400, 80602);
+    d.post("/v1/Services", &[("UniqueName", "svc")])
+        .assert_error(400, 80602);
     d.post("/v1/Services", &[]).assert_error(400, 80701);
-    d.post("/v1/Services", &[("UniqueName", "x"), ("GeoMatchLevel", "galaxy")]).assert_error(400, 80701);
-    d.post("/v1/Services", &[("UniqueName", "x"), ("CallbackUrl", &format!("{base}/v1/hook"))]).assert_error(400, 80701);
-    d.get("/v1/Services/KS00000000000000000000000000000000").assert_error(404, 20404);
+    d.post(
+        "/v1/Services",
+        &[("UniqueName", "x"), ("GeoMatchLevel", "galaxy")],
+    )
+    .assert_error(400, 80701);
+    d.post(
+        "/v1/Services",
+        &[
+            ("UniqueName", "x"),
+            ("CallbackUrl", &format!("{base}/v1/hook")),
+        ],
+    )
+    .assert_error(400, 80701);
+    d.get("/v1/Services/KS00000000000000000000000000000000")
+        .assert_error(404, 20404);
     d.get("/v1/Services/no-such-name").assert_error(404, 20404);
-    d.get(&format!("/v1/Services/{svc}/ShortCodes")).assert_error(404, 20404);
+    d.get(&format!("/v1/Services/{svc}/ShortCodes"))
+        .assert_error(404, 20404);
 
     assert_eq!(d.delete(&format!("/v1/Services/{svc}")).status, 204);
-    d.get(&format!("/v1/Services/{svc}")).assert_error(404, 20404);
+    d.get(&format!("/v1/Services/{svc}"))
+        .assert_error(404, 20404);
     // The name and the numbers are free again.
     let r = d.post("/v1/Services", &[("UniqueName", "svc")]);
     assert_eq!(r.status, 201);
     let again = r.json()["sid"].as_str().unwrap().to_string();
-    assert_eq!(d.post(&format!("/v1/Services/{again}/PhoneNumbers"), &[("PhoneNumber", "+14155550101")]).status, 201);
+    assert_eq!(
+        d.post(
+            &format!("/v1/Services/{again}/PhoneNumbers"),
+            &[("PhoneNumber", "+14155550101")]
+        )
+        .status,
+        201
+    );
 }
 
 #[test]
@@ -99,22 +154,58 @@ fn phone_numbers_pool_rules() {
     assert_eq!(first["in_use"], 0);
     assert_eq!(first["is_reserved"], false);
     assert!(first["sid"].as_str().unwrap().starts_with("PN"));
-    d.post(&format!("/v1/Services/{svc}/PhoneNumbers"), &[("PhoneNumber", "+14155550101")]).assert_error(400, 80104);
-    let other = d.post("/v1/Services", &[("UniqueName", "other")]).json()["sid"].as_str().unwrap().to_string();
-    d.post(&format!("/v1/Services/{other}/PhoneNumbers"), &[("PhoneNumber", "+14155550101")]).assert_error(400, 80101);
-    d.post(&format!("/v1/Services/{svc}/PhoneNumbers"), &[("PhoneNumber", "12")]).assert_error(400, 80701);
+    d.post(
+        &format!("/v1/Services/{svc}/PhoneNumbers"),
+        &[("PhoneNumber", "+14155550101")],
+    )
+    .assert_error(400, 80104);
+    let other = d.post("/v1/Services", &[("UniqueName", "other")]).json()["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.post(
+        &format!("/v1/Services/{other}/PhoneNumbers"),
+        &[("PhoneNumber", "+14155550101")],
+    )
+    .assert_error(400, 80101);
+    d.post(
+        &format!("/v1/Services/{svc}/PhoneNumbers"),
+        &[("PhoneNumber", "12")],
+    )
+    .assert_error(400, 80701);
     let pn = first["sid"].as_str().unwrap();
-    let r = d.post(&format!("/v1/Services/{svc}/PhoneNumbers/{pn}"), &[("IsReserved", "True")]);
+    let r = d.post(
+        &format!("/v1/Services/{svc}/PhoneNumbers/{pn}"),
+        &[("IsReserved", "True")],
+    );
     assert_eq!(r.json()["is_reserved"], true);
-    d.post(&format!("/v1/Services/{svc}/PhoneNumbers/{pn}"), &[("IsReserved", "yes")]).assert_error(400, 80701);
+    d.post(
+        &format!("/v1/Services/{svc}/PhoneNumbers/{pn}"),
+        &[("IsReserved", "yes")],
+    )
+    .assert_error(400, 80701);
 
     create_session(&d, &svc, "s", "+14155551001", "+14155551002");
     let used = d.get(&format!("/v1/Services/{svc}/PhoneNumbers")).json();
-    let in_use: Vec<u64> = used["phone_numbers"].as_array().unwrap().iter().map(|n| n["in_use"].as_u64().unwrap()).collect();
-    assert_eq!(in_use, vec![0, 2], "reserved number skipped; both participants on the other");
+    let in_use: Vec<u64> = used["phone_numbers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["in_use"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        in_use,
+        vec![0, 2],
+        "reserved number skipped; both participants on the other"
+    );
     let busy = used["phone_numbers"][1]["sid"].as_str().unwrap();
-    d.delete(&format!("/v1/Services/{svc}/PhoneNumbers/{busy}")).assert_error(400, 80611);
-    assert_eq!(d.delete(&format!("/v1/Services/{svc}/PhoneNumbers/{pn}")).status, 204);
+    d.delete(&format!("/v1/Services/{svc}/PhoneNumbers/{busy}"))
+        .assert_error(400, 80611);
+    assert_eq!(
+        d.delete(&format!("/v1/Services/{svc}/PhoneNumbers/{pn}"))
+            .status,
+        204
+    );
 }
 
 #[test]
@@ -130,33 +221,82 @@ fn sessions_participants_and_status_rules() {
     }
     let kc = s["sid"].as_str().unwrap().to_string();
     let spath = format!("/v1/Services/{svc}/Sessions/{kc}");
-    assert_eq!(d.get(&format!("/v1/Services/svc/Sessions/order-1")).json()["sid"], kc.as_str());
-    d.get(&format!("/v1/Services/{svc}/Sessions/no-such")).assert_error(404, 80308);
+    assert_eq!(
+        d.get("/v1/Services/svc/Sessions/order-1").json()["sid"],
+        kc.as_str()
+    );
+    d.get(&format!("/v1/Services/{svc}/Sessions/no-such"))
+        .assert_error(404, 80308);
 
     let parts = d.get(&format!("{spath}/Participants")).json();
     let list = parts["participants"].as_array().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[1]["friendly_name"], "B");
     for p in list {
-        assert!(p["proxy_identifier_sid"].as_str().unwrap().starts_with("PN"));
+        assert!(p["proxy_identifier_sid"]
+            .as_str()
+            .unwrap()
+            .starts_with("PN"));
         assert!(["+14155550101", "+14155550102"].contains(&p["proxy_identifier"].as_str().unwrap()));
         assert!(p["date_deleted"].is_null());
     }
     // Third participant, duplicate identifier, bad identifier.
-    d.post(&format!("{spath}/Participants"), &[("Identifier", "+14155551003")]).assert_error(400, 80609);
+    d.post(
+        &format!("{spath}/Participants"),
+        &[("Identifier", "+14155551003")],
+    )
+    .assert_error(400, 80609);
     let s2 = d.post(&format!("/v1/Services/{svc}/Sessions"), &[]).json();
     let s2path = path_of(&s2, &d.base());
-    d.post(&format!("{s2path}/Participants"), &[("Identifier", "not-a-number")]).assert_error(400, 80404);
-    assert_eq!(d.post(&format!("{s2path}/Participants"), &[("Identifier", "+14155551001")]).status, 201);
-    d.post(&format!("{s2path}/Participants"), &[("Identifier", "+14155551001")]).assert_error(400, 80103);
-    d.post(&format!("{s2path}/Participants"), &[("Identifier", "+14155551009"), ("ProxyIdentifier", "+14155550199")]).assert_error(400, 80605);
-    d.post(&format!("/v1/Services/{svc}/Sessions"), &[("UniqueName", "order-1")]).assert_error(400, 80603);
-    d.post(&format!("/v1/Services/{svc}/Sessions"), &[("DateExpiry", "2001-01-01T00:00:00Z")]).assert_error(400, 80701);
-    d.post(&format!("/v1/Services/{svc}/Sessions"), &[("Participants", "{not json")]).assert_error(400, 80701);
+    d.post(
+        &format!("{s2path}/Participants"),
+        &[("Identifier", "not-a-number")],
+    )
+    .assert_error(400, 80404);
+    assert_eq!(
+        d.post(
+            &format!("{s2path}/Participants"),
+            &[("Identifier", "+14155551001")]
+        )
+        .status,
+        201
+    );
+    d.post(
+        &format!("{s2path}/Participants"),
+        &[("Identifier", "+14155551001")],
+    )
+    .assert_error(400, 80103);
+    d.post(
+        &format!("{s2path}/Participants"),
+        &[
+            ("Identifier", "+14155551009"),
+            ("ProxyIdentifier", "+14155550199"),
+        ],
+    )
+    .assert_error(400, 80605);
+    d.post(
+        &format!("/v1/Services/{svc}/Sessions"),
+        &[("UniqueName", "order-1")],
+    )
+    .assert_error(400, 80603);
+    d.post(
+        &format!("/v1/Services/{svc}/Sessions"),
+        &[("DateExpiry", "2001-01-01T00:00:00Z")],
+    )
+    .assert_error(400, 80701);
+    d.post(
+        &format!("/v1/Services/{svc}/Sessions"),
+        &[("Participants", "{not json")],
+    )
+    .assert_error(400, 80701);
 
     // open -> in-progress is fine, in-progress -> open is not.
-    assert_eq!(d.post(&spath, &[("Status", "in-progress")]).json()["status"], "in-progress");
-    d.post(&spath, &[("Status", "open")]).assert_error(400, 80608);
+    assert_eq!(
+        d.post(&spath, &[("Status", "in-progress")]).json()["status"],
+        "in-progress"
+    );
+    d.post(&spath, &[("Status", "open")])
+        .assert_error(400, 80608);
     // Close: reason api, numbers released.
     let closed = d.post(&spath, &[("Status", "closed")]).json();
     assert_eq!(closed["status"], "closed");
@@ -167,11 +307,24 @@ fn sessions_participants_and_status_rules() {
     let a_proxy = list[0]["proxy_identifier"].as_str().unwrap().to_string();
     let s3 = d.post(&format!("/v1/Services/{svc}/Sessions"), &[]).json();
     let s3path = path_of(&s3, &d.base());
-    assert_eq!(d.post(&format!("{s3path}/Participants"), &[("Identifier", "+14155551001"), ("ProxyIdentifier", &a_proxy)]).status, 201);
+    assert_eq!(
+        d.post(
+            &format!("{s3path}/Participants"),
+            &[
+                ("Identifier", "+14155551001"),
+                ("ProxyIdentifier", &a_proxy)
+            ]
+        )
+        .status,
+        201
+    );
     // s2 already holds +14155551001 on another number; the key (a_proxy, A) is now in s3.
-    d.post(&spath, &[("Status", "in-progress")]).assert_error(400, 80604);
+    d.post(&spath, &[("Status", "in-progress")])
+        .assert_error(400, 80604);
     assert_eq!(d.delete(&s3path).status, 204);
-    let reopened = d.post(&spath, &[("Status", "in-progress"), ("Ttl", "900")]).json();
+    let reopened = d
+        .post(&spath, &[("Status", "in-progress"), ("Ttl", "900")])
+        .json();
     assert_eq!(reopened["status"], "in-progress");
     assert_eq!(reopened["closed_reason"], "");
     assert_eq!(reopened["ttl"], 900);
@@ -183,22 +336,39 @@ fn exclusivity_gives_each_concurrent_session_its_own_number() {
     let mut seen = std::collections::HashSet::new();
     for i in 0..2 {
         let s = d.post(&format!("/v1/Services/{svc}/Sessions"), &[]).json();
-        let p = d.post(&format!("{}/Participants", path_of(&s, &d.base())), &[("Identifier", "+14155551001")]);
+        let p = d.post(
+            &format!("{}/Participants", path_of(&s, &d.base())),
+            &[("Identifier", "+14155551001")],
+        );
         assert_eq!(p.status, 201, "session {i}: {}", p.body);
         assert!(seen.insert(p.json()["proxy_identifier"].as_str().unwrap().to_string()));
     }
     let s = d.post(&format!("/v1/Services/{svc}/Sessions"), &[]).json();
-    d.post(&format!("{}/Participants", path_of(&s, &d.base())), &[("Identifier", "+14155551001")]).assert_error(400, 80208);
-    d.post(&format!("{}/Participants", path_of(&s, &d.base())), &[("Identifier", "+447700900123")]).assert_error(400, 80203);
+    d.post(
+        &format!("{}/Participants", path_of(&s, &d.base())),
+        &[("Identifier", "+14155551001")],
+    )
+    .assert_error(400, 80208);
+    d.post(
+        &format!("{}/Participants", path_of(&s, &d.base())),
+        &[("Identifier", "+447700900123")],
+    )
+    .assert_error(400, 80203);
     let m = d.metrics_text();
-    assert!(m.contains("maskd_allocations_failed_total{code=\"80208\"} 1"), "{m}");
+    assert!(
+        m.contains("maskd_allocations_failed_total{code=\"80208\"} 1"),
+        "{m}"
+    );
 }
 
 #[test]
 fn paging_follows_tokens_and_caps_pages() {
     let (_dir, d, svc) = setup();
     for _ in 0..120 {
-        assert_eq!(d.post(&format!("/v1/Services/{svc}/Sessions"), &[]).status, 201);
+        assert_eq!(
+            d.post(&format!("/v1/Services/{svc}/Sessions"), &[]).status,
+            201
+        );
     }
     let mut url = format!("/v1/Services/{svc}/Sessions?PageSize=50");
     let mut sids = Vec::new();
@@ -222,15 +392,29 @@ fn paging_follows_tokens_and_caps_pages() {
     assert_eq!(sids.len(), 120);
     let unique: std::collections::HashSet<_> = sids.iter().collect();
     assert_eq!(unique.len(), 120, "no session twice");
-    let big = d.get(&format!("/v1/Services/{svc}/Sessions?PageSize=1000")).json();
+    let big = d
+        .get(&format!("/v1/Services/{svc}/Sessions?PageSize=1000"))
+        .json();
     assert_eq!(big["sessions"].as_array().unwrap().len(), 100);
     assert_eq!(big["meta"]["page_size"], 100);
     // Previous page from the second page returns the first.
-    let second = d.get(&format!("/v1/Services/{svc}/Sessions?PageSize=50&Page=1&PageToken=PA{}", 0)).json();
-    let prev = second["meta"]["previous_page_url"].as_str().unwrap().strip_prefix(&d.base()).unwrap().to_string();
+    let second = d
+        .get(&format!(
+            "/v1/Services/{svc}/Sessions?PageSize=50&Page=1&PageToken=PA{}",
+            0
+        ))
+        .json();
+    let prev = second["meta"]["previous_page_url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&d.base())
+        .unwrap()
+        .to_string();
     assert!(d.get(&prev).json()["sessions"].as_array().is_some());
-    d.get(&format!("/v1/Services/{svc}/Sessions?PageSize=0")).assert_error(400, 80701);
-    d.get(&format!("/v1/Services/{svc}/Sessions?PageToken=garbage")).assert_error(400, 80701);
+    d.get(&format!("/v1/Services/{svc}/Sessions?PageSize=0"))
+        .assert_error(400, 80701);
+    d.get(&format!("/v1/Services/{svc}/Sessions?PageToken=garbage"))
+        .assert_error(400, 80701);
 }
 
 #[test]
@@ -239,10 +423,16 @@ fn soft_delete_and_message_interactions() {
     let s = create_session(&d, &svc, "chat", "+14155551001", "+14155551002");
     let spath = path_of(&s, &d.base());
     let parts = d.get(&format!("{spath}/Participants")).json();
-    let kp = parts["participants"][0]["sid"].as_str().unwrap().to_string();
+    let kp = parts["participants"][0]["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let ppath = format!("{spath}/Participants/{kp}");
 
-    let r = d.post(&format!("{ppath}/MessageInteractions"), &[("Body", "hello")]);
+    let r = d.post(
+        &format!("{ppath}/MessageInteractions"),
+        &[("Body", "hello")],
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     let mi = r.json();
     assert!(mi["sid"].as_str().unwrap().starts_with("KI"));
@@ -254,38 +444,67 @@ fn soft_delete_and_message_interactions() {
     let data: Value = serde_json::from_str(mi["data"].as_str().unwrap()).unwrap();
     assert_eq!(data["body"], "hello");
     let ki = mi["sid"].as_str().unwrap();
-    assert_eq!(d.get(&format!("{ppath}/MessageInteractions/{ki}")).status, 200);
+    assert_eq!(
+        d.get(&format!("{ppath}/MessageInteractions/{ki}")).status,
+        200
+    );
     let all = d.get(&format!("{spath}/Interactions")).json();
     assert_eq!(all["meta"]["key"], "interactions");
     assert_eq!(all["interactions"][0]["sid"], ki);
-    assert_eq!(d.get(&format!("{ppath}/MessageInteractions")).json()["meta"]["key"], "interactions");
+    assert_eq!(
+        d.get(&format!("{ppath}/MessageInteractions")).json()["meta"]["key"],
+        "interactions"
+    );
     let after = d.get(&spath).json();
-    assert_eq!(after["status"], "in-progress", "an interaction moves open to in-progress");
+    assert_eq!(
+        after["status"], "in-progress",
+        "an interaction moves open to in-progress"
+    );
     assert!(after["date_last_interaction"].is_string());
-    d.post(&format!("{ppath}/MessageInteractions"), &[]).assert_error(400, 80701);
+    d.post(&format!("{ppath}/MessageInteractions"), &[])
+        .assert_error(400, 80701);
 
     // Soft delete: still listed with date_deleted, cannot be added back.
     assert_eq!(d.delete(&ppath).status, 204);
     let listed = d.get(&format!("{spath}/Participants")).json();
     assert!(listed["participants"][0]["date_deleted"].is_string());
-    d.post(&format!("{spath}/Participants"), &[("Identifier", "+14155551001")]).assert_error(400, 80612);
+    d.post(
+        &format!("{spath}/Participants"),
+        &[("Identifier", "+14155551001")],
+    )
+    .assert_error(400, 80612);
     d.delete(&ppath).assert_error(404, 20404);
 
     // Interaction delete, then cascade delete of the session.
     assert_eq!(d.delete(&format!("{spath}/Interactions/{ki}")).status, 204);
-    d.get(&format!("{spath}/Interactions/{ki}")).assert_error(404, 20404);
+    d.get(&format!("{spath}/Interactions/{ki}"))
+        .assert_error(404, 20404);
     assert_eq!(d.delete(&spath).status, 204);
     d.get(&spath).assert_error(404, 20404);
-    d.get(&format!("{spath}/Participants")).assert_error(404, 20404);
+    d.get(&format!("{spath}/Participants"))
+        .assert_error(404, 20404);
 }
 
 #[test]
 fn bodies_are_limited_and_must_be_forms() {
     let (_dir, d, _svc) = setup();
     let huge = "UniqueName=".to_string() + &"x".repeat(200_000);
-    let r = http(d.api, "POST", "/v1/Services", Some((ACCOUNT, TOKEN)), Some(&huge));
+    let r = http(
+        d.api,
+        "POST",
+        "/v1/Services",
+        Some((ACCOUNT, TOKEN)),
+        Some(&huge),
+    );
     r.assert_error(413, 80701);
-    let r = raw_http(d.api, "POST", "/v1/Services", Some((ACCOUNT, TOKEN)), Some(br#"{"UniqueName":"j"}"#), "application/json");
+    let r = raw_http(
+        d.api,
+        "POST",
+        "/v1/Services",
+        Some((ACCOUNT, TOKEN)),
+        Some(br#"{"UniqueName":"j"}"#),
+        "application/json",
+    );
     r.assert_error(400, 80701);
 }
 

@@ -9,7 +9,10 @@ use std::process::Command;
 use common::*;
 
 fn maskd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_maskd")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn write_config(dir: &std::path::Path, api: u16, metrics: u16, extra: &str) -> String {
@@ -20,15 +23,28 @@ fn write_config(dir: &std::path::Path, api: u16, metrics: u16, extra: &str) -> S
 
 #[test]
 fn shipped_config_checks_clean() {
-    let out = maskd(&["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = maskd(&[
+        "check-config",
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn bad_config_exits_64_naming_every_key_and_binds_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (api, metrics) = (free_port(), free_port());
-    let cfg = write_config(dir.path(), api, metrics, "webhooks:\n  timeout: \"soon\"\n  intercept_on_error: \"maybe\"\n");
+    let cfg = write_config(
+        dir.path(),
+        api,
+        metrics,
+        "webhooks:\n  timeout: \"soon\"\n  intercept_on_error: \"maybe\"\n",
+    );
     for cmd in ["check-config", "run"] {
         let out = maskd(&[cmd, "--config", &cfg]);
         assert_eq!(out.status.code(), Some(64), "{cmd}");
@@ -40,10 +56,19 @@ fn bad_config_exits_64_naming_every_key_and_binds_nothing() {
     TcpListener::bind(("127.0.0.1", api)).expect("api port untouched");
     TcpListener::bind(("127.0.0.1", metrics)).expect("metrics port untouched");
 
-    let cfg = write_config(dir.path(), api, metrics, "sip:\n  listen: \"127.0.0.1:5060\"\n  trunks: []\n");
+    let cfg = write_config(
+        dir.path(),
+        api,
+        metrics,
+        "sip:\n  listen: \"127.0.0.1:5060\"\n  trunks: []\n",
+    );
     let out = maskd(&["check-config", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sip.trunks"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sip.trunks"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = maskd(&["run", "--config", "/nonexistent/maskd.yaml"]);
     assert_eq!(out.status.code(), Some(64));
     let out = maskd(&["frobnicate"]);
@@ -59,8 +84,16 @@ fn busy_port_is_one_clear_line() {
     let out = maskd(&["run", "--config", &cfg]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = err.lines().find(|l| l.starts_with("maskd: ")).expect("an error line");
-    assert!(line.contains("api.listen") && line.contains(&api.to_string()) && line.contains("cannot listen"), "{line}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("maskd: "))
+        .expect("an error line");
+    assert!(
+        line.contains("api.listen")
+            && line.contains(&api.to_string())
+            && line.contains("cannot listen"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -71,17 +104,28 @@ fn corrupt_or_unwritable_store_is_one_clear_line() {
     let out = maskd(&["run", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(74));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.lines().any(|l| l.starts_with("maskd: store ") && l.contains("maskd.db")), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("maskd: store ") && l.contains("maskd.db")),
+        "{err}"
+    );
 
     // A store path under a file cannot be created.
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"x").unwrap();
-    let cfg_text = config_yaml(dir.path(), free_port(), free_port(), "")
-        .replace(&dir.path().join("maskd.db").display().to_string(), &blocker.join("sub/maskd.db").display().to_string());
+    let cfg_text = config_yaml(dir.path(), free_port(), free_port(), "").replace(
+        &dir.path().join("maskd.db").display().to_string(),
+        &blocker.join("sub/maskd.db").display().to_string(),
+    );
     let cfg = dir.path().join("c2.yaml");
     std::fs::write(&cfg, cfg_text).unwrap();
     let out = maskd(&["run", "--config", cfg.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(74), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(74),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

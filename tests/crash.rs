@@ -21,7 +21,13 @@ const SERVICES: &str = r#"services:
 /// What the client was told: session path → [(identifier, proxy_identifier)].
 type Acked = Arc<Mutex<HashMap<String, Vec<(String, String)>>>>;
 
-fn creator(api: std::net::SocketAddr, worker: usize, acked: Acked, count: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+fn creator(
+    api: std::net::SocketAddr,
+    worker: usize,
+    acked: Acked,
+    count: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) {
     for i in 0..10_000 {
         if stop.load(Ordering::Relaxed) {
             return;
@@ -31,20 +37,41 @@ fn creator(api: std::net::SocketAddr, worker: usize, acked: Acked, count: Arc<At
         let p1 = format!(r#"{{"Identifier":"{a}"}}"#);
         let p2 = format!(r#"{{"Identifier":"{b}"}}"#);
         let body = encode(&[("Participants", &p1), ("Participants", &p2)]);
-        let result = std::panic::catch_unwind(|| http(api, "POST", "/v1/Services/crash/Sessions", Some((ACCOUNT, TOKEN)), Some(&body)));
+        let result = std::panic::catch_unwind(|| {
+            http(
+                api,
+                "POST",
+                "/v1/Services/crash/Sessions",
+                Some((ACCOUNT, TOKEN)),
+                Some(&body),
+            )
+        });
         let Ok(r) = result else { return }; // the daemon died mid-request
         if r.status != 201 {
             return;
         }
         let sid = r.json()["sid"].as_str().unwrap().to_string();
         // Participants of an acknowledged session, read back while the daemon lives.
-        let pr = std::panic::catch_unwind(|| http(api, "GET", &format!("/v1/Services/crash/Sessions/{sid}/Participants"), Some((ACCOUNT, TOKEN)), None));
+        let pr = std::panic::catch_unwind(|| {
+            http(
+                api,
+                "GET",
+                &format!("/v1/Services/crash/Sessions/{sid}/Participants"),
+                Some((ACCOUNT, TOKEN)),
+                None,
+            )
+        });
         let parts = match pr {
             Ok(p) if p.status == 200 => p.json()["participants"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|p| (p["identifier"].as_str().unwrap().to_string(), p["proxy_identifier"].as_str().unwrap().to_string()))
+                .map(|p| {
+                    (
+                        p["identifier"].as_str().unwrap().to_string(),
+                        p["proxy_identifier"].as_str().unwrap().to_string(),
+                    )
+                })
                 .collect(),
             _ => Vec::new(),
         };
@@ -68,7 +95,10 @@ fn kill_9_loses_nothing_that_was_acknowledged() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while count.load(Ordering::Relaxed) < 200 {
-        assert!(Instant::now() < deadline, "daemon too slow to create 200 sessions");
+        assert!(
+            Instant::now() < deadline,
+            "daemon too slow to create 200 sessions"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     d.kill9(); // mid-traffic: requests are in flight
@@ -84,15 +114,25 @@ fn kill_9_loses_nothing_that_was_acknowledged() {
         let r = d2.get(&format!("/v1/Services/crash/Sessions/{sid}"));
         assert_eq!(r.status, 200, "acknowledged session {sid} lost: {}", r.body);
         assert_eq!(r.json()["status"], "open");
-        let got = d2.get(&format!("/v1/Services/crash/Sessions/{sid}/Participants")).json();
+        let got = d2
+            .get(&format!("/v1/Services/crash/Sessions/{sid}/Participants"))
+            .json();
         let got: Vec<(String, String)> = got["participants"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p["identifier"].as_str().unwrap().to_string(), p["proxy_identifier"].as_str().unwrap().to_string()))
+            .map(|p| {
+                (
+                    p["identifier"].as_str().unwrap().to_string(),
+                    p["proxy_identifier"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         if !parts.is_empty() {
-            assert_eq!(&got, parts, "participants of {sid} changed across the crash");
+            assert_eq!(
+                &got, parts,
+                "participants of {sid} changed across the crash"
+            );
         }
         assert_eq!(got.len(), 2);
     }
@@ -103,17 +143,29 @@ fn kill_9_loses_nothing_that_was_acknowledged() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(routes >= acked.len() * 2, "{routes} routes for {} sessions", acked.len());
+    assert!(
+        routes >= acked.len() * 2,
+        "{routes} routes for {} sessions",
+        acked.len()
+    );
     drop(d2);
 
     // Routable: the engine rebuilt from the store resolves every acknowledged pair to its
     // counterpart's real and proxy numbers.
-    let store = Arc::new(maskd::store::SqliteStore::open(&dir.path().join("maskd.db"), Box::new(|_| {})).unwrap());
+    let store = Arc::new(
+        maskd::store::SqliteStore::open(&dir.path().join("maskd.db"), Box::new(|_| {})).unwrap(),
+    );
     let engine = Engine::open(store, EngineOptions::default(), maskd::app::now_ms()).unwrap();
     engine.check_invariants().unwrap();
     for parts in acked.values().filter(|p| p.len() == 2) {
-        let (a, pa) = (E164::parse(&parts[0].0).unwrap(), E164::parse(&parts[0].1).unwrap());
-        let (b, pb) = (E164::parse(&parts[1].0).unwrap(), E164::parse(&parts[1].1).unwrap());
+        let (a, pa) = (
+            E164::parse(&parts[0].0).unwrap(),
+            E164::parse(&parts[0].1).unwrap(),
+        );
+        let (b, pb) = (
+            E164::parse(&parts[1].0).unwrap(),
+            E164::parse(&parts[1].1).unwrap(),
+        );
         let r = engine.routes().resolve(pa, a).expect("route for A");
         assert_eq!((r.counterpart_real, r.counterpart_proxy), (b, pb));
         let r = engine.routes().resolve(pb, b).expect("route for B");

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use maskd::core::engine::{Engine, EngineOptions, NewParticipant, NewSession, ServicePatch, SessionPatch};
+use maskd::core::engine::{
+    Engine, EngineOptions, NewParticipant, NewSession, ServicePatch, SessionPatch,
+};
 use maskd::core::model::{ClosedReason, SessionStatus};
 use maskd::core::store::Store;
 use maskd::core::{CoreError, Sid, E164};
@@ -14,23 +16,51 @@ use proptest::prelude::*;
 const T0: i64 = 1_800_000_000; // seconds
 
 fn open(dir: &std::path::Path, now_ms: i64) -> Arc<Engine> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("m.db"), Box::new(|e| panic!("store failed: {e}"))).unwrap());
-    Arc::new(Engine::open(store, EngineOptions { wheel_tick_ms: 100, wheel_slots: 1024 }, now_ms).unwrap())
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.join("m.db"), Box::new(|e| panic!("store failed: {e}"))).unwrap(),
+    );
+    Arc::new(
+        Engine::open(
+            store,
+            EngineOptions {
+                wheel_tick_ms: 100,
+                wheel_slots: 1024,
+            },
+            now_ms,
+        )
+        .unwrap(),
+    )
 }
 
 fn service(e: &Engine, numbers: &[&str]) -> Sid {
     let (svc, d) = e
-        .create_service(ServicePatch { unique_name: Some("s".into()), ..Default::default() }, T0)
+        .create_service(
+            ServicePatch {
+                unique_name: Some("s".into()),
+                ..Default::default()
+            },
+            T0,
+        )
         .unwrap();
     d.wait_blocking().unwrap();
     for n in numbers {
-        e.add_number(svc.sid, None, Some(n), false, T0).unwrap().1.wait_blocking().unwrap();
+        e.add_number(svc.sid, None, Some(n), false, T0)
+            .unwrap()
+            .1
+            .wait_blocking()
+            .unwrap();
     }
     svc.sid
 }
 
 fn pair(a: &str, b: &str) -> Vec<NewParticipant> {
-    [a, b].iter().map(|i| NewParticipant { identifier: i.to_string(), ..Default::default() }).collect()
+    [a, b]
+        .iter()
+        .map(|i| NewParticipant {
+            identifier: i.to_string(),
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn n(s: &str) -> E164 {
@@ -42,10 +72,17 @@ fn ttl_closes_within_a_second_and_interactions_rearm() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path(), T0 * 1000);
     let svc = service(&e, &["+14155550101"]);
-    let req = NewSession { ttl: Some(60), participants: pair("+14155551001", "+14155551002"), ..Default::default() };
+    let req = NewSession {
+        ttl: Some(60),
+        participants: pair("+14155551001", "+14155551002"),
+        ..Default::default()
+    };
     let (s, parts, d) = e.create_session(svc, req, T0).unwrap();
     d.wait_blocking().unwrap();
-    let route = e.routes().resolve(parts[0].proxy, n("+14155551001")).expect("routable");
+    let route = e
+        .routes()
+        .resolve(parts[0].proxy, n("+14155551001"))
+        .expect("routable");
     assert_eq!(route.counterpart_real, n("+14155551002"));
     assert_eq!(route.counterpart_proxy, parts[1].proxy);
 
@@ -60,7 +97,12 @@ fn ttl_closes_within_a_second_and_interactions_rearm() {
     let closed = e.session(s.sid).unwrap();
     assert_eq!(closed.status, SessionStatus::Closed);
     assert_eq!(closed.closed_reason, ClosedReason::Ttl);
-    assert!(e.routes().resolve(parts[0].proxy, n("+14155551001")).is_none(), "route keys removed at once");
+    assert!(
+        e.routes()
+            .resolve(parts[0].proxy, n("+14155551001"))
+            .is_none(),
+        "route keys removed at once"
+    );
     assert!(e.routes().is_empty());
     e.check_invariants().unwrap();
 }
@@ -81,10 +123,22 @@ fn date_expiry_overrides_ttl_and_holds_across_restart() {
         let (s, _, d) = e.create_session(svc, req, T0).unwrap();
         d.wait_blocking().unwrap();
         sid = s.sid;
-        assert_eq!(e.expire((T0 + 20) * 1000), 0, "ttl does not apply when date_expiry is set");
+        assert_eq!(
+            e.expire((T0 + 20) * 1000),
+            0,
+            "ttl does not apply when date_expiry is set"
+        );
         // A second session that will also have expired by the restart, by ttl.
         let (s2, _, d) = e
-            .create_session(svc, NewSession { ttl: Some(100), participants: pair("+14155551003", "+14155551004"), ..Default::default() }, T0)
+            .create_session(
+                svc,
+                NewSession {
+                    ttl: Some(100),
+                    participants: pair("+14155551003", "+14155551004"),
+                    ..Default::default()
+                },
+                T0,
+            )
             .unwrap();
         d.wait_blocking().unwrap();
         assert_eq!(e.session(s2.sid).unwrap().status, SessionStatus::Open);
@@ -92,7 +146,11 @@ fn date_expiry_overrides_ttl_and_holds_across_restart() {
     let later = (T0 + 7200) * 1000;
     let e = open(dir.path(), later);
     assert_eq!(e.routes().len(), 4, "routes rebuilt from the store");
-    assert_eq!(e.expire(later), 2, "sessions whose time passed while down close at start");
+    assert_eq!(
+        e.expire(later),
+        2,
+        "sessions whose time passed while down close at start"
+    );
     let s = e.session(sid).unwrap();
     assert_eq!(s.closed_reason, ClosedReason::Expiry);
     assert!(e.routes().is_empty());
@@ -108,23 +166,57 @@ fn reopen_and_update_rearm_the_wheel() {
     let e = open(dir.path(), T0 * 1000);
     let svc = service(&e, &["+14155550101"]);
     let (s, _, d) = e
-        .create_session(svc, NewSession { participants: pair("+14155551001", "+14155551002"), ..Default::default() }, T0)
+        .create_session(
+            svc,
+            NewSession {
+                participants: pair("+14155551001", "+14155551002"),
+                ..Default::default()
+            },
+            T0,
+        )
         .unwrap();
     d.wait_blocking().unwrap();
     assert_eq!(e.stats().wheel, 0, "ttl 0 and no expiry: never expires");
-    let (_, d) = e.update_session(s.sid, SessionPatch { ttl: Some(5), ..Default::default() }, T0 + 1).unwrap();
+    let (_, d) = e
+        .update_session(
+            s.sid,
+            SessionPatch {
+                ttl: Some(5),
+                ..Default::default()
+            },
+            T0 + 1,
+        )
+        .unwrap();
     d.wait_blocking().unwrap();
     assert_eq!(e.stats().wheel, 1);
     assert_eq!(e.expire((T0 + 6) * 1000), 1);
     let (r, d) = e
-        .update_session(s.sid, SessionPatch { status: Some(SessionStatus::InProgress), ..Default::default() }, T0 + 100)
+        .update_session(
+            s.sid,
+            SessionPatch {
+                status: Some(SessionStatus::InProgress),
+                ..Default::default()
+            },
+            T0 + 100,
+        )
         .unwrap();
     d.wait_blocking().unwrap();
     assert_eq!(r.status, SessionStatus::InProgress);
     assert_eq!(e.routes().len(), 2);
-    assert_eq!(e.expire((T0 + 104) * 1000), 0, "re-open restarts the ttl clock");
+    assert_eq!(
+        e.expire((T0 + 104) * 1000),
+        0,
+        "re-open restarts the ttl clock"
+    );
     assert_eq!(e.expire((T0 + 105) * 1000 + 100), 1);
-    match e.update_session(s.sid, SessionPatch { ttl: Some(1), ..Default::default() }, T0 + 200) {
+    match e.update_session(
+        s.sid,
+        SessionPatch {
+            ttl: Some(1),
+            ..Default::default()
+        },
+        T0 + 200,
+    ) {
         Err(CoreError::SessionClosed) => {}
         other => panic!("expected 80607, got {other:?}"),
     }
@@ -135,16 +227,72 @@ fn cooloff_keeps_a_route_key_from_strangers() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path(), T0 * 1000);
     let svc = service(&e, &["+14155550101"]);
-    e.update_service(svc, ServicePatch { cooloff: Some(600), ..Default::default() }, T0).unwrap().1.wait_blocking().unwrap();
-    let (s, _, d) = e.create_session(svc, NewSession { participants: pair("+14155551001", "+14155551002"), ..Default::default() }, T0).unwrap();
+    e.update_service(
+        svc,
+        ServicePatch {
+            cooloff: Some(600),
+            ..Default::default()
+        },
+        T0,
+    )
+    .unwrap()
+    .1
+    .wait_blocking()
+    .unwrap();
+    let (s, _, d) = e
+        .create_session(
+            svc,
+            NewSession {
+                participants: pair("+14155551001", "+14155551002"),
+                ..Default::default()
+            },
+            T0,
+        )
+        .unwrap();
     d.wait_blocking().unwrap();
-    e.update_session(s.sid, SessionPatch { status: Some(SessionStatus::Closed), ..Default::default() }, T0 + 1).unwrap();
+    e.update_session(
+        s.sid,
+        SessionPatch {
+            status: Some(SessionStatus::Closed),
+            ..Default::default()
+        },
+        T0 + 1,
+    )
+    .unwrap();
     // A with a stranger C: A's only number is cooling off towards B.
-    let err = e.create_session(svc, NewSession { participants: pair("+14155551001", "+14155551003"), ..Default::default() }, T0 + 2);
-    assert!(matches!(err, Err(CoreError::Alloc(a)) if a.code() == 80208), "{err:?}");
+    let err = e.create_session(
+        svc,
+        NewSession {
+            participants: pair("+14155551001", "+14155551003"),
+            ..Default::default()
+        },
+        T0 + 2,
+    );
+    assert!(
+        matches!(err, Err(CoreError::Alloc(a)) if a.code() == 80208),
+        "{err:?}"
+    );
     // A with B again is fine; after the cool-off anyone is.
-    assert!(e.create_session(svc, NewSession { participants: pair("+14155551001", "+14155551002"), ..Default::default() }, T0 + 3).is_ok());
-    assert!(e.create_session(svc, NewSession { participants: pair("+14155551005", "+14155551003"), ..Default::default() }, T0 + 700).is_ok());
+    assert!(e
+        .create_session(
+            svc,
+            NewSession {
+                participants: pair("+14155551001", "+14155551002"),
+                ..Default::default()
+            },
+            T0 + 3
+        )
+        .is_ok());
+    assert!(e
+        .create_session(
+            svc,
+            NewSession {
+                participants: pair("+14155551005", "+14155551003"),
+                ..Default::default()
+            },
+            T0 + 700
+        )
+        .is_ok());
     e.check_invariants().unwrap();
 }
 
@@ -177,18 +325,43 @@ fn run_ops(e: &Engine, svc: Sid, ops: &[Op], t: i64) {
         let now = t + k as i64;
         match op {
             Op::Create(a, b) => {
-                if let Ok((s, _, _)) = e.create_session(svc, NewSession { participants: pair(&person(*a), &person(*b)), ..Default::default() }, now) {
+                if let Ok((s, _, _)) = e.create_session(
+                    svc,
+                    NewSession {
+                        participants: pair(&person(*a), &person(*b)),
+                        ..Default::default()
+                    },
+                    now,
+                ) {
                     mine.push(s.sid);
                 }
             }
-            Op::Close(i) | Op::Reopen(i) | Op::Delete(i) | Op::DropParticipant(i) if !mine.is_empty() => {
+            Op::Close(i) | Op::Reopen(i) | Op::Delete(i) | Op::DropParticipant(i)
+                if !mine.is_empty() =>
+            {
                 let sid = mine[*i as usize % mine.len()];
                 match op {
-                    Op::Close(_) => drop(e.update_session(sid, SessionPatch { status: Some(SessionStatus::Closed), ..Default::default() }, now)),
-                    Op::Reopen(_) => drop(e.update_session(sid, SessionPatch { status: Some(SessionStatus::InProgress), ..Default::default() }, now)),
+                    Op::Close(_) => drop(e.update_session(
+                        sid,
+                        SessionPatch {
+                            status: Some(SessionStatus::Closed),
+                            ..Default::default()
+                        },
+                        now,
+                    )),
+                    Op::Reopen(_) => drop(e.update_session(
+                        sid,
+                        SessionPatch {
+                            status: Some(SessionStatus::InProgress),
+                            ..Default::default()
+                        },
+                        now,
+                    )),
                     Op::Delete(_) => drop(e.delete_session(sid)),
                     _ => {
-                        if let Ok(page) = e.list_participants(sid, maskd::core::engine::Cursor::Start, 10) {
+                        if let Ok(page) =
+                            e.list_participants(sid, maskd::core::engine::Cursor::Start, 10)
+                        {
                             if let Some(p) = page.items.first() {
                                 let _ = e.delete_participant(sid, p.sid, now);
                             }

@@ -22,17 +22,32 @@ fn python() -> String {
 #[test]
 fn twilio_python_library_app_flow() {
     let py = python();
-    let check = Command::new(&py).args(["-c", "import twilio"]).status().expect("run python");
-    assert!(check.success(), "{py} cannot import twilio: run scripts/test to install tests/interop/requirements.txt");
+    let check = Command::new(&py)
+        .args(["-c", "import twilio"])
+        .status()
+        .expect("run python");
+    assert!(
+        check.success(),
+        "{py} cannot import twilio: run scripts/test to install tests/interop/requirements.txt"
+    );
     let dir = tempfile::tempdir().unwrap();
     let d = common::Daemon::start(dir.path());
     let out = Command::new(&py)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/twilio_flow.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/twilio_flow.py"
+        ))
         .args([&d.base(), common::ACCOUNT, common::TOKEN])
         .output()
         .expect("run twilio_flow.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "twilio_flow.py failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
-    assert!(stdout.contains(" passed, 0 failed"), "unexpected summary:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "twilio_flow.py failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "unexpected summary:\n{stdout}"
+    );
 }

@@ -24,16 +24,32 @@ impl ApiError {
     }
     /// A parameter failed validation (80701, 400).
     pub fn invalid(param: &str, reason: impl std::fmt::Display) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, 80701, format!("'{param}' is invalid: {reason}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            80701,
+            format!("'{param}' is invalid: {reason}"),
+        )
     }
     pub fn missing(param: &str) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, 80701, format!("Missing required parameter {param}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            80701,
+            format!("Missing required parameter {param}"),
+        )
     }
     pub fn not_found() -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, 20404, "The requested resource was not found")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            20404,
+            "The requested resource was not found",
+        )
     }
     pub fn unauthorized() -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, 20003, "Authentication Error - invalid username")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            20003,
+            "Authentication Error - invalid username",
+        )
     }
 }
 

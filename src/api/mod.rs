@@ -68,10 +68,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn authorized(headers: &HeaderMap, state: &ApiState) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
         return false;
     };
     let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
@@ -119,7 +125,9 @@ async fn observe(req: Request, next: Next) -> Response {
         _ => "other",
     };
     let m = crate::metrics::get();
-    m.api_requests.with_label_values(&[&route, method, class]).inc();
+    m.api_requests
+        .with_label_values(&[&route, method, class])
+        .inc();
     m.api_duration
         .with_label_values(&[&route])
         .observe(started.elapsed().as_secs_f64());
@@ -166,7 +174,9 @@ fn update_gauges(engine: &Engine) {
     let m = crate::metrics::get();
     let stats = engine.stats();
     for (status, n) in stats.sessions_by_status {
-        m.sessions.with_label_values(&[status.as_str()]).set(n as i64);
+        m.sessions
+            .with_label_values(&[status.as_str()])
+            .set(n as i64);
     }
     m.routing_table.set(stats.routes as i64);
     m.wheel_size.set(stats.wheel as i64);
@@ -174,7 +184,9 @@ fn update_gauges(engine: &Engine) {
     m.pool_in_use.reset();
     for (service, size, in_use) in stats.pools {
         m.pool_size.with_label_values(&[&service]).set(size as i64);
-        m.pool_in_use.with_label_values(&[&service]).set(in_use as i64);
+        m.pool_in_use
+            .with_label_values(&[&service])
+            .set(in_use as i64);
     }
 }
 

@@ -16,11 +16,18 @@ impl Params {
 
     /// The last value of `name` (Twilio's libraries send each scalar once).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn string(&self, name: &str) -> Option<String> {
@@ -36,7 +43,11 @@ impl Params {
 
     pub fn u64(&self, name: &str) -> Result<Option<u64>, ApiError> {
         self.get(name)
-            .map(|v| v.trim().parse::<u64>().map_err(|_| ApiError::invalid(name, "must be a non-negative integer")))
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::invalid(name, "must be a non-negative integer"))
+            })
             .transpose()
     }
 
@@ -54,15 +65,27 @@ impl Params {
             .transpose()
     }
 
-    pub fn enumerated<T>(&self, name: &str, parse: fn(&str) -> Option<T>, allowed: &[&str]) -> Result<Option<T>, ApiError> {
+    pub fn enumerated<T>(
+        &self,
+        name: &str,
+        parse: fn(&str) -> Option<T>,
+        allowed: &[&str],
+    ) -> Result<Option<T>, ApiError> {
         self.get(name)
-            .map(|v| parse(v).ok_or_else(|| ApiError::invalid(name, format!("must be one of {}", allowed.join(", ")))))
+            .map(|v| {
+                parse(v).ok_or_else(|| {
+                    ApiError::invalid(name, format!("must be one of {}", allowed.join(", ")))
+                })
+            })
             .transpose()
     }
 
     pub fn date(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.get(name)
-            .map(|v| crate::core::datetime::parse(v).ok_or_else(|| ApiError::invalid(name, "must be an ISO 8601 date-time")))
+            .map(|v| {
+                crate::core::datetime::parse(v)
+                    .ok_or_else(|| ApiError::invalid(name, "must be an ISO 8601 date-time"))
+            })
             .transpose()
     }
 
@@ -101,23 +124,37 @@ impl Paging {
             None => DEFAULT_PAGE,
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if (1..=1000).contains(&n) => n.min(MAX_PAGE),
-                _ => return Err(ApiError::invalid("PageSize", "must be an integer from 1 to 1000")),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "PageSize",
+                        "must be an integer from 1 to 1000",
+                    ))
+                }
             },
         };
         let page = match q.get("Page") {
             None => 0,
-            Some(v) => v.parse::<u64>().map_err(|_| ApiError::invalid("Page", "must be a non-negative integer"))?,
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| ApiError::invalid("Page", "must be a non-negative integer"))?,
         };
         let cursor = match q.get("PageToken") {
             None | Some("") => Cursor::Start,
             Some(t) => {
-                let seq = |s: &str| s.parse::<u64>().map_err(|_| ApiError::invalid("PageToken", "is not a token this server issued"));
+                let seq = |s: &str| {
+                    s.parse::<u64>().map_err(|_| {
+                        ApiError::invalid("PageToken", "is not a token this server issued")
+                    })
+                };
                 if let Some(rest) = t.strip_prefix("PA") {
                     Cursor::After(seq(rest)?)
                 } else if let Some(rest) = t.strip_prefix("PB") {
                     Cursor::Before(seq(rest)?)
                 } else {
-                    return Err(ApiError::invalid("PageToken", "is not a token this server issued"));
+                    return Err(ApiError::invalid(
+                        "PageToken",
+                        "is not a token this server issued",
+                    ));
                 }
             }
         };

@@ -134,8 +134,16 @@ impl ApiState {
         let (ip, ir, is, it, iu) = leg(&i.inbound);
         let (op, or, os, ot, ou) = leg(&i.outbound);
         let url = match via_participant {
-            Some(p) => format!("{}/MessageInteractions/{}", self.participant_url(i.service_sid, i.session_sid, p), i.sid),
-            None => format!("{}/Interactions/{}", self.session_url(i.service_sid, i.session_sid), i.sid),
+            Some(p) => format!(
+                "{}/MessageInteractions/{}",
+                self.participant_url(i.service_sid, i.session_sid, p),
+                i.sid
+            ),
+            None => format!(
+                "{}/Interactions/{}",
+                self.session_url(i.service_sid, i.session_sid),
+                i.sid
+            ),
         };
         let mut v = json!({
             "sid": i.sid.to_string(),
@@ -182,11 +190,17 @@ pub fn page_envelope(
         Cursor::Before(s) => format!("{base}&Page={}&PageToken=PB{s}", paging.page),
     };
     let next = match bounds {
-        Some((_, last)) if more_after => Value::String(format!("{base}&Page={}&PageToken=PA{last}", paging.page + 1)),
+        Some((_, last)) if more_after => Value::String(format!(
+            "{base}&Page={}&PageToken=PA{last}",
+            paging.page + 1
+        )),
         _ => Value::Null,
     };
     let previous = match bounds {
-        Some((first, _)) if paging.page > 0 => Value::String(format!("{base}&Page={}&PageToken=PB{first}", paging.page - 1)),
+        Some((first, _)) if paging.page > 0 => Value::String(format!(
+            "{base}&Page={}&PageToken=PB{first}",
+            paging.page - 1
+        )),
         _ => Value::Null,
     };
     json!({

@@ -29,15 +29,34 @@ pub fn routes() -> Router<Shared> {
     let part = "/v1/Services/{service}/Sessions/{session}/Participants/{participant}";
     Router::new()
         .route("/v1/Services", get(list_services).post(create_service))
-        .route(svc, get(fetch_service).post(update_service).delete(delete_service))
-        .route(&format!("{svc}/PhoneNumbers"), get(list_numbers).post(create_number))
+        .route(
+            svc,
+            get(fetch_service)
+                .post(update_service)
+                .delete(delete_service),
+        )
+        .route(
+            &format!("{svc}/PhoneNumbers"),
+            get(list_numbers).post(create_number),
+        )
         .route(
             &format!("{svc}/PhoneNumbers/{{number}}"),
             get(fetch_number).post(update_number).delete(delete_number),
         )
-        .route(&format!("{svc}/Sessions"), get(list_sessions).post(create_session))
-        .route(sess, get(fetch_session).post(update_session).delete(delete_session))
-        .route(&format!("{sess}/Participants"), get(list_participants).post(create_participant))
+        .route(
+            &format!("{svc}/Sessions"),
+            get(list_sessions).post(create_session),
+        )
+        .route(
+            sess,
+            get(fetch_session)
+                .post(update_session)
+                .delete(delete_session),
+        )
+        .route(
+            &format!("{sess}/Participants"),
+            get(list_participants).post(create_participant),
+        )
         .route(part, get(fetch_participant).delete(delete_participant))
         .route(&format!("{sess}/Interactions"), get(list_interactions))
         .route(
@@ -75,7 +94,10 @@ async fn durable(d: Durable) -> Result<(), ApiError> {
 
 /// Reads a form body within the size limit; other content types are refused.
 async fn form(state: &Shared, headers: &HeaderMap, body: Body) -> Result<Params, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         let ct = ct.split(';').next().unwrap_or("").trim();
         if !ct.is_empty() && !ct.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
             return Err(ApiError::new(
@@ -85,13 +107,15 @@ async fn form(state: &Shared, headers: &HeaderMap, body: Body) -> Result<Params,
             ));
         }
     }
-    let bytes = axum::body::to_bytes(body, state.max_body).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            80701,
-            format!("Request body is larger than {} bytes", state.max_body),
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, state.max_body)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                80701,
+                format!("Request body is larger than {} bytes", state.max_body),
+            )
+        })?;
     Ok(Params::parse(&bytes))
 }
 
@@ -109,7 +133,12 @@ fn session_sid(state: &Shared, svc: &str, sess: &str) -> Result<(Sid, Sid), ApiE
     Ok((svc, sess))
 }
 
-fn participant_sid(state: &Shared, svc: &str, sess: &str, part: &str) -> Result<(Sid, Sid, Sid), ApiError> {
+fn participant_sid(
+    state: &Shared,
+    svc: &str,
+    sess: &str,
+    part: &str,
+) -> Result<(Sid, Sid, Sid), ApiError> {
     let (svc, sess) = session_sid(state, svc, sess)?;
     let part = Sid::parse(SidKind::Participant, part).ok_or_else(ApiError::not_found)?;
     state.engine.participant(sess, part)?;
@@ -144,9 +173,23 @@ fn service_patch(state: &Shared, p: &Params) -> Result<ServicePatch, ApiError> {
 async fn list_services(State(st): State<Shared>, uri: Uri) -> ApiResult {
     let pg = paging(&uri)?;
     let page = st.engine.list_services(pg.cursor, pg.size);
-    let bounds = page.items.first().zip(page.items.last()).map(|(a, b)| (a.seq, b.seq));
+    let bounds = page
+        .items
+        .first()
+        .zip(page.items.last())
+        .map(|(a, b)| (a.seq, b.seq));
     let items = page.items.iter().map(|s| st.service_json(s)).collect();
-    ok(StatusCode::OK, page_envelope(&st.services_url(), "services", items, &pg, bounds, page.more_after))
+    ok(
+        StatusCode::OK,
+        page_envelope(
+            &st.services_url(),
+            "services",
+            items,
+            &pg,
+            bounds,
+            page.more_after,
+        ),
+    )
 }
 
 async fn create_service(State(st): State<Shared>, headers: HeaderMap, body: Body) -> ApiResult {
@@ -163,7 +206,12 @@ async fn fetch_service(State(st): State<Shared>, Path(key): Path<String>) -> Api
     ok(StatusCode::OK, st.service_json(&st.engine.service(sid)?))
 }
 
-async fn update_service(State(st): State<Shared>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn update_service(
+    State(st): State<Shared>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let sid = service_sid(&st, &key)?;
     let p = form(&st, &headers, body).await?;
     let patch = service_patch(&st, &p)?;
@@ -184,24 +232,44 @@ async fn list_numbers(State(st): State<Shared>, Path(key): Path<String>, uri: Ur
     let sid = service_sid(&st, &key)?;
     let pg = paging(&uri)?;
     let page = st.engine.list_numbers(sid, pg.cursor, pg.size)?;
-    let bounds = page.items.first().zip(page.items.last()).map(|(a, b)| (a.seq, b.seq));
+    let bounds = page
+        .items
+        .first()
+        .zip(page.items.last())
+        .map(|(a, b)| (a.seq, b.seq));
     let items = page.items.iter().map(|n| st.number_json(n)).collect();
     let url = format!("{}/PhoneNumbers", st.service_url(sid));
-    ok(StatusCode::OK, page_envelope(&url, "phone_numbers", items, &pg, bounds, page.more_after))
+    ok(
+        StatusCode::OK,
+        page_envelope(&url, "phone_numbers", items, &pg, bounds, page.more_after),
+    )
 }
 
-async fn create_number(State(st): State<Shared>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn create_number(
+    State(st): State<Shared>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let sid = service_sid(&st, &key)?;
     let p = form(&st, &headers, body).await?;
     let reserved = p.bool("IsReserved")?.unwrap_or(false);
-    let (n, d) = st.engine.add_number(sid, p.get("Sid"), p.get("PhoneNumber"), reserved, now())?;
+    let (n, d) = st
+        .engine
+        .add_number(sid, p.get("Sid"), p.get("PhoneNumber"), reserved, now())?;
     durable(d).await?;
     ok(StatusCode::CREATED, st.number_json(&n))
 }
 
-async fn fetch_number(State(st): State<Shared>, Path((key, number)): Path<(String, String)>) -> ApiResult {
+async fn fetch_number(
+    State(st): State<Shared>,
+    Path((key, number)): Path<(String, String)>,
+) -> ApiResult {
     let sid = service_sid(&st, &key)?;
-    ok(StatusCode::OK, st.number_json(&st.engine.number(sid, &number)?))
+    ok(
+        StatusCode::OK,
+        st.number_json(&st.engine.number(sid, &number)?),
+    )
 }
 
 async fn update_number(
@@ -212,12 +280,17 @@ async fn update_number(
 ) -> ApiResult {
     let sid = service_sid(&st, &key)?;
     let p = form(&st, &headers, body).await?;
-    let (n, d) = st.engine.update_number(sid, &number, p.bool("IsReserved")?, now())?;
+    let (n, d) = st
+        .engine
+        .update_number(sid, &number, p.bool("IsReserved")?, now())?;
     durable(d).await?;
     ok(StatusCode::OK, st.number_json(&n))
 }
 
-async fn delete_number(State(st): State<Shared>, Path((key, number)): Path<(String, String)>) -> ApiResult {
+async fn delete_number(
+    State(st): State<Shared>,
+    Path((key, number)): Path<(String, String)>,
+) -> ApiResult {
     let sid = service_sid(&st, &key)?;
     durable(st.engine.delete_number(sid, &number)?).await?;
     no_content()
@@ -236,23 +309,36 @@ fn session_status(p: &Params) -> Result<Option<SessionStatus>, ApiError> {
 /// One `Participants` value: JSON text of an object with Identifier and optional
 /// FriendlyName, ProxyIdentifier, ProxyIdentifierSid (PascalCase, camelCase or snake_case).
 fn participant_from_json(text: &str) -> Result<NewParticipant, ApiError> {
-    let v: Value = serde_json::from_str(text).map_err(|_| ApiError::invalid("Participants", "each value must be a JSON object"))?;
-    let obj = v.as_object().ok_or_else(|| ApiError::invalid("Participants", "each value must be a JSON object"))?;
+    let v: Value = serde_json::from_str(text)
+        .map_err(|_| ApiError::invalid("Participants", "each value must be a JSON object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("Participants", "each value must be a JSON object"))?;
     let field = |names: &[&str]| -> Result<Option<String>, ApiError> {
         for n in names {
             match obj.get(*n) {
                 Some(Value::String(s)) => return Ok(Some(s.clone())),
                 Some(Value::Null) | None => continue,
-                Some(_) => return Err(ApiError::invalid("Participants", format!("{n} must be a string"))),
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        "Participants",
+                        format!("{n} must be a string"),
+                    ))
+                }
             }
         }
         Ok(None)
     };
     Ok(NewParticipant {
-        identifier: field(&["Identifier", "identifier"])?.ok_or_else(|| ApiError::missing("Participants.Identifier"))?,
+        identifier: field(&["Identifier", "identifier"])?
+            .ok_or_else(|| ApiError::missing("Participants.Identifier"))?,
         friendly_name: field(&["FriendlyName", "friendlyName", "friendly_name"])?,
         proxy_identifier: field(&["ProxyIdentifier", "proxyIdentifier", "proxy_identifier"])?,
-        proxy_identifier_sid: field(&["ProxyIdentifierSid", "proxyIdentifierSid", "proxy_identifier_sid"])?,
+        proxy_identifier_sid: field(&[
+            "ProxyIdentifierSid",
+            "proxyIdentifierSid",
+            "proxy_identifier_sid",
+        ])?,
     })
 }
 
@@ -260,29 +346,51 @@ async fn list_sessions(State(st): State<Shared>, Path(key): Path<String>, uri: U
     let sid = service_sid(&st, &key)?;
     let pg = paging(&uri)?;
     let page = st.engine.list_sessions(sid, pg.cursor, pg.size)?;
-    let bounds = page.items.first().zip(page.items.last()).map(|(a, b)| (a.seq, b.seq));
+    let bounds = page
+        .items
+        .first()
+        .zip(page.items.last())
+        .map(|(a, b)| (a.seq, b.seq));
     let items = page.items.iter().map(|s| st.session_json(s)).collect();
     let url = format!("{}/Sessions", st.service_url(sid));
-    ok(StatusCode::OK, page_envelope(&url, "sessions", items, &pg, bounds, page.more_after))
+    ok(
+        StatusCode::OK,
+        page_envelope(&url, "sessions", items, &pg, bounds, page.more_after),
+    )
 }
 
-async fn create_session(State(st): State<Shared>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+async fn create_session(
+    State(st): State<Shared>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let sid = service_sid(&st, &key)?;
     let p = form(&st, &headers, body).await?;
     let req = NewSession {
         unique_name: p.string("UniqueName").filter(|s| !s.is_empty()),
         date_expiry: p.date("DateExpiry")?,
         ttl: p.u64("Ttl")?,
-        mode: p.enumerated("Mode", Mode::parse, &["message-only", "voice-only", "voice-and-message"])?,
+        mode: p.enumerated(
+            "Mode",
+            Mode::parse,
+            &["message-only", "voice-only", "voice-and-message"],
+        )?,
         status: session_status(&p)?,
-        participants: p.all("Participants").map(participant_from_json).collect::<Result<_, _>>()?,
+        participants: p
+            .all("Participants")
+            .map(participant_from_json)
+            .collect::<Result<_, _>>()?,
     };
     let (session, _, d) = st.engine.create_session(sid, req, now())?;
     durable(d).await?;
     ok(StatusCode::CREATED, st.session_json(&session))
 }
 
-async fn fetch_session(State(st): State<Shared>, Path((svc, sess)): Path<(String, String)>) -> ApiResult {
+async fn fetch_session(
+    State(st): State<Shared>,
+    Path((svc, sess)): Path<(String, String)>,
+) -> ApiResult {
     let (_, sess) = session_sid(&st, &svc, &sess)?;
     ok(StatusCode::OK, st.session_json(&st.engine.session(sess)?))
 }
@@ -305,7 +413,10 @@ async fn update_session(
     ok(StatusCode::OK, st.session_json(&session))
 }
 
-async fn delete_session(State(st): State<Shared>, Path((svc, sess)): Path<(String, String)>) -> ApiResult {
+async fn delete_session(
+    State(st): State<Shared>,
+    Path((svc, sess)): Path<(String, String)>,
+) -> ApiResult {
     let (_, sess) = session_sid(&st, &svc, &sess)?;
     durable(st.engine.delete_session(sess)?).await?;
     no_content()
@@ -313,14 +424,25 @@ async fn delete_session(State(st): State<Shared>, Path((svc, sess)): Path<(Strin
 
 // ----- Participants -----
 
-async fn list_participants(State(st): State<Shared>, Path((svc, sess)): Path<(String, String)>, uri: Uri) -> ApiResult {
+async fn list_participants(
+    State(st): State<Shared>,
+    Path((svc, sess)): Path<(String, String)>,
+    uri: Uri,
+) -> ApiResult {
     let (svc, sess) = session_sid(&st, &svc, &sess)?;
     let pg = paging(&uri)?;
     let page = st.engine.list_participants(sess, pg.cursor, pg.size)?;
-    let bounds = page.items.first().zip(page.items.last()).map(|(a, b)| (a.seq, b.seq));
+    let bounds = page
+        .items
+        .first()
+        .zip(page.items.last())
+        .map(|(a, b)| (a.seq, b.seq));
     let items = page.items.iter().map(|p| st.participant_json(p)).collect();
     let url = format!("{}/Participants", st.session_url(svc, sess));
-    ok(StatusCode::OK, page_envelope(&url, "participants", items, &pg, bounds, page.more_after))
+    ok(
+        StatusCode::OK,
+        page_envelope(&url, "participants", items, &pg, bounds, page.more_after),
+    )
 }
 
 async fn create_participant(
@@ -342,12 +464,21 @@ async fn create_participant(
     ok(StatusCode::CREATED, st.participant_json(&part))
 }
 
-async fn fetch_participant(State(st): State<Shared>, Path((svc, sess, part)): Path<(String, String, String)>) -> ApiResult {
+async fn fetch_participant(
+    State(st): State<Shared>,
+    Path((svc, sess, part)): Path<(String, String, String)>,
+) -> ApiResult {
     let (_, sess, part) = participant_sid(&st, &svc, &sess, &part)?;
-    ok(StatusCode::OK, st.participant_json(&st.engine.participant(sess, part)?))
+    ok(
+        StatusCode::OK,
+        st.participant_json(&st.engine.participant(sess, part)?),
+    )
 }
 
-async fn delete_participant(State(st): State<Shared>, Path((svc, sess, part)): Path<(String, String, String)>) -> ApiResult {
+async fn delete_participant(
+    State(st): State<Shared>,
+    Path((svc, sess, part)): Path<(String, String, String)>,
+) -> ApiResult {
     let (_, sess, part) = participant_sid(&st, &svc, &sess, &part)?;
     let (_, d) = st.engine.delete_participant(sess, part, now())?;
     durable(d).await?;
@@ -356,7 +487,12 @@ async fn delete_participant(State(st): State<Shared>, Path((svc, sess, part)): P
 
 // ----- Interactions -----
 
-async fn interaction_page(st: &Shared, session: Sid, participant: Option<Sid>, pg: &Paging) -> Result<(Vec<Interaction>, bool), ApiError> {
+async fn interaction_page(
+    st: &Shared,
+    session: Sid,
+    participant: Option<Sid>,
+    pg: &Paging,
+) -> Result<(Vec<Interaction>, bool), ApiError> {
     let (after_seq, before_seq) = match pg.cursor {
         Cursor::Start => (0, None),
         Cursor::After(s) => (s, None),
@@ -372,7 +508,13 @@ async fn interaction_page(st: &Shared, session: Sid, participant: Option<Sid>, p
     let store = st.engine.store().clone();
     let mut rows = tokio::task::spawn_blocking(move || store.interactions(q))
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 80504, "Internal server error"))??;
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                80504,
+                "Internal server error",
+            )
+        })??;
     let more = rows.len() > pg.size || before_seq.is_some();
     if before_seq.is_some() && rows.len() > pg.size {
         rows.remove(0);
@@ -386,27 +528,48 @@ async fn load_interaction(st: &Shared, session: Sid, key: &str) -> Result<Intera
     let store = st.engine.store().clone();
     let found = tokio::task::spawn_blocking(move || store.interaction(sid))
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 80504, "Internal server error"))??;
-    found.filter(|i| i.session_sid == session).ok_or_else(ApiError::not_found)
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                80504,
+                "Internal server error",
+            )
+        })??;
+    found
+        .filter(|i| i.session_sid == session)
+        .ok_or_else(ApiError::not_found)
 }
 
-async fn list_interactions(State(st): State<Shared>, Path((svc, sess)): Path<(String, String)>, uri: Uri) -> ApiResult {
+async fn list_interactions(
+    State(st): State<Shared>,
+    Path((svc, sess)): Path<(String, String)>,
+    uri: Uri,
+) -> ApiResult {
     let (svc, sess) = session_sid(&st, &svc, &sess)?;
     let pg = paging(&uri)?;
     let (rows, more) = interaction_page(&st, sess, None, &pg).await?;
     let bounds = rows.first().zip(rows.last()).map(|(a, b)| (a.seq, b.seq));
     let items = rows.iter().map(|i| st.interaction_json(i, None)).collect();
     let url = format!("{}/Interactions", st.session_url(svc, sess));
-    ok(StatusCode::OK, page_envelope(&url, "interactions", items, &pg, bounds, more))
+    ok(
+        StatusCode::OK,
+        page_envelope(&url, "interactions", items, &pg, bounds, more),
+    )
 }
 
-async fn fetch_interaction(State(st): State<Shared>, Path((svc, sess, ki)): Path<(String, String, String)>) -> ApiResult {
+async fn fetch_interaction(
+    State(st): State<Shared>,
+    Path((svc, sess, ki)): Path<(String, String, String)>,
+) -> ApiResult {
     let (_, sess) = session_sid(&st, &svc, &sess)?;
     let i = load_interaction(&st, sess, &ki).await?;
     ok(StatusCode::OK, st.interaction_json(&i, None))
 }
 
-async fn delete_interaction(State(st): State<Shared>, Path((svc, sess, ki)): Path<(String, String, String)>) -> ApiResult {
+async fn delete_interaction(
+    State(st): State<Shared>,
+    Path((svc, sess, ki)): Path<(String, String, String)>,
+) -> ApiResult {
     let (_, sess) = session_sid(&st, &svc, &sess)?;
     let i = load_interaction(&st, sess, &ki).await?;
     durable(st.engine.delete_interaction(i.sid)).await?;
@@ -422,10 +585,19 @@ async fn list_message_interactions(
     let pg = paging(&uri)?;
     let (rows, more) = interaction_page(&st, sess, Some(part), &pg).await?;
     let bounds = rows.first().zip(rows.last()).map(|(a, b)| (a.seq, b.seq));
-    let items = rows.iter().map(|i| st.interaction_json(i, Some(part))).collect();
-    let url = format!("{}/MessageInteractions", st.participant_url(svc, sess, part));
+    let items = rows
+        .iter()
+        .map(|i| st.interaction_json(i, Some(part)))
+        .collect();
+    let url = format!(
+        "{}/MessageInteractions",
+        st.participant_url(svc, sess, part)
+    );
     // Twilio's key for MessageInteraction lists is `interactions`.
-    ok(StatusCode::OK, page_envelope(&url, "interactions", items, &pg, bounds, more))
+    ok(
+        StatusCode::OK,
+        page_envelope(&url, "interactions", items, &pg, bounds, more),
+    )
 }
 
 async fn create_message_interaction(
@@ -438,16 +610,26 @@ async fn create_message_interaction(
     let p = form(&st, &headers, body).await?;
     let text = match (p.get("Body"), p.get("MediaUrl")) {
         (Some(b), _) if !b.is_empty() => b.to_string(),
-        (_, Some(_)) => return Err(ApiError::invalid("MediaUrl", "media is not supported; send a Body")),
+        (_, Some(_)) => {
+            return Err(ApiError::invalid(
+                "MediaUrl",
+                "media is not supported; send a Body",
+            ))
+        }
         _ => return Err(ApiError::missing("Body")),
     };
     if text.chars().count() > 1600 {
         return Err(ApiError::invalid("Body", "must be at most 1600 characters"));
     }
-    let (interaction, msg, d) = st.engine.create_message_interaction(sess, part, &text, now())?;
+    let (interaction, msg, d) = st
+        .engine
+        .create_message_interaction(sess, part, &text, now())?;
     durable(d).await?;
     st.engine.enqueue_outbound(msg);
-    ok(StatusCode::CREATED, st.interaction_json(&interaction, Some(part)))
+    ok(
+        StatusCode::CREATED,
+        st.interaction_json(&interaction, Some(part)),
+    )
 }
 
 async fn fetch_message_interaction(

@@ -72,7 +72,11 @@ impl AllocError {
 
 /// Picks a number for `req` from `pool` (in pool order). Fails only when no number meets
 /// the hard constraints: this is what makes allocation optimal.
-pub fn select(pool: &[Candidate], req: &Request, history: &impl History) -> Result<usize, AllocError> {
+pub fn select(
+    pool: &[Candidate],
+    req: &Request,
+    history: &impl History,
+) -> Result<usize, AllocError> {
     let me = req.identifier;
     if let Some(wanted) = req.explicit {
         let i = pool
@@ -118,8 +122,13 @@ pub fn select(pool: &[Candidate], req: &Request, history: &impl History) -> Resu
     if cands.is_empty() {
         return Err(AllocError::AllInUse);
     }
-    if let (GeoMatchLevel::Overlay | GeoMatchLevel::Radius, Some(npa)) = (req.geo, me.nanp_area_code()) {
-        if cands.iter().any(|&i| pool[i].number.nanp_area_code() == Some(npa)) {
+    if let (GeoMatchLevel::Overlay | GeoMatchLevel::Radius, Some(npa)) =
+        (req.geo, me.nanp_area_code())
+    {
+        if cands
+            .iter()
+            .any(|&i| pool[i].number.nanp_area_code() == Some(npa))
+        {
             cands.retain(|&i| pool[i].number.nanp_area_code() == Some(npa));
         }
     }
@@ -211,28 +220,45 @@ mod tests {
     #[test]
     fn error_codes_in_order() {
         let h = Hist::default();
-        assert_eq!(select(&[], &req("+14155551001"), &h), Err(AllocError::EmptyPool));
+        assert_eq!(
+            select(&[], &req("+14155551001"), &h),
+            Err(AllocError::EmptyPool)
+        );
         let reserved = [cand("+14155550101", true, 0)];
-        assert_eq!(select(&reserved, &req("+14155551001"), &h), Err(AllocError::OnlyReserved));
+        assert_eq!(
+            select(&reserved, &req("+14155551001"), &h),
+            Err(AllocError::OnlyReserved)
+        );
         let uk = [cand("+447700900001", false, 0)];
-        assert_eq!(select(&uk, &req("+14155551001"), &h), Err(AllocError::NoCountryMatch));
+        assert_eq!(
+            select(&uk, &req("+14155551001"), &h),
+            Err(AllocError::NoCountryMatch)
+        );
         let other_npa = [cand("+12125550101", false, 0)];
         let mut r = req("+14155551001");
         r.geo = GeoMatchLevel::AreaCode;
         assert_eq!(select(&other_npa, &r, &h), Err(AllocError::NoGeoMatch));
         let mut h2 = Hist::default();
-        h2.active.insert((n("+12125550101").as_u64(), n("+14155551001").as_u64()));
-        assert_eq!(select(&other_npa, &req("+14155551001"), &h2), Err(AllocError::AllInUse));
+        h2.active
+            .insert((n("+12125550101").as_u64(), n("+14155551001").as_u64()));
+        assert_eq!(
+            select(&other_npa, &req("+14155551001"), &h2),
+            Err(AllocError::AllInUse)
+        );
     }
 
     #[test]
     fn explicit_allows_reserved_but_not_an_active_pair() {
-        let pool = [cand("+14155550101", false, 0), cand("+14155550102", true, 0)];
+        let pool = [
+            cand("+14155550101", false, 0),
+            cand("+14155550102", true, 0),
+        ];
         let mut r = req("+14155551001");
         r.explicit = Some(n("+14155550102"));
         let mut h = Hist::default();
         assert_eq!(select(&pool, &r, &h), Ok(1));
-        h.active.insert((n("+14155550102").as_u64(), n("+14155551001").as_u64()));
+        h.active
+            .insert((n("+14155550102").as_u64(), n("+14155551001").as_u64()));
         assert_eq!(select(&pool, &r, &h), Err(AllocError::PairInUse));
         r.explicit = Some(n("+14155550199"));
         assert_eq!(select(&pool, &r, &h), Err(AllocError::NotInService));
@@ -248,17 +274,30 @@ mod tests {
 
     #[test]
     fn stickiness_and_load() {
-        let pool = [cand("+14155550101", false, 5), cand("+14155550102", false, 1), cand("+14155550103", false, 3)];
+        let pool = [
+            cand("+14155550101", false, 5),
+            cand("+14155550102", false, 1),
+            cand("+14155550103", false, 3),
+        ];
         let h = Hist::default();
-        assert_eq!(select(&pool, &req("+14155551001"), &h), Ok(1), "least in_use");
+        assert_eq!(
+            select(&pool, &req("+14155551001"), &h),
+            Ok(1),
+            "least in_use"
+        );
         let mut h = Hist::default();
         let me = n("+14155551001");
         h.used.insert((pool[0].number.as_u64(), me.as_u64()), 10);
         h.used.insert((pool[2].number.as_u64(), me.as_u64()), 20);
-        assert_eq!(select(&pool, &req("+14155551001"), &h), Ok(2), "most recent");
+        assert_eq!(
+            select(&pool, &req("+14155551001"), &h),
+            Ok(2),
+            "most recent"
+        );
         let mut r = req("+14155551001");
         r.counterpart = Some(n("+14155552002"));
-        h.with.insert((me.as_u64(), n("+14155552002").as_u64()), pool[0].number);
+        h.with
+            .insert((me.as_u64(), n("+14155552002").as_u64()), pool[0].number);
         assert_eq!(select(&pool, &r, &h), Ok(0), "same counterpart first");
         r.behavior = NumberSelection::AvoidSticky;
         assert_eq!(select(&pool, &r, &h), Ok(1), "never used first");
@@ -269,7 +308,10 @@ mod tests {
         let pool = [cand("+14155550101", false, 0)];
         let me = n("+14155551001");
         let mut h = Hist::default();
-        h.cooling.insert((pool[0].number.as_u64(), me.as_u64()), n("+14155552002").as_u64());
+        h.cooling.insert(
+            (pool[0].number.as_u64(), me.as_u64()),
+            n("+14155552002").as_u64(),
+        );
         let mut r = req("+14155551001");
         r.counterpart = Some(n("+14155553003"));
         assert_eq!(select(&pool, &r, &h), Err(AllocError::AllInUse));
@@ -293,7 +335,10 @@ mod tests {
 
     fn arb_number() -> impl Strategy<Value = E164> {
         prop_oneof![
-            (0u64..3, 0u64..4).prop_map(|(npa, line)| E164::from_u64(1_000_000_0000 * 1 + [415, 212, 416][npa as usize] * 10_000_000 + 5_550_100 + line).unwrap()),
+            (0u64..3, 0u64..4).prop_map(|(npa, line)| E164::from_u64(
+                10_000_000_000 + [415, 212, 416][npa as usize] * 10_000_000 + 5_550_100 + line
+            )
+            .unwrap()),
             (0u64..3).prop_map(|line| E164::from_u64(447_700_900_000 + line).unwrap()),
         ]
     }

@@ -48,8 +48,9 @@ pub fn parse(text: &str) -> Option<i64> {
         if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        s.iter()
-            .try_fold(0u32, |acc, c| acc.checked_mul(10)?.checked_add(u32::from(c - b'0')))
+        s.iter().try_fold(0u32, |acc, c| {
+            acc.checked_mul(10)?.checked_add(u32::from(c - b'0'))
+        })
     };
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
@@ -128,7 +129,15 @@ mod tests {
         assert_eq!(parse("2015-07-30T15:00:00-0500"), Some(1_438_286_400));
         assert_eq!(parse("2015-07-30T20:00:00.123Z"), Some(1_438_286_400));
         assert_eq!(parse("2016-07-31"), Some(1_469_923_200));
-        for bad in ["", "2015-13-01", "2015-02-29", "2015-07-30T25:00:00Z", "2015-07-30T20:00:00", "yesterday", "2015-07-30T20:00:00Zjunk"] {
+        for bad in [
+            "",
+            "2015-13-01",
+            "2015-02-29",
+            "2015-07-30T25:00:00Z",
+            "2015-07-30T20:00:00",
+            "yesterday",
+            "2015-07-30T20:00:00Zjunk",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }

@@ -52,7 +52,12 @@ fn page_of(index: &BTreeMap<u64, Sid>, cursor: Cursor, limit: usize) -> (Vec<Sid
             (v, more)
         }
         Cursor::Before(s) => {
-            let mut v: Vec<Sid> = index.range(..s).rev().take(limit).map(|(_, s)| *s).collect();
+            let mut v: Vec<Sid> = index
+                .range(..s)
+                .rev()
+                .take(limit)
+                .map(|(_, s)| *s)
+                .collect();
             v.reverse();
             (v, true)
         }
@@ -215,7 +220,11 @@ fn ms(t: Timestamp) -> i64 {
 impl Engine {
     /// Rebuilds the engine from the store. `now_ms` is the current time: sessions whose time
     /// passed while maskd was down close on the first `expire`.
-    pub fn open(store: Arc<dyn Store>, opts: EngineOptions, now_ms: i64) -> Result<Engine, StoreError> {
+    pub fn open(
+        store: Arc<dyn Store>,
+        opts: EngineOptions,
+        now_ms: i64,
+    ) -> Result<Engine, StoreError> {
         let snap = store.load()?;
         let now = now_ms.div_euclid(1000);
         let mut st = State {
@@ -231,7 +240,10 @@ impl Engine {
         }
         for n in snap.numbers {
             st.number_index.insert(n.number.as_u64(), n.sid);
-            st.pools.entry(n.service_sid).or_default().insert(n.seq, n.sid);
+            st.pools
+                .entry(n.service_sid)
+                .or_default()
+                .insert(n.seq, n.sid);
             st.numbers.insert(n.sid, PhoneNumber { in_use: 0, ..n });
         }
         let routes = RoutingTable::with_capacity(snap.sessions.len() * 2);
@@ -241,9 +253,13 @@ impl Engine {
         let mut wheel = TimerWheel::new(opts.wheel_tick_ms, opts.wheel_slots, start);
         for s in snap.sessions {
             if let Some(name) = &s.unique_name {
-                st.session_names.insert((s.service_sid, name.clone()), s.sid);
+                st.session_names
+                    .insert((s.service_sid, name.clone()), s.sid);
             }
-            st.service_sessions.entry(s.service_sid).or_default().insert(s.seq, s.sid);
+            st.service_sessions
+                .entry(s.service_sid)
+                .or_default()
+                .insert(s.seq, s.sid);
             let last = ms(s.date_last_interaction.unwrap_or(s.date_created));
             st.sessions.insert(
                 s.sid,
@@ -269,8 +285,10 @@ impl Engine {
             let live_parts = st.live_participants(sid);
             if let [a, b] = live_parts[..] {
                 let (pa, pb) = (st.participants[&a].clone(), st.participants[&b].clone());
-                st.with.insert((pa.identifier.as_u64(), pb.identifier.as_u64()), pa.proxy);
-                st.with.insert((pb.identifier.as_u64(), pa.identifier.as_u64()), pb.proxy);
+                st.with
+                    .insert((pa.identifier.as_u64(), pb.identifier.as_u64()), pa.proxy);
+                st.with
+                    .insert((pb.identifier.as_u64(), pa.identifier.as_u64()), pb.proxy);
             }
             let ss = &st.sessions[&sid];
             if ss.session.status.is_active() {
@@ -291,13 +309,22 @@ impl Engine {
                         ss.timer = Some(key);
                     }
                 }
-            } else if let (Some(ended), Some(svc)) = (ss.session.date_ended, st.services.get(&ss.session.service_sid)) {
+            } else if let (Some(ended), Some(svc)) = (
+                ss.session.date_ended,
+                st.services.get(&ss.session.service_sid),
+            ) {
                 let until = ended.saturating_add(svc.cooloff as i64);
                 if svc.cooloff > 0 && until > now {
                     if let [a, b] = live_parts[..] {
                         let (pa, pb) = (&st.participants[&a], &st.participants[&b]);
-                        let c1 = (RouteKey::new(pa.proxy, pa.identifier), (pb.identifier.as_u64(), until));
-                        let c2 = (RouteKey::new(pb.proxy, pb.identifier), (pa.identifier.as_u64(), until));
+                        let c1 = (
+                            RouteKey::new(pa.proxy, pa.identifier),
+                            (pb.identifier.as_u64(), until),
+                        );
+                        let c2 = (
+                            RouteKey::new(pb.proxy, pb.identifier),
+                            (pa.identifier.as_u64(), until),
+                        );
                         st.cooling.insert(c1.0, c1.1);
                         st.cooling.insert(c2.0, c2.1);
                     }
@@ -350,19 +377,29 @@ impl Engine {
 
     pub fn service(&self, sid: Sid) -> Result<Service, CoreError> {
         let st = self.state.lock();
-        st.services.get(&sid).cloned().ok_or(CoreError::NotFound(Resource::Service))
+        st.services
+            .get(&sid)
+            .cloned()
+            .ok_or(CoreError::NotFound(Resource::Service))
     }
 
     pub fn list_services(&self, cursor: Cursor, limit: usize) -> Page<Service> {
         let st = self.state.lock();
         let (sids, more_after) = page_of(&st.service_order, cursor, limit);
         Page {
-            items: sids.iter().filter_map(|s| st.services.get(s).cloned()).collect(),
+            items: sids
+                .iter()
+                .filter_map(|s| st.services.get(s).cloned())
+                .collect(),
             more_after,
         }
     }
 
-    pub fn create_service(&self, patch: ServicePatch, now: Timestamp) -> Result<(Service, Durable), CoreError> {
+    pub fn create_service(
+        &self,
+        patch: ServicePatch,
+        now: Timestamp,
+    ) -> Result<(Service, Durable), CoreError> {
         let mut st = self.state.lock();
         let name = patch
             .unique_name
@@ -398,9 +435,18 @@ impl Engine {
         Ok((svc, d))
     }
 
-    pub fn update_service(&self, sid: Sid, patch: ServicePatch, now: Timestamp) -> Result<(Service, Durable), CoreError> {
+    pub fn update_service(
+        &self,
+        sid: Sid,
+        patch: ServicePatch,
+        now: Timestamp,
+    ) -> Result<(Service, Durable), CoreError> {
         let mut st = self.state.lock();
-        let old = st.services.get(&sid).cloned().ok_or(CoreError::NotFound(Resource::Service))?;
+        let old = st
+            .services
+            .get(&sid)
+            .cloned()
+            .ok_or(CoreError::NotFound(Resource::Service))?;
         if let Some(name) = &patch.unique_name {
             check_name("UniqueName", name)?;
             if *name != old.unique_name && st.service_names.contains_key(name) {
@@ -423,10 +469,18 @@ impl Engine {
     /// keys of its active sessions are withdrawn at once.
     pub fn delete_service(&self, sid: Sid) -> Result<Durable, CoreError> {
         let mut st = self.state.lock();
-        let svc = st.services.remove(&sid).ok_or(CoreError::NotFound(Resource::Service))?;
+        let svc = st
+            .services
+            .remove(&sid)
+            .ok_or(CoreError::NotFound(Resource::Service))?;
         st.service_names.remove(&svc.unique_name);
         st.service_order.remove(&svc.seq);
-        let sessions: Vec<Sid> = st.service_sessions.remove(&sid).unwrap_or_default().into_values().collect();
+        let sessions: Vec<Sid> = st
+            .service_sessions
+            .remove(&sid)
+            .unwrap_or_default()
+            .into_values()
+            .collect();
         for s in sessions {
             self.drop_session(&mut st, s);
         }
@@ -440,7 +494,14 @@ impl Engine {
 
     /// Creates or updates a service from config, idempotently: missing numbers are added,
     /// numbers not listed are left alone (removing them could cut live sessions).
-    pub fn ensure_service(&self, name: &str, default_ttl: u64, cooloff: u64, numbers: &[E164], now: Timestamp) -> Result<Durable, CoreError> {
+    pub fn ensure_service(
+        &self,
+        name: &str,
+        default_ttl: u64,
+        cooloff: u64,
+        numbers: &[E164],
+        now: Timestamp,
+    ) -> Result<Durable, CoreError> {
         let existing = self.resolve_service(name).ok();
         let patch = ServicePatch {
             unique_name: Some(name.to_string()),
@@ -455,12 +516,18 @@ impl Engine {
         for n in numbers {
             let known = {
                 let st = self.state.lock();
-                st.number_index.get(&n.as_u64()).map(|pn| st.numbers[pn].service_sid)
+                st.number_index
+                    .get(&n.as_u64())
+                    .map(|pn| st.numbers[pn].service_sid)
             };
             match known {
                 Some(s) if s == svc.sid => continue,
                 Some(_) => return Err(CoreError::NumberInOtherService),
-                None => last = self.add_number(svc.sid, None, Some(&n.to_string()), false, now)?.1,
+                None => {
+                    last = self
+                        .add_number(svc.sid, None, Some(&n.to_string()), false, now)?
+                        .1
+                }
             }
         }
         Ok(last)
@@ -474,9 +541,17 @@ impl Engine {
         Ok(st.numbers[&sid].clone())
     }
 
-    pub fn list_numbers(&self, service: Sid, cursor: Cursor, limit: usize) -> Result<Page<PhoneNumber>, CoreError> {
+    pub fn list_numbers(
+        &self,
+        service: Sid,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page<PhoneNumber>, CoreError> {
         let st = self.state.lock();
-        let pool = st.pools.get(&service).ok_or(CoreError::NotFound(Resource::Service))?;
+        let pool = st
+            .pools
+            .get(&service)
+            .ok_or(CoreError::NotFound(Resource::Service))?;
         let (sids, more_after) = page_of(pool, cursor, limit);
         Ok(Page {
             items: sids.iter().map(|s| st.numbers[s].clone()).collect(),
@@ -485,21 +560,40 @@ impl Engine {
     }
 
     /// Adds a number to a service pool by `Sid` (a PN of this deployment) or `PhoneNumber`.
-    pub fn add_number(&self, service: Sid, sid: Option<&str>, number: Option<&str>, is_reserved: bool, now: Timestamp) -> Result<(PhoneNumber, Durable), CoreError> {
+    pub fn add_number(
+        &self,
+        service: Sid,
+        sid: Option<&str>,
+        number: Option<&str>,
+        is_reserved: bool,
+        now: Timestamp,
+    ) -> Result<(PhoneNumber, Durable), CoreError> {
         let mut st = self.state.lock();
         if !st.services.contains_key(&service) {
             return Err(CoreError::NotFound(Resource::Service));
         }
         let e164 = match (sid, number) {
-            (_, Some(text)) => E164::parse(text).map_err(|e| CoreError::invalid("PhoneNumber", e.to_string()))?,
+            (_, Some(text)) => {
+                E164::parse(text).map_err(|e| CoreError::invalid("PhoneNumber", e.to_string()))?
+            }
             (Some(text), None) => {
                 // Without a carrier account there are no IncomingPhoneNumbers to look up: a
                 // PN SID can only name a number already in some pool here.
-                let pn = Sid::parse(SidKind::PhoneNumber, text).ok_or(CoreError::NumberSidNotFound)?;
+                let pn =
+                    Sid::parse(SidKind::PhoneNumber, text).ok_or(CoreError::NumberSidNotFound)?;
                 let n = st.numbers.get(&pn).ok_or(CoreError::NumberSidNotFound)?;
-                return Err(if n.service_sid == service { CoreError::NumberInService } else { CoreError::NumberInOtherService });
+                return Err(if n.service_sid == service {
+                    CoreError::NumberInService
+                } else {
+                    CoreError::NumberInOtherService
+                });
             }
-            (None, None) => return Err(CoreError::invalid("PhoneNumber", "Sid or PhoneNumber is required")),
+            (None, None) => {
+                return Err(CoreError::invalid(
+                    "PhoneNumber",
+                    "Sid or PhoneNumber is required",
+                ))
+            }
         };
         if let Some(pn) = st.number_index.get(&e164.as_u64()) {
             return Err(if st.numbers[pn].service_sid == service {
@@ -527,10 +621,19 @@ impl Engine {
         Ok((n, d))
     }
 
-    pub fn update_number(&self, service: Sid, sid_or_number: &str, is_reserved: Option<bool>, now: Timestamp) -> Result<(PhoneNumber, Durable), CoreError> {
+    pub fn update_number(
+        &self,
+        service: Sid,
+        sid_or_number: &str,
+        is_reserved: Option<bool>,
+        now: Timestamp,
+    ) -> Result<(PhoneNumber, Durable), CoreError> {
         let mut st = self.state.lock();
         let sid = st.resolve_number(service, sid_or_number)?;
-        let n = st.numbers.get_mut(&sid).ok_or(CoreError::NotFound(Resource::PhoneNumber))?;
+        let n = st
+            .numbers
+            .get_mut(&sid)
+            .ok_or(CoreError::NotFound(Resource::PhoneNumber))?;
         if let Some(r) = is_reserved {
             n.is_reserved = r;
         }
@@ -564,12 +667,21 @@ impl Engine {
 
     pub fn session(&self, sid: Sid) -> Result<Session, CoreError> {
         let st = self.state.lock();
-        st.session_view(sid).ok_or(CoreError::NotFound(Resource::Session))
+        st.session_view(sid)
+            .ok_or(CoreError::NotFound(Resource::Session))
     }
 
-    pub fn list_sessions(&self, service: Sid, cursor: Cursor, limit: usize) -> Result<Page<Session>, CoreError> {
+    pub fn list_sessions(
+        &self,
+        service: Sid,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page<Session>, CoreError> {
         let st = self.state.lock();
-        let index = st.service_sessions.get(&service).ok_or(CoreError::NotFound(Resource::Service))?;
+        let index = st
+            .service_sessions
+            .get(&service)
+            .ok_or(CoreError::NotFound(Resource::Service))?;
         let (sids, more_after) = page_of(index, cursor, limit);
         Ok(Page {
             items: sids.iter().filter_map(|s| st.session_view(*s)).collect(),
@@ -577,9 +689,18 @@ impl Engine {
         })
     }
 
-    pub fn create_session(&self, service: Sid, req: NewSession, now: Timestamp) -> Result<(Session, Vec<Participant>, Durable), CoreError> {
+    pub fn create_session(
+        &self,
+        service: Sid,
+        req: NewSession,
+        now: Timestamp,
+    ) -> Result<(Session, Vec<Participant>, Durable), CoreError> {
         let mut st = self.state.lock();
-        let svc = st.services.get(&service).cloned().ok_or(CoreError::NotFound(Resource::Service))?;
+        let svc = st
+            .services
+            .get(&service)
+            .cloned()
+            .ok_or(CoreError::NotFound(Resource::Service))?;
         if let Some(name) = &req.unique_name {
             check_name("UniqueName", name)?;
             if st.session_names.contains_key(&(service, name.clone())) {
@@ -598,7 +719,12 @@ impl Engine {
             None | Some(SessionStatus::Open) => SessionStatus::Open,
             Some(SessionStatus::InProgress) => SessionStatus::InProgress,
             Some(SessionStatus::Closed) => SessionStatus::Closed,
-            Some(other) => return Err(CoreError::StatusInvalid { from: "none", to: other.as_str() }),
+            Some(other) => {
+                return Err(CoreError::StatusInvalid {
+                    from: "none",
+                    to: other.as_str(),
+                })
+            }
         };
         let seq = st.next_seq();
         let session = Session {
@@ -606,7 +732,11 @@ impl Engine {
             seq,
             service_sid: service,
             unique_name: req.unique_name.clone(),
-            status: if status == SessionStatus::Closed { SessionStatus::Open } else { status },
+            status: if status == SessionStatus::Closed {
+                SessionStatus::Open
+            } else {
+                status
+            },
             mode: req.mode.unwrap_or(Mode::VoiceAndMessage),
             ttl: req.ttl.unwrap_or(svc.default_ttl),
             date_expiry: req.date_expiry,
@@ -623,7 +753,10 @@ impl Engine {
         for (i, p) in req.participants.iter().enumerate() {
             // The other participant of the request is this one's counterpart, even before
             // it exists (stickiness and cool-off depend on it).
-            let hint = req.participants.get(1 - i).and_then(|o| E164::parse(&o.identifier).ok());
+            let hint = req
+                .participants
+                .get(1 - i)
+                .and_then(|o| E164::parse(&o.identifier).ok());
             match self.add_participant_locked(&mut st, sid, p, hint, now) {
                 Ok(part) => added.push(part),
                 Err(e) => {
@@ -643,7 +776,9 @@ impl Engine {
             publish_routes(&st, &self.routes, sid);
             self.rearm(&mut st, sid);
         }
-        let view = st.session_view(sid).ok_or(CoreError::NotFound(Resource::Session))?;
+        let view = st
+            .session_view(sid)
+            .ok_or(CoreError::NotFound(Resource::Session))?;
         let parts: Vec<Participant> = added.iter().map(|p| st.participants[p].clone()).collect();
         let mut ops = vec![WriteOp::PutSession(view.clone())];
         ops.extend(parts.iter().cloned().map(WriteOp::PutParticipant));
@@ -652,9 +787,18 @@ impl Engine {
         Ok((view, parts, d))
     }
 
-    pub fn update_session(&self, sid: Sid, patch: SessionPatch, now: Timestamp) -> Result<(Session, Durable), CoreError> {
+    pub fn update_session(
+        &self,
+        sid: Sid,
+        patch: SessionPatch,
+        now: Timestamp,
+    ) -> Result<(Session, Durable), CoreError> {
         let mut st = self.state.lock();
-        let current = st.sessions.get(&sid).map(|s| s.session.status).ok_or(CoreError::NotFound(Resource::Session))?;
+        let current = st
+            .sessions
+            .get(&sid)
+            .map(|s| s.session.status)
+            .ok_or(CoreError::NotFound(Resource::Session))?;
         if current == SessionStatus::Closed || !current.is_active() {
             match patch.status {
                 Some(SessionStatus::InProgress) if current == SessionStatus::Closed => {
@@ -668,7 +812,12 @@ impl Engine {
                 Some(SessionStatus::Closed) => {}
                 Some(SessionStatus::InProgress) => st.set_status(sid, SessionStatus::InProgress),
                 Some(SessionStatus::Open) if current == SessionStatus::Open => {}
-                Some(to) => return Err(CoreError::StatusInvalid { from: current.as_str(), to: to.as_str() }),
+                Some(to) => {
+                    return Err(CoreError::StatusInvalid {
+                        from: current.as_str(),
+                        to: to.as_str(),
+                    })
+                }
             }
         }
         if let Some(ss) = st.sessions.get_mut(&sid) {
@@ -685,14 +834,20 @@ impl Engine {
         } else {
             self.rearm(&mut st, sid);
         }
-        let view = st.session_view(sid).ok_or(CoreError::NotFound(Resource::Session))?;
+        let view = st
+            .session_view(sid)
+            .ok_or(CoreError::NotFound(Resource::Session))?;
         let d = self.submit(vec![WriteOp::PutSession(view.clone())]);
         Ok((view, d))
     }
 
     pub fn delete_session(&self, sid: Sid) -> Result<Durable, CoreError> {
         let mut st = self.state.lock();
-        let service = st.sessions.get(&sid).map(|s| s.session.service_sid).ok_or(CoreError::NotFound(Resource::Session))?;
+        let service = st
+            .sessions
+            .get(&sid)
+            .map(|s| s.session.service_sid)
+            .ok_or(CoreError::NotFound(Resource::Session))?;
         self.drop_session(&mut st, sid);
         if let Some(index) = st.service_sessions.get_mut(&service) {
             index.retain(|_, s| *s != sid);
@@ -701,7 +856,11 @@ impl Engine {
     }
 
     fn drop_session(&self, st: &mut State, sid: Sid) {
-        if st.sessions.get(&sid).is_some_and(|s| s.session.status.is_active()) {
+        if st
+            .sessions
+            .get(&sid)
+            .is_some_and(|s| s.session.status.is_active())
+        {
             self.deactivate(st, sid);
         }
         if let Some(key) = st.sessions.get_mut(&sid).and_then(|s| s.timer.take()) {
@@ -714,7 +873,10 @@ impl Engine {
         let parts = st.live_participants(sid);
         for p in &parts {
             let part = &st.participants[p];
-            if st.active.contains(&RouteKey::new(part.proxy, part.identifier)) {
+            if st
+                .active
+                .contains(&RouteKey::new(part.proxy, part.identifier))
+            {
                 return Err(AllocError::PairInUse.into());
             }
         }
@@ -735,7 +897,8 @@ impl Engine {
     fn deactivate(&self, st: &mut State, sid: Sid) {
         for p in st.live_participants(sid) {
             let part = &st.participants[&p];
-            self.routes.remove(&RouteKey::new(part.proxy, part.identifier));
+            self.routes
+                .remove(&RouteKey::new(part.proxy, part.identifier));
             st.unreserve(p);
         }
         if let Some(key) = st.sessions.get_mut(&sid).and_then(|s| s.timer.take()) {
@@ -744,17 +907,28 @@ impl Engine {
     }
 
     fn close_locked(&self, st: &mut State, sid: Sid, reason: ClosedReason, now: Timestamp) {
-        let Some(ss) = st.sessions.get(&sid) else { return };
+        let Some(ss) = st.sessions.get(&sid) else {
+            return;
+        };
         if !ss.session.status.is_active() {
             return;
         }
-        let cooloff = st.services.get(&ss.session.service_sid).map_or(0, |s| s.cooloff);
+        let cooloff = st
+            .services
+            .get(&ss.session.service_sid)
+            .map_or(0, |s| s.cooloff);
         if let [a, b] = st.live_participants(sid)[..] {
             if cooloff > 0 {
                 let until = now.saturating_add(cooloff as i64);
                 let (pa, pb) = (st.participants[&a].clone(), st.participants[&b].clone());
-                st.cooling.insert(RouteKey::new(pa.proxy, pa.identifier), (pb.identifier.as_u64(), until));
-                st.cooling.insert(RouteKey::new(pb.proxy, pb.identifier), (pa.identifier.as_u64(), until));
+                st.cooling.insert(
+                    RouteKey::new(pa.proxy, pa.identifier),
+                    (pb.identifier.as_u64(), until),
+                );
+                st.cooling.insert(
+                    RouteKey::new(pb.proxy, pb.identifier),
+                    (pa.identifier.as_u64(), until),
+                );
             }
         }
         self.deactivate(st, sid);
@@ -768,7 +942,9 @@ impl Engine {
     }
 
     fn rearm(&self, st: &mut State, sid: Sid) {
-        let Some(ss) = st.sessions.get_mut(&sid) else { return };
+        let Some(ss) = st.sessions.get_mut(&sid) else {
+            return;
+        };
         let mut wheel = self.wheel.lock();
         if let Some(key) = ss.timer.take() {
             wheel.cancel(key);
@@ -791,7 +967,9 @@ impl Engine {
         let mut closed = Vec::new();
         let mut st = self.state.lock();
         for (sid, _) in fired {
-            let Some(ss) = st.sessions.get_mut(&sid) else { continue };
+            let Some(ss) = st.sessions.get_mut(&sid) else {
+                continue;
+            };
             ss.timer = None;
             if !ss.session.status.is_active() {
                 continue;
@@ -829,10 +1007,22 @@ impl Engine {
             .ok_or(CoreError::NotFound(Resource::Participant))
     }
 
-    pub fn list_participants(&self, session: Sid, cursor: Cursor, limit: usize) -> Result<Page<Participant>, CoreError> {
+    pub fn list_participants(
+        &self,
+        session: Sid,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page<Participant>, CoreError> {
         let st = self.state.lock();
-        let ss = st.sessions.get(&session).ok_or(CoreError::NotFound(Resource::Session))?;
-        let index: BTreeMap<u64, Sid> = ss.participants.iter().map(|p| (st.participants[p].seq, *p)).collect();
+        let ss = st
+            .sessions
+            .get(&session)
+            .ok_or(CoreError::NotFound(Resource::Session))?;
+        let index: BTreeMap<u64, Sid> = ss
+            .participants
+            .iter()
+            .map(|p| (st.participants[p].seq, *p))
+            .collect();
         let (sids, more_after) = page_of(&index, cursor, limit);
         Ok(Page {
             items: sids.iter().map(|s| st.participants[s].clone()).collect(),
@@ -840,7 +1030,12 @@ impl Engine {
         })
     }
 
-    pub fn add_participant(&self, session: Sid, req: NewParticipant, now: Timestamp) -> Result<(Participant, Durable), CoreError> {
+    pub fn add_participant(
+        &self,
+        session: Sid,
+        req: NewParticipant,
+        now: Timestamp,
+    ) -> Result<(Participant, Durable), CoreError> {
         let mut st = self.state.lock();
         let p = self.add_participant_locked(&mut st, session, &req, None, now)?;
         st.commit_history(session);
@@ -858,7 +1053,10 @@ impl Engine {
         counterpart_hint: Option<E164>,
         now: Timestamp,
     ) -> Result<Sid, CoreError> {
-        let ss = st.sessions.get(&session).ok_or(CoreError::NotFound(Resource::Session))?;
+        let ss = st
+            .sessions
+            .get(&session)
+            .ok_or(CoreError::NotFound(Resource::Session))?;
         if !ss.session.status.is_active() {
             return Err(CoreError::SessionClosed);
         }
@@ -866,7 +1064,10 @@ impl Engine {
         let identifier = E164::parse(&req.identifier).map_err(CoreError::InvalidIdentifier)?;
         if let Some(name) = &req.friendly_name {
             if name.chars().count() > 255 {
-                return Err(CoreError::invalid("FriendlyName", "must be at most 255 characters"));
+                return Err(CoreError::invalid(
+                    "FriendlyName",
+                    "must be at most 255 characters",
+                ));
             }
         }
         let mut counterpart = counterpart_hint;
@@ -874,7 +1075,11 @@ impl Engine {
         for p in &ss.participants {
             let part = &st.participants[p];
             if part.identifier == identifier {
-                return Err(if part.date_deleted.is_some() { CoreError::DuplicateEntry } else { CoreError::ParticipantInSession });
+                return Err(if part.date_deleted.is_some() {
+                    CoreError::DuplicateEntry
+                } else {
+                    CoreError::ParticipantInSession
+                });
             }
             if part.date_deleted.is_none() {
                 live += 1;
@@ -887,7 +1092,11 @@ impl Engine {
         let explicit = match (&req.proxy_identifier_sid, &req.proxy_identifier) {
             (Some(text), _) => {
                 let pn = Sid::parse(SidKind::PhoneNumber, text).ok_or(AllocError::NotInService)?;
-                let n = st.numbers.get(&pn).filter(|n| n.service_sid == service).ok_or(AllocError::NotInService)?;
+                let n = st
+                    .numbers
+                    .get(&pn)
+                    .filter(|n| n.service_sid == service)
+                    .ok_or(AllocError::NotInService)?;
                 Some(n.number)
             }
             (None, Some(text)) => Some(E164::parse(text).map_err(|_| AllocError::NotInService)?),
@@ -913,10 +1122,8 @@ impl Engine {
             behavior: svc.number_selection_behavior,
             explicit,
         };
-        let picked = allocator::select(&pool, &request, &HistoryView { st, now }).map_err(|e| {
-            metrics::allocation_failed(e.code());
-            e
-        })?;
+        let picked = allocator::select(&pool, &request, &HistoryView { st, now })
+            .inspect_err(|e| metrics::allocation_failed(e.code()))?;
         let seq = st.next_seq();
         let part = Participant {
             sid: Sid::generate(SidKind::Participant),
@@ -942,7 +1149,12 @@ impl Engine {
 
     /// Soft delete: the participant stays in the session with `date_deleted`; its route keys
     /// (and its partner's, which has no counterpart any more) are withdrawn.
-    pub fn delete_participant(&self, session: Sid, sid: Sid, now: Timestamp) -> Result<(Participant, Durable), CoreError> {
+    pub fn delete_participant(
+        &self,
+        session: Sid,
+        sid: Sid,
+        now: Timestamp,
+    ) -> Result<(Participant, Durable), CoreError> {
         let mut st = self.state.lock();
         let part = st
             .participants
@@ -950,7 +1162,10 @@ impl Engine {
             .filter(|p| p.session_sid == session && p.date_deleted.is_none())
             .cloned()
             .ok_or(CoreError::NotFound(Resource::Participant))?;
-        let active = st.sessions.get(&session).is_some_and(|s| s.session.status.is_active());
+        let active = st
+            .sessions
+            .get(&session)
+            .is_some_and(|s| s.session.status.is_active());
         if active {
             for p in st.live_participants(session) {
                 let q = &st.participants[&p];
@@ -959,7 +1174,10 @@ impl Engine {
             st.unreserve(sid);
         }
         let updated = {
-            let p = st.participants.get_mut(&part.sid).ok_or(CoreError::NotFound(Resource::Participant))?;
+            let p = st
+                .participants
+                .get_mut(&part.sid)
+                .ok_or(CoreError::NotFound(Resource::Participant))?;
             p.date_deleted = Some(now);
             p.date_updated = now;
             p.clone()
@@ -972,9 +1190,18 @@ impl Engine {
 
     /// Records an API-originated message to `participant` with status `queued`; once the
     /// returned `Durable` resolves, pass the `OutboundMessage` to `enqueue_outbound`.
-    pub fn create_message_interaction(&self, session: Sid, participant: Sid, body: &str, now: Timestamp) -> Result<(Interaction, OutboundMessage, Durable), CoreError> {
+    pub fn create_message_interaction(
+        &self,
+        session: Sid,
+        participant: Sid,
+        body: &str,
+        now: Timestamp,
+    ) -> Result<(Interaction, OutboundMessage, Durable), CoreError> {
         let mut st = self.state.lock();
-        let ss = st.sessions.get(&session).ok_or(CoreError::NotFound(Resource::Session))?;
+        let ss = st
+            .sessions
+            .get(&session)
+            .ok_or(CoreError::NotFound(Resource::Session))?;
         let part = st
             .participants
             .get(&participant)
@@ -1008,7 +1235,9 @@ impl Engine {
             date_updated: now,
         };
         st.touch_session(session, now);
-        let view = st.session_view(session).ok_or(CoreError::NotFound(Resource::Session))?;
+        let view = st
+            .session_view(session)
+            .ok_or(CoreError::NotFound(Resource::Session))?;
         let msg = OutboundMessage {
             interaction: interaction.sid,
             session,
@@ -1017,7 +1246,10 @@ impl Engine {
             to: part.identifier,
             body: body.to_string(),
         };
-        let d = self.submit(vec![WriteOp::PutInteraction(interaction.clone()), WriteOp::PutSession(view)]);
+        let d = self.submit(vec![
+            WriteOp::PutInteraction(interaction.clone()),
+            WriteOp::PutSession(view),
+        ]);
         Ok((interaction, msg, d))
     }
 
@@ -1083,7 +1315,11 @@ impl Engine {
     pub fn check_invariants(&self) -> Result<(), String> {
         let st = self.state.lock();
         let mut seen = HashSet::new();
-        for ss in st.sessions.values().filter(|s| s.session.status.is_active()) {
+        for ss in st
+            .sessions
+            .values()
+            .filter(|s| s.session.status.is_active())
+        {
             for p in st.live_participants(ss.session.sid) {
                 let part = &st.participants[&p];
                 let key = RouteKey::new(part.proxy, part.identifier);
@@ -1096,7 +1332,11 @@ impl Engine {
             }
         }
         if seen.len() != st.active.len() {
-            return Err(format!("{} reserved keys but {} live participants", st.active.len(), seen.len()));
+            return Err(format!(
+                "{} reserved keys but {} live participants",
+                st.active.len(),
+                seen.len()
+            ));
         }
         for n in st.numbers.values() {
             let users = seen.iter().filter(|k| k.proxy == n.number.as_u64()).count() as u32;
@@ -1110,7 +1350,9 @@ impl Engine {
 
 /// Inserts both route keys of an active session with two live participants.
 fn publish_routes(st: &State, routes: &RoutingTable, sid: Sid) {
-    let Some(ss) = st.sessions.get(&sid) else { return };
+    let Some(ss) = st.sessions.get(&sid) else {
+        return;
+    };
     if !ss.session.status.is_active() {
         return;
     }
@@ -1210,8 +1452,12 @@ impl State {
                 .ok()
                 .and_then(|n| self.number_index.get(&n.as_u64()).copied()),
         };
-        sid.filter(|s| self.numbers.get(s).is_some_and(|n| n.service_sid == service))
-            .ok_or(CoreError::NotFound(Resource::PhoneNumber))
+        sid.filter(|s| {
+            self.numbers
+                .get(s)
+                .is_some_and(|n| n.service_sid == service)
+        })
+        .ok_or(CoreError::NotFound(Resource::PhoneNumber))
     }
 
     fn session_view(&self, sid: Sid) -> Option<Session> {
@@ -1225,7 +1471,11 @@ impl State {
                 ss.participants
                     .iter()
                     .copied()
-                    .filter(|p| self.participants.get(p).is_some_and(|p| p.date_deleted.is_none()))
+                    .filter(|p| {
+                        self.participants
+                            .get(p)
+                            .is_some_and(|p| p.date_deleted.is_none())
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -1233,7 +1483,8 @@ impl State {
 
     fn insert_session(&mut self, session: Session) {
         if let Some(name) = &session.unique_name {
-            self.session_names.insert((session.service_sid, name.clone()), session.sid);
+            self.session_names
+                .insert((session.service_sid, name.clone()), session.sid);
         }
         self.service_sessions
             .entry(session.service_sid)
@@ -1254,7 +1505,8 @@ impl State {
     fn remove_session(&mut self, sid: Sid) {
         if let Some(ss) = self.sessions.remove(&sid) {
             if let Some(name) = &ss.session.unique_name {
-                self.session_names.remove(&(ss.session.service_sid, name.clone()));
+                self.session_names
+                    .remove(&(ss.session.service_sid, name.clone()));
             }
             if let Some(index) = self.service_sessions.get_mut(&ss.session.service_sid) {
                 index.remove(&ss.session.seq);
@@ -1269,7 +1521,11 @@ impl State {
         let p = &self.participants[&participant];
         let (key, number) = (RouteKey::new(p.proxy, p.identifier), p.proxy.as_u64());
         self.active.insert(key);
-        if let Some(n) = self.number_index.get(&number).and_then(|s| self.numbers.get_mut(s)) {
+        if let Some(n) = self
+            .number_index
+            .get(&number)
+            .and_then(|s| self.numbers.get_mut(s))
+        {
             n.in_use += 1;
         }
     }
@@ -1278,7 +1534,11 @@ impl State {
         let p = &self.participants[&participant];
         let (key, number) = (RouteKey::new(p.proxy, p.identifier), p.proxy.as_u64());
         if self.active.remove(&key) {
-            if let Some(n) = self.number_index.get(&number).and_then(|s| self.numbers.get_mut(s)) {
+            if let Some(n) = self
+                .number_index
+                .get(&number)
+                .and_then(|s| self.numbers.get_mut(s))
+            {
                 n.in_use = n.in_use.saturating_sub(1);
             }
         }
@@ -1304,8 +1564,10 @@ impl State {
         }
         if let [a, b] = live[..] {
             let (pa, pb) = (self.participants[&a].clone(), self.participants[&b].clone());
-            self.with.insert((pa.identifier.as_u64(), pb.identifier.as_u64()), pa.proxy);
-            self.with.insert((pb.identifier.as_u64(), pa.identifier.as_u64()), pb.proxy);
+            self.with
+                .insert((pa.identifier.as_u64(), pb.identifier.as_u64()), pa.proxy);
+            self.with
+                .insert((pb.identifier.as_u64(), pa.identifier.as_u64()), pb.proxy);
         }
     }
 

@@ -44,12 +44,17 @@ pub enum CoreError {
     TooManyParticipants,
     #[error("Identifier is not a valid E.164 phone number: {0}")]
     InvalidIdentifier(super::e164::E164Error),
-    #[error("Participant with this identifier was removed from the Session and cannot be added back")]
+    #[error(
+        "Participant with this identifier was removed from the Session and cannot be added back"
+    )]
     DuplicateEntry,
     #[error("Session is closed and cannot be updated")]
     SessionClosed,
     #[error("Session status transition from {from} to {to} is invalid")]
-    StatusInvalid { from: &'static str, to: &'static str },
+    StatusInvalid {
+        from: &'static str,
+        to: &'static str,
+    },
     #[error("Phone number is already in another Service")]
     NumberInOtherService,
     #[error("Phone number is already in this Service")]

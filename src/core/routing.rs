@@ -90,9 +90,22 @@ impl RoutingTable {
         }
     }
 
-    /// Resolves traffic that arrived on `proxy` from `sender`.
+    /// Resolves traffic that arrived on `proxy` from `sender` (a copy of the route).
     pub fn resolve(&self, proxy: E164, sender: E164) -> Option<Route> {
-        self.map.get(&RouteKey::new(proxy, sender)).map(|r| r.clone())
+        self.map
+            .get(&RouteKey::new(proxy, sender))
+            .map(|r| r.clone())
+    }
+
+    /// Resolves and runs `f` on the route in place, without copying it: the data planes'
+    /// hot path (read what the outbound leg needs, store the interaction time).
+    pub fn with_route<T>(
+        &self,
+        proxy: E164,
+        sender: E164,
+        f: impl FnOnce(&Route) -> T,
+    ) -> Option<T> {
+        self.map.get(&RouteKey::new(proxy, sender)).map(|r| f(&r))
     }
 
     pub fn len(&self) -> usize {

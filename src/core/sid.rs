@@ -87,7 +87,10 @@ fn fill_random(buf: &mut [u8]) {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mut x = nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut x = nanos
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for chunk in buf.chunks_mut(8) {
         x ^= x << 13;
         x ^= x >> 7;
@@ -136,7 +139,9 @@ mod tests {
         let sid = Sid::generate(SidKind::Session).to_string();
         assert_eq!(sid.len(), 34);
         assert!(sid.starts_with("KC"));
-        assert!(sid[2..].bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert!(sid[2..]
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         assert_ne!(sid, Sid::generate(SidKind::Session).to_string());
     }
 
@@ -144,7 +149,10 @@ mod tests {
     fn parse_round_trips_and_checks_kind() {
         let text = "KS0123456789abcdef0123456789ABCDEF";
         let sid = Sid::parse(SidKind::Service, text).expect("valid");
-        assert_eq!(sid.to_string(), text.to_ascii_lowercase().replacen("ks", "KS", 1));
+        assert_eq!(
+            sid.to_string(),
+            text.to_ascii_lowercase().replacen("ks", "KS", 1)
+        );
         assert!(Sid::parse(SidKind::Session, text).is_none());
         assert!(Sid::parse_any("KS0123").is_none());
         assert!(Sid::parse_any("ks0123456789abcdef0123456789abcdef").is_none());

@@ -69,7 +69,10 @@ pub struct SqliteStore {
 fn io(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
         {
             StoreError::Corrupt(e.to_string())
         }
@@ -85,9 +88,13 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, checks or creates the schema and
     /// starts the writer. `on_fatal` is called once if a commit ever fails: the engine's
     /// memory is then ahead of the store, so the daemon must stop and rebuild from disk.
-    pub fn open(path: &Path, on_fatal: Box<dyn Fn(StoreError) + Send>) -> Result<SqliteStore, StoreError> {
+    pub fn open(
+        path: &Path,
+        on_fatal: Box<dyn Fn(StoreError) + Send>,
+    ) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
         }
         let mut conn = Connection::open(path).map_err(io)?;
         configure(&conn)?;
@@ -132,19 +139,25 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(io)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Io(format!("cannot enable WAL (journal_mode={mode})")));
+        return Err(StoreError::Io(format!(
+            "cannot enable WAL (journal_mode={mode})"
+        )));
     }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;").map_err(io)?;
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")
+        .map_err(io)?;
     Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(io)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(io)?;
     match version {
         0 => {
             let tx = conn.transaction().map_err(io)?;
             tx.execute_batch(SCHEMA_V1).map_err(io)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(io)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                .map_err(io)?;
             tx.commit().map_err(io)
         }
         SCHEMA_VERSION => Ok(()),
@@ -238,8 +251,14 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         WriteOp::PutNumber(v) => {
             tx.prepare_cached("INSERT OR REPLACE INTO numbers VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?
                 .execute(params![
-                    s(&v.sid), v.seq as i64, s(&v.service_sid), v.number.as_u64() as i64,
-                    v.friendly_name, v.is_reserved, v.date_created, v.date_updated
+                    s(&v.sid),
+                    v.seq as i64,
+                    s(&v.service_sid),
+                    v.number.as_u64() as i64,
+                    v.friendly_name,
+                    v.is_reserved,
+                    v.date_created,
+                    v.date_updated
                 ])?;
         }
         WriteOp::DeleteNumber(sid) => {
@@ -266,9 +285,17 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
                 "INSERT OR REPLACE INTO participants VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
             )?
             .execute(params![
-                s(&v.sid), v.seq as i64, s(&v.session_sid), s(&v.service_sid),
-                v.identifier.as_u64() as i64, v.friendly_name, v.proxy.as_u64() as i64,
-                s(&v.proxy_sid), v.date_deleted, v.date_created, v.date_updated
+                s(&v.sid),
+                v.seq as i64,
+                s(&v.session_sid),
+                s(&v.service_sid),
+                v.identifier.as_u64() as i64,
+                v.friendly_name,
+                v.proxy.as_u64() as i64,
+                s(&v.proxy_sid),
+                v.date_deleted,
+                v.date_created,
+                v.date_updated
             ])?;
         }
         WriteOp::PutInteraction(v) => {
@@ -298,7 +325,8 @@ fn sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Sid> {
 }
 fn opt_sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Sid>> {
     let text: Option<String> = row.get(i)?;
-    text.map(|t| Sid::parse_any(&t).ok_or_else(|| corrupt("sid"))).transpose()
+    text.map(|t| Sid::parse_any(&t).ok_or_else(|| corrupt("sid")))
+        .transpose()
 }
 fn e164_col(row: &Row<'_>, i: usize) -> rusqlite::Result<E164> {
     let v: i64 = row.get(i)?;
@@ -310,7 +338,8 @@ fn enum_col<T>(row: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlit
 }
 fn opt_status(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<ResourceStatus>> {
     let text: Option<String> = row.get(i)?;
-    text.map(|t| ResourceStatus::parse(&t).ok_or_else(|| corrupt("status"))).transpose()
+    text.map(|t| ResourceStatus::parse(&t).ok_or_else(|| corrupt("status")))
+        .transpose()
 }
 
 fn interaction_row(r: &Row<'_>) -> rusqlite::Result<Interaction> {
@@ -345,7 +374,9 @@ impl Store for SqliteStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         let conn = self.reader.lock();
         let mut snap = Snapshot::default();
-        let mut stmt = conn.prepare("SELECT * FROM services ORDER BY seq").map_err(io)?;
+        let mut stmt = conn
+            .prepare("SELECT * FROM services ORDER BY seq")
+            .map_err(io)?;
         snap.services = stmt
             .query_map([], |r| {
                 Ok(Service {
@@ -367,7 +398,9 @@ impl Store for SqliteStore {
             .map_err(io)?
             .collect::<Result<_, _>>()
             .map_err(io)?;
-        let mut stmt = conn.prepare("SELECT * FROM numbers ORDER BY seq").map_err(io)?;
+        let mut stmt = conn
+            .prepare("SELECT * FROM numbers ORDER BY seq")
+            .map_err(io)?;
         snap.numbers = stmt
             .query_map([], |r| {
                 Ok(PhoneNumber {
@@ -385,7 +418,9 @@ impl Store for SqliteStore {
             .map_err(io)?
             .collect::<Result<_, _>>()
             .map_err(io)?;
-        let mut stmt = conn.prepare("SELECT * FROM sessions ORDER BY seq").map_err(io)?;
+        let mut stmt = conn
+            .prepare("SELECT * FROM sessions ORDER BY seq")
+            .map_err(io)?;
         snap.sessions = stmt
             .query_map([], |r| {
                 Ok(Session {
@@ -408,7 +443,9 @@ impl Store for SqliteStore {
             .map_err(io)?
             .collect::<Result<_, _>>()
             .map_err(io)?;
-        let mut stmt = conn.prepare("SELECT * FROM participants ORDER BY seq").map_err(io)?;
+        let mut stmt = conn
+            .prepare("SELECT * FROM participants ORDER BY seq")
+            .map_err(io)?;
         snap.participants = stmt
             .query_map([], |r| {
                 Ok(Participant {
@@ -490,7 +527,10 @@ impl Store for SqliteStore {
         let mut stmt = conn
             .prepare_cached("SELECT * FROM interactions WHERE sid = ?1")
             .map_err(io)?;
-        let row = stmt.query_row([s(&sid)], interaction_row).optional().map_err(io)?;
+        let row = stmt
+            .query_row([s(&sid)], interaction_row)
+            .optional()
+            .map_err(io)?;
         Ok(row)
     }
 

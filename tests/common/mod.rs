@@ -16,7 +16,11 @@ pub const TOKEN: &str = "test-token";
 
 /// A free loopback port (bound and released; the daemon binds it right after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn config_yaml(dir: &Path, api: u16, metrics: u16, services: &str) -> String {
@@ -108,7 +112,10 @@ impl Daemon {
                         return line;
                     }
                 }
-                Err(_) => panic!("no log line with {needle:?} within {timeout:?}; log so far:\n{}", self.lines.join("\n")),
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {timeout:?}; log so far:\n{}",
+                    self.lines.join("\n")
+                ),
             }
         }
     }
@@ -128,13 +135,19 @@ impl Daemon {
     /// SIGTERM and wait (bounded) for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("running");
-        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = c.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < deadline, "maskd did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "maskd did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -155,7 +168,13 @@ impl Daemon {
         http(self.api, "GET", path, Some((ACCOUNT, TOKEN)), None)
     }
     pub fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
-        http(self.api, "POST", path, Some((ACCOUNT, TOKEN)), Some(&encode(form)))
+        http(
+            self.api,
+            "POST",
+            path,
+            Some((ACCOUNT, TOKEN)),
+            Some(&encode(form)),
+        )
     }
     pub fn delete(&self, path: &str) -> Resp {
         http(self.api, "DELETE", path, Some((ACCOUNT, TOKEN)), None)
@@ -206,16 +225,39 @@ impl Resp {
         assert_eq!(j["code"], code, "{}", self.body);
         assert_eq!(j["status"], status, "{}", self.body);
         assert!(j["message"].as_str().is_some_and(|m| !m.is_empty()));
-        assert_eq!(j["more_info"], format!("https://www.twilio.com/docs/errors/{code}"));
+        assert_eq!(
+            j["more_info"],
+            format!("https://www.twilio.com/docs/errors/{code}")
+        );
     }
 }
 
 /// One HTTP/1.1 request with `Connection: close`.
-pub fn http(addr: SocketAddr, method: &str, path: &str, auth: Option<(&str, &str)>, body: Option<&str>) -> Resp {
-    raw_http(addr, method, path, auth, body.map(str::as_bytes), "application/x-www-form-urlencoded")
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: Option<&str>,
+) -> Resp {
+    raw_http(
+        addr,
+        method,
+        path,
+        auth,
+        body.map(str::as_bytes),
+        "application/x-www-form-urlencoded",
+    )
 }
 
-pub fn raw_http(addr: SocketAddr, method: &str, path: &str, auth: Option<(&str, &str)>, body: Option<&[u8]>, content_type: &str) -> Resp {
+pub fn raw_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: Option<&[u8]>,
+    content_type: &str,
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -225,7 +267,10 @@ pub fn raw_http(addr: SocketAddr, method: &str, path: &str, auth: Option<(&str, 
     }
     let body = body.unwrap_or(b"");
     if method == "POST" {
-        req.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len()));
+        req.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
@@ -251,14 +296,24 @@ fn parse_response(raw: &[u8]) -> Resp {
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    Resp { status, headers, body }
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     for _ in 0..100_000 {
-        let Some((size, rest)) = s.split_once("\r\n") else { break };
+        let Some((size, rest)) = s.split_once("\r\n") else {
+            break;
+        };
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 || rest.len() < n {
             break;
@@ -271,5 +326,10 @@ fn dechunk(mut s: &str) -> String {
 
 /// Path of a created resource's `url` (relative to the daemon's base).
 pub fn path_of(v: &serde_json::Value, base: &str) -> String {
-    v["url"].as_str().unwrap().strip_prefix(base).unwrap().to_string()
+    v["url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(base)
+        .unwrap()
+        .to_string()
 }
