@@ -330,7 +330,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let mut inner = e.into_inner().to_string();
+        // The YAML error may start with its own (partial) path; the key path says it.
+        if let Some((head, rest)) = inner.split_once(": ") {
+            if !head.contains(' ') && key.starts_with(head) {
+                inner = rest.to_string();
+            }
+        }
         ConfigError::Parse {
             key: if key == "." || key.is_empty() {
                 "(top level)".into()

@@ -525,3 +525,88 @@ fn metrics_health_and_no_numbers_in_labels() {
     assert_eq!(http(d.metrics, "GET", "/healthz", None, None).status, 200);
     assert_eq!(http(d.metrics, "GET", "/readyz", None, None).status, 200);
 }
+
+#[test]
+fn ttl_expiry_closes_through_the_running_wheel() {
+    let (_dir, mut d, svc) = setup();
+    let p = participants("+14155551001", "+14155551002");
+    let r = d.post(
+        &format!("/v1/Services/{svc}/Sessions"),
+        &[("Ttl", "1"), (p[0].0, &p[0].1), (p[1].0, &p[1].1)],
+    );
+    let spath = path_of(&r.json(), &d.base());
+    // The daemon's own clock drives the wheel; poll (bounded) until it has closed.
+    let closed = (0..100)
+        .find_map(|_| {
+            let s = d.get(&spath).json();
+            if s["status"] == "closed" {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            None
+        })
+        .expect("session with ttl 1 s still open after 5 s");
+    assert_eq!(closed["closed_reason"], "ttl");
+    let created = maskd::core::datetime::parse(closed["date_created"].as_str().unwrap()).unwrap();
+    let ended = maskd::core::datetime::parse(closed["date_ended"].as_str().unwrap()).unwrap();
+    assert!(
+        (1..=2).contains(&(ended - created)),
+        "closed {}s after creation",
+        ended - created
+    );
+    let m = d.metrics_text();
+    assert!(
+        m.contains(r#"maskd_sessions_closed_total{reason="ttl"} 1"#),
+        "{m}"
+    );
+    assert!(m.contains("maskd_routing_table_entries 0"), "{m}");
+    assert!(
+        m.contains("maskd_timer_wheel_lateness_seconds_count 1"),
+        "{m}"
+    );
+    d.wait_for_log("session closed", std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn logs_show_numbers_only_masked() {
+    let (_dir, mut d, svc) = setup();
+    let s = create_session(&d, &svc, "private", "+14155551001", "+14155551002");
+    let spath = path_of(&s, &d.base());
+    let kp = d.get(&format!("{spath}/Participants")).json()["participants"][0]["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        d.post(
+            &format!("{spath}/Participants/{kp}/MessageInteractions"),
+            &[("Body", "hi")]
+        )
+        .status,
+        201
+    );
+    d.post(
+        &format!("{spath}/Participants"),
+        &[("Identifier", "+14155551003")],
+    )
+    .assert_error(400, 80609);
+    let r = d.post(
+        &format!("{spath}/Participants"),
+        &[("Identifier", "+1415555100x")],
+    );
+    assert!(
+        !r.body.contains("1415555100"),
+        "error body echoes a number: {}",
+        r.body
+    );
+    d.wait_for_log("participant added", std::time::Duration::from_secs(5));
+    assert_eq!(d.post(&spath, &[("Status", "closed")]).status, 200);
+    d.wait_for_log("session closed", std::time::Duration::from_secs(5));
+    let log = d.lines.join("\n");
+    assert!(
+        log.contains("+*******1001"),
+        "numbers are logged masked:\n{log}"
+    );
+    for raw in ["4155551001", "4155551002", "4155550101", "4155550102"] {
+        assert!(!log.contains(raw), "log shows {raw} unmasked:\n{log}");
+    }
+}

@@ -141,3 +141,38 @@ fn sigterm_drains_and_exits_zero() {
     let d2 = Daemon::restart(dir.path(), "");
     assert_eq!(d2.get("/v1/Services/t").status, 200);
 }
+
+/// Every `fixtures/config/bad-*.yaml` fails `check-config` with exit 64 and names each key
+/// its `# expect:` lines list; every other fixture passes.
+#[test]
+fn config_fixtures() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let out = maskd(&["check-config", "--config", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if name.starts_with("bad-") {
+            assert_eq!(out.status.code(), Some(64), "{name}: {err}");
+            let expected: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# expect: "))
+                .collect();
+            assert!(!expected.is_empty(), "{name} has no # expect: line");
+            for key in expected {
+                assert!(
+                    err.lines().any(
+                        |l| l.contains(&format!(": {key}:")) || l.contains(&format!("{key}: "))
+                    ),
+                    "{name}: no error names {key}:\n{err}"
+                );
+            }
+        } else {
+            assert!(out.status.success(), "{name}: {err}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5);
+}

@@ -401,3 +401,63 @@ proptest! {
         prop_assert_eq!(e2.routes().len(), before);
     }
 }
+
+struct Collect(std::sync::Mutex<Vec<maskd::core::engine::OutboundMessage>>);
+impl maskd::core::engine::Outbox for Collect {
+    fn enqueue(&self, msg: maskd::core::engine::OutboundMessage) {
+        self.0.lock().unwrap().push(msg);
+    }
+}
+
+#[test]
+fn message_interactions_reach_the_outbox_and_survive_restart_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let kp;
+    {
+        let e = open(dir.path(), T0 * 1000);
+        let svc = service(&e, &["+14155550101", "+14155550102"]);
+        let (s, parts, d) = e
+            .create_session(
+                svc,
+                NewSession {
+                    participants: pair("+14155551001", "+14155551002"),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .unwrap();
+        d.wait_blocking().unwrap();
+        kp = parts[1].sid;
+        let outbox = Arc::new(Collect(Default::default()));
+        e.set_outbox(outbox.clone());
+        let (i, msg, d) = e
+            .create_message_interaction(s.sid, kp, "hello", T0 + 5)
+            .unwrap();
+        d.wait_blocking().unwrap();
+        e.enqueue_outbound(msg);
+        let got = outbox.0.lock().unwrap().clone();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].interaction, i.sid);
+        assert_eq!(
+            got[0].from, parts[1].proxy,
+            "sent from the participant's proxy number"
+        );
+        assert_eq!(
+            got[0].to,
+            n("+14155551002"),
+            "to the participant's real number"
+        );
+        assert_eq!(got[0].body, "hello");
+        assert_eq!(e.session(s.sid).unwrap().status, SessionStatus::InProgress);
+        assert_eq!(
+            e.session(s.sid).unwrap().date_last_interaction,
+            Some(T0 + 5)
+        );
+    }
+    // Nothing marked it sent: after a restart it is still waiting in the persistent queue.
+    let e = open(dir.path(), (T0 + 60) * 1000);
+    let pending = e.pending_outbound().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].participant, kp);
+    assert_eq!(pending[0].body, "hello");
+}

@@ -113,7 +113,16 @@ async fn observe(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().as_str().to_string();
     let started = Instant::now();
-    let resp = next.run(req).await;
+    // The span carries the route template, never the path: paths hold SIDs and names.
+    let span = tracing::debug_span!("api", method = %method, route = %route);
+    let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request"
+        )
+    });
     let class = match resp.status().as_u16() {
         200..=299 => "2xx",
         300..=399 => "3xx",

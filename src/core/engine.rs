@@ -784,6 +784,9 @@ impl Engine {
         ops.extend(parts.iter().cloned().map(WriteOp::PutParticipant));
         let d = self.submit(ops);
         metrics::sessions_created();
+        for p in &parts {
+            tracing::debug!(session = %view.sid, participant = %p.sid, identifier = %p.identifier.masked(), proxy = %p.proxy.masked(), "participant added");
+        }
         Ok((view, parts, d))
     }
 
@@ -939,6 +942,7 @@ impl Engine {
             ss.session.date_updated = now;
         }
         metrics::session_closed(reason.as_str());
+        tracing::debug!(session = %sid, reason = reason.as_str(), "session closed");
     }
 
     fn rearm(&self, st: &mut State, sid: Sid) {
@@ -1041,6 +1045,7 @@ impl Engine {
         st.commit_history(session);
         publish_routes(&st, &self.routes, session);
         let part = st.participants[&p].clone();
+        tracing::debug!(session = %session, participant = %part.sid, identifier = %part.identifier.masked(), proxy = %part.proxy.masked(), "participant added");
         let d = self.submit(vec![WriteOp::PutParticipant(part.clone())]);
         Ok((part, d))
     }

@@ -74,7 +74,7 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_maskd"))
             .args(["run", "--config"])
             .arg(cfg)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,maskd=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
