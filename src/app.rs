@@ -17,6 +17,7 @@ use crate::config::Validated;
 use crate::core::engine::{Engine, EngineOptions};
 use crate::core::store::StoreError;
 use crate::core::CoreError;
+use crate::net::smpp::SmppPlane;
 use crate::store::SqliteStore;
 
 /// Why the daemon could not start or had to stop.
@@ -119,6 +120,12 @@ pub async fn run(
     );
 
     let api_listener = bind("api.listen", cfg.api_listen).await?;
+    let smpp_listener = bind("smpp.listen", cfg.smpp.listen).await?;
+    let smpp_addr = smpp_listener.local_addr().map_err(|source| AppError::Bind {
+        key: "smpp.listen",
+        addr: cfg.smpp.listen,
+        source,
+    })?;
     let metrics_listener = bind("metrics.listen", cfg.metrics_listen).await?;
     let api_addr = api_listener.local_addr().map_err(|source| AppError::Bind {
         key: "api.listen",
@@ -166,6 +173,9 @@ pub async fn run(
                 .await;
         })
     };
+    let (smpp, smpp_rx) = SmppPlane::new(engine.clone(), &cfg);
+    engine.set_outbox(smpp.clone());
+    smpp.start(smpp_listener, smpp_rx, stop_rx.clone()).await.map_err(store_err)?;
     let api_task = serve(api_listener, api::router(state), stop_rx.clone());
     let ops_task = serve(
         metrics_listener,
@@ -173,10 +183,8 @@ pub async fn run(
         stop_rx.clone(),
     );
     ready.store(true, Ordering::Release);
-    tracing::info!(api = %api_addr, metrics = %metrics_addr, "maskd ready");
-    tracing::warn!(
-        "SIP and SMPP planes are not built yet: sip and smpp config is validated, not served"
-    );
+    tracing::info!(api = %api_addr, metrics = %metrics_addr, smpp = %smpp_addr, "maskd ready");
+    tracing::warn!("the SIP plane is not built yet: sip config is validated, not served");
 
     let mut failure = None;
     tokio::select! {

@@ -161,6 +161,14 @@ pub struct SmppConfig {
     pub routes: Vec<SmppRoute>,
     /// Answer ESME_RINVDSTADR instead of ESME_ROK for out-of-session messages.
     pub reject_out_of_session: bool,
+    /// Outstanding requests per bind, each way.
+    pub window: u32,
+    /// Send enquire_link after this long without traffic from the peer.
+    pub enquire_link_interval: String,
+    /// Close a bind after this long without any PDU from the peer.
+    pub inactivity_timeout: String,
+    /// How long to wait for the answer to a PDU maskd sent.
+    pub response_timeout: String,
 }
 
 impl Default for SmppConfig {
@@ -172,6 +180,10 @@ impl Default for SmppConfig {
             upstreams: Vec::new(),
             routes: Vec::new(),
             reject_out_of_session: false,
+            window: 64,
+            enquire_link_interval: "30s".into(),
+            inactivity_timeout: "120s".into(),
+            response_timeout: "30s".into(),
         }
     }
 }
@@ -305,7 +317,17 @@ pub struct Validated {
     pub shutdown_grace: Duration,
     pub timer_tick: Duration,
     pub webhook_timeout: Duration,
+    pub smpp: SmppTimers,
     pub services: Vec<ValidService>,
+}
+
+/// The SMPP plane's parsed settings.
+#[derive(Debug, Clone)]
+pub struct SmppTimers {
+    pub listen: SocketAddr,
+    pub enquire_link_interval: Duration,
+    pub inactivity_timeout: Duration,
+    pub response_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -513,6 +535,12 @@ impl Config {
                 );
             }
         }
+        if smpp.window == 0 || smpp.window > 10_000 {
+            p.add("smpp.window", "must be between 1 and 10000");
+        }
+        let smpp_enquire = p.duration("smpp.enquire_link_interval", &smpp.enquire_link_interval);
+        let smpp_inactivity = p.duration("smpp.inactivity_timeout", &smpp.inactivity_timeout);
+        let smpp_response = p.duration("smpp.response_timeout", &smpp.response_timeout);
         let webhook_timeout = p.duration("webhooks.timeout", &self.webhooks.timeout);
         p.one_of(
             "webhooks.intercept_on_error",
@@ -569,18 +597,27 @@ impl Config {
             return Err(ConfigError::Invalid(p.0));
         }
         // Every Option below is Some: a None added a problem above.
+        let smpp_listen = smpp.listen.parse::<SocketAddr>().ok();
         let (
             Some(api_listen),
             Some(metrics_listen),
             Some(shutdown_grace),
             Some(timer_tick),
             Some(webhook_timeout),
+            Some(smpp_listen),
+            Some(smpp_enquire),
+            Some(smpp_inactivity),
+            Some(smpp_response),
         ) = (
             api_listen,
             metrics_listen,
             shutdown_grace,
             timer_tick,
             webhook_timeout,
+            smpp_listen,
+            smpp_enquire,
+            smpp_inactivity,
+            smpp_response,
         )
         else {
             return Err(ConfigError::Invalid(vec![(
@@ -596,6 +633,12 @@ impl Config {
             shutdown_grace,
             timer_tick,
             webhook_timeout,
+            smpp: SmppTimers {
+                listen: smpp_listen,
+                enquire_link_interval: smpp_enquire,
+                inactivity_timeout: smpp_inactivity,
+                response_timeout: smpp_response,
+            },
             services,
         })
     }

@@ -31,6 +31,7 @@ pub mod app;
 pub mod config;
 pub mod core;
 pub mod metrics;
+pub mod net;
 pub mod smpp;
 pub mod store;
 pub mod telemetry;

@@ -22,6 +22,14 @@ pub const POOL_IN_USE: &str = "maskd_pool_numbers_in_use";
 pub const ALLOCATIONS_FAILED: &str = "maskd_allocations_failed_total";
 pub const STORE_BATCH_DURATION: &str = "maskd_store_batch_duration_seconds";
 pub const STORE_BATCH_OPS: &str = "maskd_store_batch_ops";
+pub const SMPP_PDUS: &str = "maskd_smpp_pdus_total";
+pub const SMPP_BINDS: &str = "maskd_smpp_binds_active";
+pub const SMPP_QUEUE_DEPTH: &str = "maskd_smpp_queue_depth";
+pub const SMPP_OUT_OF_SESSION: &str = "maskd_smpp_out_of_session_total";
+pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
+pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
+pub const SMPP_FORWARD_LATENCY: &str = "maskd_smpp_forward_latency_seconds";
+pub const SMPP_ACCEPT_LATENCY: &str = "maskd_smpp_accept_latency_seconds";
 
 pub struct Metrics {
     pub registry: Registry,
@@ -38,6 +46,14 @@ pub struct Metrics {
     pub allocations_failed: IntCounterVec,
     pub store_batch: Histogram,
     pub store_batch_ops: Histogram,
+    pub smpp_pdus: IntCounterVec,
+    pub smpp_binds: IntGaugeVec,
+    pub smpp_queue_depth: IntGauge,
+    pub smpp_out_of_session: prometheus::IntCounter,
+    pub smpp_opt_out: prometheus::IntCounter,
+    pub smpp_receipts: IntCounterVec,
+    pub smpp_forward_latency: Histogram,
+    pub smpp_accept_latency: Histogram,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -109,6 +125,26 @@ fn build() -> Result<Metrics, prometheus::Error> {
             HistogramOpts::new(STORE_BATCH_OPS, "Write operations per store batch")
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )?,
+        smpp_pdus: IntCounterVec::new(
+            Opts::new(SMPP_PDUS, "SMPP PDUs by direction, command and command_status"),
+            &["direction", "command", "status"],
+        )?,
+        smpp_binds: IntGaugeVec::new(Opts::new(SMPP_BINDS, "Bound SMPP sessions by configured peer"), &["peer"])?,
+        smpp_queue_depth: IntGauge::new(SMPP_QUEUE_DEPTH, "Messages accepted and not yet forwarded")?,
+        smpp_out_of_session: prometheus::IntCounter::new(SMPP_OUT_OF_SESSION, "Messages with no active session")?,
+        smpp_opt_out: prometheus::IntCounter::new(SMPP_OPT_OUT, "Opt-out keyword messages not forwarded")?,
+        smpp_receipts: IntCounterVec::new(
+            Opts::new(SMPP_RECEIPTS, "Delivery receipts received, by outcome (matched, unknown, unreadable)"),
+            &["outcome"],
+        )?,
+        smpp_forward_latency: Histogram::with_opts(
+            HistogramOpts::new(SMPP_FORWARD_LATENCY, "From a message's acceptance to its acknowledgement downstream")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0]),
+        )?,
+        smpp_accept_latency: Histogram::with_opts(
+            HistogramOpts::new(SMPP_ACCEPT_LATENCY, "From a message's arrival to maskd's durable answer")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]),
+        )?,
         registry,
     };
     m.registry.register(Box::new(m.api_requests.clone()))?;
@@ -125,6 +161,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.allocations_failed.clone()))?;
     m.registry.register(Box::new(m.store_batch.clone()))?;
     m.registry.register(Box::new(m.store_batch_ops.clone()))?;
+    m.registry.register(Box::new(m.smpp_pdus.clone()))?;
+    m.registry.register(Box::new(m.smpp_binds.clone()))?;
+    m.registry.register(Box::new(m.smpp_queue_depth.clone()))?;
+    m.registry.register(Box::new(m.smpp_out_of_session.clone()))?;
+    m.registry.register(Box::new(m.smpp_opt_out.clone()))?;
+    m.registry.register(Box::new(m.smpp_receipts.clone()))?;
+    m.registry.register(Box::new(m.smpp_forward_latency.clone()))?;
+    m.registry.register(Box::new(m.smpp_accept_latency.clone()))?;
     Ok(m)
 }
 

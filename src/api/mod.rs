@@ -56,7 +56,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 /// Compares in time that depends only on the lengths, never on where bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len().max(b.len());
     let mut diff = (a.len() ^ b.len()) as u64;
     for i in 0..n {

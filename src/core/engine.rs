@@ -1289,6 +1289,27 @@ impl Engine {
             .collect())
     }
 
+    // ----- the data path -----
+
+    /// A fresh creation stamp (interaction `seq`, outbound queue id).
+    pub fn next_seq(&self) -> u64 {
+        self.state.lock().next_seq()
+    }
+
+    /// Writes what a data plane recorded, in order behind every earlier change. With
+    /// `touch`, the session counts an interaction now: its TTL clock restarts and an open
+    /// session becomes in-progress (persisted in the same batch).
+    pub fn record(&self, mut ops: Vec<WriteOp>, touch: Option<(Sid, Timestamp)>) -> Durable {
+        let mut st = self.state.lock();
+        if let Some((sid, now)) = touch {
+            st.touch_session(sid, now);
+            if let Some(view) = st.session_view(sid) {
+                ops.push(WriteOp::PutSession(view));
+            }
+        }
+        self.submit(ops)
+    }
+
     pub fn stats(&self) -> Stats {
         let st = self.state.lock();
         let mut by_status: HashMap<SessionStatus, u64> = HashMap::new();

@@ -12,6 +12,8 @@ pub enum SidKind {
     Session,
     Participant,
     Interaction,
+    /// A message maskd accepted (the `message_id` it answers with; Twilio's `SM…`).
+    Message,
 }
 
 impl SidKind {
@@ -23,6 +25,7 @@ impl SidKind {
             SidKind::Session => *b"KC",
             SidKind::Participant => *b"KP",
             SidKind::Interaction => *b"KI",
+            SidKind::Message => *b"SM",
         }
     }
 }

@@ -8,7 +8,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use super::model::{Interaction, Participant, PhoneNumber, Service, Session};
+use super::e164::E164;
+use super::model::{Interaction, Participant, PhoneNumber, ResourceStatus, Service, Session, Timestamp};
 use super::sid::Sid;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,6 +34,53 @@ pub enum WriteOp {
     PutParticipant(Participant),
     PutInteraction(Interaction),
     DeleteInteraction(Sid),
+    /// A message accepted for forwarding: durable before the sender's ack.
+    PutOutbound(OutboundItem),
+    /// Forwarded (acknowledged downstream) or given up: leaves the queue.
+    DeleteOutbound(u64),
+    /// Moves an interaction's outbound leg; `resource_sid` is kept when `None`.
+    SetOutboundStatus {
+        interaction: Sid,
+        status: ResourceStatus,
+        resource_sid: Option<String>,
+        at: Timestamp,
+    },
+    /// Remembers a downstream message id, so its receipt finds the interaction.
+    PutRemoteRef(RemoteRef),
+}
+
+/// One message waiting in the persistent outbound queue. The payload is opaque to the core
+/// (the SMS plane's encoded message body).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundItem {
+    pub id: u64,
+    pub interaction: Sid,
+    pub from: E164,
+    pub to: E164,
+    /// A specific peer to deliver to (receipts go back to their origin); else by route.
+    pub via: Option<String>,
+    /// The receipt maskd owes the original sender once this message's fate is known.
+    pub origin: Option<ReceiptOrigin>,
+    pub payload: Vec<u8>,
+    pub created: Timestamp,
+}
+
+/// Where maskd sends its own receipt: the sender's peer, maskd's message id, and the
+/// addresses of the original message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptOrigin {
+    pub peer: String,
+    pub message_id: String,
+    pub source: String,
+    pub dest: String,
+}
+
+/// A downstream message id and what it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteRef {
+    pub remote_id: String,
+    pub interaction: Sid,
+    pub origin: Option<ReceiptOrigin>,
 }
 
 /// Everything the engine rebuilds its state from at start.
@@ -64,8 +112,11 @@ pub trait Store: Send + Sync + 'static {
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>);
     fn interactions(&self, q: InteractionQuery) -> Result<Vec<Interaction>, StoreError>;
     fn interaction(&self, sid: Sid) -> Result<Option<Interaction>, StoreError>;
-    /// Interactions whose outbound leg is still `queued` (the persistent outbound queue).
+    /// API-created interactions still `queued` that have no outbound queue item yet.
     fn queued_messages(&self) -> Result<Vec<Interaction>, StoreError>;
+    /// The persistent outbound queue, oldest first.
+    fn outbound_items(&self) -> Result<Vec<OutboundItem>, StoreError>;
+    fn remote_ref(&self, remote_id: &str) -> Result<Option<RemoteRef>, StoreError>;
 }
 
 #[derive(Default)]

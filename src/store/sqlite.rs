@@ -15,9 +15,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::core::e164::E164;
 use crate::core::model::*;
 use crate::core::sid::Sid;
-use crate::core::store::{Completion, InteractionQuery, Snapshot, Store, StoreError, WriteOp};
+use crate::core::store::{
+    Completion, InteractionQuery, OutboundItem, ReceiptOrigin, RemoteRef, Snapshot, Store, StoreError, WriteOp,
+};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Batches waiting for the writer; submitters block beyond this (back-pressure).
 const QUEUE_BOUND: usize = 65_536;
 /// Batches folded into one transaction at most.
@@ -54,6 +56,15 @@ CREATE TABLE interactions (
   message_participant TEXT, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
 CREATE INDEX interactions_session ON interactions(session_sid, seq);
 CREATE INDEX interactions_queued ON interactions(out_status) WHERE out_status = 'queued';
+";
+
+/// Version 2: the SMS plane's persistent outbound queue and downstream message ids.
+const SCHEMA_V2: &str = "
+CREATE TABLE outbound (
+  id INTEGER PRIMARY KEY, interaction_sid TEXT NOT NULL, src INTEGER NOT NULL,
+  dst INTEGER NOT NULL, via TEXT, origin TEXT, payload BLOB NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE remote_refs (
+  remote_id TEXT PRIMARY KEY, interaction_sid TEXT NOT NULL, origin TEXT);
 ";
 
 type Job = (Vec<WriteOp>, Option<Completion>);
@@ -152,19 +163,21 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(io)?;
-    match version {
-        0 => {
-            let tx = conn.transaction().map_err(io)?;
-            tx.execute_batch(SCHEMA_V1).map_err(io)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-                .map_err(io)?;
-            tx.commit().map_err(io)
-        }
-        SCHEMA_VERSION => Ok(()),
-        v => Err(StoreError::Corrupt(format!(
-            "schema version {v} is not one this maskd knows (it knows {SCHEMA_VERSION})"
-        ))),
+    if !(0..=SCHEMA_VERSION).contains(&version) {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version} is not one this maskd knows (it knows up to {SCHEMA_VERSION})"
+        )));
     }
+    // Each step moves one version forward, in one transaction.
+    let steps = [SCHEMA_V1, SCHEMA_V2];
+    for (i, step) in steps.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(io)?;
+        tx.execute_batch(step).map_err(io)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(io)?;
+        tx.commit().map_err(io)?;
+    }
+    Ok(())
 }
 
 fn writer_loop(mut conn: Connection, rx: Receiver<Job>, on_fatal: Box<dyn Fn(StoreError) + Send>) {
@@ -315,8 +328,52 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         WriteOp::DeleteInteraction(sid) => {
             tx.execute("DELETE FROM interactions WHERE sid = ?1", [s(sid)])?;
         }
+        WriteOp::PutOutbound(o) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO outbound VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?
+                .execute(params![
+                    o.id as i64, s(&o.interaction), o.from.as_u64() as i64, o.to.as_u64() as i64,
+                    o.via, o.origin.as_ref().map(origin_text), o.payload, o.created
+                ])?;
+        }
+        WriteOp::DeleteOutbound(id) => {
+            tx.prepare_cached("DELETE FROM outbound WHERE id = ?1")?.execute([*id as i64])?;
+        }
+        WriteOp::SetOutboundStatus { interaction, status, resource_sid, at } => {
+            tx.prepare_cached(
+                "UPDATE interactions SET out_status = ?2, out_resource_sid = COALESCE(?3, out_resource_sid),
+                 date_updated = ?4 WHERE sid = ?1",
+            )?
+            .execute(params![s(interaction), status.as_str(), resource_sid, at])?;
+        }
+        WriteOp::PutRemoteRef(r) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO remote_refs VALUES (?1,?2,?3)")?
+                .execute(params![r.remote_id, s(&r.interaction), r.origin.as_ref().map(origin_text)])?;
+        }
     }
     Ok(())
+}
+
+/// A receipt origin as one text column: four fields separated by US (0x1F), which none of
+/// them can contain (peer names, message ids and addresses are printable).
+fn origin_text(o: &ReceiptOrigin) -> String {
+    [o.peer.as_str(), &o.message_id, &o.source, &o.dest].join("\u{1f}")
+}
+
+fn origin_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<ReceiptOrigin>> {
+    let text: Option<String> = row.get(i)?;
+    text.map(|t| {
+        let f: Vec<&str> = t.split('\u{1f}').collect();
+        match f[..] {
+            [peer, message_id, source, dest] => Ok(ReceiptOrigin {
+                peer: peer.into(),
+                message_id: message_id.into(),
+                source: source.into(),
+                dest: dest.into(),
+            }),
+            _ => Err(corrupt("origin")),
+        }
+    })
+    .transpose()
 }
 
 fn sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Sid> {
@@ -469,7 +526,7 @@ impl Store for SqliteStore {
             .query_row(
                 "SELECT MAX(m) FROM (SELECT MAX(seq) m FROM services UNION ALL SELECT MAX(seq) FROM numbers
                  UNION ALL SELECT MAX(seq) FROM sessions UNION ALL SELECT MAX(seq) FROM participants
-                 UNION ALL SELECT MAX(seq) FROM interactions)",
+                 UNION ALL SELECT MAX(seq) FROM interactions UNION ALL SELECT MAX(id) FROM outbound)",
                 [],
                 |r| r.get::<_, Option<i64>>(0),
             )
@@ -537,7 +594,10 @@ impl Store for SqliteStore {
     fn queued_messages(&self) -> Result<Vec<Interaction>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn
-            .prepare("SELECT * FROM interactions WHERE out_status = 'queued' ORDER BY seq")
+            .prepare(
+                "SELECT * FROM interactions WHERE out_status = 'queued' AND message_participant IS NOT NULL
+                 AND sid NOT IN (SELECT interaction_sid FROM outbound) ORDER BY seq",
+            )
             .map_err(io)?;
         let rows = stmt
             .query_map([], interaction_row)
@@ -545,5 +605,45 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(io)?;
         Ok(rows)
+    }
+
+    fn outbound_items(&self) -> Result<Vec<OutboundItem>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare("SELECT * FROM outbound ORDER BY id").map_err(io)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(OutboundItem {
+                    id: r.get::<_, i64>(0)? as u64,
+                    interaction: sid_col(r, 1)?,
+                    from: e164_col(r, 2)?,
+                    to: e164_col(r, 3)?,
+                    via: r.get(4)?,
+                    origin: origin_col(r, 5)?,
+                    payload: r.get(6)?,
+                    created: r.get(7)?,
+                })
+            })
+            .map_err(io)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io)?;
+        Ok(rows)
+    }
+
+    fn remote_ref(&self, remote_id: &str) -> Result<Option<RemoteRef>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT * FROM remote_refs WHERE remote_id = ?1")
+            .map_err(io)?;
+        let row = stmt
+            .query_row([remote_id], |r| {
+                Ok(RemoteRef {
+                    remote_id: r.get(0)?,
+                    interaction: sid_col(r, 1)?,
+                    origin: origin_col(r, 2)?,
+                })
+            })
+            .optional()
+            .map_err(io)?;
+        Ok(row)
     }
 }

@@ -24,6 +24,11 @@ pub fn free_port() -> u16 {
 }
 
 pub fn config_yaml(dir: &Path, api: u16, metrics: u16, services: &str) -> String {
+    let smpp = if services.contains("smpp:") {
+        String::new()
+    } else {
+        format!("smpp:\n  listen: \"127.0.0.1:{}\"\n", free_port())
+    };
     format!(
         r#"api:
   listen: "127.0.0.1:{api}"
@@ -36,7 +41,7 @@ store:
   path: "{db}"
 timer_tick: "50ms"
 shutdown_grace: "5s"
-{services}
+{smpp}{services}
 "#,
         db = dir.join("maskd.db").display()
     )

@@ -1,0 +1,1030 @@
+//! The SMS plane's drivers: the SMPP listener carriers bind to, the client binds to
+//! upstream SMSCs, and the outbound dispatcher that drains the persistent queue. Each bind is
+//! one task around the sans-IO codec; forwarding asks the core for the route and records the
+//! interaction durably before it answers `ESME_ROK`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use crate::config::Validated;
+use crate::core::engine::{Engine, OutboundMessage, Outbox};
+use crate::core::model::{Interaction, InteractionType, Leg, ResourceStatus};
+use crate::core::routing::Route;
+use crate::core::store::{OutboundItem, ReceiptOrigin, RemoteRef, WriteOp};
+use crate::core::{Sid, SidKind, E164};
+use crate::smpp::codec::{decode, encode, error_response};
+use crate::smpp::pdu::{self, status, Address, Bind, BindKind, Body, Pdu, ShortMessage, Tlv};
+use crate::smpp::{receipt, text};
+
+/// Opt-out keywords (reference §4.7): such a message is acknowledged, never forwarded.
+const OPT_OUT: &[&str] = &[
+    "STOP", "STOPALL", "UNSUBSCRIBE", "END", "CANCEL", "QUIT", "ARRET", "ARRETE", "ARRETT", "UNSTOP",
+];
+/// Concatenated messages waiting for their other parts, at most.
+const MAX_PARTIALS: usize = 10_000;
+/// Deliveries in progress (each waits for a window slot on a bind), at most.
+const MAX_DELIVERIES: usize = 20_000;
+const MAX_ATTEMPTS: u32 = 12;
+
+#[derive(Debug, Clone)]
+struct Account {
+    system_id: String,
+    password: String,
+    allowed: Vec<ipnet::IpNet>,
+    max_binds: usize,
+    max_rate: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Upstream {
+    name: String,
+    address: String,
+    system_id: String,
+    password: String,
+    bind: BindKind,
+    window: usize,
+}
+
+/// A bound link that can carry messages to its peer.
+#[derive(Clone)]
+struct Link {
+    id: u64,
+    tx: mpsc::Sender<Request>,
+    /// An upstream (gets submit_sm) rather than an account (gets deliver_sm).
+    upstream: bool,
+}
+
+struct Request {
+    body: Body,
+    reply: oneshot::Sender<Result<Pdu, LinkDown>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LinkDown;
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+struct Partial {
+    interaction: Sid,
+    route: Route,
+    parts: Vec<Option<String>>,
+    first_message_id: String,
+}
+
+/// The SMS plane: shared by every bind task and the dispatcher.
+pub struct SmppPlane {
+    engine: Arc<Engine>,
+    system_id: String,
+    accounts: HashMap<String, Account>,
+    upstreams: Vec<Upstream>,
+    routes: Vec<(String, String)>,
+    reject_out_of_session: bool,
+    window: usize,
+    enquire_link: Duration,
+    inactivity: Duration,
+    response_timeout: Duration,
+    links: Mutex<HashMap<String, Vec<Link>>>,
+    bound: Mutex<HashMap<String, usize>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    partials: Mutex<(HashMap<(u64, u64, u16, u8), Partial>, VecDeque<(u64, u64, u16, u8)>)>,
+    next_link: AtomicU64,
+    round_robin: AtomicUsize,
+    queue: mpsc::UnboundedSender<OutboundItem>,
+    queued: AtomicUsize,
+}
+
+fn now_s() -> i64 {
+    crate::app::now_ms() / 1000
+}
+
+fn pdus(direction: &str, command: &'static str, st: u32) {
+    crate::metrics::get()
+        .smpp_pdus
+        .with_label_values(&[direction, command, pdu::status_name(st)])
+        .inc();
+}
+
+impl SmppPlane {
+    /// Builds the plane from config; returns it with the receiver its dispatcher drains.
+    pub fn new(engine: Arc<Engine>, cfg: &Validated) -> (Arc<SmppPlane>, mpsc::UnboundedReceiver<OutboundItem>) {
+        let s = &cfg.raw.smpp;
+        let accounts = s
+            .accounts
+            .iter()
+            .map(|a| {
+                let allowed = a
+                    .allowed_cidrs
+                    .iter()
+                    .filter_map(|c| c.parse::<ipnet::IpNet>().ok().or_else(|| c.parse::<IpAddr>().ok().map(ipnet::IpNet::from)))
+                    .collect();
+                (
+                    a.system_id.clone(),
+                    Account {
+                        system_id: a.system_id.clone(),
+                        password: a.password.clone(),
+                        allowed,
+                        max_binds: a.max_binds as usize,
+                        max_rate: a.max_rate,
+                    },
+                )
+            })
+            .collect();
+        let upstreams = s
+            .upstreams
+            .iter()
+            .map(|u| Upstream {
+                name: u.name.clone(),
+                address: u.address.clone(),
+                system_id: u.system_id.clone(),
+                password: u.password.clone(),
+                bind: BindKind::parse(&u.bind).unwrap_or(BindKind::Transceiver),
+                window: u.window as usize,
+            })
+            .collect();
+        let mut routes: Vec<(String, String)> = s.routes.iter().map(|r| (r.prefix.clone(), r.via.clone())).collect();
+        routes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let plane = Arc::new(SmppPlane {
+            engine,
+            system_id: s.system_id.clone(),
+            accounts,
+            upstreams,
+            routes,
+            reject_out_of_session: s.reject_out_of_session,
+            window: s.window as usize,
+            enquire_link: cfg.smpp.enquire_link_interval,
+            inactivity: cfg.smpp.inactivity_timeout,
+            response_timeout: cfg.smpp.response_timeout,
+            links: Mutex::new(HashMap::new()),
+            bound: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            partials: Mutex::new((HashMap::new(), VecDeque::new())),
+            next_link: AtomicU64::new(1),
+            round_robin: AtomicUsize::new(0),
+            queue: tx,
+            queued: AtomicUsize::new(0),
+        });
+        (plane, rx)
+    }
+
+    /// Starts everything: the listener, upstream binds, the dispatcher, and re-queues what
+    /// the store holds (messages acknowledged before a restart).
+    pub async fn start(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        rx: mpsc::UnboundedReceiver<OutboundItem>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), crate::core::store::StoreError> {
+        let pending = self.engine.store().outbound_items()?;
+        let api_pending = self.engine.pending_outbound()?;
+        tracing::info!(queued = pending.len(), api_messages = api_pending.len(), "smpp outbound queue loaded");
+        for item in pending {
+            self.dispatch(item);
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.dispatcher(rx).await });
+        for msg in api_pending {
+            self.enqueue(msg);
+        }
+        let me = self.clone();
+        let accept_stop = stop.clone();
+        tokio::spawn(async move { me.accept_loop(listener, accept_stop).await });
+        for u in self.upstreams.clone() {
+            let me = self.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { me.upstream_loop(u, stop).await });
+        }
+        Ok(())
+    }
+
+    fn dispatch(&self, item: OutboundItem) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::get().smpp_queue_depth.inc();
+        let _ = self.queue.send(item);
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((stream, addr)) => {
+                        let _ = stream.set_nodelay(true);
+                        let me = self.clone();
+                        let stop = stop.clone();
+                        tokio::spawn(async move { me.run_link(stream, addr, None, stop).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "smpp accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn upstream_loop(self: Arc<Self>, u: Upstream, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&u.address)).await;
+            match connect {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    let addr = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    tracing::info!(upstream = %u.name, "smpp upstream connected");
+                    let bound = self.clone().run_link(stream, addr, Some(u.clone()), stop.clone()).await;
+                    if bound {
+                        backoff = Duration::from_millis(500);
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(upstream = %u.name, error = %e, "smpp upstream connect failed"),
+                Err(_) => tracing::warn!(upstream = %u.name, "smpp upstream connect timed out"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    fn take_token(&self, account: &str, rate: u32) -> bool {
+        let mut buckets = self.buckets.lock();
+        let now = Instant::now();
+        let b = buckets.entry(account.to_string()).or_insert(Bucket { tokens: f64::from(rate), at: now });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * f64::from(rate)).min(f64::from(rate));
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn authenticate(&self, b: &Bind, peer: IpAddr) -> Result<Account, u32> {
+        let Some(acct) = self.accounts.get(&b.system_id) else {
+            return Err(status::ESME_RINVSYSID);
+        };
+        let ok = crate::api::constant_time_eq(b.password.as_bytes(), acct.password.as_bytes());
+        if !ok {
+            return Err(status::ESME_RINVPASWD);
+        }
+        if !acct.allowed.iter().any(|n| n.contains(&peer)) {
+            return Err(status::ESME_RBINDFAIL);
+        }
+        let mut bound = self.bound.lock();
+        let n = bound.entry(acct.system_id.clone()).or_default();
+        if *n >= acct.max_binds {
+            return Err(status::ESME_RBINDFAIL);
+        }
+        *n += 1;
+        Ok(acct.clone())
+    }
+
+    fn register(&self, peer: &str, link: Link) {
+        self.links.lock().entry(peer.to_string()).or_default().push(link);
+    }
+
+    fn unregister(&self, peer: &str, id: u64, counted: bool) {
+        if let Some(v) = self.links.lock().get_mut(peer) {
+            v.retain(|l| l.id != id);
+        }
+        if counted {
+            if let Some(n) = self.bound.lock().get_mut(peer) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    fn pick_link(&self, peer: &str) -> Option<Link> {
+        let links = self.links.lock();
+        let v = links.get(peer)?;
+        if v.is_empty() {
+            return None;
+        }
+        let i = self.round_robin.fetch_add(1, Ordering::Relaxed) % v.len();
+        Some(v[i].clone())
+    }
+
+    fn route_for(&self, to: E164) -> Option<String> {
+        let digits = to.to_string();
+        self.routes.iter().find(|(p, _)| digits.starts_with(p.as_str())).map(|(_, via)| via.clone())
+    }
+
+    /// One TCP connection: a server-side bind (`upstream` None) or maskd's bind to an
+    /// upstream. Returns whether it got bound.
+    async fn run_link(self: Arc<Self>, stream: TcpStream, addr: SocketAddr, upstream: Option<Upstream>, mut stop: watch::Receiver<bool>) -> bool {
+        let (mut rd, mut wr) = stream.into_split();
+        let (frames_tx, mut frames_rx) = mpsc::channel::<Vec<u8>>(1024);
+        let writer = tokio::spawn(async move {
+            while let Some(mut frame) = frames_rx.recv().await {
+                // Coalesce what is already queued into one write.
+                while frame.len() < 64 * 1024 {
+                    match frames_rx.try_recv() {
+                        Ok(more) => frame.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                if wr.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        let link_id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let (req_tx, mut req_rx) = mpsc::channel::<Request>(self.window.max(1));
+        let mut pending: HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)> = HashMap::new();
+        let mut seq: u32 = 0;
+        let mut next_seq = || {
+            seq = if seq >= 0x7FFF_FFFF { 1 } else { seq + 1 };
+            seq
+        };
+        let send = |frames: &mpsc::Sender<Vec<u8>>, pdu: &Pdu| {
+            let mut buf = Vec::with_capacity(64);
+            encode(pdu, &mut buf);
+            pdus("out", pdu.body.name(), pdu.status);
+            frames.try_send(buf).is_ok()
+        };
+        // Bind state: who the peer is once bound.
+        let mut peer: Option<(String, BindKind, Option<Account>)> = None;
+        let window = upstream.as_ref().map_or(self.window, |u| u.window).max(1);
+        let mut link_window = window;
+        if let Some(u) = &upstream {
+            let bind = Pdu {
+                seq: next_seq(),
+                status: 0,
+                body: Body::Bind(Bind {
+                    kind: u.bind,
+                    system_id: u.system_id.clone(),
+                    password: u.password.clone(),
+                    system_type: String::new(),
+                    interface_version: 0x34,
+                    addr_ton: 0,
+                    addr_npi: 0,
+                    address_range: String::new(),
+                }),
+            };
+            send(&frames_tx, &bind);
+        }
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let mut buf: Vec<u8> = Vec::with_capacity(8192);
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut last_rx = Instant::now();
+        let mut last_enquire = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut bound_ever = false;
+        let peer_ip = addr.ip();
+        'conn: loop {
+            let can_request = peer.is_some() && pending.len() < link_window;
+            tokio::select! {
+                r = rd.read(&mut chunk) => {
+                    let n = match r { Ok(0) | Err(_) => break 'conn, Ok(n) => n };
+                    last_rx = Instant::now();
+                    buf.extend_from_slice(&chunk[..n]);
+                    let mut used_total = 0;
+                    loop {
+                        match decode(&buf[used_total..]) {
+                            Ok(None) => break,
+                            Ok(Some((pdu, used))) => {
+                                used_total += used;
+                                pdus("in", pdu.body.name(), pdu.status);
+                                match self.on_pdu(pdu, &mut peer, &upstream, peer_ip, link_id, &req_tx, &frames_tx, &in_flight, &mut pending).await {
+                                    Flow::Continue => {}
+                                    Flow::Close => break 'conn,
+                                }
+                                if peer.is_some() && !bound_ever {
+                                    bound_ever = true;
+                                    link_window = window;
+                                }
+                            }
+                            Err(e) => {
+                                pdus("in", pdu::command_name(e.command_id), e.status);
+                                tracing::debug!(error = %e, "smpp pdu refused");
+                                send(&frames_tx, &error_response(&e));
+                                match e.skip {
+                                    Some(n) => used_total += n,
+                                    None => break 'conn,
+                                }
+                            }
+                        }
+                    }
+                    buf.drain(..used_total);
+                    if buf.len() > pdu::MAX_PDU_LEN as usize {
+                        break 'conn;
+                    }
+                }
+                Some(req) = req_rx.recv(), if can_request => {
+                    let s = next_seq();
+                    let pdu = Pdu { seq: s, status: 0, body: req.body };
+                    if send(&frames_tx, &pdu) {
+                        pending.insert(s, (req.reply, Instant::now()));
+                    } else {
+                        let _ = req.reply.send(Err(LinkDown));
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if now.duration_since(last_rx) > self.inactivity {
+                        tracing::info!(peer = peer.as_ref().map_or("unbound", |p| p.0.as_str()), "smpp bind inactive; closing");
+                        break 'conn;
+                    }
+                    if peer.is_none() && now.duration_since(last_rx) > self.response_timeout {
+                        break 'conn; // never bound
+                    }
+                    if peer.is_some() && now.duration_since(last_rx) > self.enquire_link && now.duration_since(last_enquire) > self.enquire_link {
+                        last_enquire = now;
+                        send(&frames_tx, &Pdu { seq: next_seq(), status: 0, body: Body::EnquireLink });
+                    }
+                    let timeout = self.response_timeout;
+                    pending.retain(|_, (_, at)| now.duration_since(*at) <= timeout);
+                }
+                _ = stop.changed() => {
+                    if peer.is_some() {
+                        send(&frames_tx, &Pdu { seq: next_seq(), status: 0, body: Body::Unbind });
+                    }
+                    break 'conn;
+                }
+            }
+        }
+        for (_, (reply, _)) in pending.drain() {
+            let _ = reply.send(Err(LinkDown));
+        }
+        if let Some((name, _, acct)) = &peer {
+            self.unregister(name, link_id, acct.is_some());
+            crate::metrics::get().smpp_binds.with_label_values(&[name]).dec();
+            tracing::info!(peer = %name, "smpp unbound");
+        }
+        drop(frames_tx);
+        let _ = writer.await;
+        bound_ever
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn on_pdu(
+        self: &Arc<Self>,
+        pdu: Pdu,
+        peer: &mut Option<(String, BindKind, Option<Account>)>,
+        upstream: &Option<Upstream>,
+        peer_ip: IpAddr,
+        link_id: u64,
+        req_tx: &mpsc::Sender<Request>,
+        frames: &mpsc::Sender<Vec<u8>>,
+        in_flight: &Arc<AtomicUsize>,
+        pending: &mut HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)>,
+    ) -> Flow {
+        let reply = |body: Body, st: u32| {
+            let p = Pdu { seq: pdu.seq, status: st, body };
+            let mut buf = Vec::with_capacity(64);
+            encode(&p, &mut buf);
+            pdus("out", p.body.name(), st);
+            let _ = frames.try_send(buf);
+        };
+        let is_resp = pdu.body.command_id() & pdu::cmd::RESP != 0;
+        if is_resp {
+            if let Body::BindResp { .. } = &pdu.body {
+                if let (Some(u), None) = (upstream, peer.as_ref()) {
+                    if pdu.status != status::ESME_ROK {
+                        tracing::warn!(upstream = %u.name, status = pdu::status_name(pdu.status), "smpp upstream refused the bind");
+                        return Flow::Close;
+                    }
+                    *peer = Some((u.name.clone(), u.bind, None));
+                    crate::metrics::get().smpp_binds.with_label_values(&[&u.name]).inc();
+                    if u.bind.can_send() {
+                        self.register(&u.name, Link { id: link_id, tx: req_tx.clone(), upstream: true });
+                    }
+                    tracing::info!(upstream = %u.name, "smpp upstream bound");
+                    return Flow::Continue;
+                }
+            }
+            if let Some((reply, _)) = pending.remove(&pdu.seq) {
+                let _ = reply.send(Ok(pdu));
+            }
+            return Flow::Continue;
+        }
+        match &pdu.body {
+            Body::Bind(b) => {
+                if upstream.is_some() || peer.is_some() {
+                    reply(Body::BindResp { kind: b.kind, system_id: self.system_id.clone(), tlvs: Vec::new() }, status::ESME_RALYBND);
+                    return Flow::Continue;
+                }
+                match self.authenticate(b, peer_ip) {
+                    Ok(acct) => {
+                        let tlvs = vec![Tlv { tag: pdu::tag::SC_INTERFACE_VERSION, value: vec![0x34] }];
+                        reply(Body::BindResp { kind: b.kind, system_id: self.system_id.clone(), tlvs }, status::ESME_ROK);
+                        if b.kind.can_receive() {
+                            self.register(&acct.system_id, Link { id: link_id, tx: req_tx.clone(), upstream: false });
+                        }
+                        crate::metrics::get().smpp_binds.with_label_values(&[&acct.system_id]).inc();
+                        tracing::info!(account = %acct.system_id, kind = b.kind.as_str(), "smpp bound");
+                        *peer = Some((acct.system_id.clone(), b.kind, Some(acct)));
+                    }
+                    Err(st) => {
+                        tracing::info!(status = pdu::status_name(st), "smpp bind refused");
+                        reply(Body::BindResp { kind: b.kind, system_id: self.system_id.clone(), tlvs: Vec::new() }, st);
+                    }
+                }
+                Flow::Continue
+            }
+            Body::EnquireLink => {
+                reply(Body::EnquireLinkResp, status::ESME_ROK);
+                Flow::Continue
+            }
+            Body::Unbind => {
+                reply(Body::UnbindResp, status::ESME_ROK);
+                Flow::Close
+            }
+            Body::GenericNack => Flow::Continue,
+            Body::Outbind { .. } => {
+                reply(Body::GenericNack, status::ESME_RINVCMDID);
+                Flow::Continue
+            }
+            Body::QuerySm { message_id, .. } => {
+                if peer.is_none() {
+                    reply(Body::GenericNack, status::ESME_RINVBNDSTS);
+                } else {
+                    // maskd does not keep per-part state for query_sm; receipts carry it.
+                    reply(
+                        Body::QuerySmResp { message_id: message_id.clone(), final_date: String::new(), message_state: 0, error_code: 0 },
+                        0x67, // ESME_RQUERYFAIL
+                    );
+                }
+                Flow::Continue
+            }
+            Body::SubmitSm(_) | Body::DeliverSm(_) | Body::DataSm(_) => {
+                let resp_body = |id: String| match &pdu.body {
+                    Body::SubmitSm(_) => Body::SubmitSmResp { message_id: id },
+                    Body::DeliverSm(_) => Body::DeliverSmResp { message_id: id },
+                    _ => Body::DataSmResp { message_id: id, tlvs: Vec::new() },
+                };
+                let Some((name, kind, acct)) = peer.clone() else {
+                    reply(resp_body(String::new()), status::ESME_RINVBNDSTS);
+                    return Flow::Continue;
+                };
+                // A receiver bind may not send messages (receipts from upstreams arrive on
+                // maskd's own binds, which are not accounts).
+                if acct.is_some() && !kind.can_send() {
+                    reply(resp_body(String::new()), status::ESME_RINVBNDSTS);
+                    return Flow::Continue;
+                }
+                if let Some(a) = &acct {
+                    if !self.take_token(&a.system_id, a.max_rate) {
+                        reply(resp_body(String::new()), status::ESME_RTHROTTLED);
+                        return Flow::Continue;
+                    }
+                }
+                if in_flight.load(Ordering::Relaxed) >= self.window {
+                    reply(resp_body(String::new()), status::ESME_RMSGQFUL);
+                    return Flow::Continue;
+                }
+                let msg = match pdu.body.clone() {
+                    Body::SubmitSm(m) | Body::DeliverSm(m) => m,
+                    Body::DataSm(d) => ShortMessage {
+                        service_type: d.service_type,
+                        source: d.source,
+                        dest: d.dest,
+                        esm_class: d.esm_class,
+                        registered_delivery: d.registered_delivery,
+                        data_coding: d.data_coding,
+                        tlvs: d.tlvs,
+                        ..ShortMessage::default()
+                    },
+                    _ => return Flow::Continue,
+                };
+                in_flight.fetch_add(1, Ordering::Relaxed);
+                let me = self.clone();
+                let frames = frames.clone();
+                let in_flight = in_flight.clone();
+                let seq = pdu.seq;
+                let body_kind = pdu.body.command_id();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let (st, id, item) = me.accept_message(&name, msg).await;
+                    let body = match body_kind {
+                        pdu::cmd::SUBMIT_SM => Body::SubmitSmResp { message_id: id },
+                        pdu::cmd::DELIVER_SM => Body::DeliverSmResp { message_id: id },
+                        _ => Body::DataSmResp { message_id: id, tlvs: Vec::new() },
+                    };
+                    let p = Pdu { seq, status: st, body };
+                    let mut buf = Vec::with_capacity(64);
+                    encode(&p, &mut buf);
+                    pdus("out", p.body.name(), st);
+                    let _ = frames.send(buf).await;
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
+                    crate::metrics::get().smpp_accept_latency.observe(started.elapsed().as_secs_f64());
+                    for i in item {
+                        me.dispatch(i);
+                    }
+                });
+                Flow::Continue
+            }
+            _ => {
+                reply(Body::GenericNack, status::ESME_RINVCMDID);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Decides about one message from `peer`: returns the command_status and message_id to
+    /// answer with, and the queue items to dispatch once answered (already durable).
+    async fn accept_message(self: &Arc<Self>, peer: &str, msg: ShortMessage) -> (u32, String, Vec<OutboundItem>) {
+        if msg.is_receipt() {
+            return self.accept_receipt(msg).await;
+        }
+        let Ok(src) = E164::parse(&msg.source.addr) else {
+            return (status::ESME_RINVSRCADR, String::new(), Vec::new());
+        };
+        let Ok(dst) = E164::parse(&msg.dest.addr) else {
+            return (status::ESME_RINVDSTADR, String::new(), Vec::new());
+        };
+        let message_id = Sid::generate(SidKind::Message).to_string();
+        let Some(route) = self.engine.routes().resolve(dst, src) else {
+            crate::metrics::get().smpp_out_of_session.inc();
+            tracing::debug!(from = %src.masked(), to = %dst.masked(), "sms out of session");
+            return if self.reject_out_of_session {
+                (status::ESME_RINVDSTADR, String::new(), Vec::new())
+            } else {
+                (status::ESME_ROK, message_id, Vec::new())
+            };
+        };
+        if !route.mode.allows_messages() {
+            return (status::ESME_RINVDSTADR, String::new(), Vec::new());
+        }
+        let octets = msg.payload();
+        let (concat, text_octets) = if msg.esm_class & pdu::esm::UDHI != 0 {
+            match text::split_udh(octets) {
+                Some(x) => x,
+                None => return (status::ESME_RINVESMCLASS, String::new(), Vec::new()),
+            }
+        } else {
+            let sar = (
+                msg.tlv(pdu::tag::SAR_MSG_REF_NUM),
+                msg.tlv(pdu::tag::SAR_TOTAL_SEGMENTS),
+                msg.tlv(pdu::tag::SAR_SEGMENT_SEQNUM),
+            );
+            let concat = match sar {
+                (Some([a, b]), Some([t]), Some([s])) => Some(text::Concat { reference: u16::from_be_bytes([*a, *b]), total: *t, seq: *s }),
+                _ => None,
+            };
+            (concat, octets)
+        };
+        let body_text = text::decode(msg.data_coding, text_octets);
+        if concat.is_none() && OPT_OUT.iter().any(|k| body_text.trim().eq_ignore_ascii_case(k)) {
+            crate::metrics::get().smpp_opt_out.inc();
+            return (status::ESME_ROK, message_id, Vec::new());
+        }
+        let now = now_s();
+        let mut ops = Vec::new();
+        let interaction_sid = match concat.filter(|c| c.total > 1 && c.seq >= 1 && c.seq <= c.total) {
+            None => {
+                ops.push(WriteOp::PutInteraction(self.interaction(Sid::generate(SidKind::Interaction), &route, &message_id, body_text, now)));
+                match &ops[0] {
+                    WriteOp::PutInteraction(i) => i.sid,
+                    _ => Sid::generate(SidKind::Interaction),
+                }
+            }
+            Some(c) => self.collect_part(&route, src, dst, c, &message_id, body_text, now, &mut ops),
+        };
+        let outbound = ShortMessage {
+            source: Address { ton: 1, npi: 1, addr: route.counterpart_proxy.to_string().trim_start_matches('+').to_string() },
+            dest: Address { ton: 1, npi: 1, addr: route.counterpart_real.to_string().trim_start_matches('+').to_string() },
+            esm_class: msg.esm_class & pdu::esm::UDHI,
+            protocol_id: msg.protocol_id,
+            registered_delivery: 1,
+            data_coding: msg.data_coding,
+            short_message: msg.short_message.clone(),
+            tlvs: msg
+                .tlvs
+                .iter()
+                .filter(|t| {
+                    matches!(
+                        t.tag,
+                        pdu::tag::MESSAGE_PAYLOAD | pdu::tag::SAR_MSG_REF_NUM | pdu::tag::SAR_TOTAL_SEGMENTS | pdu::tag::SAR_SEGMENT_SEQNUM
+                    )
+                })
+                .cloned()
+                .collect(),
+            ..ShortMessage::default()
+        };
+        let origin = (msg.registered_delivery & 0x03 != 0).then(|| ReceiptOrigin {
+            peer: peer.to_string(),
+            message_id: message_id.clone(),
+            source: msg.source.addr.clone(),
+            dest: msg.dest.addr.clone(),
+        });
+        let item = OutboundItem {
+            id: self.engine.next_seq(),
+            interaction: interaction_sid,
+            from: route.counterpart_proxy,
+            to: route.counterpart_real,
+            via: None,
+            origin,
+            payload: encode_payload(outbound),
+            created: crate::app::now_ms(),
+        };
+        ops.push(WriteOp::PutOutbound(item.clone()));
+        let durable = self.engine.record(ops, Some((route.session, now)));
+        match durable.await {
+            Ok(()) => (status::ESME_ROK, message_id, vec![item]),
+            Err(e) => {
+                tracing::error!(error = %e, "smpp message not recorded");
+                (status::ESME_RSYSERR, String::new(), Vec::new())
+            }
+        }
+    }
+
+    fn interaction(&self, sid: Sid, route: &Route, message_id: &str, body: String, now: i64) -> Interaction {
+        Interaction {
+            sid,
+            seq: self.engine.next_seq(),
+            session_sid: route.session,
+            service_sid: route.service,
+            data: serde_json::json!({ "body": body }).to_string(),
+            kind: InteractionType::Message,
+            inbound: Leg {
+                participant_sid: Some(route.participant),
+                resource_sid: Some(message_id.to_string()),
+                resource_status: Some(ResourceStatus::Received),
+                resource_type: Some("Message".into()),
+                resource_url: None,
+            },
+            outbound: Leg {
+                participant_sid: Some(route.counterpart),
+                resource_sid: None,
+                resource_status: Some(ResourceStatus::Queued),
+                resource_type: Some("Message".into()),
+                resource_url: None,
+            },
+            message_participant_sid: None,
+            date_created: now,
+            date_updated: now,
+        }
+    }
+
+    /// Keeps one part of a concatenated message; when the last part arrives, records the
+    /// whole text as one interaction. Partial state is bounded: the oldest incomplete
+    /// message is logged with what arrived when the bound is reached.
+    #[allow(clippy::too_many_arguments)]
+    fn collect_part(&self, route: &Route, src: E164, dst: E164, c: text::Concat, message_id: &str, body: String, now: i64, ops: &mut Vec<WriteOp>) -> Sid {
+        let key = (src.as_u64(), dst.as_u64(), c.reference, c.total);
+        let mut guard = self.partials.lock();
+        let (map, order) = &mut *guard;
+        if !map.contains_key(&key) {
+            if map.len() >= MAX_PARTIALS {
+                while let Some(old) = order.pop_front() {
+                    if let Some(p) = map.remove(&old) {
+                        let text: String = p.parts.iter().map(|t| t.clone().unwrap_or_default()).collect();
+                        ops.push(WriteOp::PutInteraction(self.interaction(p.interaction, &p.route, &p.first_message_id, text, now)));
+                        break;
+                    }
+                }
+            }
+            map.insert(
+                key,
+                Partial {
+                    interaction: Sid::generate(SidKind::Interaction),
+                    route: route.clone(),
+                    parts: vec![None; c.total as usize],
+                    first_message_id: message_id.to_string(),
+                },
+            );
+            order.push_back(key);
+        }
+        let Some(p) = map.get_mut(&key) else { return Sid::generate(SidKind::Interaction) };
+        if let Some(slot) = p.parts.get_mut(c.seq as usize - 1) {
+            *slot = Some(body);
+        }
+        let sid = p.interaction;
+        if p.parts.iter().all(Option::is_some) {
+            if let Some(p) = map.remove(&key) {
+                order.retain(|k| *k != key);
+                let text: String = p.parts.into_iter().flatten().collect();
+                ops.push(WriteOp::PutInteraction(self.interaction(p.interaction, &p.route, &p.first_message_id, text, now)));
+            }
+        }
+        sid
+    }
+
+    async fn accept_receipt(self: &Arc<Self>, msg: ShortMessage) -> (u32, String, Vec<OutboundItem>) {
+        let Some(r) = receipt::parse(&msg) else {
+            crate::metrics::get().smpp_receipts.with_label_values(&["unreadable"]).inc();
+            return (status::ESME_ROK, String::new(), Vec::new());
+        };
+        let store = self.engine.store().clone();
+        let id = r.message_id.clone();
+        let found = tokio::task::spawn_blocking(move || store.remote_ref(&id)).await.ok().and_then(Result::ok).flatten();
+        let Some(rr) = found else {
+            crate::metrics::get().smpp_receipts.with_label_values(&["unknown"]).inc();
+            return (status::ESME_ROK, String::new(), Vec::new());
+        };
+        crate::metrics::get().smpp_receipts.with_label_values(&["matched"]).inc();
+        let st = match r.stat.as_str() {
+            "DELIVRD" => ResourceStatus::Delivered,
+            "UNDELIV" => ResourceStatus::Undelivered,
+            "ACCEPTD" | "ENROUTE" => ResourceStatus::Sent,
+            _ => ResourceStatus::Failed,
+        };
+        let now = now_s();
+        let mut ops = vec![WriteOp::SetOutboundStatus { interaction: rr.interaction, status: st, resource_sid: None, at: now }];
+        let mut items = Vec::new();
+        if let (Some(o), false) = (&rr.origin, st == ResourceStatus::Sent) {
+            let is_upstream = self.upstreams.iter().any(|u| u.name == o.peer);
+            if let (false, Ok(from), Ok(to)) = (is_upstream, E164::parse(&o.dest), E164::parse(&o.source)) {
+                let stamp = crate::core::datetime::format(now);
+                let yymmddhhmm = format!("{}{}{}{}{}", &stamp[2..4], &stamp[5..7], &stamp[8..10], &stamp[11..13], &stamp[14..16]);
+                let body = receipt::text(&o.message_id, &r.stat, &yymmddhhmm, &yymmddhhmm);
+                let m = ShortMessage {
+                    source: Address { ton: 1, npi: 1, addr: o.dest.clone() },
+                    dest: Address { ton: 1, npi: 1, addr: o.source.clone() },
+                    esm_class: pdu::esm::DELIVERY_RECEIPT,
+                    short_message: body.into_bytes(),
+                    tlvs: vec![
+                        Tlv { tag: pdu::tag::RECEIPTED_MESSAGE_ID, value: o.message_id.clone().into_bytes() },
+                        Tlv { tag: pdu::tag::MESSAGE_STATE, value: vec![receipt::state_of(&r.stat)] },
+                    ],
+                    ..ShortMessage::default()
+                };
+                let item = OutboundItem {
+                    id: self.engine.next_seq(),
+                    interaction: rr.interaction,
+                    from,
+                    to,
+                    via: Some(o.peer.clone()),
+                    origin: None,
+                    payload: encode_payload(m),
+                    created: crate::app::now_ms(),
+                };
+                ops.push(WriteOp::PutOutbound(item.clone()));
+                items.push(item);
+            }
+        }
+        match self.engine.record(ops, None).await {
+            Ok(()) => (status::ESME_ROK, String::new(), items),
+            Err(_) => (status::ESME_RSYSERR, String::new(), Vec::new()),
+        }
+    }
+
+    async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<OutboundItem>) {
+        let slots = Arc::new(Semaphore::new(MAX_DELIVERIES));
+        while let Some(item) = rx.recv().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.deliver(item).await;
+                me.queued.fetch_sub(1, Ordering::Relaxed);
+                crate::metrics::get().smpp_queue_depth.dec();
+                drop(permit);
+            });
+        }
+    }
+
+    /// Sends one queued message until the peer accepts it, it fails for good, or attempts
+    /// run out; the queue item leaves the store only then.
+    async fn deliver(self: &Arc<Self>, item: OutboundItem) {
+        let Some(Body::SubmitSm(m)) = decode_payload(&item.payload) else {
+            self.finish(&item, ResourceStatus::Failed, None).await;
+            return;
+        };
+        let receipt_item = item.via.is_some();
+        let mut backoff = Duration::from_millis(250);
+        for _ in 0..MAX_ATTEMPTS {
+            let peer = item.via.clone().or_else(|| self.route_for(item.to));
+            let Some(peer) = peer else {
+                tracing::warn!(to = %item.to.masked(), "no smpp route for destination");
+                self.finish(&item, ResourceStatus::Failed, None).await;
+                return;
+            };
+            if let Some(link) = self.pick_link(&peer) {
+                let body = if link.upstream { Body::SubmitSm(m.clone()) } else { Body::DeliverSm(m.clone()) };
+                let (tx, rx) = oneshot::channel();
+                if link.tx.send(Request { body, reply: tx }).await.is_ok() {
+                    match tokio::time::timeout(self.response_timeout + Duration::from_secs(1), rx).await {
+                        Ok(Ok(Ok(resp))) => match resp.status {
+                            status::ESME_ROK => {
+                                let remote = match resp.body {
+                                    Body::SubmitSmResp { message_id } | Body::DeliverSmResp { message_id } => message_id,
+                                    _ => String::new(),
+                                };
+                                crate::metrics::get()
+                                    .smpp_forward_latency
+                                    .observe((crate::app::now_ms() - item.created).max(0) as f64 / 1000.0);
+                                if receipt_item {
+                                    self.finish_receipt(&item).await;
+                                } else {
+                                    self.finish(&item, ResourceStatus::Sent, Some(remote)).await;
+                                }
+                                return;
+                            }
+                            status::ESME_RTHROTTLED | status::ESME_RMSGQFUL | status::ESME_RX_T_APPN | status::ESME_RSYSERR => {}
+                            st => {
+                                tracing::info!(status = pdu::status_name(st), "smpp peer refused a message for good");
+                                self.finish(&item, ResourceStatus::Failed, None).await;
+                                return;
+                            }
+                        },
+                        _ => {}
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+        self.finish(&item, ResourceStatus::Failed, None).await;
+    }
+
+    async fn finish(&self, item: &OutboundItem, st: ResourceStatus, remote: Option<String>) {
+        let now = now_s();
+        let mut ops = vec![
+            WriteOp::DeleteOutbound(item.id),
+            WriteOp::SetOutboundStatus { interaction: item.interaction, status: st, resource_sid: remote.clone().filter(|r| !r.is_empty()), at: now },
+        ];
+        if let Some(r) = remote.filter(|r| !r.is_empty()) {
+            ops.push(WriteOp::PutRemoteRef(RemoteRef { remote_id: r, interaction: item.interaction, origin: item.origin.clone() }));
+        }
+        let _ = self.engine.record(ops, None).await;
+    }
+
+    async fn finish_receipt(&self, item: &OutboundItem) {
+        let _ = self.engine.record(vec![WriteOp::DeleteOutbound(item.id)], None).await;
+    }
+
+    /// Messages in the outbound queue right now.
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// The queue payload: the outbound message as an encoded submit_sm (decoded again at send
+/// time, when the target decides submit_sm or deliver_sm).
+fn encode_payload(m: ShortMessage) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64 + m.short_message.len());
+    encode(&Pdu { seq: 0, status: 0, body: Body::SubmitSm(m) }, &mut buf);
+    buf
+}
+
+fn decode_payload(bytes: &[u8]) -> Option<Body> {
+    decode(bytes).ok().flatten().map(|(p, _)| p.body)
+}
+
+impl Outbox for SmppPlane {
+    /// A message created through the API: encode it (GSM 03.38 when it fits, else UCS-2;
+    /// long texts in message_payload), queue it durably, then dispatch it.
+    fn enqueue(&self, msg: OutboundMessage) {
+        let (dc, octets) = match text::encode_gsm(&msg.body) {
+            Some(g) => (0u8, g),
+            None => (8u8, text::encode_ucs2(&msg.body)),
+        };
+        let (short_message, tlvs) = if octets.len() > 254 {
+            (Vec::new(), vec![Tlv { tag: pdu::tag::MESSAGE_PAYLOAD, value: octets }])
+        } else {
+            (octets, Vec::new())
+        };
+        let m = ShortMessage {
+            source: Address { ton: 1, npi: 1, addr: msg.from.to_string().trim_start_matches('+').to_string() },
+            dest: Address { ton: 1, npi: 1, addr: msg.to.to_string().trim_start_matches('+').to_string() },
+            registered_delivery: 1,
+            data_coding: dc,
+            short_message,
+            tlvs,
+            ..ShortMessage::default()
+        };
+        let item = OutboundItem {
+            id: self.engine.next_seq(),
+            interaction: msg.interaction,
+            from: msg.from,
+            to: msg.to,
+            via: None,
+            origin: None,
+            payload: encode_payload(m),
+            created: crate::app::now_ms(),
+        };
+        let durable = self.engine.record(vec![WriteOp::PutOutbound(item.clone())], None);
+        let queue = self.queue.clone();
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::get().smpp_queue_depth.inc();
+        tokio::spawn(async move {
+            if durable.await.is_ok() {
+                let _ = queue.send(item);
+            }
+        });
+    }
+}
