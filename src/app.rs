@@ -121,11 +121,13 @@ pub async fn run(
 
     let api_listener = bind("api.listen", cfg.api_listen).await?;
     let smpp_listener = bind("smpp.listen", cfg.smpp.listen).await?;
-    let smpp_addr = smpp_listener.local_addr().map_err(|source| AppError::Bind {
-        key: "smpp.listen",
-        addr: cfg.smpp.listen,
-        source,
-    })?;
+    let smpp_addr = smpp_listener
+        .local_addr()
+        .map_err(|source| AppError::Bind {
+            key: "smpp.listen",
+            addr: cfg.smpp.listen,
+            source,
+        })?;
     let metrics_listener = bind("metrics.listen", cfg.metrics_listen).await?;
     let api_addr = api_listener.local_addr().map_err(|source| AppError::Bind {
         key: "api.listen",
@@ -175,7 +177,9 @@ pub async fn run(
     };
     let (smpp, smpp_rx) = SmppPlane::new(engine.clone(), &cfg);
     engine.set_outbox(smpp.clone());
-    smpp.start(smpp_listener, smpp_rx, stop_rx.clone()).await.map_err(store_err)?;
+    smpp.start(smpp_listener, smpp_rx, stop_rx.clone())
+        .await
+        .map_err(store_err)?;
     let api_task = serve(api_listener, api::router(state), stop_rx.clone());
     let ops_task = serve(
         metrics_listener,

@@ -126,24 +126,52 @@ fn build() -> Result<Metrics, prometheus::Error> {
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )?,
         smpp_pdus: IntCounterVec::new(
-            Opts::new(SMPP_PDUS, "SMPP PDUs by direction, command and command_status"),
+            Opts::new(
+                SMPP_PDUS,
+                "SMPP PDUs by direction, command and command_status",
+            ),
             &["direction", "command", "status"],
         )?,
-        smpp_binds: IntGaugeVec::new(Opts::new(SMPP_BINDS, "Bound SMPP sessions by configured peer"), &["peer"])?,
-        smpp_queue_depth: IntGauge::new(SMPP_QUEUE_DEPTH, "Messages accepted and not yet forwarded")?,
-        smpp_out_of_session: prometheus::IntCounter::new(SMPP_OUT_OF_SESSION, "Messages with no active session")?,
-        smpp_opt_out: prometheus::IntCounter::new(SMPP_OPT_OUT, "Opt-out keyword messages not forwarded")?,
+        smpp_binds: IntGaugeVec::new(
+            Opts::new(SMPP_BINDS, "Bound SMPP sessions by configured peer"),
+            &["peer"],
+        )?,
+        smpp_queue_depth: IntGauge::new(
+            SMPP_QUEUE_DEPTH,
+            "Messages accepted and not yet forwarded",
+        )?,
+        smpp_out_of_session: prometheus::IntCounter::new(
+            SMPP_OUT_OF_SESSION,
+            "Messages with no active session",
+        )?,
+        smpp_opt_out: prometheus::IntCounter::new(
+            SMPP_OPT_OUT,
+            "Opt-out keyword messages not forwarded",
+        )?,
         smpp_receipts: IntCounterVec::new(
-            Opts::new(SMPP_RECEIPTS, "Delivery receipts received, by outcome (matched, unknown, unreadable)"),
+            Opts::new(
+                SMPP_RECEIPTS,
+                "Delivery receipts received, by outcome (matched, unknown, unreadable)",
+            ),
             &["outcome"],
         )?,
         smpp_forward_latency: Histogram::with_opts(
-            HistogramOpts::new(SMPP_FORWARD_LATENCY, "From a message's acceptance to its acknowledgement downstream")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0]),
+            HistogramOpts::new(
+                SMPP_FORWARD_LATENCY,
+                "From a message's acceptance to its acknowledgement downstream",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+            ]),
         )?,
         smpp_accept_latency: Histogram::with_opts(
-            HistogramOpts::new(SMPP_ACCEPT_LATENCY, "From a message's arrival to maskd's durable answer")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]),
+            HistogramOpts::new(
+                SMPP_ACCEPT_LATENCY,
+                "From a message's arrival to maskd's durable answer",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+            ]),
         )?,
         registry,
     };
@@ -164,11 +192,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.smpp_pdus.clone()))?;
     m.registry.register(Box::new(m.smpp_binds.clone()))?;
     m.registry.register(Box::new(m.smpp_queue_depth.clone()))?;
-    m.registry.register(Box::new(m.smpp_out_of_session.clone()))?;
+    m.registry
+        .register(Box::new(m.smpp_out_of_session.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;
     m.registry.register(Box::new(m.smpp_receipts.clone()))?;
-    m.registry.register(Box::new(m.smpp_forward_latency.clone()))?;
-    m.registry.register(Box::new(m.smpp_accept_latency.clone()))?;
+    m.registry
+        .register(Box::new(m.smpp_forward_latency.clone()))?;
+    m.registry
+        .register(Box::new(m.smpp_accept_latency.clone()))?;
     Ok(m)
 }
 

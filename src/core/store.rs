@@ -9,7 +9,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use super::e164::E164;
-use super::model::{Interaction, Participant, PhoneNumber, ResourceStatus, Service, Session, Timestamp};
+use super::model::{
+    Interaction, Participant, PhoneNumber, ResourceStatus, Service, Session, Timestamp,
+};
 use super::sid::Sid;
 
 #[derive(Debug, Clone, thiserror::Error)]

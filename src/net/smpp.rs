@@ -26,7 +26,16 @@ use crate::smpp::{receipt, text};
 
 /// Opt-out keywords (reference §4.7): such a message is acknowledged, never forwarded.
 const OPT_OUT: &[&str] = &[
-    "STOP", "STOPALL", "UNSUBSCRIBE", "END", "CANCEL", "QUIT", "ARRET", "ARRETE", "ARRETT", "UNSTOP",
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "END",
+    "CANCEL",
+    "QUIT",
+    "ARRET",
+    "ARRETE",
+    "ARRETT",
+    "UNSTOP",
 ];
 /// Concatenated messages waiting for their other parts, at most.
 const MAX_PARTIALS: usize = 10_000;
@@ -97,7 +106,10 @@ pub struct SmppPlane {
     links: Mutex<HashMap<String, Vec<Link>>>,
     bound: Mutex<HashMap<String, usize>>,
     buckets: Mutex<HashMap<String, Bucket>>,
-    partials: Mutex<(HashMap<(u64, u64, u16, u8), Partial>, VecDeque<(u64, u64, u16, u8)>)>,
+    partials: Mutex<(
+        HashMap<(u64, u64, u16, u8), Partial>,
+        VecDeque<(u64, u64, u16, u8)>,
+    )>,
     next_link: AtomicU64,
     round_robin: AtomicUsize,
     queue: mpsc::UnboundedSender<OutboundItem>,
@@ -117,7 +129,10 @@ fn pdus(direction: &str, command: &'static str, st: u32) {
 
 impl SmppPlane {
     /// Builds the plane from config; returns it with the receiver its dispatcher drains.
-    pub fn new(engine: Arc<Engine>, cfg: &Validated) -> (Arc<SmppPlane>, mpsc::UnboundedReceiver<OutboundItem>) {
+    pub fn new(
+        engine: Arc<Engine>,
+        cfg: &Validated,
+    ) -> (Arc<SmppPlane>, mpsc::UnboundedReceiver<OutboundItem>) {
         let s = &cfg.raw.smpp;
         let accounts = s
             .accounts
@@ -126,7 +141,11 @@ impl SmppPlane {
                 let allowed = a
                     .allowed_cidrs
                     .iter()
-                    .filter_map(|c| c.parse::<ipnet::IpNet>().ok().or_else(|| c.parse::<IpAddr>().ok().map(ipnet::IpNet::from)))
+                    .filter_map(|c| {
+                        c.parse::<ipnet::IpNet>()
+                            .ok()
+                            .or_else(|| c.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+                    })
                     .collect();
                 (
                     a.system_id.clone(),
@@ -152,7 +171,11 @@ impl SmppPlane {
                 window: u.window as usize,
             })
             .collect();
-        let mut routes: Vec<(String, String)> = s.routes.iter().map(|r| (r.prefix.clone(), r.via.clone())).collect();
+        let mut routes: Vec<(String, String)> = s
+            .routes
+            .iter()
+            .map(|r| (r.prefix.clone(), r.via.clone()))
+            .collect();
         routes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         let (tx, rx) = mpsc::unbounded_channel();
         let plane = Arc::new(SmppPlane {
@@ -188,7 +211,11 @@ impl SmppPlane {
     ) -> Result<(), crate::core::store::StoreError> {
         let pending = self.engine.store().outbound_items()?;
         let api_pending = self.engine.pending_outbound()?;
-        tracing::info!(queued = pending.len(), api_messages = api_pending.len(), "smpp outbound queue loaded");
+        tracing::info!(
+            queued = pending.len(),
+            api_messages = api_pending.len(),
+            "smpp outbound queue loaded"
+        );
         for item in pending {
             self.dispatch(item);
         }
@@ -240,18 +267,26 @@ impl SmppPlane {
             if *stop.borrow() {
                 return;
             }
-            let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&u.address)).await;
+            let connect =
+                tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&u.address)).await;
             match connect {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    let addr = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let addr = stream
+                        .peer_addr()
+                        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                     tracing::info!(upstream = %u.name, "smpp upstream connected");
-                    let bound = self.clone().run_link(stream, addr, Some(u.clone()), stop.clone()).await;
+                    let bound = self
+                        .clone()
+                        .run_link(stream, addr, Some(u.clone()), stop.clone())
+                        .await;
                     if bound {
                         backoff = Duration::from_millis(500);
                     }
                 }
-                Ok(Err(e)) => tracing::warn!(upstream = %u.name, error = %e, "smpp upstream connect failed"),
+                Ok(Err(e)) => {
+                    tracing::warn!(upstream = %u.name, error = %e, "smpp upstream connect failed")
+                }
                 Err(_) => tracing::warn!(upstream = %u.name, "smpp upstream connect timed out"),
             }
             tokio::select! {
@@ -265,8 +300,12 @@ impl SmppPlane {
     fn take_token(&self, account: &str, rate: u32) -> bool {
         let mut buckets = self.buckets.lock();
         let now = Instant::now();
-        let b = buckets.entry(account.to_string()).or_insert(Bucket { tokens: f64::from(rate), at: now });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * f64::from(rate)).min(f64::from(rate));
+        let b = buckets.entry(account.to_string()).or_insert(Bucket {
+            tokens: f64::from(rate),
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * f64::from(rate))
+            .min(f64::from(rate));
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
@@ -297,7 +336,11 @@ impl SmppPlane {
     }
 
     fn register(&self, peer: &str, link: Link) {
-        self.links.lock().entry(peer.to_string()).or_default().push(link);
+        self.links
+            .lock()
+            .entry(peer.to_string())
+            .or_default()
+            .push(link);
     }
 
     fn unregister(&self, peer: &str, id: u64, counted: bool) {
@@ -323,12 +366,21 @@ impl SmppPlane {
 
     fn route_for(&self, to: E164) -> Option<String> {
         let digits = to.to_string();
-        self.routes.iter().find(|(p, _)| digits.starts_with(p.as_str())).map(|(_, via)| via.clone())
+        self.routes
+            .iter()
+            .find(|(p, _)| digits.starts_with(p.as_str()))
+            .map(|(_, via)| via.clone())
     }
 
     /// One TCP connection: a server-side bind (`upstream` None) or maskd's bind to an
     /// upstream. Returns whether it got bound.
-    async fn run_link(self: Arc<Self>, stream: TcpStream, addr: SocketAddr, upstream: Option<Upstream>, mut stop: watch::Receiver<bool>) -> bool {
+    async fn run_link(
+        self: Arc<Self>,
+        stream: TcpStream,
+        addr: SocketAddr,
+        upstream: Option<Upstream>,
+        mut stop: watch::Receiver<bool>,
+    ) -> bool {
         let (mut rd, mut wr) = stream.into_split();
         let (frames_tx, mut frames_rx) = mpsc::channel::<Vec<u8>>(1024);
         let writer = tokio::spawn(async move {
@@ -348,7 +400,8 @@ impl SmppPlane {
         });
         let link_id = self.next_link.fetch_add(1, Ordering::Relaxed);
         let (req_tx, mut req_rx) = mpsc::channel::<Request>(self.window.max(1));
-        let mut pending: HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)> = HashMap::new();
+        let mut pending: HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)> =
+            HashMap::new();
         let mut seq: u32 = 0;
         let mut next_seq = || {
             seq = if seq >= 0x7FFF_FFFF { 1 } else { seq + 1 };
@@ -466,7 +519,10 @@ impl SmppPlane {
         }
         if let Some((name, _, acct)) = &peer {
             self.unregister(name, link_id, acct.is_some());
-            crate::metrics::get().smpp_binds.with_label_values(&[name]).dec();
+            crate::metrics::get()
+                .smpp_binds
+                .with_label_values(&[name])
+                .dec();
             tracing::info!(peer = %name, "smpp unbound");
         }
         drop(frames_tx);
@@ -488,7 +544,11 @@ impl SmppPlane {
         pending: &mut HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)>,
     ) -> Flow {
         let reply = |body: Body, st: u32| {
-            let p = Pdu { seq: pdu.seq, status: st, body };
+            let p = Pdu {
+                seq: pdu.seq,
+                status: st,
+                body,
+            };
             let mut buf = Vec::with_capacity(64);
             encode(&p, &mut buf);
             pdus("out", p.body.name(), st);
@@ -503,9 +563,19 @@ impl SmppPlane {
                         return Flow::Close;
                     }
                     *peer = Some((u.name.clone(), u.bind, None));
-                    crate::metrics::get().smpp_binds.with_label_values(&[&u.name]).inc();
+                    crate::metrics::get()
+                        .smpp_binds
+                        .with_label_values(&[&u.name])
+                        .inc();
                     if u.bind.can_send() {
-                        self.register(&u.name, Link { id: link_id, tx: req_tx.clone(), upstream: true });
+                        self.register(
+                            &u.name,
+                            Link {
+                                id: link_id,
+                                tx: req_tx.clone(),
+                                upstream: true,
+                            },
+                        );
                     }
                     tracing::info!(upstream = %u.name, "smpp upstream bound");
                     return Flow::Continue;
@@ -519,23 +589,57 @@ impl SmppPlane {
         match &pdu.body {
             Body::Bind(b) => {
                 if upstream.is_some() || peer.is_some() {
-                    reply(Body::BindResp { kind: b.kind, system_id: self.system_id.clone(), tlvs: Vec::new() }, status::ESME_RALYBND);
+                    reply(
+                        Body::BindResp {
+                            kind: b.kind,
+                            system_id: self.system_id.clone(),
+                            tlvs: Vec::new(),
+                        },
+                        status::ESME_RALYBND,
+                    );
                     return Flow::Continue;
                 }
                 match self.authenticate(b, peer_ip) {
                     Ok(acct) => {
-                        let tlvs = vec![Tlv { tag: pdu::tag::SC_INTERFACE_VERSION, value: vec![0x34] }];
-                        reply(Body::BindResp { kind: b.kind, system_id: self.system_id.clone(), tlvs }, status::ESME_ROK);
+                        let tlvs = vec![Tlv {
+                            tag: pdu::tag::SC_INTERFACE_VERSION,
+                            value: vec![0x34],
+                        }];
+                        reply(
+                            Body::BindResp {
+                                kind: b.kind,
+                                system_id: self.system_id.clone(),
+                                tlvs,
+                            },
+                            status::ESME_ROK,
+                        );
                         if b.kind.can_receive() {
-                            self.register(&acct.system_id, Link { id: link_id, tx: req_tx.clone(), upstream: false });
+                            self.register(
+                                &acct.system_id,
+                                Link {
+                                    id: link_id,
+                                    tx: req_tx.clone(),
+                                    upstream: false,
+                                },
+                            );
                         }
-                        crate::metrics::get().smpp_binds.with_label_values(&[&acct.system_id]).inc();
+                        crate::metrics::get()
+                            .smpp_binds
+                            .with_label_values(&[&acct.system_id])
+                            .inc();
                         tracing::info!(account = %acct.system_id, kind = b.kind.as_str(), "smpp bound");
                         *peer = Some((acct.system_id.clone(), b.kind, Some(acct)));
                     }
                     Err(st) => {
                         tracing::info!(status = pdu::status_name(st), "smpp bind refused");
-                        reply(Body::BindResp { kind: b.kind, system_id: self.system_id.clone(), tlvs: Vec::new() }, st);
+                        reply(
+                            Body::BindResp {
+                                kind: b.kind,
+                                system_id: self.system_id.clone(),
+                                tlvs: Vec::new(),
+                            },
+                            st,
+                        );
                     }
                 }
                 Flow::Continue
@@ -559,7 +663,12 @@ impl SmppPlane {
                 } else {
                     // maskd does not keep per-part state for query_sm; receipts carry it.
                     reply(
-                        Body::QuerySmResp { message_id: message_id.clone(), final_date: String::new(), message_state: 0, error_code: 0 },
+                        Body::QuerySmResp {
+                            message_id: message_id.clone(),
+                            final_date: String::new(),
+                            message_state: 0,
+                            error_code: 0,
+                        },
                         0x67, // ESME_RQUERYFAIL
                     );
                 }
@@ -569,7 +678,10 @@ impl SmppPlane {
                 let resp_body = |id: String| match &pdu.body {
                     Body::SubmitSm(_) => Body::SubmitSmResp { message_id: id },
                     Body::DeliverSm(_) => Body::DeliverSmResp { message_id: id },
-                    _ => Body::DataSmResp { message_id: id, tlvs: Vec::new() },
+                    _ => Body::DataSmResp {
+                        message_id: id,
+                        tlvs: Vec::new(),
+                    },
                 };
                 let Some((name, kind, acct)) = peer.clone() else {
                     reply(resp_body(String::new()), status::ESME_RINVBNDSTS);
@@ -617,15 +729,24 @@ impl SmppPlane {
                     let body = match body_kind {
                         pdu::cmd::SUBMIT_SM => Body::SubmitSmResp { message_id: id },
                         pdu::cmd::DELIVER_SM => Body::DeliverSmResp { message_id: id },
-                        _ => Body::DataSmResp { message_id: id, tlvs: Vec::new() },
+                        _ => Body::DataSmResp {
+                            message_id: id,
+                            tlvs: Vec::new(),
+                        },
                     };
-                    let p = Pdu { seq, status: st, body };
+                    let p = Pdu {
+                        seq,
+                        status: st,
+                        body,
+                    };
                     let mut buf = Vec::with_capacity(64);
                     encode(&p, &mut buf);
                     pdus("out", p.body.name(), st);
                     let _ = frames.send(buf).await;
                     in_flight.fetch_sub(1, Ordering::Relaxed);
-                    crate::metrics::get().smpp_accept_latency.observe(started.elapsed().as_secs_f64());
+                    crate::metrics::get()
+                        .smpp_accept_latency
+                        .observe(started.elapsed().as_secs_f64());
                     for i in item {
                         me.dispatch(i);
                     }
@@ -641,7 +762,11 @@ impl SmppPlane {
 
     /// Decides about one message from `peer`: returns the command_status and message_id to
     /// answer with, and the queue items to dispatch once answered (already durable).
-    async fn accept_message(self: &Arc<Self>, peer: &str, msg: ShortMessage) -> (u32, String, Vec<OutboundItem>) {
+    async fn accept_message(
+        self: &Arc<Self>,
+        peer: &str,
+        msg: ShortMessage,
+    ) -> (u32, String, Vec<OutboundItem>) {
         if msg.is_receipt() {
             return self.accept_receipt(msg).await;
         }
@@ -677,31 +802,64 @@ impl SmppPlane {
                 msg.tlv(pdu::tag::SAR_SEGMENT_SEQNUM),
             );
             let concat = match sar {
-                (Some([a, b]), Some([t]), Some([s])) => Some(text::Concat { reference: u16::from_be_bytes([*a, *b]), total: *t, seq: *s }),
+                (Some([a, b]), Some([t]), Some([s])) => Some(text::Concat {
+                    reference: u16::from_be_bytes([*a, *b]),
+                    total: *t,
+                    seq: *s,
+                }),
                 _ => None,
             };
             (concat, octets)
         };
         let body_text = text::decode(msg.data_coding, text_octets);
-        if concat.is_none() && OPT_OUT.iter().any(|k| body_text.trim().eq_ignore_ascii_case(k)) {
+        if concat.is_none()
+            && OPT_OUT
+                .iter()
+                .any(|k| body_text.trim().eq_ignore_ascii_case(k))
+        {
             crate::metrics::get().smpp_opt_out.inc();
             return (status::ESME_ROK, message_id, Vec::new());
         }
         let now = now_s();
         let mut ops = Vec::new();
-        let interaction_sid = match concat.filter(|c| c.total > 1 && c.seq >= 1 && c.seq <= c.total) {
+        let interaction_sid = match concat.filter(|c| c.total > 1 && c.seq >= 1 && c.seq <= c.total)
+        {
             None => {
-                ops.push(WriteOp::PutInteraction(self.interaction(Sid::generate(SidKind::Interaction), &route, &message_id, body_text, now)));
+                ops.push(WriteOp::PutInteraction(self.interaction(
+                    Sid::generate(SidKind::Interaction),
+                    &route,
+                    &message_id,
+                    body_text,
+                    now,
+                )));
                 match &ops[0] {
                     WriteOp::PutInteraction(i) => i.sid,
                     _ => Sid::generate(SidKind::Interaction),
                 }
             }
-            Some(c) => self.collect_part(&route, src, dst, c, &message_id, body_text, now, &mut ops),
+            Some(c) => {
+                self.collect_part(&route, src, dst, c, &message_id, body_text, now, &mut ops)
+            }
         };
         let outbound = ShortMessage {
-            source: Address { ton: 1, npi: 1, addr: route.counterpart_proxy.to_string().trim_start_matches('+').to_string() },
-            dest: Address { ton: 1, npi: 1, addr: route.counterpart_real.to_string().trim_start_matches('+').to_string() },
+            source: Address {
+                ton: 1,
+                npi: 1,
+                addr: route
+                    .counterpart_proxy
+                    .to_string()
+                    .trim_start_matches('+')
+                    .to_string(),
+            },
+            dest: Address {
+                ton: 1,
+                npi: 1,
+                addr: route
+                    .counterpart_real
+                    .to_string()
+                    .trim_start_matches('+')
+                    .to_string(),
+            },
             esm_class: msg.esm_class & pdu::esm::UDHI,
             protocol_id: msg.protocol_id,
             registered_delivery: 1,
@@ -713,7 +871,10 @@ impl SmppPlane {
                 .filter(|t| {
                     matches!(
                         t.tag,
-                        pdu::tag::MESSAGE_PAYLOAD | pdu::tag::SAR_MSG_REF_NUM | pdu::tag::SAR_TOTAL_SEGMENTS | pdu::tag::SAR_SEGMENT_SEQNUM
+                        pdu::tag::MESSAGE_PAYLOAD
+                            | pdu::tag::SAR_MSG_REF_NUM
+                            | pdu::tag::SAR_TOTAL_SEGMENTS
+                            | pdu::tag::SAR_SEGMENT_SEQNUM
                     )
                 })
                 .cloned()
@@ -747,7 +908,14 @@ impl SmppPlane {
         }
     }
 
-    fn interaction(&self, sid: Sid, route: &Route, message_id: &str, body: String, now: i64) -> Interaction {
+    fn interaction(
+        &self,
+        sid: Sid,
+        route: &Route,
+        message_id: &str,
+        body: String,
+        now: i64,
+    ) -> Interaction {
         Interaction {
             sid,
             seq: self.engine.next_seq(),
@@ -779,7 +947,17 @@ impl SmppPlane {
     /// whole text as one interaction. Partial state is bounded: the oldest incomplete
     /// message is logged with what arrived when the bound is reached.
     #[allow(clippy::too_many_arguments)]
-    fn collect_part(&self, route: &Route, src: E164, dst: E164, c: text::Concat, message_id: &str, body: String, now: i64, ops: &mut Vec<WriteOp>) -> Sid {
+    fn collect_part(
+        &self,
+        route: &Route,
+        src: E164,
+        dst: E164,
+        c: text::Concat,
+        message_id: &str,
+        body: String,
+        now: i64,
+        ops: &mut Vec<WriteOp>,
+    ) -> Sid {
         let key = (src.as_u64(), dst.as_u64(), c.reference, c.total);
         let mut guard = self.partials.lock();
         let (map, order) = &mut *guard;
@@ -787,8 +965,18 @@ impl SmppPlane {
             if map.len() >= MAX_PARTIALS {
                 while let Some(old) = order.pop_front() {
                     if let Some(p) = map.remove(&old) {
-                        let text: String = p.parts.iter().map(|t| t.clone().unwrap_or_default()).collect();
-                        ops.push(WriteOp::PutInteraction(self.interaction(p.interaction, &p.route, &p.first_message_id, text, now)));
+                        let text: String = p
+                            .parts
+                            .iter()
+                            .map(|t| t.clone().unwrap_or_default())
+                            .collect();
+                        ops.push(WriteOp::PutInteraction(self.interaction(
+                            p.interaction,
+                            &p.route,
+                            &p.first_message_id,
+                            text,
+                            now,
+                        )));
                         break;
                     }
                 }
@@ -804,7 +992,9 @@ impl SmppPlane {
             );
             order.push_back(key);
         }
-        let Some(p) = map.get_mut(&key) else { return Sid::generate(SidKind::Interaction) };
+        let Some(p) = map.get_mut(&key) else {
+            return Sid::generate(SidKind::Interaction);
+        };
         if let Some(slot) = p.parts.get_mut(c.seq as usize - 1) {
             *slot = Some(body);
         }
@@ -813,25 +1003,47 @@ impl SmppPlane {
             if let Some(p) = map.remove(&key) {
                 order.retain(|k| *k != key);
                 let text: String = p.parts.into_iter().flatten().collect();
-                ops.push(WriteOp::PutInteraction(self.interaction(p.interaction, &p.route, &p.first_message_id, text, now)));
+                ops.push(WriteOp::PutInteraction(self.interaction(
+                    p.interaction,
+                    &p.route,
+                    &p.first_message_id,
+                    text,
+                    now,
+                )));
             }
         }
         sid
     }
 
-    async fn accept_receipt(self: &Arc<Self>, msg: ShortMessage) -> (u32, String, Vec<OutboundItem>) {
+    async fn accept_receipt(
+        self: &Arc<Self>,
+        msg: ShortMessage,
+    ) -> (u32, String, Vec<OutboundItem>) {
         let Some(r) = receipt::parse(&msg) else {
-            crate::metrics::get().smpp_receipts.with_label_values(&["unreadable"]).inc();
+            crate::metrics::get()
+                .smpp_receipts
+                .with_label_values(&["unreadable"])
+                .inc();
             return (status::ESME_ROK, String::new(), Vec::new());
         };
         let store = self.engine.store().clone();
         let id = r.message_id.clone();
-        let found = tokio::task::spawn_blocking(move || store.remote_ref(&id)).await.ok().and_then(Result::ok).flatten();
+        let found = tokio::task::spawn_blocking(move || store.remote_ref(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
         let Some(rr) = found else {
-            crate::metrics::get().smpp_receipts.with_label_values(&["unknown"]).inc();
+            crate::metrics::get()
+                .smpp_receipts
+                .with_label_values(&["unknown"])
+                .inc();
             return (status::ESME_ROK, String::new(), Vec::new());
         };
-        crate::metrics::get().smpp_receipts.with_label_values(&["matched"]).inc();
+        crate::metrics::get()
+            .smpp_receipts
+            .with_label_values(&["matched"])
+            .inc();
         let st = match r.stat.as_str() {
             "DELIVRD" => ResourceStatus::Delivered,
             "UNDELIV" => ResourceStatus::Undelivered,
@@ -839,22 +1051,51 @@ impl SmppPlane {
             _ => ResourceStatus::Failed,
         };
         let now = now_s();
-        let mut ops = vec![WriteOp::SetOutboundStatus { interaction: rr.interaction, status: st, resource_sid: None, at: now }];
+        let mut ops = vec![WriteOp::SetOutboundStatus {
+            interaction: rr.interaction,
+            status: st,
+            resource_sid: None,
+            at: now,
+        }];
         let mut items = Vec::new();
         if let (Some(o), false) = (&rr.origin, st == ResourceStatus::Sent) {
             let is_upstream = self.upstreams.iter().any(|u| u.name == o.peer);
-            if let (false, Ok(from), Ok(to)) = (is_upstream, E164::parse(&o.dest), E164::parse(&o.source)) {
+            if let (false, Ok(from), Ok(to)) =
+                (is_upstream, E164::parse(&o.dest), E164::parse(&o.source))
+            {
                 let stamp = crate::core::datetime::format(now);
-                let yymmddhhmm = format!("{}{}{}{}{}", &stamp[2..4], &stamp[5..7], &stamp[8..10], &stamp[11..13], &stamp[14..16]);
+                let yymmddhhmm = format!(
+                    "{}{}{}{}{}",
+                    &stamp[2..4],
+                    &stamp[5..7],
+                    &stamp[8..10],
+                    &stamp[11..13],
+                    &stamp[14..16]
+                );
                 let body = receipt::text(&o.message_id, &r.stat, &yymmddhhmm, &yymmddhhmm);
                 let m = ShortMessage {
-                    source: Address { ton: 1, npi: 1, addr: o.dest.clone() },
-                    dest: Address { ton: 1, npi: 1, addr: o.source.clone() },
+                    source: Address {
+                        ton: 1,
+                        npi: 1,
+                        addr: o.dest.clone(),
+                    },
+                    dest: Address {
+                        ton: 1,
+                        npi: 1,
+                        addr: o.source.clone(),
+                    },
                     esm_class: pdu::esm::DELIVERY_RECEIPT,
                     short_message: body.into_bytes(),
                     tlvs: vec![
-                        Tlv { tag: pdu::tag::RECEIPTED_MESSAGE_ID, value: o.message_id.clone().into_bytes() },
-                        Tlv { tag: pdu::tag::MESSAGE_STATE, value: vec![receipt::state_of(&r.stat)] },
+                        // receipted_message_id is a C-Octet string: NUL-terminated.
+                        Tlv {
+                            tag: pdu::tag::RECEIPTED_MESSAGE_ID,
+                            value: [o.message_id.as_bytes(), &[0]].concat(),
+                        },
+                        Tlv {
+                            tag: pdu::tag::MESSAGE_STATE,
+                            value: vec![receipt::state_of(&r.stat)],
+                        },
                     ],
                     ..ShortMessage::default()
                 };
@@ -881,7 +1122,9 @@ impl SmppPlane {
     async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<OutboundItem>) {
         let slots = Arc::new(Semaphore::new(MAX_DELIVERIES));
         while let Some(item) = rx.recv().await {
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let me = self.clone();
             tokio::spawn(async move {
                 me.deliver(item).await;
@@ -909,19 +1152,26 @@ impl SmppPlane {
                 return;
             };
             if let Some(link) = self.pick_link(&peer) {
-                let body = if link.upstream { Body::SubmitSm(m.clone()) } else { Body::DeliverSm(m.clone()) };
+                let body = if link.upstream {
+                    Body::SubmitSm(m.clone())
+                } else {
+                    Body::DeliverSm(m.clone())
+                };
                 let (tx, rx) = oneshot::channel();
                 if link.tx.send(Request { body, reply: tx }).await.is_ok() {
-                    match tokio::time::timeout(self.response_timeout + Duration::from_secs(1), rx).await {
+                    match tokio::time::timeout(self.response_timeout + Duration::from_secs(1), rx)
+                        .await
+                    {
                         Ok(Ok(Ok(resp))) => match resp.status {
                             status::ESME_ROK => {
                                 let remote = match resp.body {
-                                    Body::SubmitSmResp { message_id } | Body::DeliverSmResp { message_id } => message_id,
+                                    Body::SubmitSmResp { message_id }
+                                    | Body::DeliverSmResp { message_id } => message_id,
                                     _ => String::new(),
                                 };
-                                crate::metrics::get()
-                                    .smpp_forward_latency
-                                    .observe((crate::app::now_ms() - item.created).max(0) as f64 / 1000.0);
+                                crate::metrics::get().smpp_forward_latency.observe(
+                                    (crate::app::now_ms() - item.created).max(0) as f64 / 1000.0,
+                                );
                                 if receipt_item {
                                     self.finish_receipt(&item).await;
                                 } else {
@@ -929,9 +1179,15 @@ impl SmppPlane {
                                 }
                                 return;
                             }
-                            status::ESME_RTHROTTLED | status::ESME_RMSGQFUL | status::ESME_RX_T_APPN | status::ESME_RSYSERR => {}
+                            status::ESME_RTHROTTLED
+                            | status::ESME_RMSGQFUL
+                            | status::ESME_RX_T_APPN
+                            | status::ESME_RSYSERR => {}
                             st => {
-                                tracing::info!(status = pdu::status_name(st), "smpp peer refused a message for good");
+                                tracing::info!(
+                                    status = pdu::status_name(st),
+                                    "smpp peer refused a message for good"
+                                );
                                 self.finish(&item, ResourceStatus::Failed, None).await;
                                 return;
                             }
@@ -950,16 +1206,28 @@ impl SmppPlane {
         let now = now_s();
         let mut ops = vec![
             WriteOp::DeleteOutbound(item.id),
-            WriteOp::SetOutboundStatus { interaction: item.interaction, status: st, resource_sid: remote.clone().filter(|r| !r.is_empty()), at: now },
+            WriteOp::SetOutboundStatus {
+                interaction: item.interaction,
+                status: st,
+                resource_sid: remote.clone().filter(|r| !r.is_empty()),
+                at: now,
+            },
         ];
         if let Some(r) = remote.filter(|r| !r.is_empty()) {
-            ops.push(WriteOp::PutRemoteRef(RemoteRef { remote_id: r, interaction: item.interaction, origin: item.origin.clone() }));
+            ops.push(WriteOp::PutRemoteRef(RemoteRef {
+                remote_id: r,
+                interaction: item.interaction,
+                origin: item.origin.clone(),
+            }));
         }
         let _ = self.engine.record(ops, None).await;
     }
 
     async fn finish_receipt(&self, item: &OutboundItem) {
-        let _ = self.engine.record(vec![WriteOp::DeleteOutbound(item.id)], None).await;
+        let _ = self
+            .engine
+            .record(vec![WriteOp::DeleteOutbound(item.id)], None)
+            .await;
     }
 
     /// Messages in the outbound queue right now.
@@ -977,7 +1245,14 @@ enum Flow {
 /// time, when the target decides submit_sm or deliver_sm).
 fn encode_payload(m: ShortMessage) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64 + m.short_message.len());
-    encode(&Pdu { seq: 0, status: 0, body: Body::SubmitSm(m) }, &mut buf);
+    encode(
+        &Pdu {
+            seq: 0,
+            status: 0,
+            body: Body::SubmitSm(m),
+        },
+        &mut buf,
+    );
     buf
 }
 
@@ -994,13 +1269,27 @@ impl Outbox for SmppPlane {
             None => (8u8, text::encode_ucs2(&msg.body)),
         };
         let (short_message, tlvs) = if octets.len() > 254 {
-            (Vec::new(), vec![Tlv { tag: pdu::tag::MESSAGE_PAYLOAD, value: octets }])
+            (
+                Vec::new(),
+                vec![Tlv {
+                    tag: pdu::tag::MESSAGE_PAYLOAD,
+                    value: octets,
+                }],
+            )
         } else {
             (octets, Vec::new())
         };
         let m = ShortMessage {
-            source: Address { ton: 1, npi: 1, addr: msg.from.to_string().trim_start_matches('+').to_string() },
-            dest: Address { ton: 1, npi: 1, addr: msg.to.to_string().trim_start_matches('+').to_string() },
+            source: Address {
+                ton: 1,
+                npi: 1,
+                addr: msg.from.to_string().trim_start_matches('+').to_string(),
+            },
+            dest: Address {
+                ton: 1,
+                npi: 1,
+                addr: msg.to.to_string().trim_start_matches('+').to_string(),
+            },
             registered_delivery: 1,
             data_coding: dc,
             short_message,
@@ -1017,7 +1306,9 @@ impl Outbox for SmppPlane {
             payload: encode_payload(m),
             created: crate::app::now_ms(),
         };
-        let durable = self.engine.record(vec![WriteOp::PutOutbound(item.clone())], None);
+        let durable = self
+            .engine
+            .record(vec![WriteOp::PutOutbound(item.clone())], None);
         let queue = self.queue.clone();
         self.queued.fetch_add(1, Ordering::Relaxed);
         crate::metrics::get().smpp_queue_depth.inc();

@@ -16,7 +16,8 @@ use crate::core::e164::E164;
 use crate::core::model::*;
 use crate::core::sid::Sid;
 use crate::core::store::{
-    Completion, InteractionQuery, OutboundItem, ReceiptOrigin, RemoteRef, Snapshot, Store, StoreError, WriteOp,
+    Completion, InteractionQuery, OutboundItem, ReceiptOrigin, RemoteRef, Snapshot, Store,
+    StoreError, WriteOp,
 };
 
 const SCHEMA_VERSION: i64 = 2;
@@ -331,14 +332,26 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         WriteOp::PutOutbound(o) => {
             tx.prepare_cached("INSERT OR REPLACE INTO outbound VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?
                 .execute(params![
-                    o.id as i64, s(&o.interaction), o.from.as_u64() as i64, o.to.as_u64() as i64,
-                    o.via, o.origin.as_ref().map(origin_text), o.payload, o.created
+                    o.id as i64,
+                    s(&o.interaction),
+                    o.from.as_u64() as i64,
+                    o.to.as_u64() as i64,
+                    o.via,
+                    o.origin.as_ref().map(origin_text),
+                    o.payload,
+                    o.created
                 ])?;
         }
         WriteOp::DeleteOutbound(id) => {
-            tx.prepare_cached("DELETE FROM outbound WHERE id = ?1")?.execute([*id as i64])?;
+            tx.prepare_cached("DELETE FROM outbound WHERE id = ?1")?
+                .execute([*id as i64])?;
         }
-        WriteOp::SetOutboundStatus { interaction, status, resource_sid, at } => {
+        WriteOp::SetOutboundStatus {
+            interaction,
+            status,
+            resource_sid,
+            at,
+        } => {
             tx.prepare_cached(
                 "UPDATE interactions SET out_status = ?2, out_resource_sid = COALESCE(?3, out_resource_sid),
                  date_updated = ?4 WHERE sid = ?1",
@@ -347,7 +360,11 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         }
         WriteOp::PutRemoteRef(r) => {
             tx.prepare_cached("INSERT OR REPLACE INTO remote_refs VALUES (?1,?2,?3)")?
-                .execute(params![r.remote_id, s(&r.interaction), r.origin.as_ref().map(origin_text)])?;
+                .execute(params![
+                    r.remote_id,
+                    s(&r.interaction),
+                    r.origin.as_ref().map(origin_text)
+                ])?;
         }
     }
     Ok(())
@@ -609,7 +626,9 @@ impl Store for SqliteStore {
 
     fn outbound_items(&self) -> Result<Vec<OutboundItem>, StoreError> {
         let conn = self.reader.lock();
-        let mut stmt = conn.prepare("SELECT * FROM outbound ORDER BY id").map_err(io)?;
+        let mut stmt = conn
+            .prepare("SELECT * FROM outbound ORDER BY id")
+            .map_err(io)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(OutboundItem {

@@ -52,6 +52,8 @@ pub struct Daemon {
     pub dir: PathBuf,
     pub api: SocketAddr,
     pub metrics: SocketAddr,
+    /// The SMPP listener, as the daemon reported it.
+    pub smpp: SocketAddr,
     pub log: mpsc::Receiver<String>,
     pub lines: Vec<String>,
 }
@@ -98,10 +100,17 @@ impl Daemon {
             dir: dir.to_path_buf(),
             api: ([127, 0, 0, 1], api).into(),
             metrics: ([127, 0, 0, 1], metrics).into(),
+            smpp: ([127, 0, 0, 1], 0).into(),
             log: rx,
             lines: Vec::new(),
         };
-        d.wait_for_log("maskd ready", Duration::from_secs(30));
+        let ready = d.wait_for_log("maskd ready", Duration::from_secs(30));
+        if let Some(addr) = ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("smpp="))
+        {
+            d.smpp = addr.parse().expect("smpp address in the ready line");
+        }
         d
     }
 
