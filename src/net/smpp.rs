@@ -84,6 +84,13 @@ struct Bucket {
     at: Instant,
 }
 
+/// `(sender, proxy, reference, total)` of a concatenated message.
+type PartKey = (u64, u64, u16, u8);
+/// Partial messages and their arrival order (for the bound).
+type Partials = (HashMap<PartKey, Partial>, VecDeque<PartKey>);
+/// Requests maskd sent on a link, by sequence number, with when they were sent.
+type Pending = HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)>;
+
 struct Partial {
     interaction: Sid,
     route: Route,
@@ -106,15 +113,17 @@ pub struct SmppPlane {
     links: Mutex<HashMap<String, Vec<Link>>>,
     bound: Mutex<HashMap<String, usize>>,
     buckets: Mutex<HashMap<String, Bucket>>,
-    partials: Mutex<(
-        HashMap<(u64, u64, u16, u8), Partial>,
-        VecDeque<(u64, u64, u16, u8)>,
-    )>,
+    partials: Mutex<Partials>,
     next_link: AtomicU64,
     round_robin: AtomicUsize,
     queue: mpsc::UnboundedSender<OutboundItem>,
     queued: AtomicUsize,
+    /// Downstream ids answered recently, before their store write is durable: a fast peer's
+    /// receipt can arrive first. Bounded; the store has them all.
+    recent_refs: Mutex<(HashMap<String, RemoteRef>, VecDeque<String>)>,
 }
+
+const MAX_RECENT_REFS: usize = 100_000;
 
 fn now_s() -> i64 {
     crate::app::now_ms() / 1000
@@ -197,6 +206,7 @@ impl SmppPlane {
             round_robin: AtomicUsize::new(0),
             queue: tx,
             queued: AtomicUsize::new(0),
+            recent_refs: Mutex::new((HashMap::new(), VecDeque::new())),
         });
         (plane, rx)
     }
@@ -400,8 +410,7 @@ impl SmppPlane {
         });
         let link_id = self.next_link.fetch_add(1, Ordering::Relaxed);
         let (req_tx, mut req_rx) = mpsc::channel::<Request>(self.window.max(1));
-        let mut pending: HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)> =
-            HashMap::new();
+        let mut pending: Pending = HashMap::new();
         let mut seq: u32 = 0;
         let mut next_seq = || {
             seq = if seq >= 0x7FFF_FFFF { 1 } else { seq + 1 };
@@ -541,7 +550,7 @@ impl SmppPlane {
         req_tx: &mpsc::Sender<Request>,
         frames: &mpsc::Sender<Vec<u8>>,
         in_flight: &Arc<AtomicUsize>,
-        pending: &mut HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)>,
+        pending: &mut Pending,
     ) -> Flow {
         let reply = |body: Body, st: u32| {
             let p = Pdu {
@@ -958,7 +967,7 @@ impl SmppPlane {
         now: i64,
         ops: &mut Vec<WriteOp>,
     ) -> Sid {
-        let key = (src.as_u64(), dst.as_u64(), c.reference, c.total);
+        let key: PartKey = (src.as_u64(), dst.as_u64(), c.reference, c.total);
         let mut guard = self.partials.lock();
         let (map, order) = &mut *guard;
         if !map.contains_key(&key) {
@@ -1026,13 +1035,16 @@ impl SmppPlane {
                 .inc();
             return (status::ESME_ROK, String::new(), Vec::new());
         };
-        let store = self.engine.store().clone();
-        let id = r.message_id.clone();
-        let found = tokio::task::spawn_blocking(move || store.remote_ref(&id))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
+        // A fast peer's receipt can overtake maskd's own bookkeeping of the id it answered
+        // with (the delivery task records it right after the answer): look again briefly.
+        let mut found = None;
+        for attempt in 0..6u64 {
+            found = self.lookup_ref(&r.message_id).await;
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+        }
         let Some(rr) = found else {
             crate::metrics::get()
                 .smpp_receipts
@@ -1119,6 +1131,19 @@ impl SmppPlane {
         }
     }
 
+    async fn lookup_ref(&self, remote_id: &str) -> Option<RemoteRef> {
+        if let Some(rr) = self.recent_refs.lock().0.get(remote_id).cloned() {
+            return Some(rr);
+        }
+        let store = self.engine.store().clone();
+        let id = remote_id.to_string();
+        tokio::task::spawn_blocking(move || store.remote_ref(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    }
+
     async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<OutboundItem>) {
         let slots = Arc::new(Semaphore::new(MAX_DELIVERIES));
         while let Some(item) = rx.recv().await {
@@ -1159,10 +1184,11 @@ impl SmppPlane {
                 };
                 let (tx, rx) = oneshot::channel();
                 if link.tx.send(Request { body, reply: tx }).await.is_ok() {
-                    match tokio::time::timeout(self.response_timeout + Duration::from_secs(1), rx)
-                        .await
+                    if let Ok(Ok(Ok(resp))) =
+                        tokio::time::timeout(self.response_timeout + Duration::from_secs(1), rx)
+                            .await
                     {
-                        Ok(Ok(Ok(resp))) => match resp.status {
+                        match resp.status {
                             status::ESME_ROK => {
                                 let remote = match resp.body {
                                     Body::SubmitSmResp { message_id }
@@ -1191,8 +1217,7 @@ impl SmppPlane {
                                 self.finish(&item, ResourceStatus::Failed, None).await;
                                 return;
                             }
-                        },
-                        _ => {}
+                        }
                     }
                 }
             }
@@ -1214,11 +1239,23 @@ impl SmppPlane {
             },
         ];
         if let Some(r) = remote.filter(|r| !r.is_empty()) {
-            ops.push(WriteOp::PutRemoteRef(RemoteRef {
+            let rr = RemoteRef {
                 remote_id: r,
                 interaction: item.interaction,
                 origin: item.origin.clone(),
-            }));
+            };
+            {
+                let mut guard = self.recent_refs.lock();
+                let (map, order) = &mut *guard;
+                if map.len() >= MAX_RECENT_REFS {
+                    if let Some(old) = order.pop_front() {
+                        map.remove(&old);
+                    }
+                }
+                order.push_back(rr.remote_id.clone());
+                map.insert(rr.remote_id.clone(), rr.clone());
+            }
+            ops.push(WriteOp::PutRemoteRef(rr));
         }
         let _ = self.engine.record(ops, None).await;
     }

@@ -2,6 +2,8 @@
 //! temporary directory, and speaks plain HTTP/1.1 to it over a TCP socket.
 #![allow(dead_code)]
 
+pub mod smpp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

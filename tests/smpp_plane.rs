@@ -1,0 +1,394 @@
+//! The SMS plane end to end against the real daemon, with SMPP peers of the project's own
+//! (tests/common/smpp.rs): bind rules, throttling, windows, link keep-alive, API messages
+//! actually sent, an upstream SMSC bind with receipts and reconnection, and kill -9 with
+//! acknowledged messages still queued.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::smpp::{sm, Peer};
+use common::*;
+use maskd::smpp::pdu::{status, BindKind, Body, Pdu, Tlv};
+
+const A: &str = "+14155551001";
+const B: &str = "+14155552002";
+
+fn config(extra_accounts: &str, upstreams: &str, routes_b_via: &str) -> String {
+    format!(
+        r#"smpp:
+  listen: "127.0.0.1:0"
+  enquire_link_interval: "300ms"
+  inactivity_timeout: "2s"
+  response_timeout: "2s"
+  accounts:
+    - system_id: "carrier-a"
+      password: "secret-a"
+    - system_id: "carrier-b"
+      password: "secret-b"
+{extra_accounts}
+  upstreams: [{upstreams}]
+  routes:
+    - prefix: "+1415555100"
+      via: "carrier-a"
+    - prefix: "+1415555200"
+      via: "{routes_b_via}"
+services:
+  - unique_name: "sms"
+    numbers: ["+14155550101", "+14155550102"]
+"#
+    )
+}
+
+/// Creates the A–B session; returns (A's proxy, B's proxy) as digits.
+fn session(d: &Daemon) -> (String, String) {
+    let p1 = format!(r#"{{"Identifier":"{A}"}}"#);
+    let p2 = format!(r#"{{"Identifier":"{B}"}}"#);
+    let r = d.post(
+        "/v1/Services/sms/Sessions",
+        &[
+            ("UniqueName", "chat"),
+            ("Participants", &p1),
+            ("Participants", &p2),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let parts = d.get("/v1/Services/sms/Sessions/chat/Participants").json();
+    let proxy = |i: usize| {
+        parts["participants"][i]["proxy_identifier"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches('+')
+            .to_string()
+    };
+    (proxy(0), proxy(1))
+}
+
+fn bound(d: &Daemon, who: &str, pass: &str, kind: BindKind) -> Peer {
+    let mut p = Peer::connect(d.smpp);
+    assert_eq!(p.bind(kind, who, pass), status::ESME_ROK);
+    p
+}
+
+#[test]
+fn bind_rules_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = r#"    - system_id: "single"
+      password: "pw"
+      max_binds: 1
+    - system_id: "fenced"
+      password: "pw"
+      allowed_cidrs: ["10.0.0.0/8"]"#;
+    let d = Daemon::start_with(dir.path(), &config(extra, "", "carrier-b"));
+    // Not bound yet: messages are refused with ESME_RINVBNDSTS.
+    let mut p = Peer::connect(d.smpp);
+    let r = p.request(Body::SubmitSm(sm("14155551001", "14155550101", b"hi")));
+    assert_eq!(
+        (r.body.name(), r.status),
+        ("submit_sm_resp", status::ESME_RINVBNDSTS)
+    );
+    assert_eq!(
+        p.bind(BindKind::Transceiver, "carrier-a", "nope"),
+        status::ESME_RINVPASWD
+    );
+    assert_eq!(
+        p.bind(BindKind::Transceiver, "ghost", "x"),
+        status::ESME_RINVSYSID
+    );
+    assert_eq!(
+        p.bind(BindKind::Transceiver, "fenced", "pw"),
+        status::ESME_RBINDFAIL,
+        "address not allowed"
+    );
+    assert_eq!(
+        p.bind(BindKind::Transceiver, "carrier-a", "secret-a"),
+        status::ESME_ROK
+    );
+    assert_eq!(
+        p.bind(BindKind::Transceiver, "carrier-a", "secret-a"),
+        status::ESME_RALYBND
+    );
+    // enquire_link is answered; unbind is answered and the link closes.
+    assert_eq!(p.request(Body::EnquireLink).body, Body::EnquireLinkResp);
+    assert_eq!(p.request(Body::Unbind).body, Body::UnbindResp);
+    assert!(
+        p.recv(Duration::from_secs(2)).is_none() && p.closed,
+        "closed after unbind"
+    );
+
+    // max_binds.
+    let _one = bound(&d, "single", "pw", BindKind::Transmitter);
+    let mut two = Peer::connect(d.smpp);
+    assert_eq!(
+        two.bind(BindKind::Transmitter, "single", "pw"),
+        status::ESME_RBINDFAIL
+    );
+    // A receiver bind may not submit.
+    let mut rx = bound(&d, "carrier-b", "secret-b", BindKind::Receiver);
+    let r = rx.request(Body::SubmitSm(sm("14155552002", "14155550102", b"hi")));
+    assert_eq!(r.status, status::ESME_RINVBNDSTS);
+    // A framing error: generic_nack with ESME_RINVCMDLEN, then the link closes.
+    let mut bad = Peer::connect(d.smpp);
+    use std::io::Write;
+    bad.s
+        .write_all(&[0, 0, 0, 5, 0, 0, 0, 0x15, 0, 0, 0, 0, 0, 0, 0, 1])
+        .unwrap();
+    let nack = bad.recv(Duration::from_secs(2)).expect("an answer");
+    assert_eq!(
+        (nack.body, nack.status),
+        (Body::GenericNack, status::ESME_RINVCMDLEN)
+    );
+    assert!(bad.recv(Duration::from_secs(2)).is_none() && bad.closed);
+}
+
+#[test]
+fn throttling_keepalive_and_inactivity() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = r#"    - system_id: "slow"
+      password: "pw"
+      max_rate: 5"#;
+    let d = Daemon::start_with(dir.path(), &config(extra, "", "carrier-b"));
+    let mut slow = bound(&d, "slow", "pw", BindKind::Transmitter);
+    let seqs: Vec<u32> = (0..20)
+        .map(|_| slow.send(Body::SubmitSm(sm("14155559999", "14155550101", b"x"))))
+        .collect();
+    let statuses: Vec<u32> = seqs.iter().map(|s| slow.wait_resp(*s).status).collect();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == status::ESME_RTHROTTLED)
+        .count();
+    assert!(
+        (10..=15).contains(&throttled),
+        "burst of 5 allowed, the rest throttled: {statuses:?}"
+    );
+
+    // maskd sends enquire_link on an idle link, and closes a link that stays silent.
+    let mut idle = bound(&d, "carrier-a", "secret-a", BindKind::Transceiver);
+    let mut saw_enquire = false;
+    for _ in 0..20 {
+        match idle.recv(Duration::from_millis(500)) {
+            Some(p) if p.body == Body::EnquireLink => saw_enquire = true,
+            _ if idle.closed => break,
+            _ => {}
+        }
+    }
+    assert!(saw_enquire, "maskd probes an idle link");
+    // The peer answered the probes but sent nothing of its own for 2 s... answers count as
+    // traffic, so the link stays up while the peer answers. A silent peer is closed:
+    let silent = std::net::TcpStream::connect(d.smpp).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    use std::io::Read;
+    let n = (&silent).read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "an unbound silent connection is closed");
+}
+
+#[test]
+fn api_message_interactions_are_sent_from_the_proxy_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config("", "", "carrier-b"));
+    let (_pa, pb) = session(&d);
+    let mut b = bound(&d, "carrier-b", "secret-b", BindKind::Receiver);
+    b.answer_id = "b-".into();
+    let parts = d.get("/v1/Services/sms/Sessions/chat/Participants").json();
+    let kp_b = parts["participants"][1]["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = d.post(
+        &format!("/v1/Services/sms/Sessions/chat/Participants/{kp_b}/MessageInteractions"),
+        &[("Body", "Your driver is here €")],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ki = r.json()["sid"].as_str().unwrap().to_string();
+    assert!(
+        b.wait_messages(1, Duration::from_secs(10)),
+        "message reached carrier B"
+    );
+    let m = &b.messages[0];
+    assert_eq!(m.source.addr, pb, "from B's proxy number");
+    assert_eq!(m.dest.addr, &B[1..], "to B's real number");
+    assert_eq!(
+        maskd::smpp::text::decode(m.data_coding, &m.short_message),
+        "Your driver is here €"
+    );
+    // The leg moves to sent with the carrier's message id (poll, bounded).
+    let path = format!("/v1/Services/sms/Sessions/chat/Interactions/{ki}");
+    let sent = (0..100).find_map(|_| {
+        let i = d.get(&path).json();
+        if i["outbound_resource_status"] == "sent" {
+            return Some(i);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        None
+    });
+    let sent = sent.expect("status sent");
+    assert_eq!(sent["outbound_resource_sid"], "b-1");
+}
+
+/// An upstream SMSC of the project's own: accepts maskd's bind, takes submit_sm, answers
+/// with ids, sends receipts; drops the link once to prove maskd reconnects and resends.
+#[test]
+fn upstream_smsc_bind_receipts_and_reconnect() {
+    let smsc = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = format!(
+        r#"{{ name: "smsc", address: "{}", system_id: "maskd", password: "up-pw", bind: "transceiver", window: 8 }}"#,
+        smsc.local_addr().unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config("", &up, "smsc"));
+    let (pa, pb) = session(&d);
+    smsc.set_nonblocking(false).unwrap();
+    let accept = |l: &TcpListener| -> Peer {
+        let (s, _) = l.accept().unwrap();
+        let mut p = Peer::from_stream(s);
+        let bind = p.recv(Duration::from_secs(10)).expect("maskd binds");
+        match &bind.body {
+            Body::Bind(b) => {
+                assert_eq!(
+                    (b.kind, b.system_id.as_str(), b.password.as_str()),
+                    (BindKind::Transceiver, "maskd", "up-pw")
+                );
+            }
+            other => panic!("expected a bind, got {other:?}"),
+        }
+        p.send_pdu(&Pdu {
+            seq: bind.seq,
+            status: 0,
+            body: Body::BindResp {
+                kind: BindKind::Transceiver,
+                system_id: "smsc".into(),
+                tlvs: vec![],
+            },
+        });
+        p
+    };
+    let mut link = accept(&smsc);
+    link.answer_id = "X".into();
+    let mut a = bound(&d, "carrier-a", "secret-a", BindKind::Transceiver);
+    let mut m1 = sm(&A[1..], &pa, b"via upstream");
+    m1.registered_delivery = 1;
+    let r = a.request(Body::SubmitSm(m1));
+    assert_eq!(r.status, status::ESME_ROK);
+    let maskd_id = match r.body {
+        Body::SubmitSmResp { message_id } => message_id,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        link.wait_messages(1, Duration::from_secs(10)),
+        "submit_sm reached the SMSC"
+    );
+    assert_eq!(
+        (
+            link.messages[0].source.addr.as_str(),
+            link.messages[0].dest.addr.as_str()
+        ),
+        (pb.as_str(), &B[1..])
+    );
+    assert_eq!(
+        link.messages[0].registered_delivery, 1,
+        "maskd asks for receipts"
+    );
+    // The SMSC's receipt for X1 becomes maskd's receipt for its own id at carrier A.
+    let mut rc = sm(&B[1..], &pb, b"id:X1 sub:001 dlvrd:001 submit date:2611240000 done date:2611240001 stat:DELIVRD err:000 text:");
+    rc.esm_class = 0x04;
+    rc.tlvs = vec![
+        Tlv {
+            tag: 0x001E,
+            value: b"X1\0".to_vec(),
+        },
+        Tlv {
+            tag: 0x0427,
+            value: vec![2],
+        },
+    ];
+    let resp = link.request(Body::DeliverSm(rc));
+    assert_eq!(resp.status, status::ESME_ROK);
+    assert!(
+        a.wait_messages(1, Duration::from_secs(10)),
+        "receipt at carrier A: {}",
+        d.metrics_text()
+            .lines()
+            .filter(|l| l.contains("smpp"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let receipt = maskd::smpp::receipt::parse(&a.messages[0]).expect("a receipt");
+    assert_eq!(
+        (receipt.message_id.as_str(), receipt.stat.as_str()),
+        (maskd_id.as_str(), "DELIVRD")
+    );
+
+    // The SMSC goes away; a message accepted meanwhile is sent once maskd has re-bound.
+    drop(link);
+    let r = a.request(Body::SubmitSm(sm(&A[1..], &pa, b"during the outage")));
+    assert_eq!(
+        r.status,
+        status::ESME_ROK,
+        "accepted durably while the upstream is down"
+    );
+    let mut link = accept(&smsc);
+    assert!(
+        link.wait_messages(1, Duration::from_secs(15)),
+        "resent after reconnect"
+    );
+    assert_eq!(link.messages[0].short_message, b"during the outage");
+    let m = d.metrics_text();
+    assert!(
+        m.contains(r#"maskd_smpp_binds_active{peer="smsc"} 1"#),
+        "{m}"
+    );
+}
+
+#[test]
+fn kill_9_with_acknowledged_messages_queued_delivers_them_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("", "", "carrier-b");
+    let mut d = Daemon::start_with(dir.path(), &cfg);
+    let (pa, pb) = session(&d);
+    // Carrier B is not bound: every acknowledged message waits in the durable queue.
+    let mut a = bound(&d, "carrier-a", "secret-a", BindKind::Transmitter);
+    let mut sent = Vec::new();
+    let seqs: Vec<(u32, String)> = (0..50)
+        .map(|i| {
+            let text = format!("queued message {i}");
+            (
+                a.send(Body::SubmitSm(sm(&A[1..], &pa, text.as_bytes()))),
+                text,
+            )
+        })
+        .collect();
+    for (seq, text) in seqs {
+        if a.wait_resp(seq).status == status::ESME_ROK {
+            sent.push(text);
+        }
+    }
+    assert_eq!(sent.len(), 50);
+    d.kill9();
+    let d2 = Daemon::restart(dir.path(), &cfg);
+    let mut b = bound(&d2, "carrier-b", "secret-b", BindKind::Receiver);
+    assert!(
+        b.wait_messages(50, Duration::from_secs(20)),
+        "only {} of 50 delivered after restart",
+        b.messages.len()
+    );
+    // Nothing more arrives: each exactly once.
+    assert!(!b.wait_messages(51, Duration::from_millis(500)));
+    let mut got: Vec<String> = b
+        .messages
+        .iter()
+        .map(|m| String::from_utf8(m.short_message.clone()).unwrap())
+        .collect();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent);
+    for m in &b.messages {
+        assert_eq!(
+            (m.source.addr.as_str(), m.dest.addr.as_str()),
+            (pb.as_str(), &B[1..])
+        );
+    }
+}
