@@ -174,12 +174,28 @@ fn throttling_keepalive_and_inactivity() {
         }
     }
     assert!(saw_enquire, "maskd probes an idle link");
-    // The peer answered the probes but sent nothing of its own for 2 s... answers count as
-    // traffic, so the link stays up while the peer answers. A silent peer is closed:
+    // A bound peer that stops answering is closed after inactivity_timeout (2 s here).
+    let mut mute = bound(&d, "carrier-a", "secret-a", BindKind::Transceiver);
+    std::thread::sleep(Duration::from_millis(2600)); // the peer is deliberately silent
+    let mut closed = false;
+    for _ in 0..20 {
+        // Drain what maskd sent (enquire_links) without answering, until EOF.
+        use std::io::Read;
+        let mut buf = [0u8; 1024];
+        mute.s.set_read_timeout(Some(Duration::from_millis(250))).unwrap();
+        match mute.s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "a silent bound peer is disconnected");
+    // An unbound connection that never binds is closed too.
     let silent = std::net::TcpStream::connect(d.smpp).unwrap();
-    silent
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 1];
     use std::io::Read;
     let n = (&silent).read(&mut buf).unwrap_or(0);
@@ -321,6 +337,14 @@ fn upstream_smsc_bind_receipts_and_reconnect() {
         (receipt.message_id.as_str(), receipt.stat.as_str()),
         (maskd_id.as_str(), "DELIVRD")
     );
+
+    // A mobile-originated message from the SMSC (deliver_sm on maskd's own bind) is routed
+    // like any other: B texts B's proxy, A gets it from A's proxy.
+    let resp = link.request(Body::DeliverSm(sm(&B[1..], &pb, b"reply via SMSC")));
+    assert_eq!(resp.status, status::ESME_ROK);
+    assert!(a.wait_messages(2, Duration::from_secs(10)), "MO from the upstream reached carrier A");
+    assert_eq!((a.messages[1].source.addr.as_str(), a.messages[1].dest.addr.as_str()), (pa.as_str(), &A[1..]));
+    assert_eq!(a.messages[1].short_message, b"reply via SMSC");
 
     // The SMSC goes away; a message accepted meanwhile is sent once maskd has re-bound.
     drop(link);
