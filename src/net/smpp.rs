@@ -751,8 +751,9 @@ impl SmppPlane {
                     let mut buf = Vec::with_capacity(64);
                     encode(&p, &mut buf);
                     pdus("out", p.body.name(), st);
-                    let _ = frames.send(buf).await;
+                    // Free the window slot before the peer can see the answer and send again.
                     in_flight.fetch_sub(1, Ordering::Relaxed);
+                    let _ = frames.send(buf).await;
                     crate::metrics::get()
                         .smpp_accept_latency
                         .observe(started.elapsed().as_secs_f64());

@@ -4,6 +4,7 @@
 //! `Durable`. So an API answer waits for one fsync shared with its neighbours, and batches
 //! become durable in submission order. Reads (interactions) use a second connection.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
@@ -222,9 +223,25 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>, on_fatal: Box<dyn Fn(Sto
 }
 
 fn apply(conn: &mut Connection, jobs: &[Job]) -> Result<(), StoreError> {
+    // A session row written several times in one batch (every message touches its
+    // session) only needs its last version: skip the earlier ones, keep every other op in
+    // order.
+    let mut last_put: HashMap<Sid, (usize, usize)> = HashMap::new();
+    for (j, (ops, _)) in jobs.iter().enumerate() {
+        for (k, op) in ops.iter().enumerate() {
+            if let WriteOp::PutSession(v) = op {
+                last_put.insert(v.sid, (j, k));
+            }
+        }
+    }
     let tx = conn.transaction().map_err(io)?;
-    for (ops, _) in jobs {
-        for op in ops {
+    for (j, (ops, _)) in jobs.iter().enumerate() {
+        for (k, op) in ops.iter().enumerate() {
+            if let WriteOp::PutSession(v) = op {
+                if last_put.get(&v.sid) != Some(&(j, k)) {
+                    continue;
+                }
+            }
             apply_op(&tx, op).map_err(io)?;
         }
     }
