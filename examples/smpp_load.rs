@@ -30,7 +30,14 @@ fn bind(addr: SocketAddr, kind: BindKind, id: &str, pw: &str) -> TcpStream {
         addr_npi: 0,
         address_range: String::new(),
     });
-    encode(&Pdu { seq: 1, status: 0, body }, &mut b);
+    encode(
+        &Pdu {
+            seq: 1,
+            status: 0,
+            body,
+        },
+        &mut b,
+    );
     s.write_all(&b).expect("write bind");
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -73,7 +80,13 @@ fn main() {
     let senders: Vec<_> = (0..binds)
         .map(|_| {
             let s = bind(addr, BindKind::Transmitter, "carrier-a", "secret-a");
-            let (acked, refused, stop, a, pa) = (acked.clone(), refused.clone(), stop.clone(), a.clone(), pa.clone());
+            let (acked, refused, stop, a, pa) = (
+                acked.clone(),
+                refused.clone(),
+                stop.clone(),
+                a.clone(),
+                pa.clone(),
+            );
             std::thread::spawn(move || send(s, &a, &pa, window, &acked, &refused, &stop))
         })
         .collect();
@@ -100,20 +113,39 @@ fn main() {
         got as f64 / e2e_secs
     );
     if got < total {
-        eprintln!("{} acknowledged messages not delivered within 60 s", total - got);
+        eprintln!(
+            "{} acknowledged messages not delivered within 60 s",
+            total - got
+        );
         std::process::exit(1);
     }
 }
 
-fn send(mut s: TcpStream, a: &str, pa: &str, window: usize, acked: &AtomicU64, refused: &AtomicU64, stop: &AtomicBool) {
+fn send(
+    mut s: TcpStream,
+    a: &str,
+    pa: &str,
+    window: usize,
+    acked: &AtomicU64,
+    refused: &AtomicU64,
+    stop: &AtomicBool,
+) {
     let mut outstanding = 0usize;
     let mut seq = 1u32;
     let mut out = Vec::with_capacity(64 * 1024);
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let template = ShortMessage {
-        source: Address { ton: 1, npi: 1, addr: a.into() },
-        dest: Address { ton: 1, npi: 1, addr: pa.into() },
+        source: Address {
+            ton: 1,
+            npi: 1,
+            addr: a.into(),
+        },
+        dest: Address {
+            ton: 1,
+            npi: 1,
+            addr: pa.into(),
+        },
         short_message: b"load test message, GSM 7-bit".to_vec(),
         ..ShortMessage::default()
     };
@@ -124,7 +156,14 @@ fn send(mut s: TcpStream, a: &str, pa: &str, window: usize, acked: &AtomicU64, r
         }
         while !stopping && outstanding < window {
             seq += 1;
-            encode(&Pdu { seq, status: 0, body: Body::SubmitSm(template.clone()) }, &mut out);
+            encode(
+                &Pdu {
+                    seq,
+                    status: 0,
+                    body: Body::SubmitSm(template.clone()),
+                },
+                &mut out,
+            );
             outstanding += 1;
         }
         if !out.is_empty() {
@@ -147,7 +186,14 @@ fn send(mut s: TcpStream, a: &str, pa: &str, window: usize, acked: &AtomicU64, r
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
             } else if let Body::EnquireLink = p.body {
-                encode(&Pdu { seq: p.seq, status: 0, body: Body::EnquireLinkResp }, &mut out);
+                encode(
+                    &Pdu {
+                        seq: p.seq,
+                        status: 0,
+                        body: Body::EnquireLinkResp,
+                    },
+                    &mut out,
+                );
             }
         }
         buf.drain(..used);
@@ -172,12 +218,21 @@ fn receive(mut s: TcpStream, received: &AtomicU64, done: &AtomicBool) {
             let body = match p.body {
                 Body::DeliverSm(_) => {
                     received.fetch_add(1, Ordering::Relaxed);
-                    Body::DeliverSmResp { message_id: String::new() }
+                    Body::DeliverSmResp {
+                        message_id: String::new(),
+                    }
                 }
                 Body::EnquireLink => Body::EnquireLinkResp,
                 _ => continue,
             };
-            encode(&Pdu { seq: p.seq, status: 0, body }, &mut out);
+            encode(
+                &Pdu {
+                    seq: p.seq,
+                    status: 0,
+                    body,
+                },
+                &mut out,
+            );
         }
         buf.drain(..used);
         if !out.is_empty() {

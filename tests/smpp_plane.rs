@@ -182,7 +182,9 @@ fn throttling_keepalive_and_inactivity() {
         // Drain what maskd sent (enquire_links) without answering, until EOF.
         use std::io::Read;
         let mut buf = [0u8; 1024];
-        mute.s.set_read_timeout(Some(Duration::from_millis(250))).unwrap();
+        mute.s
+            .set_read_timeout(Some(Duration::from_millis(250)))
+            .unwrap();
         match mute.s.read(&mut buf) {
             Ok(0) => {
                 closed = true;
@@ -195,7 +197,9 @@ fn throttling_keepalive_and_inactivity() {
     assert!(closed, "a silent bound peer is disconnected");
     // An unbound connection that never binds is closed too.
     let silent = std::net::TcpStream::connect(d.smpp).unwrap();
-    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut buf = [0u8; 1];
     use std::io::Read;
     let n = (&silent).read(&mut buf).unwrap_or(0);
@@ -342,8 +346,17 @@ fn upstream_smsc_bind_receipts_and_reconnect() {
     // like any other: B texts B's proxy, A gets it from A's proxy.
     let resp = link.request(Body::DeliverSm(sm(&B[1..], &pb, b"reply via SMSC")));
     assert_eq!(resp.status, status::ESME_ROK);
-    assert!(a.wait_messages(2, Duration::from_secs(10)), "MO from the upstream reached carrier A");
-    assert_eq!((a.messages[1].source.addr.as_str(), a.messages[1].dest.addr.as_str()), (pa.as_str(), &A[1..]));
+    assert!(
+        a.wait_messages(2, Duration::from_secs(10)),
+        "MO from the upstream reached carrier A"
+    );
+    assert_eq!(
+        (
+            a.messages[1].source.addr.as_str(),
+            a.messages[1].dest.addr.as_str()
+        ),
+        (pa.as_str(), &A[1..])
+    );
     assert_eq!(a.messages[1].short_message, b"reply via SMSC");
 
     // The SMSC goes away; a message accepted meanwhile is sent once maskd has re-bound.
