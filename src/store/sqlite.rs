@@ -67,6 +67,9 @@ CREATE TABLE outbound (
   dst INTEGER NOT NULL, via TEXT, origin TEXT, payload BLOB NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE remote_refs (
   remote_id TEXT PRIMARY KEY, interaction_sid TEXT NOT NULL, origin TEXT);
+DROP INDEX interactions_queued;
+CREATE INDEX interactions_queued ON interactions(out_status)
+  WHERE out_status = 'queued' AND message_participant IS NOT NULL;
 ";
 
 type Job = (Vec<WriteOp>, Option<Completion>);
@@ -156,12 +159,10 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
             "cannot enable WAL (journal_mode={mode})"
         )));
     }
-    // 64 MiB of page cache: the hot pages of the queue and interaction tables stay in
-    // memory instead of being read back through the page cache on every batch.
     conn.execute_batch(
-        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;",
     )
-        .map_err(io)?;
+    .map_err(io)?;
     Ok(())
 }
 
