@@ -18,6 +18,32 @@ use crate::config::Validated;
 use crate::core::engine::{Engine, OutboundMessage, Outbox};
 use crate::core::model::{Interaction, InteractionType, Leg, ResourceStatus};
 use crate::core::routing::Route;
+
+/// What forwarding needs of a route: plain values, so a lookup copies no `Arc`.
+#[derive(Clone, Copy)]
+struct Hop {
+    service: Sid,
+    session: Sid,
+    participant: Sid,
+    counterpart: Sid,
+    counterpart_real: E164,
+    counterpart_proxy: E164,
+    mode: crate::core::model::Mode,
+}
+
+impl From<&Route> for Hop {
+    fn from(r: &Route) -> Hop {
+        Hop {
+            service: r.service,
+            session: r.session,
+            participant: r.participant,
+            counterpart: r.counterpart,
+            counterpart_real: r.counterpart_real,
+            counterpart_proxy: r.counterpart_proxy,
+            mode: r.mode,
+        }
+    }
+}
 use crate::core::store::{OutboundItem, ReceiptOrigin, RemoteRef, WriteOp};
 use crate::core::{Sid, SidKind, E164};
 use crate::smpp::codec::{decode, encode, error_response};
@@ -93,7 +119,7 @@ type Pending = HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)>;
 
 struct Partial {
     interaction: Sid,
-    route: Route,
+    route: Hop,
     parts: Vec<Option<String>>,
     first_message_id: String,
 }
@@ -129,11 +155,27 @@ fn now_s() -> i64 {
     crate::app::now_ms() / 1000
 }
 
-fn pdus(direction: &str, command: &'static str, st: u32) {
-    crate::metrics::get()
-        .smpp_pdus
-        .with_label_values(&[direction, command, pdu::status_name(st)])
-        .inc();
+fn pdus(direction: &'static str, command: &'static str, st: u32) {
+    // Label lookups hash three strings; keep the counters this thread already resolved.
+    thread_local! {
+        static CACHE: std::cell::RefCell<HashMap<(&'static str, &'static str, u32), prometheus::IntCounter>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() > 4096 {
+            c.clear();
+        }
+        c.entry((direction, command, st))
+            .or_insert_with(|| {
+                crate::metrics::get().smpp_pdus.with_label_values(&[
+                    direction,
+                    command,
+                    pdu::status_name(st),
+                ])
+            })
+            .inc();
+    });
 }
 
 impl SmppPlane {
@@ -787,7 +829,7 @@ impl SmppPlane {
             return (status::ESME_RINVDSTADR, String::new(), Vec::new());
         };
         let message_id = Sid::generate(SidKind::Message).to_string();
-        let Some(route) = self.engine.routes().resolve(dst, src) else {
+        let Some(route) = self.engine.routes().with_route(dst, src, |r| Hop::from(r)) else {
             crate::metrics::get().smpp_out_of_session.inc();
             tracing::debug!(from = %src.masked(), to = %dst.masked(), "sms out of session");
             return if self.reject_out_of_session {
@@ -921,7 +963,7 @@ impl SmppPlane {
     fn interaction(
         &self,
         sid: Sid,
-        route: &Route,
+        route: &Hop,
         message_id: &str,
         body: String,
         now: i64,
@@ -959,7 +1001,7 @@ impl SmppPlane {
     #[allow(clippy::too_many_arguments)]
     fn collect_part(
         &self,
-        route: &Route,
+        route: &Hop,
         src: E164,
         dst: E164,
         c: text::Concat,
@@ -995,7 +1037,7 @@ impl SmppPlane {
                 key,
                 Partial {
                     interaction: Sid::generate(SidKind::Interaction),
-                    route: route.clone(),
+                    route: *route,
                     parts: vec![None; c.total as usize],
                     first_message_id: message_id.to_string(),
                 },

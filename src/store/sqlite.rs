@@ -55,7 +55,8 @@ CREATE TABLE interactions (
   service_sid TEXT NOT NULL, data TEXT NOT NULL, type TEXT NOT NULL,
   in_participant TEXT, in_resource_sid TEXT, in_status TEXT, in_type TEXT, in_url TEXT,
   out_participant TEXT, out_resource_sid TEXT, out_status TEXT, out_type TEXT, out_url TEXT,
-  message_participant TEXT, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+  message_participant TEXT, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL)
+  WITHOUT ROWID;
 CREATE INDEX interactions_session ON interactions(session_sid, seq);
 CREATE INDEX interactions_queued ON interactions(out_status) WHERE out_status = 'queued';
 ";
