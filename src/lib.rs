@@ -32,6 +32,7 @@ pub mod config;
 pub mod core;
 pub mod metrics;
 pub mod net;
+pub mod sip;
 pub mod smpp;
 pub mod store;
 pub mod telemetry;

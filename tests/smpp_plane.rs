@@ -441,36 +441,75 @@ fn sar_concatenation_and_data_sm_are_forwarded_and_logged_once() {
     for (seq, text) in [(2u8, &b"second half"[..]), (1, &b"first half, "[..])] {
         let mut m = sm(&A[1..], &pa, text);
         m.tlvs = vec![
-            Tlv { tag: 0x020C, value: vec![0x01, 0x02] },
-            Tlv { tag: 0x020E, value: vec![2] },
-            Tlv { tag: 0x020F, value: vec![seq] },
+            Tlv {
+                tag: 0x020C,
+                value: vec![0x01, 0x02],
+            },
+            Tlv {
+                tag: 0x020E,
+                value: vec![2],
+            },
+            Tlv {
+                tag: 0x020F,
+                value: vec![seq],
+            },
         ];
         assert_eq!(a.request(Body::SubmitSm(m)).status, status::ESME_ROK);
     }
     // data_sm with the text in message_payload (GSM 03.38 septets: '_' is 0x11 there).
     let gsm = maskd::smpp::text::encode_gsm("sent as data_sm").unwrap();
     let data = maskd::smpp::pdu::DataSm {
-        source: maskd::smpp::pdu::Address { ton: 1, npi: 1, addr: A[1..].into() },
-        dest: maskd::smpp::pdu::Address { ton: 1, npi: 1, addr: pa.clone() },
-        tlvs: vec![Tlv { tag: 0x0424, value: gsm.clone() }],
+        source: maskd::smpp::pdu::Address {
+            ton: 1,
+            npi: 1,
+            addr: A[1..].into(),
+        },
+        dest: maskd::smpp::pdu::Address {
+            ton: 1,
+            npi: 1,
+            addr: pa.clone(),
+        },
+        tlvs: vec![Tlv {
+            tag: 0x0424,
+            value: gsm.clone(),
+        }],
         ..Default::default()
     };
     let r = a.request(Body::DataSm(data));
-    assert_eq!((r.body.name(), r.status), ("data_sm_resp", status::ESME_ROK));
+    assert_eq!(
+        (r.body.name(), r.status),
+        ("data_sm_resp", status::ESME_ROK)
+    );
     assert!(b.wait_messages(3, Duration::from_secs(10)));
     for m in &b.messages {
-        assert_eq!((m.source.addr.as_str(), m.dest.addr.as_str()), (pb.as_str(), &B[1..]));
+        assert_eq!(
+            (m.source.addr.as_str(), m.dest.addr.as_str()),
+            (pb.as_str(), &B[1..])
+        );
     }
-    let sar_parts: Vec<u8> = b.messages.iter().filter_map(|m| m.tlv(0x020F).map(|v| v[0])).collect();
+    let sar_parts: Vec<u8> = b
+        .messages
+        .iter()
+        .filter_map(|m| m.tlv(0x020F).map(|v| v[0]))
+        .collect();
     assert_eq!(sar_parts.len(), 2, "sar TLVs carried over on both parts");
-    let payload = b.messages.iter().find_map(|m| m.tlv(0x0424)).expect("message_payload carried over");
+    let payload = b
+        .messages
+        .iter()
+        .find_map(|m| m.tlv(0x0424))
+        .expect("message_payload carried over");
     assert_eq!(payload, gsm.as_slice(), "forwarded octet for octet");
     let list = d.get("/v1/Services/sms/Sessions/chat/Interactions").json();
     let bodies: Vec<String> = list["interactions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| serde_json::from_str::<serde_json::Value>(i["data"].as_str().unwrap()).unwrap()["body"].as_str().unwrap().to_string())
+        .map(|i| {
+            serde_json::from_str::<serde_json::Value>(i["data"].as_str().unwrap()).unwrap()["body"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(bodies, vec!["first half, second half", "sent as data_sm"]);
 }
