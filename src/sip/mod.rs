@@ -2,6 +2,7 @@
 //! and the B2BUA come next (see the voice-plane issue); sockets live in `net/`.
 
 pub mod message;
+pub mod transaction;
 pub mod uri;
 
 pub use message::{parse, HeaderName, Message, Outgoing, ParseError, Transport};
