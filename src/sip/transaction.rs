@@ -489,14 +489,13 @@ mod tests {
         assert_eq!(sends(&out), 2);
         let mut out = Vec::new();
         tx.respond(486, b"486".to_vec(), 1_000, &mut out);
-        let mut now = 1_000;
         let mut resent = Vec::new();
         for _ in 0..10 {
             let at = tx.poll_timeout().unwrap();
             if at > 10_000 {
                 break;
             }
-            now = at;
+            let now = at;
             let mut o = Vec::new();
             tx.on_timer(now, &mut o);
             if sends(&o) > 0 {
