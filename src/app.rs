@@ -121,6 +121,18 @@ pub async fn run(
 
     let api_listener = bind("api.listen", cfg.api_listen).await?;
     let smpp_listener = bind("smpp.listen", cfg.smpp.listen).await?;
+    let sip_socket = tokio::net::UdpSocket::bind(cfg.sip.listen)
+        .await
+        .map_err(|source| AppError::Bind {
+            key: "sip.listen",
+            addr: cfg.sip.listen,
+            source,
+        })?;
+    let sip_addr = sip_socket.local_addr().map_err(|source| AppError::Bind {
+        key: "sip.listen",
+        addr: cfg.sip.listen,
+        source,
+    })?;
     let smpp_addr = smpp_listener
         .local_addr()
         .map_err(|source| AppError::Bind {
@@ -180,6 +192,25 @@ pub async fn run(
     smpp.start(smpp_listener, smpp_rx, stop_rx.clone())
         .await
         .map_err(store_err)?;
+    let sip_settings = crate::sip::b2bua::Settings {
+        advertised_host: cfg.raw.sip.advertised_host.clone(),
+        local_port: sip_addr.port(),
+        trunk: cfg.sip.trunk,
+        trusted: cfg.sip.trusted.clone(),
+        assert_identity: cfg.raw.sip.assert_identity,
+        max_calls: cfg.raw.sip.max_calls as usize,
+        timers: crate::sip::transaction::Timers {
+            t1: cfg.sip.t1.as_millis() as u64,
+            t2: cfg.sip.t2.as_millis() as u64,
+            t4: cfg.sip.t4.as_millis() as u64,
+        },
+    };
+    tokio::spawn(crate::net::sip::run(
+        sip_socket,
+        sip_settings,
+        engine.clone(),
+        stop_rx.clone(),
+    ));
     let api_task = serve(api_listener, api::router(state), stop_rx.clone());
     let ops_task = serve(
         metrics_listener,
@@ -187,8 +218,7 @@ pub async fn run(
         stop_rx.clone(),
     );
     ready.store(true, Ordering::Release);
-    tracing::info!(api = %api_addr, metrics = %metrics_addr, smpp = %smpp_addr, "maskd ready");
-    tracing::warn!("the SIP plane is not built yet: sip config is validated, not served");
+    tracing::info!(api = %api_addr, metrics = %metrics_addr, smpp = %smpp_addr, sip = %sip_addr, "maskd ready");
 
     let mut failure = None;
     tokio::select! {

@@ -318,7 +318,19 @@ pub struct Validated {
     pub timer_tick: Duration,
     pub webhook_timeout: Duration,
     pub smpp: SmppTimers,
+    pub sip: SipSettings,
     pub services: Vec<ValidService>,
+}
+
+/// The SIP plane's parsed settings.
+#[derive(Debug, Clone)]
+pub struct SipSettings {
+    pub listen: SocketAddr,
+    pub trunk: SocketAddr,
+    pub trusted: Vec<ipnet::IpNet>,
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
 }
 
 /// The SMPP plane's parsed settings.
@@ -459,9 +471,12 @@ impl Config {
         }
         p.cidrs("sip.trusted_cidrs", &sip.trusted_cidrs);
         p.one_of("sip.transport", &sip.transport, &["udp", "tcp"]);
-        p.duration("sip.t1", &sip.t1);
-        p.duration("sip.t2", &sip.t2);
-        p.duration("sip.t4", &sip.t4);
+        let t1 = p.duration("sip.t1", &sip.t1);
+        let t2 = p.duration("sip.t2", &sip.t2);
+        let t4 = p.duration("sip.t4", &sip.t4);
+        if sip.max_calls == 0 {
+            p.add("sip.max_calls", "must be at least 1");
+        }
         let smpp = &self.smpp;
         p.addr("smpp.listen", &smpp.listen);
         if smpp.system_id.is_empty() || smpp.system_id.len() > 15 {
@@ -598,6 +613,31 @@ impl Config {
         }
         // Every Option below is Some: a None added a problem above.
         let smpp_listen = smpp.listen.parse::<SocketAddr>().ok();
+        let sip_settings = match (
+            sip.listen.parse::<SocketAddr>(),
+            sip.trunk.parse::<SocketAddr>(),
+            t1,
+            t2,
+            t4,
+        ) {
+            (Ok(listen), Ok(trunk), Some(t1), Some(t2), Some(t4)) => Some(SipSettings {
+                listen,
+                trunk,
+                trusted: sip
+                    .trusted_cidrs
+                    .iter()
+                    .filter_map(|c| {
+                        c.parse::<ipnet::IpNet>()
+                            .ok()
+                            .or_else(|| c.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+                    })
+                    .collect(),
+                t1,
+                t2,
+                t4,
+            }),
+            _ => None,
+        };
         let (
             Some(api_listen),
             Some(metrics_listen),
@@ -608,6 +648,7 @@ impl Config {
             Some(smpp_enquire),
             Some(smpp_inactivity),
             Some(smpp_response),
+            Some(sip_settings),
         ) = (
             api_listen,
             metrics_listen,
@@ -618,6 +659,7 @@ impl Config {
             smpp_enquire,
             smpp_inactivity,
             smpp_response,
+            sip_settings,
         )
         else {
             return Err(ConfigError::Invalid(vec![(
@@ -633,6 +675,7 @@ impl Config {
             shutdown_grace,
             timer_tick,
             webhook_timeout,
+            sip: sip_settings,
             smpp: SmppTimers {
                 listen: smpp_listen,
                 enquire_link_interval: smpp_enquire,

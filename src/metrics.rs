@@ -22,6 +22,11 @@ pub const POOL_IN_USE: &str = "maskd_pool_numbers_in_use";
 pub const ALLOCATIONS_FAILED: &str = "maskd_allocations_failed_total";
 pub const STORE_BATCH_DURATION: &str = "maskd_store_batch_duration_seconds";
 pub const STORE_BATCH_OPS: &str = "maskd_store_batch_ops";
+pub const SIP_CALLS_ACTIVE: &str = "maskd_sip_calls_active";
+pub const SIP_TRANSACTIONS: &str = "maskd_sip_transactions_active";
+pub const SIP_RETRANSMISSIONS: &str = "maskd_sip_retransmissions_total";
+pub const SIP_REFUSED: &str = "maskd_sip_requests_refused_total";
+pub const SIP_CALLS_STARTED: &str = "maskd_sip_calls_started_total";
 pub const SMPP_PDUS: &str = "maskd_smpp_pdus_total";
 pub const SMPP_BINDS: &str = "maskd_smpp_binds_active";
 pub const SMPP_QUEUE_DEPTH: &str = "maskd_smpp_queue_depth";
@@ -46,6 +51,11 @@ pub struct Metrics {
     pub allocations_failed: IntCounterVec,
     pub store_batch: Histogram,
     pub store_batch_ops: Histogram,
+    pub sip_calls_active: IntGauge,
+    pub sip_transactions: IntGauge,
+    pub sip_retransmissions: prometheus::IntCounter,
+    pub sip_refused: prometheus::IntCounter,
+    pub sip_calls_started: prometheus::IntCounter,
     pub smpp_pdus: IntCounterVec,
     pub smpp_binds: IntGaugeVec,
     pub smpp_queue_depth: IntGauge,
@@ -125,6 +135,20 @@ fn build() -> Result<Metrics, prometheus::Error> {
             HistogramOpts::new(STORE_BATCH_OPS, "Write operations per store batch")
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )?,
+        sip_calls_active: IntGauge::new(SIP_CALLS_ACTIVE, "Calls being set up or in progress")?,
+        sip_transactions: IntGauge::new(SIP_TRANSACTIONS, "SIP transactions alive")?,
+        sip_retransmissions: prometheus::IntCounter::new(
+            SIP_RETRANSMISSIONS,
+            "SIP retransmissions sent and absorbed",
+        )?,
+        sip_refused: prometheus::IntCounter::new(
+            SIP_REFUSED,
+            "SIP requests answered 4xx/5xx by maskd itself",
+        )?,
+        sip_calls_started: prometheus::IntCounter::new(
+            SIP_CALLS_STARTED,
+            "Calls for which a leg B was placed",
+        )?,
         smpp_pdus: IntCounterVec::new(
             Opts::new(
                 SMPP_PDUS,
@@ -189,6 +213,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.allocations_failed.clone()))?;
     m.registry.register(Box::new(m.store_batch.clone()))?;
     m.registry.register(Box::new(m.store_batch_ops.clone()))?;
+    m.registry.register(Box::new(m.sip_calls_active.clone()))?;
+    m.registry.register(Box::new(m.sip_transactions.clone()))?;
+    m.registry
+        .register(Box::new(m.sip_retransmissions.clone()))?;
+    m.registry.register(Box::new(m.sip_refused.clone()))?;
+    m.registry.register(Box::new(m.sip_calls_started.clone()))?;
     m.registry.register(Box::new(m.smpp_pdus.clone()))?;
     m.registry.register(Box::new(m.smpp_binds.clone()))?;
     m.registry.register(Box::new(m.smpp_queue_depth.clone()))?;

@@ -64,6 +64,32 @@ pub struct Route {
     pub live: Arc<SessionLive>,
 }
 
+/// A route's plain values (no `Arc`), what a data plane needs to forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub service: Sid,
+    pub session: Sid,
+    pub participant: Sid,
+    pub counterpart: Sid,
+    pub counterpart_real: E164,
+    pub counterpart_proxy: E164,
+    pub mode: Mode,
+}
+
+impl From<&Route> for Target {
+    fn from(r: &Route) -> Target {
+        Target {
+            service: r.service,
+            session: r.session,
+            participant: r.participant,
+            counterpart: r.counterpart,
+            counterpart_real: r.counterpart_real,
+            counterpart_proxy: r.counterpart_proxy,
+            mode: r.mode,
+        }
+    }
+}
+
 type Map = DashMap<RouteKey, Route, foldhash::fast::RandomState>;
 
 /// Concurrent map from route key to route.
@@ -106,6 +132,11 @@ impl RoutingTable {
         f: impl FnOnce(&Route) -> T,
     ) -> Option<T> {
         self.map.get(&RouteKey::new(proxy, sender)).map(|r| f(&r))
+    }
+
+    /// Resolves to the route's plain values.
+    pub fn target(&self, proxy: E164, sender: E164) -> Option<Target> {
+        self.with_route(proxy, sender, |r| Target::from(r))
     }
 
     pub fn len(&self) -> usize {

@@ -14,6 +14,8 @@ pub enum SidKind {
     Interaction,
     /// A message maskd accepted (the `message_id` it answers with; Twilio's `SM…`).
     Message,
+    /// One call leg (Twilio's `CA…`).
+    Call,
 }
 
 impl SidKind {
@@ -26,6 +28,7 @@ impl SidKind {
             SidKind::Participant => *b"KP",
             SidKind::Interaction => *b"KI",
             SidKind::Message => *b"SM",
+            SidKind::Call => *b"CA",
         }
     }
 }

@@ -1,4 +1,6 @@
 //! The only place with sockets and the clock: thin drivers around the sans-IO protocol
-//! cores. `smpp` is the SMS plane (listener, upstream binds, outbound dispatcher).
+//! cores. `smpp` is the SMS plane (listener, upstream binds, outbound dispatcher); `sip` the
+//! voice plane's UDP driver around the B2BUA.
 
+pub mod sip;
 pub mod smpp;

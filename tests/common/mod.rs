@@ -31,6 +31,11 @@ pub fn config_yaml(dir: &Path, api: u16, metrics: u16, services: &str) -> String
     } else {
         format!("smpp:\n  listen: \"127.0.0.1:{}\"\n", free_port())
     };
+    let sip = if services.contains("sip:") {
+        ""
+    } else {
+        "sip:\n  listen: \"127.0.0.1:0\"\n"
+    };
     format!(
         r#"api:
   listen: "127.0.0.1:{api}"
@@ -43,7 +48,7 @@ store:
   path: "{db}"
 timer_tick: "50ms"
 shutdown_grace: "5s"
-{smpp}{services}
+{smpp}{sip}{services}
 "#,
         db = dir.join("maskd.db").display()
     )
@@ -56,6 +61,8 @@ pub struct Daemon {
     pub metrics: SocketAddr,
     /// The SMPP listener, as the daemon reported it.
     pub smpp: SocketAddr,
+    /// The SIP (UDP) listener, as the daemon reported it.
+    pub sip: SocketAddr,
     pub log: mpsc::Receiver<String>,
     pub lines: Vec<String>,
 }
@@ -103,6 +110,7 @@ impl Daemon {
             api: ([127, 0, 0, 1], api).into(),
             metrics: ([127, 0, 0, 1], metrics).into(),
             smpp: ([127, 0, 0, 1], 0).into(),
+            sip: ([127, 0, 0, 1], 0).into(),
             log: rx,
             lines: Vec::new(),
         };
@@ -112,6 +120,12 @@ impl Daemon {
             .find_map(|w| w.strip_prefix("smpp="))
         {
             d.smpp = addr.parse().expect("smpp address in the ready line");
+        }
+        if let Some(addr) = ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("sip="))
+        {
+            d.sip = addr.parse().expect("sip address in the ready line");
         }
         d
     }

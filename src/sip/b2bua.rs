@@ -1,0 +1,1225 @@
+//! The B2BUA, sans-IO: a call arrives on leg A (maskd as UAS), maskd places a second,
+//! independent call on leg B (maskd as UAC) from the callee's proxy number, and bridges the
+//! two dialogs. Nothing of one leg is copied to the other except a whitelist of neutral
+//! headers and the SDP body. Datagrams and the time go in; datagrams to send come out. The
+//! route lookup and the interaction log go through the narrow `Core` handle.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use super::message::{parse, HeaderName, Message, Outgoing, ParseError, StartLine, Transport};
+use super::transaction::{Action, ClientTx, ServerTx, Timers};
+use super::uri::{NameAddr, Uri};
+use crate::core::model::{Interaction, InteractionType, Leg, ResourceStatus};
+use crate::core::routing::Target;
+use crate::core::store::WriteOp;
+use crate::core::{Sid, SidKind, E164};
+
+/// What the B2BUA needs from the rest of maskd.
+pub trait Core: Send + Sync {
+    fn target(&self, proxy: E164, sender: E164) -> Option<Target>;
+    /// Persists interaction changes (group commit; not awaited: calls are not acknowledged
+    /// the way SMS is). `touch` counts an interaction for the session's TTL.
+    fn record(&self, ops: Vec<WriteOp>, touch: Option<(Sid, i64)>);
+    fn next_seq(&self) -> u64;
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Host written into Via, Contact and From of what maskd sends.
+    pub advertised_host: String,
+    pub local_port: u16,
+    pub trunk: SocketAddr,
+    pub trusted: Vec<ipnet::IpNet>,
+    /// Set P-Asserted-Identity to the proxy number on leg B.
+    pub assert_identity: bool,
+    pub max_calls: usize,
+    pub timers: Timers,
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub to: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// Headers that may pass from one leg to the other; everything else is rebuilt or dropped.
+const PASS: &[&str] = &[
+    "Content-Type",
+    "Allow",
+    "Supported",
+    "Session-Expires",
+    "Min-SE",
+    "Accept",
+];
+/// Option tags maskd lets through in Require (others: 420 Bad Extension).
+const KNOWN_EXTENSIONS: &[&str] = &["timer", "100rel", "replaces"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallState {
+    Setup,
+    Early,
+    Answered,
+    Ended,
+}
+
+#[derive(Debug)]
+struct Call {
+    state: CallState,
+    // Leg A: maskd is the UAS.
+    a_addr: SocketAddr,
+    a_call_id: String,
+    a_from: String,
+    a_to: String,
+    a_tag: String,
+    a_vias: Vec<String>,
+    a_cseq: u32,
+    a_invite_branch: String,
+    a_out_cseq: u32,
+    /// The 2xx to A, retransmitted until A's ACK (RFC 3261 §13.3.1.4).
+    ok_to_a: Option<(Vec<u8>, u64, u64, u64)>,
+    // Leg B: maskd is the UAC.
+    b_call_id: String,
+    b_from: String,
+    b_to: String,
+    b_to_tag: Option<String>,
+    b_ruri: String,
+    b_target: Option<String>,
+    b_invite_branch: String,
+    b_cseq: u32,
+    ack_to_b: Option<Vec<u8>>,
+    // The log.
+    interaction: Interaction,
+    session: Sid,
+    answered_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Invite,
+    Cancel,
+    ByeToB,
+    ByeToA,
+}
+
+struct ClientEntry {
+    call: u64,
+    purpose: Purpose,
+    to: SocketAddr,
+    tx: ClientTx,
+}
+
+struct ServerEntry {
+    call: Option<u64>,
+    to: SocketAddr,
+    tx: ServerTx,
+}
+
+/// Counters the driver exports as metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    pub retransmissions: u64,
+    pub refused_4xx: u64,
+    pub calls_started: u64,
+}
+
+pub struct B2bua {
+    cfg: Settings,
+    calls: HashMap<u64, Call>,
+    by_a: HashMap<String, u64>,
+    by_b: HashMap<String, u64>,
+    client: HashMap<String, ClientEntry>,
+    server: HashMap<(String, bool), ServerEntry>,
+    next: u64,
+    pub counters: Counters,
+}
+
+fn token() -> String {
+    let s = Sid::generate(SidKind::Call).to_string();
+    s[2..18].to_string()
+}
+
+fn number_of(uri: &str) -> Option<E164> {
+    let u = Uri::parse(uri)?;
+    E164::parse(u.user?.split(';').next()?).ok()
+}
+
+fn strip_tag(v: &str) -> String {
+    // Removes a `;tag=` parameter from a From/To value (keeps the rest verbatim).
+    let mut out = String::new();
+    let mut depth = 0;
+    let mut cut = v.len();
+    for (i, c) in v.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            ';' if depth == 0
+                && v[i + 1..]
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("tag") =>
+            {
+                cut = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    out.push_str(v[..cut].trim_end());
+    if let Some(rest) = v[cut..].get(1..) {
+        if let Some(next) = rest.find(';') {
+            out.push_str(&rest[next..]);
+        }
+    }
+    out
+}
+
+fn branch_of(m: &Message<'_>) -> Option<String> {
+    let via = m
+        .header_values(HeaderName::Via)
+        .into_iter()
+        .next()?
+        .to_string();
+    super::uri::param(via.split_once(';').map_or("", |x| x.1), "branch").map(str::to_string)
+}
+
+impl B2bua {
+    pub fn new(cfg: Settings) -> B2bua {
+        B2bua {
+            cfg,
+            calls: HashMap::new(),
+            by_a: HashMap::new(),
+            by_b: HashMap::new(),
+            client: HashMap::new(),
+            server: HashMap::new(),
+            next: 1,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn transactions(&self) -> usize {
+        self.client.len() + self.server.len()
+    }
+
+    fn via(&self, branch: &str) -> String {
+        format!(
+            "SIP/2.0/UDP {}:{};branch=z9hG4bK{branch};rport",
+            self.cfg.advertised_host, self.cfg.local_port
+        )
+    }
+
+    fn contact(&self, user: &str) -> String {
+        format!(
+            "<sip:{user}@{}:{}>",
+            self.cfg.advertised_host, self.cfg.local_port
+        )
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.cfg.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    /// A response to request `m`, built from its own Via, From, To, Call-ID and CSeq.
+    fn reply(m: &Message<'_>, code: u16, reason: &str, to_tag: Option<&str>) -> Outgoing {
+        let mut r = Outgoing::response(code, reason);
+        for v in m.headers.iter().filter(|h| h.name == HeaderName::Via) {
+            r = r.header("Via", v.value.to_string());
+        }
+        let to = m.header(HeaderName::To).unwrap_or("");
+        let to = match to_tag {
+            Some(tag) if !to.to_ascii_lowercase().contains(";tag=") => format!("{to};tag={tag}"),
+            _ => to.to_string(),
+        };
+        r.header("From", m.header(HeaderName::From).unwrap_or(""))
+            .header("To", to)
+            .header("Call-ID", m.header(HeaderName::CallId).unwrap_or(""))
+            .header("CSeq", m.header(HeaderName::CSeq).unwrap_or(""))
+            .header("Server", "maskd")
+    }
+
+    /// One datagram from `src` at `now` (ms).
+    pub fn handle(
+        &mut self,
+        src: SocketAddr,
+        data: &[u8],
+        now: u64,
+        core: &dyn Core,
+        out: &mut Vec<Datagram>,
+    ) {
+        // Keep-alive CRLFs.
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            return;
+        }
+        let m = match parse(data, Transport::Datagram) {
+            Ok(Some((m, _))) => m,
+            Ok(None) => return,
+            Err(e) => {
+                self.refuse_unparsable(src, data, e, out);
+                return;
+            }
+        };
+        match m.start {
+            StartLine::Response { code, .. } => self.on_response(&m, code, now, core, out),
+            StartLine::Request { method, .. } => self.on_request(src, &m, method, now, core, out),
+        }
+    }
+
+    /// A request that does not parse gets a 400 naming the fault when enough of it is
+    /// readable to address an answer (RFC 3261 §8.2.2); otherwise it is dropped.
+    fn refuse_unparsable(
+        &mut self,
+        src: SocketAddr,
+        data: &[u8],
+        e: ParseError,
+        out: &mut Vec<Datagram>,
+    ) {
+        if data.starts_with(b"SIP/") {
+            return;
+        }
+        let text = String::from_utf8_lossy(data);
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        let mut r = Outgoing::response(e.status, e.reason);
+        let mut have = 0;
+        for line in head.split("\r\n").skip(1) {
+            let Some((n, v)) = line.split_once(':') else {
+                continue;
+            };
+            let name = match HeaderName::from_name(n.trim()) {
+                HeaderName::Via => "Via",
+                HeaderName::From => "From",
+                HeaderName::To => "To",
+                HeaderName::CallId => "Call-ID",
+                HeaderName::CSeq => "CSeq",
+                _ => continue,
+            };
+            if name == "Via" || !r.headers.iter().any(|(h, _)| *h == name) {
+                r = r.header(name, v.trim().to_string());
+                have += 1;
+            }
+        }
+        if have >= 5 && !head.starts_with("ACK ") {
+            self.counters.refused_4xx += 1;
+            out.push(Datagram {
+                to: src,
+                data: r.encode(),
+            });
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        src: SocketAddr,
+        m: &Message<'_>,
+        method: &str,
+        now: u64,
+        core: &dyn Core,
+        out: &mut Vec<Datagram>,
+    ) {
+        if !self.trusted(src.ip()) {
+            if method != "ACK" {
+                self.counters.refused_4xx += 1;
+                out.push(Datagram {
+                    to: src,
+                    data: Self::reply(m, 403, "Forbidden", Some(&token())).encode(),
+                });
+            }
+            return;
+        }
+        if let Err(e) = m.validate_request() {
+            if method != "ACK" {
+                self.counters.refused_4xx += 1;
+                out.push(Datagram {
+                    to: src,
+                    data: Self::reply(m, e.status, e.reason, Some(&token())).encode(),
+                });
+            }
+            return;
+        }
+        let Some(branch) = branch_of(m) else { return };
+        let call_id = m.header(HeaderName::CallId).unwrap_or("").to_string();
+        // Retransmissions and ACKs of known server transactions.
+        let key = (branch.clone(), method == "CANCEL");
+        if method == "ACK" {
+            if let Some(e) = self.server.get_mut(&(branch.clone(), false)) {
+                let mut acts = Vec::new();
+                e.tx.on_ack(now, &mut acts);
+                let to = e.to;
+                self.apply_server(to, acts, out);
+                return;
+            }
+            // ACK for our 2xx: in-dialog, by Call-ID.
+            if let Some(id) = self.by_a.get(&call_id).copied() {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.ok_to_a = None;
+                }
+            }
+            return;
+        }
+        if let Some(e) = self.server.get_mut(&key) {
+            let mut acts = Vec::new();
+            e.tx.on_request_retransmission(&mut acts);
+            let to = e.to;
+            self.counters.retransmissions += 1;
+            self.apply_server(to, acts, out);
+            return;
+        }
+        let to_tag = m
+            .header(HeaderName::To)
+            .and_then(NameAddr::parse)
+            .and_then(|n| n.param("tag").map(str::to_string));
+        match method {
+            "INVITE" if to_tag.is_none() => self.new_call(src, m, branch, now, core, out),
+            "CANCEL" => self.on_cancel(src, m, branch, now, out),
+            "BYE" => self.on_bye(src, m, branch, call_id, now, core, out),
+            "OPTIONS" if to_tag.is_none() => {
+                let r = Self::reply(m, 200, "OK", Some(&token()))
+                    .header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")
+                    .encode();
+                self.server_answer(src, m, branch, false, 200, r, now, out);
+            }
+            _ => {
+                let r = Self::reply(m, 501, "Not Implemented", Some(&token())).encode();
+                self.server_answer(src, m, branch, method == "INVITE", 501, r, now, out);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn server_answer(
+        &mut self,
+        src: SocketAddr,
+        m: &Message<'_>,
+        branch: String,
+        invite: bool,
+        code: u16,
+        bytes: Vec<u8>,
+        now: u64,
+        out: &mut Vec<Datagram>,
+    ) {
+        let mut tx = ServerTx::new(invite, false, self.cfg.timers);
+        let mut acts = Vec::new();
+        tx.respond(code, bytes, now, &mut acts);
+        let cancel = m.method() == Some("CANCEL");
+        if !matches!(tx.state(), super::transaction::ServerState::Terminated) {
+            self.server.insert(
+                (branch, cancel),
+                ServerEntry {
+                    call: None,
+                    to: src,
+                    tx,
+                },
+            );
+        }
+        if code >= 400 {
+            self.counters.refused_4xx += 1;
+        }
+        self.apply_server(src, acts, out);
+    }
+
+    fn apply_server(&mut self, to: SocketAddr, acts: Vec<Action>, out: &mut Vec<Datagram>) {
+        for a in acts {
+            if let Action::Transmit(data) = a {
+                out.push(Datagram { to, data });
+            }
+        }
+    }
+
+    fn new_call(
+        &mut self,
+        src: SocketAddr,
+        m: &Message<'_>,
+        branch: String,
+        now: u64,
+        core: &dyn Core,
+        out: &mut Vec<Datagram>,
+    ) {
+        let refuse = |me: &mut B2bua, code: u16, reason: &str, out: &mut Vec<Datagram>| {
+            let r = Self::reply(m, code, reason, Some(&token()));
+            let r = if code == 503 {
+                r.header("Retry-After", "5")
+            } else {
+                r
+            };
+            me.server_answer(src, m, branch.clone(), true, code, r.encode(), now, out);
+        };
+        if let Some(mf) = m.header(HeaderName::MaxForwards) {
+            if mf.trim() == "0" {
+                return refuse(self, 483, "Too Many Hops", out);
+            }
+        }
+        if let Some(req) = m.header(HeaderName::Require) {
+            if req
+                .split(',')
+                .any(|t| !KNOWN_EXTENSIONS.contains(&t.trim()))
+            {
+                return refuse(self, 420, "Bad Extension", out);
+            }
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            return refuse(self, 503, "Service Unavailable", out);
+        }
+        let StartLine::Request { uri, .. } = m.start else {
+            return;
+        };
+        let Some(proxy) = number_of(uri) else {
+            return refuse(self, 404, "Not Found", out);
+        };
+        let from = m.header(HeaderName::From).unwrap_or("");
+        let from_na = NameAddr::parse(from);
+        let mut caller = from_na.and_then(|n| {
+            let u = n.uri;
+            E164::parse(u.user?.split(';').next()?).ok()
+        });
+        if caller.is_none() {
+            // An anonymous From: the carrier's P-Asserted-Identity says who calls.
+            caller = m
+                .header(HeaderName::PAssertedIdentity)
+                .and_then(NameAddr::parse)
+                .and_then(|n| E164::parse(n.uri.user?.split(';').next()?).ok());
+        }
+        let Some(caller) = caller else {
+            return refuse(self, 404, "Not Found", out);
+        };
+        let Some(t) = core.target(proxy, caller) else {
+            tracing::debug!(from = %caller.masked(), to = %proxy.masked(), "call out of session");
+            return refuse(self, 404, "Not Found", out);
+        };
+        if !t.mode.allows_voice() {
+            return refuse(self, 403, "Forbidden", out);
+        }
+        let mf: u32 = m
+            .header(HeaderName::MaxForwards)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(70);
+        let id = self.next;
+        self.next += 1;
+        let a_tag = token();
+        // 100 Trying at once, from the INVITE server transaction.
+        let mut stx = ServerTx::new(true, false, self.cfg.timers);
+        let mut acts = Vec::new();
+        stx.respond(
+            100,
+            Self::reply(m, 100, "Trying", None).encode(),
+            now,
+            &mut acts,
+        );
+        self.server.insert(
+            (branch.clone(), false),
+            ServerEntry {
+                call: Some(id),
+                to: src,
+                tx: stx,
+            },
+        );
+        self.apply_server(src, acts, out);
+
+        // Leg B from scratch.
+        let b_call_id = format!("{}@maskd", token());
+        let b_branch = token();
+        let proxy_b = t.counterpart_proxy.to_string();
+        let real_b = t.counterpart_real.to_string();
+        let b_ruri = format!("sip:{real_b}@{}", self.cfg.trunk);
+        let b_from = format!(
+            "<sip:{proxy_b}@{}>;tag={}",
+            self.cfg.advertised_host,
+            token()
+        );
+        let b_to = format!("<sip:{real_b}@{}>", self.cfg.trunk);
+        let mut invite = Outgoing::request("INVITE", &b_ruri)
+            .header("Via", self.via(&b_branch))
+            .header("Max-Forwards", mf.saturating_sub(1).to_string())
+            .header("From", b_from.clone())
+            .header("To", b_to.clone())
+            .header("Call-ID", b_call_id.clone())
+            .header("CSeq", "1 INVITE")
+            .header("Contact", self.contact(&proxy_b));
+        if self.cfg.assert_identity {
+            invite = invite.header(
+                "P-Asserted-Identity",
+                format!("<sip:{proxy_b}@{}>", self.cfg.advertised_host),
+            );
+        }
+        for h in &m.headers {
+            if let Some(name) = PASS.iter().find(|p| {
+                p.eq_ignore_ascii_case(h.raw_name)
+                    || HeaderName::from_name(h.raw_name) == HeaderName::from_name(p)
+                        && HeaderName::from_name(p) != HeaderName::Other
+            }) {
+                invite = invite.header(name, h.value.to_string());
+            }
+        }
+        if let Some(req) = m.header(HeaderName::Require) {
+            invite = invite.header("Require", req.to_string());
+        }
+        invite.body = m.body.to_vec();
+        let bytes = invite.encode();
+        let mut acts = Vec::new();
+        let ctx = ClientTx::start(true, bytes, false, self.cfg.timers, now, &mut acts);
+        self.client.insert(
+            b_branch.clone(),
+            ClientEntry {
+                call: id,
+                purpose: Purpose::Invite,
+                to: self.cfg.trunk,
+                tx: ctx,
+            },
+        );
+        for a in acts {
+            if let Action::Transmit(data) = a {
+                out.push(Datagram {
+                    to: self.cfg.trunk,
+                    data,
+                });
+            }
+        }
+        let now_s = (now / 1000) as i64;
+        let interaction = Interaction {
+            sid: Sid::generate(SidKind::Interaction),
+            seq: core.next_seq(),
+            session_sid: t.session,
+            service_sid: t.service,
+            data: "{}".into(),
+            kind: InteractionType::Voice,
+            inbound: Leg {
+                participant_sid: Some(t.participant),
+                resource_sid: Some(Sid::generate(SidKind::Call).to_string()),
+                resource_status: Some(ResourceStatus::InProgress),
+                resource_type: Some("Call".into()),
+                resource_url: None,
+            },
+            outbound: Leg {
+                participant_sid: Some(t.counterpart),
+                resource_sid: Some(Sid::generate(SidKind::Call).to_string()),
+                resource_status: Some(ResourceStatus::Initiated),
+                resource_type: Some("Call".into()),
+                resource_url: None,
+            },
+            message_participant_sid: None,
+            date_created: now_s,
+            date_updated: now_s,
+        };
+        core.record(
+            vec![WriteOp::PutInteraction(interaction.clone())],
+            Some((t.session, now_s)),
+        );
+        let call = Call {
+            state: CallState::Setup,
+            a_addr: src,
+            a_call_id: m.header(HeaderName::CallId).unwrap_or("").to_string(),
+            a_from: from.to_string(),
+            a_to: strip_tag(m.header(HeaderName::To).unwrap_or("")),
+            a_tag,
+            a_vias: m
+                .headers
+                .iter()
+                .filter(|h| h.name == HeaderName::Via)
+                .map(|h| h.value.to_string())
+                .collect(),
+            a_cseq: m.cseq().map_or(1, |c| c.0),
+            a_invite_branch: branch,
+            a_out_cseq: 1,
+            ok_to_a: None,
+            b_call_id: b_call_id.clone(),
+            b_from,
+            b_to,
+            b_to_tag: None,
+            b_ruri,
+            b_target: None,
+            b_invite_branch: b_branch,
+            b_cseq: 1,
+            ack_to_b: None,
+            interaction,
+            session: t.session,
+            answered_at: None,
+        };
+        self.by_a.insert(call.a_call_id.clone(), id);
+        self.by_b.insert(b_call_id, id);
+        self.calls.insert(id, call);
+        self.counters.calls_started += 1;
+    }
+
+    /// A response to leg A's INVITE, in A's dialog.
+    fn to_a(
+        c: &Call,
+        code: u16,
+        reason: &str,
+        body: Option<(&str, &[u8])>,
+        contact: Option<String>,
+    ) -> Vec<u8> {
+        let mut r = Outgoing::response(code, reason);
+        for v in &c.a_vias {
+            r = r.header("Via", v.clone());
+        }
+        r = r
+            .header("From", c.a_from.clone())
+            .header("To", format!("{};tag={}", c.a_to, c.a_tag))
+            .header("Call-ID", c.a_call_id.clone())
+            .header("CSeq", format!("{} INVITE", c.a_cseq));
+        if let Some(ct) = contact {
+            r = r.header("Contact", ct);
+        }
+        if let Some((ct, b)) = body {
+            r = r.body(Some(ct), b);
+        }
+        r.encode()
+    }
+
+    fn set_leg(
+        &mut self,
+        id: u64,
+        status: ResourceStatus,
+        inbound: Option<ResourceStatus>,
+        now: u64,
+        core: &dyn Core,
+    ) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.interaction.outbound.resource_status = Some(status);
+        if let Some(s) = inbound {
+            c.interaction.inbound.resource_status = Some(s);
+        }
+        c.interaction.date_updated = (now / 1000) as i64;
+        core.record(vec![WriteOp::PutInteraction(c.interaction.clone())], None);
+    }
+
+    fn on_response(
+        &mut self,
+        m: &Message<'_>,
+        code: u16,
+        now: u64,
+        core: &dyn Core,
+        out: &mut Vec<Datagram>,
+    ) {
+        let Some(branch) = branch_of(m) else { return };
+        let Some(mut branch) = branch.strip_prefix("z9hG4bK").map(str::to_string) else {
+            return;
+        };
+        if m.cseq().is_some_and(|(_, method)| method == "CANCEL") {
+            // A CANCEL shares its INVITE's branch; its transaction is keyed apart.
+            branch.push_str("-cancel");
+        }
+        let Some(entry) = self.client.get_mut(&branch) else {
+            // A 2xx retransmission after the INVITE transaction ended: ACK it again.
+            if (200..300).contains(&code) {
+                let call_id = m.header(HeaderName::CallId).unwrap_or("");
+                if let Some(c) = self.by_b.get(call_id).and_then(|id| self.calls.get(id)) {
+                    if let Some(ack) = &c.ack_to_b {
+                        self.counters.retransmissions += 1;
+                        out.push(Datagram {
+                            to: self.cfg.trunk,
+                            data: ack.clone(),
+                        });
+                    }
+                }
+            }
+            return;
+        };
+        let (id, purpose, to) = (entry.call, entry.purpose, entry.to);
+        let mut acts = Vec::new();
+        entry.tx.on_response(code, now, &mut acts);
+        let passed_up = acts.contains(&Action::Response(code));
+        let ended = acts.contains(&Action::Terminated);
+        for a in &acts {
+            if let Action::Transmit(d) = a {
+                out.push(Datagram {
+                    to,
+                    data: d.clone(),
+                });
+            }
+        }
+        if ended && purpose != Purpose::Invite {
+            self.client.remove(&branch);
+        }
+        if !passed_up {
+            return;
+        }
+        match purpose {
+            Purpose::Invite => self.on_invite_response(id, &branch, m, code, now, core, out),
+            Purpose::ByeToA | Purpose::ByeToB | Purpose::Cancel => {}
+        }
+        if ended && purpose == Purpose::Invite && (200..300).contains(&code) {
+            self.client.remove(&branch);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_invite_response(
+        &mut self,
+        id: u64,
+        branch: &str,
+        m: &Message<'_>,
+        code: u16,
+        now: u64,
+        core: &dyn Core,
+        out: &mut Vec<Datagram>,
+    ) {
+        let to_tag = m
+            .header(HeaderName::To)
+            .and_then(NameAddr::parse)
+            .and_then(|n| n.param("tag").map(str::to_string));
+        let body = m
+            .header(HeaderName::ContentType)
+            .filter(|_| !m.body.is_empty())
+            .map(|ct| (ct.to_string(), m.body.to_vec()));
+        let contact_b = m
+            .header(HeaderName::Contact)
+            .and_then(NameAddr::parse)
+            .map(|n| {
+                let full = m.header(HeaderName::Contact).unwrap_or("");
+                let inner = full
+                    .find('<')
+                    .and_then(|i| full[i + 1..].find('>').map(|j| &full[i + 1..i + 1 + j]));
+                inner.map_or_else(|| format!("sip:{}", n.uri.host), str::to_string)
+            });
+        let (a_addr, a_branch) = match self.calls.get_mut(&id) {
+            Some(c) => {
+                if to_tag.is_some() {
+                    c.b_to_tag = to_tag.clone();
+                }
+                if contact_b.is_some() {
+                    c.b_target = contact_b;
+                }
+                (c.a_addr, c.a_invite_branch.clone())
+            }
+            None => return,
+        };
+        let Some(c) = self.calls.get(&id) else { return };
+        let proxy_a = number_of(&format!(
+            "sip:{}",
+            c.a_to
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .trim_start_matches("sip:")
+        ))
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "maskd".into());
+        let our_contact = Some(self.contact(&proxy_a));
+        let body_ref = body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice()));
+        match code {
+            100 => {}
+            101..=199 => {
+                let reason = if code == 180 {
+                    "Ringing"
+                } else {
+                    "Session Progress"
+                };
+                let bytes = Self::to_a(c, code, reason, body_ref, our_contact);
+                if let Some(e) = self.server.get_mut(&(a_branch, false)) {
+                    let mut acts = Vec::new();
+                    e.tx.respond(code, bytes, now, &mut acts);
+                    self.apply_server(a_addr, acts, out);
+                }
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.state = CallState::Early;
+                }
+                self.set_leg(id, ResourceStatus::Ringing, None, now, core);
+            }
+            200..=299 => {
+                let bytes = Self::to_a(c, 200, "OK", body_ref, our_contact);
+                if let Some(mut e) = self.server.remove(&(a_branch, false)) {
+                    let mut acts = Vec::new();
+                    e.tx.respond(200, bytes.clone(), now, &mut acts);
+                    self.apply_server(a_addr, acts, out);
+                }
+                // ACK leg B's 2xx (end to end, new branch), to its Contact.
+                let c = self.calls.get(&id).expect("call exists: looked up above");
+                let target = c.b_target.clone().unwrap_or_else(|| c.b_ruri.clone());
+                let ack = Outgoing::request("ACK", &target)
+                    .header("Via", self.via(&token()))
+                    .header("Max-Forwards", "70")
+                    .header("From", c.b_from.clone())
+                    .header(
+                        "To",
+                        format!("{};tag={}", c.b_to, c.b_to_tag.clone().unwrap_or_default()),
+                    )
+                    .header("Call-ID", c.b_call_id.clone())
+                    .header("CSeq", "1 ACK")
+                    .encode();
+                out.push(Datagram {
+                    to: self.cfg.trunk,
+                    data: ack.clone(),
+                });
+                let t1 = self.cfg.timers.t1;
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.ack_to_b = Some(ack);
+                    c.state = CallState::Answered;
+                    c.answered_at = Some(now);
+                    c.ok_to_a = Some((bytes, now + t1, t1, now + 64 * t1));
+                }
+                self.set_leg(
+                    id,
+                    ResourceStatus::InProgress,
+                    Some(ResourceStatus::InProgress),
+                    now,
+                    core,
+                );
+            }
+            _ => {
+                // ACK the failure on leg B (same branch), pass the final answer to A.
+                let c = self.calls.get(&id).expect("call exists: looked up above");
+                let ack = Outgoing::request("ACK", &c.b_ruri)
+                    .header("Via", self.via(branch))
+                    .header("Max-Forwards", "70")
+                    .header("From", c.b_from.clone())
+                    .header(
+                        "To",
+                        format!("{};tag={}", c.b_to, to_tag.unwrap_or_default()),
+                    )
+                    .header("Call-ID", c.b_call_id.clone())
+                    .header("CSeq", "1 ACK")
+                    .encode();
+                if let Some(e) = self.client.get_mut(branch) {
+                    let mut acts = Vec::new();
+                    e.tx.ack(ack, &mut acts);
+                    for a in acts {
+                        if let Action::Transmit(d) = a {
+                            out.push(Datagram {
+                                to: self.cfg.trunk,
+                                data: d,
+                            });
+                        }
+                    }
+                }
+                let reason = match code {
+                    486 => "Busy Here",
+                    487 => "Request Terminated",
+                    480 => "Temporarily Unavailable",
+                    404 => "Not Found",
+                    408 => "Request Timeout",
+                    603 => "Decline",
+                    _ => "Call Failed",
+                };
+                let bytes = Self::to_a(c, code, reason, None, None);
+                if let Some(e) = self.server.get_mut(&(a_branch, false)) {
+                    let mut acts = Vec::new();
+                    e.tx.respond(code, bytes, now, &mut acts);
+                    self.apply_server(a_addr, acts, out);
+                }
+                let status = match code {
+                    486 | 600 => ResourceStatus::Busy,
+                    480 | 408 => ResourceStatus::NoAnswer,
+                    487 => ResourceStatus::Canceled,
+                    _ => ResourceStatus::Failed,
+                };
+                self.set_leg(id, status, Some(ResourceStatus::Completed), now, core);
+                self.end_call(id);
+            }
+        }
+    }
+
+    fn on_cancel(
+        &mut self,
+        src: SocketAddr,
+        m: &Message<'_>,
+        branch: String,
+        now: u64,
+        out: &mut Vec<Datagram>,
+    ) {
+        let call = self
+            .server
+            .get(&(branch.clone(), false))
+            .and_then(|e| e.call);
+        let Some(id) = call.filter(|id| {
+            self.calls
+                .get(id)
+                .is_some_and(|c| matches!(c.state, CallState::Setup | CallState::Early))
+        }) else {
+            let r = Self::reply(m, 481, "Call/Transaction Does Not Exist", Some(&token())).encode();
+            return self.server_answer(src, m, branch, false, 481, r, now, out);
+        };
+        let r = Self::reply(m, 200, "OK", Some(&self.calls[&id].a_tag.clone())).encode();
+        self.server_answer(src, m, branch.clone(), false, 200, r, now, out);
+        // 487 to A's INVITE happens when B answers our CANCEL with 487; CANCEL leg B now.
+        let c = &self.calls[&id];
+        let cancel = Outgoing::request("CANCEL", &c.b_ruri)
+            .header("Via", self.via(&c.b_invite_branch))
+            .header("Max-Forwards", "70")
+            .header("From", c.b_from.clone())
+            .header("To", c.b_to.clone())
+            .header("Call-ID", c.b_call_id.clone())
+            .header("CSeq", "1 CANCEL")
+            .encode();
+        let mut acts = Vec::new();
+        let tx = ClientTx::start(false, cancel, false, self.cfg.timers, now, &mut acts);
+        // The CANCEL shares the INVITE's branch; key it apart.
+        let key = format!("{}-cancel", c.b_invite_branch);
+        self.client.insert(
+            key,
+            ClientEntry {
+                call: id,
+                purpose: Purpose::Cancel,
+                to: self.cfg.trunk,
+                tx,
+            },
+        );
+        for a in acts {
+            if let Action::Transmit(d) = a {
+                out.push(Datagram {
+                    to: self.cfg.trunk,
+                    data: d,
+                });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_bye(
+        &mut self,
+        src: SocketAddr,
+        m: &Message<'_>,
+        branch: String,
+        call_id: String,
+        now: u64,
+        core: &dyn Core,
+        out: &mut Vec<Datagram>,
+    ) {
+        let (id, from_a) = match (self.by_a.get(&call_id), self.by_b.get(&call_id)) {
+            (Some(id), _) => (*id, true),
+            (None, Some(id)) => (*id, false),
+            _ => {
+                let r =
+                    Self::reply(m, 481, "Call/Transaction Does Not Exist", Some(&token())).encode();
+                return self.server_answer(src, m, branch, false, 481, r, now, out);
+            }
+        };
+        let r = Self::reply(m, 200, "OK", None).encode();
+        self.server_answer(src, m, branch, false, 200, r, now, out);
+        self.hang_up_other(id, from_a, now, out);
+        let duration = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.answered_at)
+            .map_or(0, |t| now.saturating_sub(t) / 1000);
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.interaction.data =
+                serde_json::json!({ "duration": duration.to_string() }).to_string();
+        }
+        self.set_leg(
+            id,
+            ResourceStatus::Completed,
+            Some(ResourceStatus::Completed),
+            now,
+            core,
+        );
+        self.end_call(id);
+    }
+
+    /// Sends BYE on the leg that did not hang up.
+    fn hang_up_other(&mut self, id: u64, from_a: bool, now: u64, out: &mut Vec<Datagram>) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let branch = token();
+        let via = format!(
+            "SIP/2.0/UDP {}:{};branch=z9hG4bK{branch};rport",
+            self.cfg.advertised_host, self.cfg.local_port
+        );
+        let (bye, to, purpose) = if from_a {
+            c.b_cseq += 1;
+            let target = c.b_target.clone().unwrap_or_else(|| c.b_ruri.clone());
+            let bye = Outgoing::request("BYE", &target)
+                .header("Via", via)
+                .header("Max-Forwards", "70")
+                .header("From", c.b_from.clone())
+                .header(
+                    "To",
+                    format!("{};tag={}", c.b_to, c.b_to_tag.clone().unwrap_or_default()),
+                )
+                .header("Call-ID", c.b_call_id.clone())
+                .header("CSeq", format!("{} BYE", c.b_cseq))
+                .encode();
+            (bye, self.cfg.trunk, Purpose::ByeToB)
+        } else {
+            c.a_out_cseq += 1;
+            let target = NameAddr::parse(&c.a_from).map_or_else(
+                || "sip:caller".to_string(),
+                |n| format!("sip:{}@{}", n.uri.user.unwrap_or(""), n.uri.host),
+            );
+            let bye = Outgoing::request("BYE", &target)
+                .header("Via", via)
+                .header("Max-Forwards", "70")
+                .header("From", format!("{};tag={}", c.a_to, c.a_tag))
+                .header("To", c.a_from.clone())
+                .header("Call-ID", c.a_call_id.clone())
+                .header("CSeq", format!("{} BYE", c.a_out_cseq))
+                .encode();
+            (bye, c.a_addr, Purpose::ByeToA)
+        };
+        let mut acts = Vec::new();
+        let tx = ClientTx::start(false, bye, false, self.cfg.timers, now, &mut acts);
+        self.client.insert(
+            branch,
+            ClientEntry {
+                call: id,
+                purpose,
+                to,
+                tx,
+            },
+        );
+        for a in acts {
+            if let Action::Transmit(d) = a {
+                out.push(Datagram { to, data: d });
+            }
+        }
+    }
+
+    /// Ends every call of `session` (it closed): BYE on both legs.
+    pub fn end_session(
+        &mut self,
+        session: Sid,
+        now: u64,
+        core: &dyn Core,
+        out: &mut Vec<Datagram>,
+    ) {
+        let ids: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.session == session && c.state == CallState::Answered)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.hang_up_other(id, true, now, out);
+            self.hang_up_other(id, false, now, out);
+            self.set_leg(
+                id,
+                ResourceStatus::Completed,
+                Some(ResourceStatus::Completed),
+                now,
+                core,
+            );
+            self.end_call(id);
+        }
+    }
+
+    fn end_call(&mut self, id: u64) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.state = CallState::Ended;
+        }
+        // Keep the call until its transactions are gone (the 2xx retransmission and ACKs);
+        // `on_timer` drops ended calls with nothing left to do.
+    }
+
+    /// The earliest instant anything wants to be woken.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let c = self.client.values().filter_map(|e| e.tx.poll_timeout());
+        let s = self.server.values().filter_map(|e| e.tx.poll_timeout());
+        let ok = self
+            .calls
+            .values()
+            .filter_map(|c| c.ok_to_a.as_ref().map(|o| o.1));
+        c.chain(s).chain(ok).min()
+    }
+
+    /// Drives every timer due at `now`.
+    pub fn on_timer(&mut self, now: u64, core: &dyn Core, out: &mut Vec<Datagram>) {
+        let mut timed_out = Vec::new();
+        let mut done = Vec::new();
+        for (k, e) in self.client.iter_mut() {
+            if e.tx.poll_timeout().is_some_and(|t| t <= now) {
+                let mut acts = Vec::new();
+                e.tx.on_timer(now, &mut acts);
+                for a in acts {
+                    match a {
+                        Action::Transmit(d) => {
+                            self.counters.retransmissions += 1;
+                            out.push(Datagram { to: e.to, data: d });
+                        }
+                        Action::Timeout => timed_out.push((e.call, e.purpose)),
+                        Action::Terminated => done.push(k.clone()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for k in done {
+            self.client.remove(&k);
+        }
+        let mut done = Vec::new();
+        for (k, e) in self.server.iter_mut() {
+            if e.tx.poll_timeout().is_some_and(|t| t <= now) {
+                let mut acts = Vec::new();
+                e.tx.on_timer(now, &mut acts);
+                for a in acts {
+                    match a {
+                        Action::Transmit(d) => {
+                            self.counters.retransmissions += 1;
+                            out.push(Datagram { to: e.to, data: d });
+                        }
+                        Action::Terminated => done.push(k.clone()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for k in done {
+            self.server.remove(&k);
+        }
+        for (id, purpose) in timed_out {
+            if purpose == Purpose::Invite {
+                // Leg B never answered: 408 to A.
+                if let Some(c) = self.calls.get(&id) {
+                    let bytes = Self::to_a(c, 408, "Request Timeout", None, None);
+                    let (a_addr, a_branch) = (c.a_addr, c.a_invite_branch.clone());
+                    if let Some(e) = self.server.get_mut(&(a_branch, false)) {
+                        let mut acts = Vec::new();
+                        e.tx.respond(408, bytes, now, &mut acts);
+                        self.apply_server(a_addr, acts, out);
+                    }
+                }
+                self.set_leg(
+                    id,
+                    ResourceStatus::NoAnswer,
+                    Some(ResourceStatus::Completed),
+                    now,
+                    core,
+                );
+                self.end_call(id);
+            }
+        }
+        let t2 = self.cfg.timers.t2;
+        for c in self.calls.values_mut() {
+            if let Some((bytes, at, interval, give_up)) = c.ok_to_a.as_mut() {
+                if *at <= now {
+                    if now >= *give_up {
+                        c.ok_to_a = None;
+                        continue;
+                    }
+                    self.counters.retransmissions += 1;
+                    out.push(Datagram {
+                        to: c.a_addr,
+                        data: bytes.clone(),
+                    });
+                    *interval = (*interval * 2).min(t2);
+                    *at = now + *interval;
+                }
+            }
+        }
+        // Forget ended calls once nothing refers to them.
+        let live: std::collections::HashSet<u64> = self
+            .client
+            .values()
+            .map(|e| e.call)
+            .chain(self.server.values().filter_map(|e| e.call))
+            .collect();
+        let gone: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(id, c)| {
+                c.state == CallState::Ended && c.ok_to_a.is_none() && !live.contains(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(c) = self.calls.remove(&id) {
+                self.by_a.remove(&c.a_call_id);
+                self.by_b.remove(&c.b_call_id);
+            }
+        }
+    }
+}
