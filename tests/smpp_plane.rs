@@ -88,19 +88,19 @@ fn bind_rules_and_refusals() {
         (r.body.name(), r.status),
         ("submit_sm_resp", status::ESME_RINVBNDSTS)
     );
-    assert_eq!(
-        p.bind(BindKind::Transceiver, "carrier-a", "nope"),
-        status::ESME_RINVPASWD
-    );
-    assert_eq!(
-        p.bind(BindKind::Transceiver, "ghost", "x"),
-        status::ESME_RINVSYSID
-    );
-    assert_eq!(
-        p.bind(BindKind::Transceiver, "fenced", "pw"),
-        status::ESME_RBINDFAIL,
-        "address not allowed"
-    );
+    // Each refused bind closes the connection: one try per connection.
+    for (who, pw, want) in [
+        ("carrier-a", "nope", status::ESME_RINVPASWD),
+        ("ghost", "x", status::ESME_RINVSYSID),
+        ("fenced", "pw", status::ESME_RBINDFAIL),
+    ] {
+        assert_eq!(p.bind(BindKind::Transceiver, who, pw), want, "{who}");
+        assert!(
+            p.recv(Duration::from_secs(2)).is_none() && p.closed,
+            "closed after a refused bind"
+        );
+        p = Peer::connect(d.smpp);
+    }
     assert_eq!(
         p.bind(BindKind::Transceiver, "carrier-a", "secret-a"),
         status::ESME_ROK
@@ -116,6 +116,12 @@ fn bind_rules_and_refusals() {
         p.recv(Duration::from_secs(2)).is_none() && p.closed,
         "closed after unbind"
     );
+
+    // Addresses with control characters are refused, never stored.
+    let mut ctl = Peer::connect(d.smpp);
+    assert_eq!(ctl.bind(BindKind::Transmitter, "carrier-a", "secret-a"), status::ESME_ROK);
+    let r = ctl.request(Body::SubmitSm(sm("tel:+14155551001;\u{1f}", "14155550101", b"x")));
+    assert_eq!(r.status, status::ESME_RINVSRCADR);
 
     // max_binds.
     let _one = bound(&d, "single", "pw", BindKind::Transmitter);

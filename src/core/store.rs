@@ -77,9 +77,11 @@ pub struct ReceiptOrigin {
     pub dest: String,
 }
 
-/// A downstream message id and what it belongs to.
+/// A downstream message id (unique per peer) and what it belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteRef {
+    /// The account or upstream the message was handed to; its receipts must come from it.
+    pub peer: String,
     pub remote_id: String,
     pub interaction: Sid,
     pub origin: Option<ReceiptOrigin>,
@@ -118,7 +120,7 @@ pub trait Store: Send + Sync + 'static {
     fn queued_messages(&self) -> Result<Vec<Interaction>, StoreError>;
     /// The persistent outbound queue, oldest first.
     fn outbound_items(&self) -> Result<Vec<OutboundItem>, StoreError>;
-    fn remote_ref(&self, remote_id: &str) -> Result<Option<RemoteRef>, StoreError>;
+    fn remote_ref(&self, peer: &str, remote_id: &str) -> Result<Option<RemoteRef>, StoreError>;
 }
 
 #[derive(Default)]

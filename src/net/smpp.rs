@@ -67,7 +67,9 @@ const OPT_OUT: &[&str] = &[
 const MAX_PARTIALS: usize = 10_000;
 /// Deliveries in progress (each waits for a window slot on a bind), at most.
 const MAX_DELIVERIES: usize = 20_000;
-const MAX_ATTEMPTS: u32 = 12;
+/// An acknowledged message is retried through transient trouble for this long (ms) before
+/// it is marked failed.
+const MAX_AGE_MS: i64 = 72 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 struct Account {
@@ -110,12 +112,19 @@ struct Bucket {
     at: Instant,
 }
 
+/// Downstream ids answered recently, keyed by (peer, id), with their insertion order.
+type RecentRefs = (
+    HashMap<(String, String), RemoteRef>,
+    VecDeque<(String, String)>,
+);
+
 /// `(sender, proxy, reference, total)` of a concatenated message.
 type PartKey = (u64, u64, u16, u8);
 /// Partial messages and their arrival order (for the bound).
 type Partials = (HashMap<PartKey, Partial>, VecDeque<PartKey>);
-/// Requests maskd sent on a link, by sequence number, with when they were sent.
-type Pending = HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant)>;
+/// Requests maskd sent on a link, by sequence number: who waits, when it was sent, and the
+/// command it was (only its `_resp` or a generic_nack may answer it).
+type Pending = HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant, u32)>;
 
 struct Partial {
     interaction: Sid,
@@ -146,7 +155,7 @@ pub struct SmppPlane {
     queued: AtomicUsize,
     /// Downstream ids answered recently, before their store write is durable: a fast peer's
     /// receipt can arrive first. Bounded; the store has them all.
-    recent_refs: Mutex<(HashMap<String, RemoteRef>, VecDeque<String>)>,
+    recent_refs: Mutex<RecentRefs>,
 }
 
 const MAX_RECENT_REFS: usize = 100_000;
@@ -489,6 +498,7 @@ impl SmppPlane {
         let mut buf: Vec<u8> = Vec::with_capacity(8192);
         let mut chunk = vec![0u8; 16 * 1024];
         let mut last_rx = Instant::now();
+        let connected_at = last_rx;
         let mut last_enquire = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut bound_ever = false;
@@ -533,10 +543,16 @@ impl SmppPlane {
                     }
                 }
                 Some(req) = req_rx.recv(), if can_request => {
+                    // The sender stopped waiting (its timeout ran out and it will retry):
+                    // sending this now would deliver the message twice.
+                    if req.reply.is_closed() {
+                        continue;
+                    }
                     let s = next_seq();
+                    let cmd = req.body.command_id();
                     let pdu = Pdu { seq: s, status: 0, body: req.body };
                     if send(&frames_tx, &pdu) {
-                        pending.insert(s, (req.reply, Instant::now()));
+                        pending.insert(s, (req.reply, Instant::now(), cmd));
                     } else {
                         let _ = req.reply.send(Err(LinkDown));
                     }
@@ -547,7 +563,7 @@ impl SmppPlane {
                         tracing::info!(peer = peer.as_ref().map_or("unbound", |p| p.0.as_str()), "smpp bind inactive; closing");
                         break 'conn;
                     }
-                    if peer.is_none() && now.duration_since(last_rx) > self.response_timeout {
+                    if peer.is_none() && now.duration_since(connected_at) > self.response_timeout {
                         break 'conn; // never bound
                     }
                     if peer.is_some() && now.duration_since(last_rx) > self.enquire_link && now.duration_since(last_enquire) > self.enquire_link {
@@ -555,7 +571,7 @@ impl SmppPlane {
                         send(&frames_tx, &Pdu { seq: next_seq(), status: 0, body: Body::EnquireLink });
                     }
                     let timeout = self.response_timeout;
-                    pending.retain(|_, (_, at)| now.duration_since(*at) <= timeout);
+                    pending.retain(|_, (_, at, _)| now.duration_since(*at) <= timeout);
                 }
                 _ = stop.changed() => {
                     if peer.is_some() {
@@ -565,7 +581,7 @@ impl SmppPlane {
                 }
             }
         }
-        for (_, (reply, _)) in pending.drain() {
+        for (_, (reply, _, _)) in pending.drain() {
             let _ = reply.send(Err(LinkDown));
         }
         if let Some((name, _, acct)) = &peer {
@@ -632,8 +648,13 @@ impl SmppPlane {
                     return Flow::Continue;
                 }
             }
-            if let Some((reply, _)) = pending.remove(&pdu.seq) {
-                let _ = reply.send(Ok(pdu));
+            let answers = pending.get(&pdu.seq).is_some_and(|(_, _, cmd)| {
+                pdu.body.command_id() == (cmd | pdu::cmd::RESP) || pdu.body == Body::GenericNack
+            });
+            if answers {
+                if let Some((reply, _, _)) = pending.remove(&pdu.seq) {
+                    let _ = reply.send(Ok(pdu));
+                }
             }
             return Flow::Continue;
         }
@@ -691,6 +712,8 @@ impl SmppPlane {
                             },
                             st,
                         );
+                        // One try per connection: no password guessing on a held link.
+                        return Flow::Close;
                     }
                 }
                 Flow::Continue
@@ -777,6 +800,10 @@ impl SmppPlane {
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let (st, id, item) = me.accept_message(&name, msg).await;
+                    // Durable already: forward first, whatever happens to the answer.
+                    for i in item {
+                        me.dispatch(i);
+                    }
                     let body = match body_kind {
                         pdu::cmd::SUBMIT_SM => Body::SubmitSmResp { message_id: id },
                         pdu::cmd::DELIVER_SM => Body::DeliverSmResp { message_id: id },
@@ -795,13 +822,11 @@ impl SmppPlane {
                     pdus("out", p.body.name(), st);
                     // Free the window slot before the peer can see the answer and send again.
                     in_flight.fetch_sub(1, Ordering::Relaxed);
-                    let _ = frames.send(buf).await;
+                    // A peer that stops reading cannot hold this task forever.
+                    let _ = tokio::time::timeout(me.response_timeout, frames.send(buf)).await;
                     crate::metrics::get()
                         .smpp_accept_latency
                         .observe(started.elapsed().as_secs_f64());
-                    for i in item {
-                        me.dispatch(i);
-                    }
                 });
                 Flow::Continue
             }
@@ -820,7 +845,14 @@ impl SmppPlane {
         msg: ShortMessage,
     ) -> (u32, String, Vec<OutboundItem>) {
         if msg.is_receipt() {
-            return self.accept_receipt(msg).await;
+            return self.accept_receipt(peer, msg).await;
+        }
+        // Addresses are stored and echoed in receipts: no control characters.
+        if msg.source.addr.chars().any(char::is_control) {
+            return (status::ESME_RINVSRCADR, String::new(), Vec::new());
+        }
+        if msg.dest.addr.chars().any(char::is_control) {
+            return (status::ESME_RINVDSTADR, String::new(), Vec::new());
         }
         let Ok(src) = E164::parse(&msg.source.addr) else {
             return (status::ESME_RINVSRCADR, String::new(), Vec::new());
@@ -1069,6 +1101,7 @@ impl SmppPlane {
 
     async fn accept_receipt(
         self: &Arc<Self>,
+        peer: &str,
         msg: ShortMessage,
     ) -> (u32, String, Vec<OutboundItem>) {
         let Some(r) = receipt::parse(&msg) else {
@@ -1082,7 +1115,7 @@ impl SmppPlane {
         // with (the delivery task records it right after the answer): look again briefly.
         let mut found = None;
         for attempt in 0..6u64 {
-            found = self.lookup_ref(&r.message_id).await;
+            found = self.lookup_ref(peer, &r.message_id).await;
             if found.is_some() {
                 break;
             }
@@ -1174,13 +1207,16 @@ impl SmppPlane {
         }
     }
 
-    async fn lookup_ref(&self, remote_id: &str) -> Option<RemoteRef> {
-        if let Some(rr) = self.recent_refs.lock().0.get(remote_id).cloned() {
+    /// The message a receipt from `peer` is about: ids are only unique per peer, and a peer
+    /// can only report on messages maskd handed to it.
+    async fn lookup_ref(&self, peer: &str, remote_id: &str) -> Option<RemoteRef> {
+        let key = (peer.to_string(), remote_id.to_string());
+        if let Some(rr) = self.recent_refs.lock().0.get(&key).cloned() {
             return Some(rr);
         }
         let store = self.engine.store().clone();
-        let id = remote_id.to_string();
-        tokio::task::spawn_blocking(move || store.remote_ref(&id))
+        let (peer, id) = key;
+        tokio::task::spawn_blocking(move || store.remote_ref(&peer, &id))
             .await
             .ok()
             .and_then(Result::ok)
@@ -1207,16 +1243,18 @@ impl SmppPlane {
     /// run out; the queue item leaves the store only then.
     async fn deliver(self: &Arc<Self>, item: OutboundItem) {
         let Some(Body::SubmitSm(m)) = decode_payload(&item.payload) else {
-            self.finish(&item, ResourceStatus::Failed, None).await;
+            self.give_up(&item).await;
             return;
         };
-        let receipt_item = item.via.is_some();
         let mut backoff = Duration::from_millis(250);
-        for _ in 0..MAX_ATTEMPTS {
+        // Transient trouble (no bind, link down, timeout, throttling, a full queue) is
+        // retried with backoff for as long as the message is young enough; only a permanent
+        // refusal or age marks it failed.
+        loop {
             let peer = item.via.clone().or_else(|| self.route_for(item.to));
             let Some(peer) = peer else {
                 tracing::warn!(to = %item.to.masked(), "no smpp route for destination");
-                self.finish(&item, ResourceStatus::Failed, None).await;
+                self.give_up(&item).await;
                 return;
             };
             if let Some(link) = self.pick_link(&peer) {
@@ -1241,10 +1279,11 @@ impl SmppPlane {
                                 crate::metrics::get().smpp_forward_latency.observe(
                                     (crate::app::now_ms() - item.created).max(0) as f64 / 1000.0,
                                 );
-                                if receipt_item {
+                                if item.via.is_some() {
                                     self.finish_receipt(&item).await;
                                 } else {
-                                    self.finish(&item, ResourceStatus::Sent, Some(remote)).await;
+                                    self.finish(&item, &peer, ResourceStatus::Sent, Some(remote))
+                                        .await;
                                 }
                                 return;
                             }
@@ -1257,20 +1296,40 @@ impl SmppPlane {
                                     status = pdu::status_name(st),
                                     "smpp peer refused a message for good"
                                 );
-                                self.finish(&item, ResourceStatus::Failed, None).await;
+                                self.give_up(&item).await;
                                 return;
                             }
                         }
                     }
                 }
             }
+            if crate::app::now_ms() - item.created > MAX_AGE_MS {
+                tracing::warn!(to = %item.to.masked(), "smpp message expired undelivered");
+                self.give_up(&item).await;
+                return;
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
-        self.finish(&item, ResourceStatus::Failed, None).await;
     }
 
-    async fn finish(&self, item: &OutboundItem, st: ResourceStatus, remote: Option<String>) {
+    /// A message that cannot be sent: its leg is failed and it leaves the queue. A receipt
+    /// maskd owed a sender only leaves the queue (the message's own status stands).
+    async fn give_up(&self, item: &OutboundItem) {
+        if item.via.is_some() {
+            self.finish_receipt(item).await;
+        } else {
+            self.finish(item, "", ResourceStatus::Failed, None).await;
+        }
+    }
+
+    async fn finish(
+        &self,
+        item: &OutboundItem,
+        peer: &str,
+        st: ResourceStatus,
+        remote: Option<String>,
+    ) {
         let now = now_s();
         let mut ops = vec![
             WriteOp::DeleteOutbound(item.id),
@@ -1283,6 +1342,7 @@ impl SmppPlane {
         ];
         if let Some(r) = remote.filter(|r| !r.is_empty()) {
             let rr = RemoteRef {
+                peer: peer.to_string(),
                 remote_id: r,
                 interaction: item.interaction,
                 origin: item.origin.clone(),
@@ -1290,13 +1350,15 @@ impl SmppPlane {
             {
                 let mut guard = self.recent_refs.lock();
                 let (map, order) = &mut *guard;
-                if map.len() >= MAX_RECENT_REFS {
+                let key = (rr.peer.clone(), rr.remote_id.clone());
+                if map.insert(key.clone(), rr.clone()).is_none() {
+                    order.push_back(key);
+                }
+                while order.len() > MAX_RECENT_REFS {
                     if let Some(old) = order.pop_front() {
                         map.remove(&old);
                     }
                 }
-                order.push_back(rr.remote_id.clone());
-                map.insert(rr.remote_id.clone(), rr.clone());
             }
             ops.push(WriteOp::PutRemoteRef(rr));
         }

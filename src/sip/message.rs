@@ -205,6 +205,7 @@ pub fn parse(buf: &[u8], transport: Transport) -> Result<Option<(Message<'_>, us
         (Some(n), Transport::Datagram) if n > available => {
             return Err(bad("Content-Length Larger Than The Body"))
         }
+        (Some(n), _) if body_start + n > MAX_MESSAGE => return Err(bad("Message Too Large")),
         (Some(n), Transport::Stream) if n > available => return Ok(None),
         (Some(n), _) => n,
         (None, Transport::Datagram) => available,
@@ -323,7 +324,7 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
         return Err(bad("Malformed Request-URI"));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+        if version.len() > 4 && version.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
             return Err(ParseError {
                 status: 505,
                 reason: "Version Not Supported",
@@ -459,17 +460,19 @@ impl<'a> Message<'a> {
 
 /// `SIP/2.0/TRANSPORT sent-by *(;param)` (RFC 3261 §20.42).
 fn valid_via(v: &str) -> bool {
-    // LWS may surround the slashes of sent-protocol (`SIP / 2.0 / UDP`): drop it there.
+    // LWS may surround the slashes of sent-protocol (`SIP / 2.0 / UDP`): drop it there,
+    // in one pass (a run of whitespace is kept only if neither side of it is a slash).
     let mut compact = String::with_capacity(v.len());
-    let chars: Vec<char> = v.trim().chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
+    let mut pending_ws = false;
+    for c in v.trim().chars() {
         if c.is_whitespace() {
-            let prev = chars[..i].iter().rev().find(|c| !c.is_whitespace());
-            let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
-            if prev == Some(&'/') || next == Some(&'/') {
-                continue;
-            }
+            pending_ws = true;
+            continue;
         }
+        if pending_ws && c != '/' && !compact.ends_with('/') {
+            compact.push(' ');
+        }
+        pending_ws = false;
         compact.push(c);
     }
     let v = compact.as_str();
@@ -687,7 +690,13 @@ v=0\r\n";
         }
 
         #[test]
-        fn never_panics_on_mutated_invites(pos in 0usize..400, byte in proptest::num::u8::ANY) {
+        fn non_ascii_versions_are_refused_not_panicked_on(v in "[a-zA-Zé/.0-9 ]{0,8}") {
+        let _ = parse(format!("INVITE sip:a@b {v}\r\n\r\n").as_bytes(), Transport::Datagram);
+        let _ = parse(format!("INVITE sip:a@b SIPé/{v}\r\n\r\n").as_bytes(), Transport::Datagram);
+    }
+
+    #[test]
+    fn never_panics_on_mutated_invites(pos in 0usize..400, byte in proptest::num::u8::ANY) {
             let mut b = INVITE.as_bytes().to_vec();
             let i = pos % b.len();
             b[i] = byte;

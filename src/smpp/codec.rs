@@ -160,6 +160,10 @@ fn short_message(r: &mut Reader<'_>) -> FieldResult<ShortMessage> {
     let data_coding = r.u8()?;
     let sm_default_msg_id = r.u8()?;
     let sm_length = r.u8()? as usize;
+    if sm_length > 254 {
+        // SMPP 3.4 §5.2.21: at most 254 octets; longer texts go in message_payload.
+        return Err((status::ESME_RINVMSGLEN, "sm_length over 254"));
+    }
     let short_message = r.bytes(sm_length, status::ESME_RINVMSGLEN)?.to_vec();
     let tlvs = r.tlvs()?;
     Ok(ShortMessage {

@@ -67,7 +67,10 @@ CREATE TABLE outbound (
   id INTEGER PRIMARY KEY, interaction_sid TEXT NOT NULL, src INTEGER NOT NULL,
   dst INTEGER NOT NULL, via TEXT, origin TEXT, payload BLOB NOT NULL, created INTEGER NOT NULL);
 CREATE TABLE remote_refs (
-  remote_id TEXT PRIMARY KEY, interaction_sid TEXT NOT NULL, origin TEXT);
+  peer TEXT NOT NULL, remote_id TEXT NOT NULL, interaction_sid TEXT NOT NULL, origin TEXT,
+  PRIMARY KEY (peer, remote_id)) WITHOUT ROWID;
+CREATE INDEX remote_refs_interaction ON remote_refs(interaction_sid);
+CREATE INDEX outbound_interaction ON outbound(interaction_sid);
 DROP INDEX interactions_queued;
 CREATE INDEX interactions_queued ON interactions(out_status)
   WHERE out_status = 'queued' AND message_participant IS NOT NULL;
@@ -279,6 +282,8 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         }
         WriteOp::DeleteService(sid) => {
             let k = s(sid);
+            tx.execute("DELETE FROM outbound WHERE interaction_sid IN (SELECT sid FROM interactions WHERE service_sid = ?1)", [&k])?;
+            tx.execute("DELETE FROM remote_refs WHERE interaction_sid IN (SELECT sid FROM interactions WHERE service_sid = ?1)", [&k])?;
             tx.execute("DELETE FROM interactions WHERE service_sid = ?1", [&k])?;
             tx.execute("DELETE FROM participants WHERE service_sid = ?1", [&k])?;
             tx.execute("DELETE FROM sessions WHERE service_sid = ?1", [&k])?;
@@ -313,6 +318,9 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         }
         WriteOp::DeleteSession(sid) => {
             let k = s(sid);
+            // The queue and receipt rows of its messages hold real numbers: they go too.
+            tx.execute("DELETE FROM outbound WHERE interaction_sid IN (SELECT sid FROM interactions WHERE session_sid = ?1)", [&k])?;
+            tx.execute("DELETE FROM remote_refs WHERE interaction_sid IN (SELECT sid FROM interactions WHERE session_sid = ?1)", [&k])?;
             tx.execute("DELETE FROM interactions WHERE session_sid = ?1", [&k])?;
             tx.execute("DELETE FROM participants WHERE session_sid = ?1", [&k])?;
             tx.execute("DELETE FROM sessions WHERE sid = ?1", [&k])?;
@@ -382,8 +390,9 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
             .execute(params![s(interaction), status.as_str(), resource_sid, at])?;
         }
         WriteOp::PutRemoteRef(r) => {
-            tx.prepare_cached("INSERT OR REPLACE INTO remote_refs VALUES (?1,?2,?3)")?
+            tx.prepare_cached("INSERT OR REPLACE INTO remote_refs VALUES (?1,?2,?3,?4)")?
                 .execute(params![
+                    r.peer,
                     r.remote_id,
                     s(&r.interaction),
                     r.origin.as_ref().map(origin_text)
@@ -401,19 +410,19 @@ fn origin_text(o: &ReceiptOrigin) -> String {
 
 fn origin_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<ReceiptOrigin>> {
     let text: Option<String> = row.get(i)?;
-    text.map(|t| {
+    // A malformed origin costs that message its receipt, never the whole load.
+    Ok(text.and_then(|t| {
         let f: Vec<&str> = t.split('\u{1f}').collect();
         match f[..] {
-            [peer, message_id, source, dest] => Ok(ReceiptOrigin {
+            [peer, message_id, source, dest] => Some(ReceiptOrigin {
                 peer: peer.into(),
                 message_id: message_id.into(),
                 source: source.into(),
                 dest: dest.into(),
             }),
-            _ => Err(corrupt("origin")),
+            _ => None,
         }
-    })
-    .transpose()
+    }))
 }
 
 fn sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Sid> {
@@ -671,17 +680,18 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn remote_ref(&self, remote_id: &str) -> Result<Option<RemoteRef>, StoreError> {
+    fn remote_ref(&self, peer: &str, remote_id: &str) -> Result<Option<RemoteRef>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn
-            .prepare_cached("SELECT * FROM remote_refs WHERE remote_id = ?1")
+            .prepare_cached("SELECT * FROM remote_refs WHERE peer = ?1 AND remote_id = ?2")
             .map_err(io)?;
         let row = stmt
-            .query_row([remote_id], |r| {
+            .query_row([peer, remote_id], |r| {
                 Ok(RemoteRef {
-                    remote_id: r.get(0)?,
-                    interaction: sid_col(r, 1)?,
-                    origin: origin_col(r, 2)?,
+                    peer: r.get(0)?,
+                    remote_id: r.get(1)?,
+                    interaction: sid_col(r, 2)?,
+                    origin: origin_col(r, 3)?,
                 })
             })
             .optional()
