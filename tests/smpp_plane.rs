@@ -119,8 +119,15 @@ fn bind_rules_and_refusals() {
 
     // Addresses with control characters are refused, never stored.
     let mut ctl = Peer::connect(d.smpp);
-    assert_eq!(ctl.bind(BindKind::Transmitter, "carrier-a", "secret-a"), status::ESME_ROK);
-    let r = ctl.request(Body::SubmitSm(sm("tel:+14155551001;\u{1f}", "14155550101", b"x")));
+    assert_eq!(
+        ctl.bind(BindKind::Transmitter, "carrier-a", "secret-a"),
+        status::ESME_ROK
+    );
+    let r = ctl.request(Body::SubmitSm(sm(
+        "tel:+14155551001;\u{1f}",
+        "14155550101",
+        b"x",
+    )));
     assert_eq!(r.status, status::ESME_RINVSRCADR);
 
     // max_binds.

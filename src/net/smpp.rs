@@ -800,10 +800,6 @@ impl SmppPlane {
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let (st, id, item) = me.accept_message(&name, msg).await;
-                    // Durable already: forward first, whatever happens to the answer.
-                    for i in item {
-                        me.dispatch(i);
-                    }
                     let body = match body_kind {
                         pdu::cmd::SUBMIT_SM => Body::SubmitSmResp { message_id: id },
                         pdu::cmd::DELIVER_SM => Body::DeliverSmResp { message_id: id },
@@ -822,8 +818,15 @@ impl SmppPlane {
                     pdus("out", p.body.name(), st);
                     // Free the window slot before the peer can see the answer and send again.
                     in_flight.fetch_sub(1, Ordering::Relaxed);
-                    // A peer that stops reading cannot hold this task forever.
-                    let _ = tokio::time::timeout(me.response_timeout, frames.send(buf)).await;
+                    // A peer that stops reading cannot hold this task forever (the timer is
+                    // only armed when the link's queue is full).
+                    if let Err(mpsc::error::TrySendError::Full(buf)) = frames.try_send(buf) {
+                        let _ = tokio::time::timeout(me.response_timeout, frames.send(buf)).await;
+                    }
+                    // Durable already: forwarded whatever happened to the answer.
+                    for i in item {
+                        me.dispatch(i);
+                    }
                     crate::metrics::get()
                         .smpp_accept_latency
                         .observe(started.elapsed().as_secs_f64());

@@ -70,7 +70,6 @@ CREATE TABLE remote_refs (
   peer TEXT NOT NULL, remote_id TEXT NOT NULL, interaction_sid TEXT NOT NULL, origin TEXT,
   PRIMARY KEY (peer, remote_id)) WITHOUT ROWID;
 CREATE INDEX remote_refs_interaction ON remote_refs(interaction_sid);
-CREATE INDEX outbound_interaction ON outbound(interaction_sid);
 DROP INDEX interactions_queued;
 CREATE INDEX interactions_queued ON interactions(out_status)
   WHERE out_status = 'queued' AND message_participant IS NOT NULL;
