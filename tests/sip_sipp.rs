@@ -43,6 +43,203 @@ fn wait(child: &mut std::process::Child, what: &str) -> bool {
     }
 }
 
+struct Setup {
+    _dir: tempfile::TempDir,
+    d: Daemon,
+    uas_port: u16,
+    pa: String,
+    pb: String,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let uas_port = udp_port();
+    let cfg = format!(
+        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{uas_port}\"\nservices:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n"
+    );
+    let d = Daemon::start_with(dir.path(), &cfg);
+    let p1 = r#"{"Identifier":"+14155551001"}"#;
+    let p2 = r#"{"Identifier":"+14155552002"}"#;
+    assert_eq!(
+        d.post(
+            "/v1/Services/voice/Sessions",
+            &[
+                ("UniqueName", "call"),
+                ("Participants", p1),
+                ("Participants", p2)
+            ]
+        )
+        .status,
+        201
+    );
+    let parts = d
+        .get("/v1/Services/voice/Sessions/call/Participants")
+        .json();
+    let pa = parts["participants"][0]["proxy_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pb = parts["participants"][1]["proxy_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    Setup {
+        _dir: dir,
+        d,
+        uas_port,
+        pa,
+        pb,
+    }
+}
+
+/// Runs one call: the UAS scenario (if any) on the trunk port, the UAC towards maskd
+/// dialling `dialled`. Returns both message logs after both SIPp runs succeeded.
+fn run_call(s: &Setup, uac: &str, uas: Option<&str>, dialled: &str) -> (String, String) {
+    let dir = s._dir.path();
+    let (uac_log, uas_log) = (
+        dir.join(format!("{uac}.log")),
+        dir.join(format!("{uac}-uas.log")),
+    );
+    let scen = |f: &str| format!("{}/tests/sipp/{f}", env!("CARGO_MANIFEST_DIR"));
+    let mut uas_child = uas.map(|f| {
+        let mut c = sipp();
+        if f == "builtin" {
+            c.args(["-sn", "uas"]);
+        } else {
+            c.args(["-sf", &scen(f)]);
+        }
+        c.args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &s.uas_port.to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(&uas_log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+    });
+    if uas_child.is_some() {
+        std::thread::sleep(Duration::from_millis(300)); // SIPp binds its port at start
+    }
+    let mut uac_child = sipp()
+        .args(["-sf", &scen(uac), "-s", dialled, &s.d.sip.to_string()])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &udp_port().to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-trace_msg",
+            "-message_file",
+        ])
+        .arg(&uac_log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let uac_ok = wait(&mut uac_child, "SIPp UAC");
+    let uas_ok = uas_child.as_mut().is_none_or(|c| wait(c, "SIPp UAS"));
+    let uas_text = std::fs::read_to_string(&uas_log).unwrap_or_default();
+    let uac_text = std::fs::read_to_string(&uac_log).unwrap_or_default();
+    assert!(
+        uac_ok && uas_ok,
+        "{uac}: call failed (uac {uac_ok}, uas {uas_ok})\n--- uac\n{uac_text}\n--- uas\n{uas_text}"
+    );
+    (uac_text, uas_text)
+}
+
+fn only_interaction(d: &Daemon) -> serde_json::Value {
+    // The log is written by the group commit right after the final answer: poll (bounded).
+    for _ in 0..100 {
+        let list = d
+            .get("/v1/Services/voice/Sessions/call/Interactions")
+            .json();
+        let items = list["interactions"].as_array().unwrap().clone();
+        let done = items.len() == 1
+            && !["initiated", "ringing", "in-progress"]
+                .contains(&items[0]["outbound_resource_status"].as_str().unwrap_or(""));
+        if done {
+            return items[0].clone();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no finished voice interaction");
+}
+
+#[test]
+fn sipp_cancel_during_ringing() {
+    let s = setup();
+    let (uac, uas) = run_call(&s, "uac_cancel.xml", Some("uas_cancel.xml"), &s.pa);
+    assert!(uas.contains("CANCEL sip:"), "leg B got the CANCEL:\n{uas}");
+    assert!(uac.contains("SIP/2.0 487"), "leg A got 487:\n{uac}");
+    assert_eq!(
+        only_interaction(&s.d)["outbound_resource_status"],
+        "canceled"
+    );
+}
+
+#[test]
+fn sipp_busy_callee() {
+    let s = setup();
+    let (uac, _) = run_call(&s, "uac_486.xml", Some("uas_busy.xml"), &s.pa);
+    assert!(uac.contains("SIP/2.0 486"));
+    assert_eq!(only_interaction(&s.d)["outbound_resource_status"], "busy");
+}
+
+#[test]
+fn sipp_bye_from_the_callee() {
+    let s = setup();
+    let (uac, uas) = run_call(&s, "uac_callee_bye.xml", Some("uas_callee_bye.xml"), &s.pa);
+    assert!(uac.contains("BYE sip:"), "leg A got maskd's BYE:\n{uac}");
+    assert!(
+        !uac.contains(&s.pb[1..]) && !uac.contains("callee@"),
+        "nothing of leg B on leg A:\n{uac}"
+    );
+    assert!(uas.contains("SIP/2.0 200"));
+    assert_eq!(
+        only_interaction(&s.d)["outbound_resource_status"],
+        "completed"
+    );
+}
+
+#[test]
+fn sipp_out_of_session_caller_gets_404_and_no_leg_b() {
+    let s = setup();
+    // A dials a pool number that is not A's proxy in any session.
+    let other = if s.pa == "+14155550101" {
+        "+14155550102"
+    } else {
+        "+14155550101"
+    };
+    let other = if other == s.pb.as_str() && s.pa == s.pb {
+        "+14155550199"
+    } else {
+        other
+    };
+    let (uac, _) = run_call(&s, "uac_404.xml", None, other);
+    assert!(uac.contains("SIP/2.0 404"));
+    let m = s.d.metrics_text();
+    assert!(
+        m.contains("maskd_sip_calls_started_total 0"),
+        "no leg B:\n{m}"
+    );
+}
+
 #[test]
 fn sipp_masked_call_over_udp() {
     let dir = tempfile::tempdir().unwrap();
