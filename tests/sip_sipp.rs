@@ -242,99 +242,9 @@ fn sipp_out_of_session_caller_gets_404_and_no_leg_b() {
 
 #[test]
 fn sipp_masked_call_over_udp() {
-    let dir = tempfile::tempdir().unwrap();
-    let uas_port = udp_port();
-    let cfg = format!(
-        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{uas_port}\"\nservices:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n"
-    );
-    let d = Daemon::start_with(dir.path(), &cfg);
+    let s = setup();
     let (a, b) = ("+14155551001", "+14155552002");
-    let p1 = format!(r#"{{"Identifier":"{a}"}}"#);
-    let p2 = format!(r#"{{"Identifier":"{b}"}}"#);
-    assert_eq!(
-        d.post(
-            "/v1/Services/voice/Sessions",
-            &[
-                ("UniqueName", "call"),
-                ("Participants", &p1),
-                ("Participants", &p2)
-            ]
-        )
-        .status,
-        201
-    );
-    let parts = d
-        .get("/v1/Services/voice/Sessions/call/Participants")
-        .json();
-    let pa = parts["participants"][0]["proxy_identifier"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let pb = parts["participants"][1]["proxy_identifier"]
-        .as_str()
-        .unwrap()
-        .to_string();
-
-    let uas_log = dir.path().join("uas.log");
-    let uac_log = dir.path().join("uac.log");
-    let mut uas = sipp()
-        .args([
-            "-sn",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-            "-trace_msg",
-            "-message_file",
-        ])
-        .arg(&uas_log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300)); // SIPp binds its port at start
-    let mut uac = sipp()
-        .args([
-            "-sf",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uac.xml"),
-            "-s",
-            &pa,
-            &d.sip.to_string(),
-        ])
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &udp_port().to_string(),
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-            "-trace_msg",
-            "-message_file",
-        ])
-        .arg(&uac_log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let uac_ok = wait(&mut uac, "SIPp UAC");
-    let uas_ok = wait(&mut uas, "SIPp UAS");
-    let uas_text = std::fs::read_to_string(&uas_log).unwrap_or_default();
-    let uac_text = std::fs::read_to_string(&uac_log).unwrap_or_default();
-    assert!(
-        uac_ok && uas_ok,
-        "call failed (uac {uac_ok}, uas {uas_ok})\n--- uac\n{uac_text}\n--- uas\n{uas_text}"
-    );
+    let (uac_text, uas_text) = run_call(&s, "uac.xml", Some("builtin"), &s.pa);
 
     // What the callee's side received: from B's proxy number to B's real number, nothing of A.
     let invite = uas_text
@@ -346,7 +256,7 @@ fn sipp_masked_call_over_udp() {
         "Request-URI is B's real number: {invite}"
     );
     assert!(
-        uas_text.contains(&format!("From: <sip:{pb}@")),
+        uas_text.contains(&format!("From: <sip:{}@", s.pb)),
         "From is B's proxy number:\n{uas_text}"
     );
     assert!(
@@ -368,7 +278,7 @@ fn sipp_masked_call_over_udp() {
     }
     assert!(uas_text.contains("m=audio"), "SDP passed unchanged");
     // What the caller's side received back: nothing of B.
-    for leak in [&b[1..], &pb[1..]] {
+    for leak in [&b[1..], &s.pb[1..]] {
         assert!(
             !uac_text.contains(leak),
             "leg A received {leak:?}:\n{uac_text}"
@@ -380,14 +290,9 @@ fn sipp_masked_call_over_udp() {
     );
 
     // One voice interaction, completed, with its duration.
-    let list = d
-        .get("/v1/Services/voice/Sessions/call/Interactions")
-        .json();
-    let items = list["interactions"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{list}");
-    assert_eq!(items[0]["type"], "voice");
-    assert_eq!(items[0]["outbound_resource_status"], "completed");
-    assert_eq!(items[0]["inbound_resource_type"], "Call");
-    assert!(items[0]["data"].as_str().unwrap().contains("duration"));
-    let _ = pa;
+    let i = only_interaction(&s.d);
+    assert_eq!(i["type"], "voice");
+    assert_eq!(i["outbound_resource_status"], "completed");
+    assert_eq!(i["inbound_resource_type"], "Call");
+    assert!(i["data"].as_str().unwrap().contains("duration"));
 }

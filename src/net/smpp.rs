@@ -17,33 +17,10 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::config::Validated;
 use crate::core::engine::{Engine, OutboundMessage, Outbox};
 use crate::core::model::{Interaction, InteractionType, Leg, ResourceStatus};
-use crate::core::routing::Route;
+use crate::core::routing::Target;
 
 /// What forwarding needs of a route: plain values, so a lookup copies no `Arc`.
-#[derive(Clone, Copy)]
-struct Hop {
-    service: Sid,
-    session: Sid,
-    participant: Sid,
-    counterpart: Sid,
-    counterpart_real: E164,
-    counterpart_proxy: E164,
-    mode: crate::core::model::Mode,
-}
-
-impl From<&Route> for Hop {
-    fn from(r: &Route) -> Hop {
-        Hop {
-            service: r.service,
-            session: r.session,
-            participant: r.participant,
-            counterpart: r.counterpart,
-            counterpart_real: r.counterpart_real,
-            counterpart_proxy: r.counterpart_proxy,
-            mode: r.mode,
-        }
-    }
-}
+type Hop = Target;
 use crate::core::store::{OutboundItem, ReceiptOrigin, RemoteRef, WriteOp};
 use crate::core::{Sid, SidKind, E164};
 use crate::smpp::codec::{decode, encode, error_response};
@@ -864,7 +841,7 @@ impl SmppPlane {
             return (status::ESME_RINVDSTADR, String::new(), Vec::new());
         };
         let message_id = Sid::generate(SidKind::Message).to_string();
-        let Some(route) = self.engine.routes().with_route(dst, src, |r| Hop::from(r)) else {
+        let Some(route) = self.engine.routes().target(dst, src) else {
             crate::metrics::get().smpp_out_of_session.inc();
             tracing::debug!(from = %src.masked(), to = %dst.masked(), "sms out of session");
             return if self.reject_out_of_session {
