@@ -199,6 +199,7 @@ pub async fn run(
         trusted: cfg.sip.trusted.clone(),
         assert_identity: cfg.raw.sip.assert_identity,
         max_calls: cfg.raw.sip.max_calls as usize,
+        keep_calls_on_close: cfg.raw.sip.keep_calls_on_close,
         timers: crate::sip::transaction::Timers {
             t1: cfg.sip.t1.as_millis() as u64,
             t2: cfg.sip.t2.as_millis() as u64,

@@ -95,7 +95,17 @@ fn setup() -> Setup {
 /// Runs one call: the UAS scenario (if any) on the trunk port, the UAC towards maskd
 /// dialling `dialled`. Returns both message logs after both SIPp runs succeeded.
 fn run_call(s: &Setup, uac: &str, uas: Option<&str>, dialled: &str) -> (String, String) {
-    let dir = s._dir.path();
+    run_call_at(s._dir.path(), s.uas_port, s.d.sip, uac, uas, dialled)
+}
+
+fn run_call_at(
+    dir: &std::path::Path,
+    uas_port: u16,
+    sip: std::net::SocketAddr,
+    uac: &str,
+    uas: Option<&str>,
+    dialled: &str,
+) -> (String, String) {
     let (uac_log, uas_log) = (
         dir.join(format!("{uac}.log")),
         dir.join(format!("{uac}-uas.log")),
@@ -112,7 +122,7 @@ fn run_call(s: &Setup, uac: &str, uas: Option<&str>, dialled: &str) -> (String, 
             "-i",
             "127.0.0.1",
             "-p",
-            &s.uas_port.to_string(),
+            &uas_port.to_string(),
             "-m",
             "1",
             "-nostdin",
@@ -132,7 +142,7 @@ fn run_call(s: &Setup, uac: &str, uas: Option<&str>, dialled: &str) -> (String, 
         std::thread::sleep(Duration::from_millis(300)); // SIPp binds its port at start
     }
     let mut uac_child = sipp()
-        .args(["-sf", &scen(uac), "-s", dialled, &s.d.sip.to_string()])
+        .args(["-sf", &scen(uac), "-s", dialled, &sip.to_string()])
         .args([
             "-i",
             "127.0.0.1",
@@ -295,4 +305,45 @@ fn sipp_masked_call_over_udp() {
     assert_eq!(i["outbound_resource_status"], "completed");
     assert_eq!(i["inbound_resource_type"], "Call");
     assert!(i["data"].as_str().unwrap().contains("duration"));
+}
+
+#[test]
+fn sipp_calls_end_when_their_session_closes() {
+    let s = setup();
+    std::thread::scope(|scope| {
+        let (dir, port, sip, pa) = (
+            s._dir.path().to_path_buf(),
+            s.uas_port,
+            s.d.sip,
+            s.pa.clone(),
+        );
+        let call = scope.spawn(move || {
+            run_call_at(&dir, port, sip, "uac_callee_bye.xml", Some("builtin"), &pa)
+        });
+        // Wait (bounded) until the call is answered, then close the session over the API.
+        let mut answered = false;
+        for _ in 0..200 {
+            let list =
+                s.d.get("/v1/Services/voice/Sessions/call/Interactions")
+                    .json();
+            if list["interactions"][0]["outbound_resource_status"] == "in-progress" {
+                answered = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(answered, "the call was never answered");
+        assert_eq!(
+            s.d.post("/v1/Services/voice/Sessions/call", &[("Status", "closed")])
+                .status,
+            200
+        );
+        let (uac, uas) = call.join().unwrap();
+        assert!(uac.contains("BYE sip:"), "maskd hung up leg A:\n{uac}");
+        assert!(uas.contains("BYE sip:"), "maskd hung up leg B:\n{uas}");
+    });
+    assert_eq!(
+        only_interaction(&s.d)["outbound_resource_status"],
+        "completed"
+    );
 }

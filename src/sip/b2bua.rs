@@ -35,6 +35,8 @@ pub struct Settings {
     pub assert_identity: bool,
     pub max_calls: usize,
     pub timers: Timers,
+    /// Leave calls up when their session closes (else BYE on both legs).
+    pub keep_calls_on_close: bool,
 }
 
 /// A datagram to send.
@@ -92,6 +94,8 @@ struct Call {
     // The log.
     interaction: Interaction,
     session: Sid,
+    /// The route key the call came in on: when it stops resolving, the session closed.
+    key: (E164, E164),
     answered_at: Option<u64>,
 }
 
@@ -635,6 +639,7 @@ impl B2bua {
             ack_to_b: None,
             interaction,
             session: t.session,
+            key: (proxy, caller),
             answered_at: None,
         };
         self.by_a.insert(call.a_call_id.clone(), id);
@@ -1069,18 +1074,21 @@ impl B2bua {
         }
     }
 
-    /// Ends every call of `session` (it closed): BYE on both legs.
-    pub fn end_session(
-        &mut self,
-        session: Sid,
-        now: u64,
-        core: &dyn Core,
-        out: &mut Vec<Datagram>,
-    ) {
+    /// Ends every answered call whose session has closed (its route key no longer
+    /// resolves to it): BYE on both legs. One lookup per answered call per tick.
+    fn end_closed_sessions(&mut self, now: u64, core: &dyn Core, out: &mut Vec<Datagram>) {
+        if self.cfg.keep_calls_on_close {
+            return;
+        }
         let ids: Vec<u64> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.session == session && c.state == CallState::Answered)
+            .filter(|(_, c)| {
+                c.state == CallState::Answered
+                    && core
+                        .target(c.key.0, c.key.1)
+                        .is_none_or(|t| t.session != c.session)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -1182,6 +1190,7 @@ impl B2bua {
                 self.end_call(id);
             }
         }
+        self.end_closed_sessions(now, core, out);
         let t2 = self.cfg.timers.t2;
         for c in self.calls.values_mut() {
             if let Some((bytes, at, interval, give_up)) = c.ok_to_a.as_mut() {
