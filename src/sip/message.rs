@@ -74,7 +74,7 @@ impl HeaderName {
         ];
         NAMES
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
             .map_or(Other, |(_, h)| *h)
     }
 
@@ -159,21 +159,23 @@ pub fn parse(buf: &[u8], transport: Transport) -> Result<Option<(Message<'_>, us
     let mut lines = head.split("\r\n");
     let first = lines.next().unwrap_or("");
     let start_line = parse_start_line(first)?;
-    let mut headers: Vec<Header<'_>> = Vec::with_capacity(16);
-    let mut pending: Option<(&str, String, bool)> = None; // name, value, folded
+    let mut headers: Vec<Header<'_>> = Vec::with_capacity(24);
+    // The header being read: its name, its value as a slice of the input, and an owned
+    // copy only once a folded continuation line forces one.
+    let mut pending: Option<(&str, &str, Option<String>)> = None;
     for line in lines {
         if line.starts_with([' ', '\t']) {
             // A folded continuation line (LWS): joins the previous header with one space.
             let Some((_, value, folded)) = pending.as_mut() else {
                 return Err(bad("Continuation Line Without A Header"));
             };
-            value.push(' ');
-            value.push_str(line.trim());
-            *folded = true;
+            let owned = folded.get_or_insert_with(|| value.to_string());
+            owned.push(' ');
+            owned.push_str(line.trim());
             continue;
         }
         if let Some(p) = pending.take() {
-            push_header(&mut headers, p, head)?;
+            push_header(&mut headers, p)?;
         }
         let (name, value) = line
             .split_once(':')
@@ -182,13 +184,13 @@ pub fn parse(buf: &[u8], transport: Transport) -> Result<Option<(Message<'_>, us
         if name.is_empty() || !name.bytes().all(is_token) {
             return Err(bad("Invalid Header Name"));
         }
-        pending = Some((name, value.trim().to_string(), false));
+        pending = Some((name, value.trim(), None));
         if headers.len() >= MAX_HEADERS {
             return Err(bad("Too Many Header Fields"));
         }
     }
     if let Some(p) = pending.take() {
-        push_header(&mut headers, p, head)?;
+        push_header(&mut headers, p)?;
     }
     let body_start = head_end + 4;
     let available = data.len() - body_start;
@@ -224,24 +226,20 @@ pub fn parse(buf: &[u8], transport: Transport) -> Result<Option<(Message<'_>, us
 
 fn push_header<'a>(
     headers: &mut Vec<Header<'a>>,
-    (name, value, folded): (&'a str, String, bool),
-    head: &'a str,
+    (name, value, folded): (&'a str, &'a str, Option<String>),
 ) -> Result<(), ParseError> {
     let hn = HeaderName::from_name(name);
-    let value: Cow<'a, str> = if folded {
-        Cow::Owned(value)
-    } else {
-        // Unfolded values are borrowed from the input: find the same text in `head`.
-        match find_sub(head, name, &value) {
-            Some(v) => Cow::Borrowed(v),
-            None => Cow::Owned(value),
-        }
+    let value: Cow<'a, str> = match folded {
+        Some(v) => Cow::Owned(v),
+        None => Cow::Borrowed(value),
     };
-    if hn.single() && value.contains(',') && hn != HeaderName::ContentType {
+    if hn.single()
+        && hn != HeaderName::ContentType
+        && value.contains(',')
+        && has_top_level_comma(&value)
+    {
         // A comma in a single-valued header that is not inside quotes or <>: two values.
-        if has_top_level_comma(&value) {
-            return Err(bad("Multiple Values In A Single-Value Header"));
-        }
+        return Err(bad("Multiple Values In A Single-Value Header"));
     }
     headers.push(Header {
         name: hn,
@@ -249,16 +247,6 @@ fn push_header<'a>(
         value,
     });
     Ok(())
-}
-
-/// The trimmed value of header `name` as a slice of `head` (the name slice points into it).
-fn find_sub<'a>(head: &'a str, name: &'a str, value: &str) -> Option<&'a str> {
-    let name_end = (name.as_ptr() as usize).checked_sub(head.as_ptr() as usize)? + name.len();
-    let rest = &head[name_end..];
-    let line_end = rest.find("\r\n").unwrap_or(rest.len());
-    let line = &rest[..line_end];
-    let v = line.split_once(':')?.1.trim();
-    (v == value).then_some(v)
 }
 
 fn has_top_level_comma(v: &str) -> bool {
@@ -343,8 +331,19 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     Ok(StartLine::Request { method, uri })
 }
 
+/// The offset of the first `\r\n\r\n`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    debug_assert_eq!(needle, b"\r\n\r\n");
+    let mut i = 0;
+    while let Some(p) = hay.get(i..)?.iter().position(|&b| b == b'\n') {
+        let nl = i + p;
+        // `\r\n\r\n` ends at this `\n` when the three bytes before it are `\r\n\r`.
+        if nl >= 3 && &hay[nl - 3..nl] == b"\r\n\r" {
+            return Some(nl - 3);
+        }
+        i = nl + 1;
+    }
+    None
 }
 
 impl<'a> Message<'a> {
