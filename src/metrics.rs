@@ -22,6 +22,8 @@ pub const POOL_IN_USE: &str = "maskd_pool_numbers_in_use";
 pub const ALLOCATIONS_FAILED: &str = "maskd_allocations_failed_total";
 pub const STORE_BATCH_DURATION: &str = "maskd_store_batch_duration_seconds";
 pub const STORE_BATCH_OPS: &str = "maskd_store_batch_ops";
+pub const SIP_MESSAGES: &str = "maskd_sip_messages_total";
+pub const SIP_SETUP: &str = "maskd_sip_call_setup_seconds";
 pub const SIP_CALLS_ACTIVE: &str = "maskd_sip_calls_active";
 pub const SIP_TRANSACTIONS: &str = "maskd_sip_transactions_active";
 pub const SIP_RETRANSMISSIONS: &str = "maskd_sip_retransmissions_total";
@@ -51,6 +53,8 @@ pub struct Metrics {
     pub allocations_failed: IntCounterVec,
     pub store_batch: Histogram,
     pub store_batch_ops: Histogram,
+    pub sip_messages: IntCounterVec,
+    pub sip_setup: Histogram,
     pub sip_calls_active: IntGauge,
     pub sip_transactions: IntGauge,
     pub sip_retransmissions: prometheus::IntCounter,
@@ -135,6 +139,22 @@ fn build() -> Result<Metrics, prometheus::Error> {
             HistogramOpts::new(STORE_BATCH_OPS, "Write operations per store batch")
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )?,
+        sip_messages: IntCounterVec::new(
+            Opts::new(
+                SIP_MESSAGES,
+                "SIP requests by method and responses by status class, in and out",
+            ),
+            &["direction", "kind"],
+        )?,
+        sip_setup: Histogram::with_opts(
+            HistogramOpts::new(
+                SIP_SETUP,
+                "From an INVITE on leg A to the first 180 or 200 relayed back",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+            ]),
+        )?,
         sip_calls_active: IntGauge::new(SIP_CALLS_ACTIVE, "Calls being set up or in progress")?,
         sip_transactions: IntGauge::new(SIP_TRANSACTIONS, "SIP transactions alive")?,
         sip_retransmissions: prometheus::IntCounter::new(
@@ -213,6 +233,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.allocations_failed.clone()))?;
     m.registry.register(Box::new(m.store_batch.clone()))?;
     m.registry.register(Box::new(m.store_batch_ops.clone()))?;
+    m.registry.register(Box::new(m.sip_messages.clone()))?;
+    m.registry.register(Box::new(m.sip_setup.clone()))?;
     m.registry.register(Box::new(m.sip_calls_active.clone()))?;
     m.registry.register(Box::new(m.sip_transactions.clone()))?;
     m.registry
@@ -238,6 +260,29 @@ fn build() -> Result<Metrics, prometheus::Error> {
 pub fn get() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| build().expect("metric names are distinct and valid"))
+}
+
+/// A bounded label for a SIP datagram: its method, or its response class.
+pub fn sip_kind(data: &[u8]) -> &'static str {
+    if let Some(rest) = data.strip_prefix(b"SIP/2.0 ") {
+        return match rest.first() {
+            Some(b'1') => "1xx",
+            Some(b'2') => "2xx",
+            Some(b'3') => "3xx",
+            Some(b'4') => "4xx",
+            Some(b'5') => "5xx",
+            Some(b'6') => "6xx",
+            _ => "other",
+        };
+    }
+    const METHODS: &[&str] = &[
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REGISTER",
+    ];
+    METHODS
+        .iter()
+        .find(|m| data.starts_with(m.as_bytes()) && data.get(m.len()) == Some(&b' '))
+        .copied()
+        .unwrap_or("other")
 }
 
 pub fn sessions_created() {

@@ -305,6 +305,16 @@ fn sipp_masked_call_over_udp() {
     assert_eq!(i["outbound_resource_status"], "completed");
     assert_eq!(i["inbound_resource_type"], "Call");
     assert!(i["data"].as_str().unwrap().contains("duration"));
+    let m = s.d.metrics_text();
+    for want in [
+        "maskd_sip_call_setup_seconds_count 1",
+        "maskd_sip_calls_started_total 1",
+        r#"maskd_sip_messages_total{direction="in",kind="INVITE"} 1"#,
+        r#"maskd_sip_messages_total{direction="out",kind="INVITE"} 1"#,
+        r#"maskd_sip_messages_total{direction="in",kind="BYE"} 1"#,
+    ] {
+        assert!(m.contains(want), "{want}:\n{m}");
+    }
 }
 
 #[test]

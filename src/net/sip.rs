@@ -54,6 +54,7 @@ pub async fn run(
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { continue };
+                m.sip_messages.with_label_values(&["in", crate::metrics::sip_kind(&buf[..n])]).inc();
                 b2bua.handle(src, &buf[..n], now(), &core, &mut out);
             }
             _ = tokio::time::sleep(wake) => {
@@ -62,6 +63,9 @@ pub async fn run(
             _ = stop.changed() => return,
         }
         for d in out.drain(..) {
+            m.sip_messages
+                .with_label_values(&["out", crate::metrics::sip_kind(&d.data)])
+                .inc();
             let _ = sock.send_to(&d.data, d.to).await;
         }
         m.sip_calls_active.set(b2bua.active_calls() as i64);

@@ -96,6 +96,8 @@ struct Call {
     session: Sid,
     /// The route key the call came in on: when it stops resolving, the session closed.
     key: (E164, E164),
+    /// When leg A's INVITE arrived, until the first 180/200 went back (setup latency).
+    setup_from: Option<u64>,
     answered_at: Option<u64>,
 }
 
@@ -640,6 +642,7 @@ impl B2bua {
             interaction,
             session: t.session,
             key: (proxy, caller),
+            setup_from: Some(now),
             answered_at: None,
         };
         self.by_a.insert(call.a_call_id.clone(), id);
@@ -794,6 +797,13 @@ impl B2bua {
             }
             None => return,
         };
+        if matches!(code, 180 | 183 | 200..=299) {
+            if let Some(from) = self.calls.get_mut(&id).and_then(|c| c.setup_from.take()) {
+                crate::metrics::get()
+                    .sip_setup
+                    .observe(now.saturating_sub(from) as f64 / 1000.0);
+            }
+        }
         let Some(c) = self.calls.get(&id) else { return };
         let proxy_a = number_of(&format!(
             "sip:{}",
