@@ -45,19 +45,19 @@ pub async fn run(
     let start = std::time::Instant::now();
     let base = crate::app::now_ms().max(0) as u64;
     let now = || base + start.elapsed().as_millis() as u64;
+    // Timers are driven by a fixed 10 ms tick (RFC 3261 timers are ≥ 500 ms apart): asking
+    // the B2BUA for its next deadline after every datagram cost a scan of every
+    // transaction per datagram.
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let wake = b2bua
-            .poll_timeout()
-            .map_or(Duration::from_millis(200), |t| {
-                Duration::from_millis(t.saturating_sub(now()).min(200))
-            });
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { continue };
                 m.sip_messages.with_label_values(&["in", crate::metrics::sip_kind(&buf[..n])]).inc();
                 b2bua.handle(src, &buf[..n], now(), &core, &mut out);
             }
-            _ = tokio::time::sleep(wake) => {
+            _ = tick.tick() => {
                 b2bua.on_timer(now(), &core, &mut out);
             }
             _ = stop.changed() => return,
