@@ -357,3 +357,27 @@ fn sipp_calls_end_when_their_session_closes() {
         "completed"
     );
 }
+
+#[test]
+fn sipp_reinvite_and_info_are_bridged() {
+    let s = setup();
+    let (uac, uas) = run_call(&s, "uac_reinvite.xml", Some("uas_reinvite.xml"), &s.pa);
+    // Leg B saw the re-INVITE with A's new offer (PCMA) and the INFO, in its own dialog.
+    assert_eq!(uas.matches("INVITE sip:").count(), 2, "{uas}");
+    assert!(uas.contains("INFO sip:"), "{uas}");
+    assert!(
+        uas.contains("RTP/AVP 8"),
+        "the new SDP offer crossed:\n{uas}"
+    );
+    assert!(!uas.contains("4155551001"), "nothing of A on leg B:\n{uas}");
+    // Leg A got both answers, the re-INVITE's with B's SDP.
+    assert!(uac.matches("SIP/2.0 200").count() >= 4, "{uac}");
+    assert!(
+        !uac.contains("callee@") && !uac.contains(&s.pb[1..]),
+        "nothing of B on leg A:\n{uac}"
+    );
+    assert_eq!(
+        only_interaction(&s.d)["outbound_resource_status"],
+        "completed"
+    );
+}

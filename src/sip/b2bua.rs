@@ -101,12 +101,30 @@ struct Call {
     answered_at: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Purpose {
     Invite,
     Cancel,
     ByeToB,
     ByeToA,
+    /// An in-dialog request (re-INVITE, UPDATE, INFO, …) relayed from the other leg: the
+    /// final answer goes back through this server transaction, built from these headers.
+    Relay(Box<Relayed>),
+}
+
+/// What is needed to answer the leg that sent a relayed in-dialog request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Relayed {
+    server_key: (String, bool),
+    reply_to: SocketAddr,
+    vias: Vec<String>,
+    from: String,
+    to: String,
+    call_id: String,
+    cseq: String,
+    /// Our Contact on the answering leg.
+    contact: String,
+    invite: bool,
 }
 
 struct ClientEntry {
@@ -382,6 +400,9 @@ impl B2bua {
             "INVITE" if to_tag.is_none() => self.new_call(src, m, branch, now, core, out),
             "CANCEL" => self.on_cancel(src, m, branch, now, out),
             "BYE" => self.on_bye(src, m, branch, call_id, now, core, out),
+            "INVITE" | "UPDATE" | "INFO" | "PRACK" | "NOTIFY" if to_tag.is_some() => {
+                self.relay_in_dialog(src, m, method, branch, call_id, now, out)
+            }
             "OPTIONS" if to_tag.is_none() => {
                 let r = Self::reply(m, 200, "OK", Some(&token()))
                     .header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")
@@ -728,7 +749,7 @@ impl B2bua {
             }
             return;
         };
-        let (id, purpose, to) = (entry.call, entry.purpose, entry.to);
+        let (id, purpose, to) = (entry.call, entry.purpose.clone(), entry.to);
         let mut acts = Vec::new();
         entry.tx.on_response(code, now, &mut acts);
         let passed_up = acts.contains(&Action::Response(code));
@@ -749,6 +770,7 @@ impl B2bua {
         }
         match purpose {
             Purpose::Invite => self.on_invite_response(id, &branch, m, code, now, core, out),
+            Purpose::Relay(ref r) => self.relay_answer(&branch, r, m, code, to, now, out),
             Purpose::ByeToA | Purpose::ByeToB | Purpose::Cancel => {}
         }
         if ended && purpose == Purpose::Invite && (200..300).contains(&code) {
@@ -1084,6 +1106,266 @@ impl B2bua {
         }
     }
 
+    /// Relays an in-dialog request to the other leg, rebuilt in that leg's dialog; only the
+    /// whitelisted headers and the body cross.
+    #[allow(clippy::too_many_arguments)]
+    fn relay_in_dialog(
+        &mut self,
+        src: SocketAddr,
+        m: &Message<'_>,
+        method: &str,
+        branch: String,
+        call_id: String,
+        now: u64,
+        out: &mut Vec<Datagram>,
+    ) {
+        let (id, from_a) = match (self.by_a.get(&call_id), self.by_b.get(&call_id)) {
+            (Some(id), _) => (*id, true),
+            (None, Some(id)) => (*id, false),
+            _ => {
+                let r = Self::reply(m, 481, "Call/Transaction Does Not Exist", None).encode();
+                return self.server_answer(src, m, branch, method == "INVITE", 481, r, now, out);
+            }
+        };
+        let invite = method == "INVITE";
+        let via = self.via(&{ token() });
+        let new_branch = via
+            .split("branch=z9hG4bK")
+            .nth(1)
+            .and_then(|b| b.split(';').next())
+            .unwrap_or("")
+            .to_string();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let (target, to_addr, from, to, cid, cseq, our_user) = if from_a {
+            c.b_cseq += 1;
+            let target = c.b_target.clone().unwrap_or_else(|| c.b_ruri.clone());
+            let to = format!("{};tag={}", c.b_to, c.b_to_tag.clone().unwrap_or_default());
+            let user = NameAddr::parse(&c.b_from)
+                .and_then(|n| n.uri.user.map(str::to_string))
+                .unwrap_or_default();
+            (
+                target,
+                self.cfg.trunk,
+                c.b_from.clone(),
+                to,
+                c.b_call_id.clone(),
+                c.b_cseq,
+                user,
+            )
+        } else {
+            c.a_out_cseq += 1;
+            let target = NameAddr::parse(&c.a_from).map_or_else(
+                || format!("sip:{}", c.a_addr),
+                |n| format!("sip:{}@{}", n.uri.user.unwrap_or(""), c.a_addr),
+            );
+            let user = c
+                .a_to
+                .trim_start_matches('<')
+                .trim_start_matches("sip:")
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            (
+                target,
+                c.a_addr,
+                format!("{};tag={}", c.a_to, c.a_tag),
+                c.a_from.clone(),
+                c.a_call_id.clone(),
+                c.a_out_cseq,
+                user,
+            )
+        };
+        let contact = format!(
+            "<sip:{our_user}@{}:{}>",
+            self.cfg.advertised_host, self.cfg.local_port
+        );
+        // Our Contact towards the requester is the proxy number it knows.
+        let requester_contact = if from_a {
+            let user = self.calls[&id]
+                .a_to
+                .trim_start_matches('<')
+                .trim_start_matches("sip:")
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            format!(
+                "<sip:{user}@{}:{}>",
+                self.cfg.advertised_host, self.cfg.local_port
+            )
+        } else {
+            let user = NameAddr::parse(&self.calls[&id].b_from)
+                .and_then(|n| n.uri.user.map(str::to_string))
+                .unwrap_or_default();
+            format!(
+                "<sip:{user}@{}:{}>",
+                self.cfg.advertised_host, self.cfg.local_port
+            )
+        };
+        let mut req = Outgoing::request(method, &target)
+            .header("Via", via)
+            .header("Max-Forwards", "70")
+            .header("From", from)
+            .header("To", to)
+            .header("Call-ID", cid)
+            .header("CSeq", format!("{cseq} {method}"));
+        if invite || method == "UPDATE" {
+            req = req.header("Contact", contact);
+        }
+        for h in &m.headers {
+            if let Some(name) = PASS.iter().find(|p| p.eq_ignore_ascii_case(h.raw_name)) {
+                req = req.header(name, h.value.to_string());
+            }
+        }
+        req.body = m.body.to_vec();
+        let relayed = Relayed {
+            server_key: (branch.clone(), false),
+            reply_to: src,
+            vias: m
+                .headers
+                .iter()
+                .filter(|h| h.name == HeaderName::Via)
+                .map(|h| h.value.to_string())
+                .collect(),
+            from: m.header(HeaderName::From).unwrap_or("").to_string(),
+            to: m.header(HeaderName::To).unwrap_or("").to_string(),
+            call_id,
+            cseq: m.header(HeaderName::CSeq).unwrap_or("").to_string(),
+            contact: requester_contact,
+            invite,
+        };
+        self.server.insert(
+            (branch, false),
+            ServerEntry {
+                call: Some(id),
+                to: src,
+                tx: ServerTx::new(invite, false, self.cfg.timers),
+            },
+        );
+        let mut acts = Vec::new();
+        let tx = ClientTx::start(invite, req.encode(), false, self.cfg.timers, now, &mut acts);
+        self.client.insert(
+            new_branch,
+            ClientEntry {
+                call: id,
+                purpose: Purpose::Relay(Box::new(relayed)),
+                to: to_addr,
+                tx,
+            },
+        );
+        for a in acts {
+            if let Action::Transmit(d) = a {
+                out.push(Datagram {
+                    to: to_addr,
+                    data: d,
+                });
+            }
+        }
+    }
+
+    /// The other leg answered a relayed request: pass the final answer back (body included),
+    /// and ACK a re-INVITE's answer on that leg ourselves.
+    #[allow(clippy::too_many_arguments)]
+    fn relay_answer(
+        &mut self,
+        branch: &str,
+        r: &Relayed,
+        m: &Message<'_>,
+        code: u16,
+        to: SocketAddr,
+        now: u64,
+        out: &mut Vec<Datagram>,
+    ) {
+        if code < 200 {
+            return;
+        }
+        if r.invite {
+            // ACK the other leg's final answer to our re-INVITE (2xx: new branch; else the
+            // transaction's ACK on the same branch).
+            let ack_branch = if (200..300).contains(&code) {
+                token()
+            } else {
+                branch.to_string()
+            };
+            let target = m.header(HeaderName::Contact).and_then(|c| {
+                let i = c.find('<')?;
+                let j = c[i + 1..].find('>')?;
+                Some(c[i + 1..i + 1 + j].to_string())
+            });
+            let cseq_n = m.cseq().map_or(1, |c| c.0);
+            let ack = Outgoing::request("ACK", target.as_deref().unwrap_or("sip:peer"))
+                .header("Via", self.via(&ack_branch))
+                .header("Max-Forwards", "70")
+                .header("From", m.header(HeaderName::From).unwrap_or("").to_string())
+                .header("To", m.header(HeaderName::To).unwrap_or("").to_string())
+                .header(
+                    "Call-ID",
+                    m.header(HeaderName::CallId).unwrap_or("").to_string(),
+                )
+                .header("CSeq", format!("{cseq_n} ACK"))
+                .encode();
+            if (200..300).contains(&code) {
+                out.push(Datagram { to, data: ack });
+            } else if let Some(e) = self.client.get_mut(branch) {
+                let mut acts = Vec::new();
+                e.tx.ack(ack, &mut acts);
+                for a in acts {
+                    if let Action::Transmit(d) = a {
+                        out.push(Datagram { to, data: d });
+                    }
+                }
+            }
+        }
+        self.relay_final(r, m, code, now, out);
+    }
+
+    fn relay_final(
+        &mut self,
+        r: &Relayed,
+        m: &Message<'_>,
+        code: u16,
+        now: u64,
+        out: &mut Vec<Datagram>,
+    ) {
+        let reason = match code {
+            200..=299 => "OK",
+            488 => "Not Acceptable Here",
+            491 => "Request Pending",
+            _ => "Failed",
+        };
+        let mut resp = Outgoing::response(code, reason);
+        for v in &r.vias {
+            resp = resp.header("Via", v.clone());
+        }
+        resp = resp
+            .header("From", r.from.clone())
+            .header("To", r.to.clone())
+            .header("Call-ID", r.call_id.clone())
+            .header("CSeq", r.cseq.clone());
+        if (200..300).contains(&code) {
+            resp = resp.header("Contact", r.contact.clone());
+        }
+        if let Some(ct) = m
+            .header(HeaderName::ContentType)
+            .filter(|_| !m.body.is_empty())
+        {
+            resp = resp.body(Some(ct), m.body);
+        }
+        let bytes = resp.encode();
+        if let Some(e) = self.server.get_mut(&r.server_key) {
+            let mut acts = Vec::new();
+            e.tx.respond(code, bytes, now, &mut acts);
+            let done = acts.contains(&Action::Terminated);
+            self.apply_server(r.reply_to, acts, out);
+            if done {
+                self.server.remove(&r.server_key);
+            }
+        }
+    }
+
     /// Ends every answered call whose session has closed (its route key no longer
     /// resolves to it): BYE on both legs. One lookup per answered call per tick.
     fn end_closed_sessions(&mut self, now: u64, core: &dyn Core, out: &mut Vec<Datagram>) {
@@ -1148,7 +1430,7 @@ impl B2bua {
                             self.counters.retransmissions += 1;
                             out.push(Datagram { to: e.to, data: d });
                         }
-                        Action::Timeout => timed_out.push((e.call, e.purpose)),
+                        Action::Timeout => timed_out.push((e.call, e.purpose.clone())),
                         Action::Terminated => done.push(k.clone()),
                         _ => {}
                     }
