@@ -963,13 +963,15 @@ impl Engine {
     /// Drives the timer wheel: closes every session whose deadline has passed, re-arming
     /// those whose last interaction moved their deadline. Returns how many closed.
     pub fn expire(&self, now_ms: i64) -> usize {
+        // The state lock is taken first (the engine's lock order) and held while the wheel
+        // fires, so no re-arm can slip in between and leave an untracked entry behind.
+        let mut st = self.state.lock();
         let mut fired = Vec::new();
         self.wheel.lock().expire(now_ms.max(0) as u64, &mut fired);
         if fired.is_empty() {
             return 0;
         }
         let mut closed = Vec::new();
-        let mut st = self.state.lock();
         for (sid, _) in fired {
             let Some(ss) = st.sessions.get_mut(&sid) else {
                 continue;

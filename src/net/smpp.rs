@@ -42,6 +42,8 @@ const OPT_OUT: &[&str] = &[
 ];
 /// Concatenated messages waiting for their other parts, at most.
 const MAX_PARTIALS: usize = 10_000;
+/// An incomplete concatenated message is logged as it is after this long (ms).
+const PARTIAL_MAX_AGE_MS: i64 = 10 * 60 * 1000;
 /// Deliveries in progress (each waits for a window slot on a bind), at most.
 const MAX_DELIVERIES: usize = 20_000;
 /// An acknowledged message is retried through transient trouble for this long (ms) before
@@ -104,6 +106,8 @@ type Partials = (HashMap<PartKey, Partial>, VecDeque<PartKey>);
 type Pending = HashMap<u32, (oneshot::Sender<Result<Pdu, LinkDown>>, Instant, u32)>;
 
 struct Partial {
+    /// When the first part arrived (ms): parts missing for 10 minutes are given up.
+    first_ms: i64,
     interaction: Sid,
     route: Hop,
     parts: Vec<Option<String>>,
@@ -133,7 +137,12 @@ pub struct SmppPlane {
     /// Downstream ids answered recently, before their store write is durable: a fast peer's
     /// receipt can arrive first. Bounded; the store has them all.
     recent_refs: Mutex<RecentRefs>,
+    /// Connections accepted but not (yet) bound: capped, so nobody can hold the listener
+    /// with idle sockets.
+    unbound: AtomicUsize,
 }
+
+const MAX_UNBOUND: usize = 1024;
 
 const MAX_RECENT_REFS: usize = 100_000;
 
@@ -235,6 +244,7 @@ impl SmppPlane {
             queue: tx,
             queued: AtomicUsize::new(0),
             recent_refs: Mutex::new((HashMap::new(), VecDeque::new())),
+            unbound: AtomicUsize::new(0),
         });
         (plane, rx)
     }
@@ -284,6 +294,12 @@ impl SmppPlane {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((stream, addr)) => {
+                        if self.unbound.load(Ordering::Relaxed) >= MAX_UNBOUND {
+                            tracing::warn!("too many unbound smpp connections; refusing one");
+                            drop(stream);
+                            continue;
+                        }
+                        self.unbound.fetch_add(1, Ordering::Relaxed);
                         let _ = stream.set_nodelay(true);
                         let me = self.clone();
                         let stop = stop.clone();
@@ -479,6 +495,8 @@ impl SmppPlane {
         let mut last_enquire = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut bound_ever = false;
+        // A server-side connection counts as unbound until it binds.
+        let mut unbound_counted = upstream.is_none();
         let peer_ip = addr.ip();
         'conn: loop {
             let can_request = peer.is_some() && pending.len() < link_window;
@@ -500,6 +518,10 @@ impl SmppPlane {
                                 }
                                 if peer.is_some() && !bound_ever {
                                     bound_ever = true;
+                                    if unbound_counted {
+                                        unbound_counted = false;
+                                        self.unbound.fetch_sub(1, Ordering::Relaxed);
+                                    }
                                     link_window = window;
                                 }
                             }
@@ -557,6 +579,9 @@ impl SmppPlane {
                     break 'conn;
                 }
             }
+        }
+        if unbound_counted {
+            self.unbound.fetch_sub(1, Ordering::Relaxed);
         }
         for (_, (reply, _, _)) in pending.drain() {
             let _ = reply.send(Err(LinkDown));
@@ -1025,6 +1050,34 @@ impl SmppPlane {
         let key: PartKey = (src.as_u64(), dst.as_u64(), c.reference, c.total);
         let mut guard = self.partials.lock();
         let (map, order) = &mut *guard;
+        // Messages whose other parts have not come for 10 minutes are logged with what
+        // arrived (the parts themselves were forwarded as they came).
+        let stale_before = crate::app::now_ms() - PARTIAL_MAX_AGE_MS;
+        while let Some(front) = order.front().copied() {
+            match map.get(&front) {
+                Some(p) if p.first_ms < stale_before => {
+                    order.pop_front();
+                    if let Some(p) = map.remove(&front) {
+                        let text: String = p
+                            .parts
+                            .iter()
+                            .map(|t| t.clone().unwrap_or_default())
+                            .collect();
+                        ops.push(WriteOp::PutInteraction(self.interaction(
+                            p.interaction,
+                            &p.route,
+                            &p.first_message_id,
+                            text,
+                            now,
+                        )));
+                    }
+                }
+                Some(_) => break,
+                None => {
+                    order.pop_front();
+                }
+            }
+        }
         if !map.contains_key(&key) {
             if map.len() >= MAX_PARTIALS {
                 while let Some(old) = order.pop_front() {
@@ -1048,6 +1101,7 @@ impl SmppPlane {
             map.insert(
                 key,
                 Partial {
+                    first_ms: crate::app::now_ms(),
                     interaction: Sid::generate(SidKind::Interaction),
                     route: *route,
                     parts: vec![None; c.total as usize],
