@@ -381,3 +381,73 @@ fn sipp_reinvite_and_info_are_bridged() {
         "completed"
     );
 }
+
+/// The messages maskd sent that a SIPp log shows as received, CRLF restored.
+fn received_messages(log: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for block in log.split("-----------------------------------------------") {
+        let Some(rest) = block.split_once("message received").map(|x| x.1) else {
+            continue;
+        };
+        let Some(msg) = rest.split_once(":\n").map(|x| x.1) else {
+            continue;
+        };
+        let text = msg.trim_start_matches('\n').replace("\r\n", "\n");
+        let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+        out.push(format!(
+            "{}\r\n\r\n{}",
+            head.trim_end().replace('\n', "\r\n"),
+            body.trim_end_matches('\n').replace('\n', "\r\n")
+                + if body.trim().is_empty() { "" } else { "\r\n" }
+        ));
+    }
+    out
+}
+
+/// rsip, an independent parser, reads every message maskd put on either leg, and sees the
+/// masked identities: leg B's INVITE from B's proxy number to B's real number.
+#[test]
+fn every_message_maskd_emits_parses_with_rsip() {
+    use rsip::prelude::*;
+    let s = setup();
+    let (uac, uas) = run_call(&s, "uac.xml", Some("builtin"), &s.pa);
+    let (to_a, to_b) = (received_messages(&uac), received_messages(&uas));
+    assert!(
+        to_a.len() >= 4 && to_b.len() >= 3,
+        "A got {}, B got {}",
+        to_a.len(),
+        to_b.len()
+    );
+    for m in to_a.iter().chain(&to_b) {
+        rsip::SipMessage::try_from(m.as_str())
+            .unwrap_or_else(|e| panic!("rsip refuses what maskd sent ({e}):\n{m}"));
+    }
+    let invite = to_b
+        .iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("leg B INVITE");
+    let rsip::SipMessage::Request(req) = rsip::SipMessage::try_from(invite.as_str()).unwrap()
+    else {
+        panic!("not a request")
+    };
+    assert_eq!(
+        req.uri.auth.as_ref().map(|a| a.user.as_str()),
+        Some("+14155552002"),
+        "Request-URI user is B"
+    );
+    let from = req.from_header().unwrap().typed().unwrap();
+    assert_eq!(
+        from.uri.auth.map(|a| a.user),
+        Some(s.pb.clone()),
+        "From user is B's proxy"
+    );
+    let to = req.to_header().unwrap().typed().unwrap();
+    assert_eq!(
+        to.uri.auth.map(|a| a.user),
+        Some("+14155552002".to_string())
+    );
+    assert!(
+        req.call_id_header().unwrap().value().contains("@maskd"),
+        "a Call-ID of maskd own"
+    );
+}
