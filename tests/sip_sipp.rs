@@ -171,7 +171,10 @@ fn run_call_at(
         "{uac}: call failed (uac {uac_ok}, uas {uas_ok})\n--- uac\n{uac_text}\n--- uas\n{uas_text}"
     );
     // rsip, an independent parser, must read every message maskd sent on either leg.
-    for m in received_messages(&uac_text).iter().chain(&received_messages(&uas_text)) {
+    for m in received_messages(&uac_text)
+        .iter()
+        .chain(&received_messages(&uas_text))
+    {
         if let Err(e) = rsip::SipMessage::try_from(m.as_str()) {
             panic!("{uac}: rsip refuses what maskd sent ({e}):\n{m}");
         }

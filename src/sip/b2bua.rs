@@ -865,7 +865,7 @@ impl B2bua {
                     self.apply_server(a_addr, acts, out);
                 }
                 // ACK leg B's 2xx (end to end, new branch), to its Contact.
-                let c = self.calls.get(&id).expect("call exists: looked up above");
+                let Some(c) = self.calls.get(&id) else { return };
                 let target = c.b_target.clone().unwrap_or_else(|| c.b_ruri.clone());
                 let ack = Outgoing::request("ACK", &target)
                     .header("Via", self.via(&token()))
@@ -899,7 +899,7 @@ impl B2bua {
             }
             _ => {
                 // ACK the failure on leg B (same branch), pass the final answer to A.
-                let c = self.calls.get(&id).expect("call exists: looked up above");
+                let Some(c) = self.calls.get(&id) else { return };
                 let ack = Outgoing::request("ACK", &c.b_ruri)
                     .header("Via", self.via(branch))
                     .header("Max-Forwards", "70")
