@@ -133,6 +133,8 @@ pub async fn run(
         addr: cfg.sip.listen,
         source,
     })?;
+    // TCP on the same address and port as UDP.
+    let sip_tcp = bind("sip.listen", sip_addr).await?;
     let smpp_addr = smpp_listener
         .local_addr()
         .map_err(|source| AppError::Bind {
@@ -200,6 +202,7 @@ pub async fn run(
         assert_identity: cfg.raw.sip.assert_identity,
         max_calls: cfg.raw.sip.max_calls as usize,
         keep_calls_on_close: cfg.raw.sip.keep_calls_on_close,
+        trunk_tcp: cfg.raw.sip.transport == "tcp",
         timers: crate::sip::transaction::Timers {
             t1: cfg.sip.t1.as_millis() as u64,
             t2: cfg.sip.t2.as_millis() as u64,
@@ -208,6 +211,7 @@ pub async fn run(
     };
     tokio::spawn(crate::net::sip::run(
         sip_socket,
+        sip_tcp,
         sip_settings,
         engine.clone(),
         stop_rx.clone(),

@@ -44,6 +44,7 @@ fn wait(child: &mut std::process::Child, what: &str) -> bool {
 }
 
 struct Setup {
+    tcp: bool,
     _dir: tempfile::TempDir,
     d: Daemon,
     uas_port: u16,
@@ -52,10 +53,16 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_on(false)
+}
+
+/// With `tcp`, maskd reaches the trunk over TCP and both SIPp sides use TCP.
+fn setup_on(tcp: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let uas_port = udp_port();
+    let uas_port = if tcp { free_port() } else { udp_port() };
     let cfg = format!(
-        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{uas_port}\"\nservices:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n"
+        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{uas_port}\"\n  transport: \"{}\"\nservices:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
+        if tcp { "tcp" } else { "udp" }
     );
     let d = Daemon::start_with(dir.path(), &cfg);
     let p1 = r#"{"Identifier":"+14155551001"}"#;
@@ -84,6 +91,7 @@ fn setup() -> Setup {
         .unwrap()
         .to_string();
     Setup {
+        tcp,
         _dir: dir,
         d,
         uas_port,
@@ -95,13 +103,14 @@ fn setup() -> Setup {
 /// Runs one call: the UAS scenario (if any) on the trunk port, the UAC towards maskd
 /// dialling `dialled`. Returns both message logs after both SIPp runs succeeded.
 fn run_call(s: &Setup, uac: &str, uas: Option<&str>, dialled: &str) -> (String, String) {
-    run_call_at(s._dir.path(), s.uas_port, s.d.sip, uac, uas, dialled)
+    run_call_at(s._dir.path(), s.uas_port, s.d.sip, s.tcp, uac, uas, dialled)
 }
 
 fn run_call_at(
     dir: &std::path::Path,
     uas_port: u16,
     sip: std::net::SocketAddr,
+    tcp: bool,
     uac: &str,
     uas: Option<&str>,
     dialled: &str,
@@ -126,6 +135,8 @@ fn run_call_at(
             "-m",
             "1",
             "-nostdin",
+            "-t",
+            if tcp { "t1" } else { "u1" },
             "-timeout",
             "30s",
             "-timeout_error",
@@ -151,6 +162,8 @@ fn run_call_at(
             "-m",
             "1",
             "-nostdin",
+            "-t",
+            if tcp { "t1" } else { "u1" },
             "-timeout",
             "30s",
             "-timeout_error",
@@ -337,7 +350,15 @@ fn sipp_calls_end_when_their_session_closes() {
             s.pa.clone(),
         );
         let call = scope.spawn(move || {
-            run_call_at(&dir, port, sip, "uac_callee_bye.xml", Some("builtin"), &pa)
+            run_call_at(
+                &dir,
+                port,
+                sip,
+                false,
+                "uac_callee_bye.xml",
+                Some("builtin"),
+                &pa,
+            )
         });
         // Wait (bounded) until the call is answered, then close the session over the API.
         let mut answered = false;
@@ -459,4 +480,37 @@ fn every_message_maskd_emits_parses_with_rsip() {
         req.call_id_header().unwrap().value().contains("@maskd"),
         "a Call-ID of maskd own"
     );
+}
+
+#[test]
+fn sipp_masked_call_over_tcp() {
+    let s = setup_on(true);
+    let (uac, uas) = run_call(&s, "uac.xml", Some("builtin"), &s.pa);
+    assert!(
+        uas.contains("TCP message received"),
+        "leg B over TCP:\n{uas}"
+    );
+    assert!(
+        uas.contains("Via: SIP/2.0/TCP"),
+        "maskd's Via says TCP on leg B:\n{uas}"
+    );
+    assert!(
+        uac.contains("TCP message received") && uac.contains("SIP/2.0 200"),
+        "leg A over TCP:\n{uac}"
+    );
+    assert!(!uas.contains("4155551001"), "nothing of A on leg B");
+    assert_eq!(
+        only_interaction(&s.d)["outbound_resource_status"],
+        "completed"
+    );
+}
+
+#[test]
+fn sipp_cancel_and_busy_over_tcp() {
+    let s = setup_on(true);
+    let (uac, _) = run_call(&s, "uac_cancel.xml", Some("uas_cancel.xml"), &s.pa);
+    assert!(uac.contains("SIP/2.0 487"));
+    let s = setup_on(true);
+    let (uac, _) = run_call(&s, "uac_486.xml", Some("uas_busy.xml"), &s.pa);
+    assert!(uac.contains("SIP/2.0 486"));
 }

@@ -1,18 +1,23 @@
-//! The voice plane's UDP driver: one task owns the socket and the sans-IO B2BUA, feeding it
-//! datagrams and the time and sending what it returns. The core is reached through the
-//! narrow `b2bua::Core` handle.
+//! The voice plane's driver: one task owns the sans-IO B2BUA and feeds it what arrives on
+//! the UDP socket and on TCP connections (framed by Content-Length), plus a timer tick; it
+//! sends what the B2BUA returns on the connection that peer uses, or over UDP. The core is
+//! reached through the narrow `b2bua::Core` handle.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
 
 use crate::core::engine::Engine;
 use crate::core::routing::Target;
 use crate::core::store::WriteOp;
 use crate::core::{Sid, E164};
 use crate::sip::b2bua::{B2bua, Core, Datagram, Settings};
+use crate::sip::{parse, Transport};
 
 struct EngineCore(Arc<Engine>);
 
@@ -30,14 +35,81 @@ impl Core for EngineCore {
     }
 }
 
-/// Runs the B2BUA on `sock` until `stop` changes.
+enum Event {
+    Message(SocketAddr, Vec<u8>),
+    Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
+    Closed(SocketAddr),
+}
+
+/// At most this many bytes wait in one TCP connection's buffer for a message to complete.
+const MAX_STREAM_BUFFER: usize = 128 * 1024;
+
+/// One TCP connection: frames messages by Content-Length and hands them to the B2BUA task;
+/// writes what the task sends back.
+async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<Event>) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+    if events.send(Event::Opened(peer, tx)).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if wr.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16 * 1024];
+    'conn: loop {
+        let n = match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            // Keep-alive CRLFs between messages.
+            let skip = buf
+                .iter()
+                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .count();
+            buf.drain(..skip);
+            if buf.is_empty() {
+                break;
+            }
+            match parse(&buf, Transport::Stream) {
+                Ok(Some((_, used))) => {
+                    let msg: Vec<u8> = buf.drain(..used).collect();
+                    if events.send(Event::Message(peer, msg)).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Ok(None) if buf.len() <= MAX_STREAM_BUFFER => break,
+                _ => {
+                    // Framing is lost: let the B2BUA answer what it can read, then close.
+                    let msg = std::mem::take(&mut buf);
+                    let _ = events.send(Event::Message(peer, msg)).await;
+                    break 'conn;
+                }
+            }
+        }
+    }
+    let _ = events.send(Event::Closed(peer)).await;
+    writer.abort();
+}
+
+/// Runs the B2BUA on `sock` (UDP) and `tcp` until `stop` changes.
 pub async fn run(
     sock: UdpSocket,
+    tcp: TcpListener,
     settings: Settings,
     engine: Arc<Engine>,
     mut stop: watch::Receiver<bool>,
 ) {
     let core = EngineCore(engine);
+    let trunk = settings.trunk;
+    let trunk_tcp = settings.trunk_tcp;
     let mut b2bua = B2bua::new(settings);
     let mut buf = vec![0u8; 65_535];
     let mut out: Vec<Datagram> = Vec::new();
@@ -45,6 +117,8 @@ pub async fn run(
     let start = std::time::Instant::now();
     let base = crate::app::now_ms().max(0) as u64;
     let now = || base + start.elapsed().as_millis() as u64;
+    let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(4096);
+    let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     // Timers are driven by a fixed 10 ms tick (RFC 3261 timers are ≥ 500 ms apart): asking
     // the B2BUA for its next deadline after every datagram cost a scan of every
     // transaction per datagram.
@@ -57,6 +131,25 @@ pub async fn run(
                 m.sip_messages.with_label_values(&["in", crate::metrics::sip_kind(&buf[..n])]).inc();
                 b2bua.handle(src, &buf[..n], now(), &core, &mut out);
             }
+            r = tcp.accept() => {
+                if let Ok((stream, peer)) = r {
+                    tokio::spawn(connection(stream, peer, ev_tx.clone()));
+                }
+            }
+            Some(ev) = ev_rx.recv() => match ev {
+                Event::Message(peer, data) => {
+                    m.sip_messages.with_label_values(&["in", crate::metrics::sip_kind(&data)]).inc();
+                    b2bua.handle(peer, &data, now(), &core, &mut out);
+                }
+                Event::Opened(peer, tx) => {
+                    streams.insert(peer, tx);
+                    b2bua.stream_peer(peer, true);
+                }
+                Event::Closed(peer) => {
+                    streams.remove(&peer);
+                    b2bua.stream_peer(peer, false);
+                }
+            },
             _ = tick.tick() => {
                 b2bua.on_timer(now(), &core, &mut out);
             }
@@ -66,7 +159,46 @@ pub async fn run(
             m.sip_messages
                 .with_label_values(&["out", crate::metrics::sip_kind(&d.data)])
                 .inc();
-            let _ = sock.send_to(&d.data, d.to).await;
+            if d.to == trunk && trunk_tcp && !streams.contains_key(&trunk) {
+                // The first message for the trunk opens the TCP connection to it.
+                if let Ok(Ok(s)) =
+                    tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(trunk)).await
+                {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let ev = ev_tx.clone();
+                    let (fwd_tx, mut fwd_rx) = mpsc::channel::<Event>(16);
+                    tokio::spawn(connection(s, trunk, fwd_tx));
+                    // The connection's own Opened event carries its writer; take it here so
+                    // this datagram can go out at once, and forward the rest to the loop.
+                    tokio::spawn(async move {
+                        let mut tx = Some(tx);
+                        while let Some(e) = fwd_rx.recv().await {
+                            match (e, tx.take()) {
+                                (Event::Opened(_, w), Some(t)) => {
+                                    let _ = t.send(w);
+                                }
+                                (e, t) => {
+                                    tx = t;
+                                    if ev.send(e).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                    if let Ok(w) = rx.await {
+                        streams.insert(trunk, w);
+                    }
+                }
+            }
+            match streams.get(&d.to) {
+                Some(w) => {
+                    let _ = w.try_send(d.data);
+                }
+                None => {
+                    let _ = sock.send_to(&d.data, d.to).await;
+                }
+            }
         }
         m.sip_calls_active.set(b2bua.active_calls() as i64);
         m.sip_transactions.set(b2bua.transactions() as i64);

@@ -37,6 +37,8 @@ pub struct Settings {
     pub timers: Timers,
     /// Leave calls up when their session closes (else BYE on both legs).
     pub keep_calls_on_close: bool,
+    /// Leg B goes to the trunk over TCP.
+    pub trunk_tcp: bool,
 }
 
 /// A datagram to send.
@@ -156,6 +158,8 @@ pub struct B2bua {
     client: HashMap<String, ClientEntry>,
     server: HashMap<(String, bool), ServerEntry>,
     next: u64,
+    /// Peers connected over TCP (reported by the driver).
+    stream_peers: std::collections::HashSet<SocketAddr>,
     pub counters: Counters,
 }
 
@@ -218,6 +222,7 @@ impl B2bua {
             client: HashMap::new(),
             server: HashMap::new(),
             next: 1,
+            stream_peers: std::collections::HashSet::new(),
             counters: Counters::default(),
         }
     }
@@ -230,11 +235,28 @@ impl B2bua {
         self.client.len() + self.server.len()
     }
 
-    fn via(&self, branch: &str) -> String {
+    /// Our Via for a request sent to `to`: TCP when that peer is reached over a stream.
+    fn via_to(&self, to: SocketAddr, branch: &str) -> String {
+        let transport = if self.is_stream(to) { "TCP" } else { "UDP" };
         format!(
-            "SIP/2.0/UDP {}:{};branch=z9hG4bK{branch};rport",
+            "SIP/2.0/{transport} {}:{};branch=z9hG4bK{branch};rport",
             self.cfg.advertised_host, self.cfg.local_port
         )
+    }
+
+    /// Is `peer` reached over a stream (TCP): the trunk when `sip.transport` is tcp, or a
+    /// peer whose connection the driver reported. Streams get no retransmissions.
+    fn is_stream(&self, peer: SocketAddr) -> bool {
+        (peer == self.cfg.trunk && self.cfg.trunk_tcp) || self.stream_peers.contains(&peer)
+    }
+
+    /// The driver reports a TCP connection from or to `peer` (open or closed).
+    pub fn stream_peer(&mut self, peer: SocketAddr, open: bool) {
+        if open {
+            self.stream_peers.insert(peer);
+        } else {
+            self.stream_peers.remove(&peer);
+        }
     }
 
     fn contact(&self, user: &str) -> String {
@@ -428,7 +450,7 @@ impl B2bua {
         now: u64,
         out: &mut Vec<Datagram>,
     ) {
-        let mut tx = ServerTx::new(invite, false, self.cfg.timers);
+        let mut tx = ServerTx::new(invite, self.is_stream(src), self.cfg.timers);
         let mut acts = Vec::new();
         tx.respond(code, bytes, now, &mut acts);
         let cancel = m.method() == Some("CANCEL");
@@ -527,7 +549,7 @@ impl B2bua {
         self.next += 1;
         let a_tag = token();
         // 100 Trying at once, from the INVITE server transaction.
-        let mut stx = ServerTx::new(true, false, self.cfg.timers);
+        let mut stx = ServerTx::new(true, self.is_stream(src), self.cfg.timers);
         let mut acts = Vec::new();
         stx.respond(
             100,
@@ -558,7 +580,7 @@ impl B2bua {
         );
         let b_to = format!("<sip:{real_b}@{}>", self.cfg.trunk);
         let mut invite = Outgoing::request("INVITE", &b_ruri)
-            .header("Via", self.via(&b_branch))
+            .header("Via", self.via_to(self.cfg.trunk, &b_branch))
             .header("Max-Forwards", mf.saturating_sub(1).to_string())
             .header("From", b_from.clone())
             .header("To", b_to.clone())
@@ -586,7 +608,14 @@ impl B2bua {
         invite.body = m.body.to_vec();
         let bytes = invite.encode();
         let mut acts = Vec::new();
-        let ctx = ClientTx::start(true, bytes, false, self.cfg.timers, now, &mut acts);
+        let ctx = ClientTx::start(
+            true,
+            bytes,
+            self.is_stream(self.cfg.trunk),
+            self.cfg.timers,
+            now,
+            &mut acts,
+        );
         self.client.insert(
             b_branch.clone(),
             ClientEntry {
@@ -868,7 +897,7 @@ impl B2bua {
                 let Some(c) = self.calls.get(&id) else { return };
                 let target = c.b_target.clone().unwrap_or_else(|| c.b_ruri.clone());
                 let ack = Outgoing::request("ACK", &target)
-                    .header("Via", self.via(&token()))
+                    .header("Via", self.via_to(self.cfg.trunk, &token()))
                     .header("Max-Forwards", "70")
                     .header("From", c.b_from.clone())
                     .header(
@@ -901,7 +930,7 @@ impl B2bua {
                 // ACK the failure on leg B (same branch), pass the final answer to A.
                 let Some(c) = self.calls.get(&id) else { return };
                 let ack = Outgoing::request("ACK", &c.b_ruri)
-                    .header("Via", self.via(branch))
+                    .header("Via", self.via_to(self.cfg.trunk, branch))
                     .header("Max-Forwards", "70")
                     .header("From", c.b_from.clone())
                     .header(
@@ -975,7 +1004,7 @@ impl B2bua {
         // 487 to A's INVITE happens when B answers our CANCEL with 487; CANCEL leg B now.
         let c = &self.calls[&id];
         let cancel = Outgoing::request("CANCEL", &c.b_ruri)
-            .header("Via", self.via(&c.b_invite_branch))
+            .header("Via", self.via_to(self.cfg.trunk, &c.b_invite_branch))
             .header("Max-Forwards", "70")
             .header("From", c.b_from.clone())
             .header("To", c.b_to.clone())
@@ -983,7 +1012,14 @@ impl B2bua {
             .header("CSeq", "1 CANCEL")
             .encode();
         let mut acts = Vec::new();
-        let tx = ClientTx::start(false, cancel, false, self.cfg.timers, now, &mut acts);
+        let tx = ClientTx::start(
+            false,
+            cancel,
+            self.is_stream(self.cfg.trunk),
+            self.cfg.timers,
+            now,
+            &mut acts,
+        );
         // The CANCEL shares the INVITE's branch; key it apart.
         let key = format!("{}-cancel", c.b_invite_branch);
         self.client.insert(
@@ -1049,14 +1085,17 @@ impl B2bua {
 
     /// Sends BYE on the leg that did not hang up.
     fn hang_up_other(&mut self, id: u64, from_a: bool, now: u64, out: &mut Vec<Datagram>) {
+        let branch = token();
+        let dest = if from_a {
+            Some(self.cfg.trunk)
+        } else {
+            self.calls.get(&id).map(|c| c.a_addr)
+        };
+        let Some(dest) = dest else { return };
+        let via = self.via_to(dest, &branch);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let branch = token();
-        let via = format!(
-            "SIP/2.0/UDP {}:{};branch=z9hG4bK{branch};rport",
-            self.cfg.advertised_host, self.cfg.local_port
-        );
         let (bye, to, purpose) = if from_a {
             c.b_cseq += 1;
             let target = c.b_target.clone().unwrap_or_else(|| c.b_ruri.clone());
@@ -1089,7 +1128,8 @@ impl B2bua {
             (bye, c.a_addr, Purpose::ByeToA)
         };
         let mut acts = Vec::new();
-        let tx = ClientTx::start(false, bye, false, self.cfg.timers, now, &mut acts);
+        let reliable = self.is_stream(to);
+        let tx = ClientTx::start(false, bye, reliable, self.cfg.timers, now, &mut acts);
         self.client.insert(
             branch,
             ClientEntry {
@@ -1128,7 +1168,12 @@ impl B2bua {
             }
         };
         let invite = method == "INVITE";
-        let via = self.via(&{ token() });
+        let dest = if from_a {
+            self.cfg.trunk
+        } else {
+            self.calls.get(&id).map_or(src, |c| c.a_addr)
+        };
+        let via = self.via_to(dest, &{ token() });
         let new_branch = via
             .split("branch=z9hG4bK")
             .nth(1)
@@ -1242,11 +1287,18 @@ impl B2bua {
             ServerEntry {
                 call: Some(id),
                 to: src,
-                tx: ServerTx::new(invite, false, self.cfg.timers),
+                tx: ServerTx::new(invite, self.is_stream(src), self.cfg.timers),
             },
         );
         let mut acts = Vec::new();
-        let tx = ClientTx::start(invite, req.encode(), false, self.cfg.timers, now, &mut acts);
+        let tx = ClientTx::start(
+            invite,
+            req.encode(),
+            self.is_stream(to_addr),
+            self.cfg.timers,
+            now,
+            &mut acts,
+        );
         self.client.insert(
             new_branch,
             ClientEntry {
@@ -1297,7 +1349,7 @@ impl B2bua {
             });
             let cseq_n = m.cseq().map_or(1, |c| c.0);
             let ack = Outgoing::request("ACK", target.as_deref().unwrap_or("sip:peer"))
-                .header("Via", self.via(&ack_branch))
+                .header("Via", self.via_to(to, &ack_branch))
                 .header("Max-Forwards", "70")
                 .header("From", m.header(HeaderName::From).unwrap_or("").to_string())
                 .header("To", m.header(HeaderName::To).unwrap_or("").to_string())
