@@ -1032,6 +1032,22 @@ impl SmppPlane {
         }
     }
 
+    /// The interaction of a concatenated message given up on: the parts that arrived.
+    fn log_incomplete(&self, p: Partial, now: i64) -> WriteOp {
+        let text: String = p
+            .parts
+            .iter()
+            .map(|t| t.clone().unwrap_or_default())
+            .collect();
+        WriteOp::PutInteraction(self.interaction(
+            p.interaction,
+            &p.route,
+            &p.first_message_id,
+            text,
+            now,
+        ))
+    }
+
     /// Keeps one part of a concatenated message; when the last part arrives, records the
     /// whole text as one interaction. Partial state is bounded: the oldest incomplete
     /// message is logged with what arrived when the bound is reached.
@@ -1058,18 +1074,7 @@ impl SmppPlane {
                 Some(p) if p.first_ms < stale_before => {
                     order.pop_front();
                     if let Some(p) = map.remove(&front) {
-                        let text: String = p
-                            .parts
-                            .iter()
-                            .map(|t| t.clone().unwrap_or_default())
-                            .collect();
-                        ops.push(WriteOp::PutInteraction(self.interaction(
-                            p.interaction,
-                            &p.route,
-                            &p.first_message_id,
-                            text,
-                            now,
-                        )));
+                        ops.push(self.log_incomplete(p, now));
                     }
                 }
                 Some(_) => break,
@@ -1082,18 +1087,7 @@ impl SmppPlane {
             if map.len() >= MAX_PARTIALS {
                 while let Some(old) = order.pop_front() {
                     if let Some(p) = map.remove(&old) {
-                        let text: String = p
-                            .parts
-                            .iter()
-                            .map(|t| t.clone().unwrap_or_default())
-                            .collect();
-                        ops.push(WriteOp::PutInteraction(self.interaction(
-                            p.interaction,
-                            &p.route,
-                            &p.first_message_id,
-                            text,
-                            now,
-                        )));
+                        ops.push(self.log_incomplete(p, now));
                         break;
                     }
                 }
