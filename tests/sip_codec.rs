@@ -53,3 +53,53 @@ fn rfc4475_torture_messages() {
         failures.join("\n")
     );
 }
+
+/// Carrier-style INVITEs (an SBC with PAI and Record-Route, compact forms with bare digits, an
+/// anonymous From with a tel: P-Asserted-Identity over TCP): each parses and passes the
+/// request checks, and the numbers maskd routes on normalise to E.164.
+#[test]
+fn carrier_style_invites() {
+    use maskd::core::E164;
+    use maskd::sip::uri::{NameAddr, Uri};
+    use maskd::sip::HeaderName;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sip/carrier");
+    let expected = std::fs::read_to_string(dir.join("expected.tsv")).unwrap();
+    for line in expected.lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let bytes = std::fs::read(dir.join(f[0])).unwrap();
+        for t in [Transport::Datagram, Transport::Stream] {
+            let (m, used) = parse(&bytes, t)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{}: incomplete", f[0]));
+            assert_eq!(used, bytes.len(), "{}", f[0]);
+            m.validate_request()
+                .unwrap_or_else(|e| panic!("{}: {e}", f[0]));
+            let maskd::sip::message::StartLine::Request { uri, .. } = m.start else {
+                panic!("request")
+            };
+            let proxy = E164::parse(
+                Uri::parse(uri)
+                    .unwrap()
+                    .user
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(proxy.to_string(), f[1], "{}", f[0]);
+            let from_user = NameAddr::parse(m.header(HeaderName::From).unwrap())
+                .unwrap()
+                .uri
+                .user;
+            let caller = from_user
+                .and_then(|u| E164::parse(u).ok())
+                .or_else(|| {
+                    let pai = NameAddr::parse(m.header(HeaderName::PAssertedIdentity)?)?;
+                    E164::parse(pai.uri.user?).ok()
+                })
+                .expect("a caller number");
+            assert_eq!(caller.to_string(), f[2], "{}", f[0]);
+        }
+    }
+}
