@@ -163,6 +163,15 @@ pub struct B2bua {
     pub counters: Counters,
 }
 
+/// Queues every transmission a transaction asked for, to `to`.
+fn send_all(to: SocketAddr, acts: Vec<Action>, out: &mut Vec<Datagram>) {
+    for a in acts {
+        if let Action::Transmit(data) = a {
+            out.push(Datagram { to, data });
+        }
+    }
+}
+
 fn token() -> String {
     let s = Sid::generate(SidKind::Call).to_string();
     s[2..18].to_string()
@@ -395,7 +404,7 @@ impl B2bua {
                 let mut acts = Vec::new();
                 e.tx.on_ack(now, &mut acts);
                 let to = e.to;
-                self.apply_server(to, acts, out);
+                send_all(to, acts, out);
                 return;
             }
             // ACK for our 2xx: in-dialog, by Call-ID.
@@ -411,7 +420,7 @@ impl B2bua {
             e.tx.on_request_retransmission(&mut acts);
             let to = e.to;
             self.counters.retransmissions += 1;
-            self.apply_server(to, acts, out);
+            send_all(to, acts, out);
             return;
         }
         let to_tag = m
@@ -467,15 +476,7 @@ impl B2bua {
         if code >= 400 {
             self.counters.refused_4xx += 1;
         }
-        self.apply_server(src, acts, out);
-    }
-
-    fn apply_server(&mut self, to: SocketAddr, acts: Vec<Action>, out: &mut Vec<Datagram>) {
-        for a in acts {
-            if let Action::Transmit(data) = a {
-                out.push(Datagram { to, data });
-            }
-        }
+        send_all(src, acts, out);
     }
 
     fn new_call(
@@ -565,7 +566,7 @@ impl B2bua {
                 tx: stx,
             },
         );
-        self.apply_server(src, acts, out);
+        send_all(src, acts, out);
 
         // Leg B from scratch.
         let b_call_id = format!("{}@maskd", token());
@@ -625,14 +626,7 @@ impl B2bua {
                 tx: ctx,
             },
         );
-        for a in acts {
-            if let Action::Transmit(data) = a {
-                out.push(Datagram {
-                    to: self.cfg.trunk,
-                    data,
-                });
-            }
-        }
+        send_all(self.cfg.trunk, acts, out);
         let now_s = (now / 1000) as i64;
         let interaction = Interaction {
             sid: Sid::generate(SidKind::Interaction),
@@ -879,7 +873,7 @@ impl B2bua {
                 if let Some(e) = self.server.get_mut(&(a_branch, false)) {
                     let mut acts = Vec::new();
                     e.tx.respond(code, bytes, now, &mut acts);
-                    self.apply_server(a_addr, acts, out);
+                    send_all(a_addr, acts, out);
                 }
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.state = CallState::Early;
@@ -891,7 +885,7 @@ impl B2bua {
                 if let Some(mut e) = self.server.remove(&(a_branch, false)) {
                     let mut acts = Vec::new();
                     e.tx.respond(200, bytes.clone(), now, &mut acts);
-                    self.apply_server(a_addr, acts, out);
+                    send_all(a_addr, acts, out);
                 }
                 // ACK leg B's 2xx (end to end, new branch), to its Contact.
                 let Some(c) = self.calls.get(&id) else { return };
@@ -943,14 +937,7 @@ impl B2bua {
                 if let Some(e) = self.client.get_mut(branch) {
                     let mut acts = Vec::new();
                     e.tx.ack(ack, &mut acts);
-                    for a in acts {
-                        if let Action::Transmit(d) = a {
-                            out.push(Datagram {
-                                to: self.cfg.trunk,
-                                data: d,
-                            });
-                        }
-                    }
+                    send_all(self.cfg.trunk, acts, out);
                 }
                 let reason = match code {
                     486 => "Busy Here",
@@ -965,7 +952,7 @@ impl B2bua {
                 if let Some(e) = self.server.get_mut(&(a_branch, false)) {
                     let mut acts = Vec::new();
                     e.tx.respond(code, bytes, now, &mut acts);
-                    self.apply_server(a_addr, acts, out);
+                    send_all(a_addr, acts, out);
                 }
                 let status = match code {
                     486 | 600 => ResourceStatus::Busy,
@@ -1031,14 +1018,7 @@ impl B2bua {
                 tx,
             },
         );
-        for a in acts {
-            if let Action::Transmit(d) = a {
-                out.push(Datagram {
-                    to: self.cfg.trunk,
-                    data: d,
-                });
-            }
-        }
+        send_all(self.cfg.trunk, acts, out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1139,11 +1119,7 @@ impl B2bua {
                 tx,
             },
         );
-        for a in acts {
-            if let Action::Transmit(d) = a {
-                out.push(Datagram { to, data: d });
-            }
-        }
+        send_all(to, acts, out);
     }
 
     /// Relays an in-dialog request to the other leg, rebuilt in that leg's dialog; only the
@@ -1308,14 +1284,7 @@ impl B2bua {
                 tx,
             },
         );
-        for a in acts {
-            if let Action::Transmit(d) = a {
-                out.push(Datagram {
-                    to: to_addr,
-                    data: d,
-                });
-            }
-        }
+        send_all(to_addr, acts, out);
     }
 
     /// The other leg answered a relayed request: pass the final answer back (body included),
@@ -1364,11 +1333,7 @@ impl B2bua {
             } else if let Some(e) = self.client.get_mut(branch) {
                 let mut acts = Vec::new();
                 e.tx.ack(ack, &mut acts);
-                for a in acts {
-                    if let Action::Transmit(d) = a {
-                        out.push(Datagram { to, data: d });
-                    }
-                }
+                send_all(to, acts, out);
             }
         }
         self.relay_final(r, m, code, now, out);
@@ -1411,7 +1376,7 @@ impl B2bua {
             let mut acts = Vec::new();
             e.tx.respond(code, bytes, now, &mut acts);
             let done = acts.contains(&Action::Terminated);
-            self.apply_server(r.reply_to, acts, out);
+            send_all(r.reply_to, acts, out);
             if done {
                 self.server.remove(&r.server_key);
             }
@@ -1455,17 +1420,6 @@ impl B2bua {
         }
         // Keep the call until its transactions are gone (the 2xx retransmission and ACKs);
         // `on_timer` drops ended calls with nothing left to do.
-    }
-
-    /// The earliest instant anything wants to be woken.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        let c = self.client.values().filter_map(|e| e.tx.poll_timeout());
-        let s = self.server.values().filter_map(|e| e.tx.poll_timeout());
-        let ok = self
-            .calls
-            .values()
-            .filter_map(|c| c.ok_to_a.as_ref().map(|o| o.1));
-        c.chain(s).chain(ok).min()
     }
 
     /// Drives every timer due at `now`.
@@ -1521,7 +1475,7 @@ impl B2bua {
                     if let Some(e) = self.server.get_mut(&(a_branch, false)) {
                         let mut acts = Vec::new();
                         e.tx.respond(408, bytes, now, &mut acts);
-                        self.apply_server(a_addr, acts, out);
+                        send_all(a_addr, acts, out);
                     }
                 }
                 self.set_leg(
