@@ -263,26 +263,42 @@ pub fn get() -> &'static Metrics {
 }
 
 /// A bounded label for a SIP datagram: its method, or its response class.
-pub fn sip_kind(data: &[u8]) -> &'static str {
+/// The `kind` label values of `maskd_sip_messages_total`: response classes, then methods.
+const SIP_KINDS: [&str; 16] = [
+    "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS",
+    "UPDATE", "INFO", "PRACK", "REGISTER", "other",
+];
+
+fn sip_kind_index(data: &[u8]) -> usize {
+    const OTHER: usize = SIP_KINDS.len() - 1;
     if let Some(rest) = data.strip_prefix(b"SIP/2.0 ") {
         return match rest.first() {
-            Some(b'1') => "1xx",
-            Some(b'2') => "2xx",
-            Some(b'3') => "3xx",
-            Some(b'4') => "4xx",
-            Some(b'5') => "5xx",
-            Some(b'6') => "6xx",
-            _ => "other",
+            Some(c @ b'1'..=b'6') => (c - b'1') as usize,
+            _ => OTHER,
         };
     }
-    const METHODS: &[&str] = &[
-        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REGISTER",
-    ];
-    METHODS
-        .iter()
-        .find(|m| data.starts_with(m.as_bytes()) && data.get(m.len()) == Some(&b' '))
-        .copied()
-        .unwrap_or("other")
+    (6..OTHER)
+        .find(|&i| {
+            let m = SIP_KINDS[i].as_bytes();
+            data.starts_with(m) && data.get(m.len()) == Some(&b' ')
+        })
+        .unwrap_or(OTHER)
+}
+
+/// Counts one SIP message in (`inbound`) or out. The counters are resolved once: a label
+/// lookup per datagram showed in the voice plane's profile.
+pub fn sip_message(inbound: bool, data: &[u8]) {
+    static C: OnceLock<Vec<prometheus::IntCounter>> = OnceLock::new();
+    let c = C.get_or_init(|| {
+        let m = get();
+        ["in", "out"]
+            .iter()
+            .flat_map(|d| SIP_KINDS.iter().map(move |k| (d, k)))
+            .map(|(d, k)| m.sip_messages.with_label_values(&[d, k]))
+            .collect()
+    });
+    let base = if inbound { 0 } else { SIP_KINDS.len() };
+    c[base + sip_kind_index(data)].inc();
 }
 
 pub fn sessions_created() {

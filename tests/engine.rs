@@ -461,3 +461,62 @@ fn message_interactions_reach_the_outbox_and_survive_restart_queued() {
     assert_eq!(pending[0].participant, kp);
     assert_eq!(pending[0].body, "hello");
 }
+
+/// A call's log is written behind the call (`record_behind`, nobody waits on it) and may be
+/// held back to share a commit; it still lands in order before anything awaited after it,
+/// and of an interaction changed several times only the last version remains.
+#[test]
+fn logs_written_behind_land_in_order_before_an_awaited_write() {
+    use maskd::core::model::ResourceStatus;
+    use maskd::core::store::WriteOp;
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path(), T0 * 1000);
+    let svc = service(&e, &["+14155550101", "+14155550102"]);
+    let (s, parts, d) = e
+        .create_session(
+            svc,
+            NewSession {
+                participants: pair("+14155551001", "+14155551002"),
+                ..Default::default()
+            },
+            T0,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    let (i, _, d) = e
+        .create_message_interaction(s.sid, parts[1].sid, "hello", T0 + 1)
+        .unwrap();
+    d.wait_blocking().unwrap();
+    let mut v = i.clone();
+    for (k, st) in [
+        ResourceStatus::Sent,
+        ResourceStatus::Delivered,
+        ResourceStatus::Undelivered,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        v.outbound.resource_status = Some(st);
+        v.date_updated = T0 + 2 + k as i64;
+        e.record_behind(
+            vec![WriteOp::PutInteraction(v.clone())],
+            Some((s.sid, T0 + 2)),
+        );
+    }
+    // An awaited write submitted after them: when it is durable, so are they.
+    e.record(vec![], None).wait_blocking().unwrap();
+    let stored = e.store().interaction(i.sid).unwrap().unwrap();
+    assert_eq!(
+        stored.outbound.resource_status,
+        Some(ResourceStatus::Undelivered)
+    );
+    assert_eq!(stored, v);
+    drop(e);
+    // And they survive a restart as written.
+    let e = open(dir.path(), (T0 + 10) * 1000);
+    assert_eq!(e.store().interaction(i.sid).unwrap().unwrap(), v);
+    assert_eq!(
+        e.session(s.sid).unwrap().date_last_interaction,
+        Some(T0 + 2)
+    );
+}

@@ -1301,7 +1301,25 @@ impl Engine {
     /// Writes what a data plane recorded, in order behind every earlier change. With
     /// `touch`, the session counts an interaction now: its TTL clock restarts and an open
     /// session becomes in-progress (persisted in the same batch).
-    pub fn record(&self, mut ops: Vec<WriteOp>, touch: Option<(Sid, Timestamp)>) -> Durable {
+    pub fn record(&self, ops: Vec<WriteOp>, touch: Option<(Sid, Timestamp)>) -> Durable {
+        let (done, durable) = durable_pair();
+        self.record_with(ops, touch, Some(done));
+        durable
+    }
+
+    /// `record` for a log nobody waits on (a call's interaction, written behind the call):
+    /// still in order behind every earlier change, but the store may hold it back briefly to
+    /// share a commit with others.
+    pub fn record_behind(&self, ops: Vec<WriteOp>, touch: Option<(Sid, Timestamp)>) {
+        self.record_with(ops, touch, None);
+    }
+
+    fn record_with(
+        &self,
+        mut ops: Vec<WriteOp>,
+        touch: Option<(Sid, Timestamp)>,
+        done: Option<super::store::Completion>,
+    ) {
         let mut st = self.state.lock();
         if let Some((sid, now)) = touch {
             st.touch_session(sid, now);
@@ -1309,7 +1327,7 @@ impl Engine {
                 ops.push(WriteOp::PutSession(view));
             }
         }
-        self.submit(ops)
+        self.store.submit(ops, done);
     }
 
     pub fn stats(&self) -> Stats {

@@ -28,7 +28,7 @@ impl Core for EngineCore {
     fn record(&self, ops: Vec<WriteOp>, touch: Option<(Sid, i64)>) {
         // Not awaited: a call's log is written by the group commit in order; the answer on
         // the wire does not wait for it.
-        drop(self.0.record(ops, touch));
+        self.0.record_behind(ops, touch);
     }
     fn next_seq(&self) -> u64 {
         self.0.next_seq()
@@ -40,6 +40,9 @@ enum Event {
     Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
     Closed(SocketAddr),
 }
+
+/// Datagrams read per wake-up beyond the first.
+const UDP_BURST: usize = 63;
 
 /// At most this many bytes wait in one TCP connection's buffer for a message to complete.
 const MAX_STREAM_BUFFER: usize = 128 * 1024;
@@ -128,8 +131,16 @@ pub async fn run(
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { continue };
-                m.sip_messages.with_label_values(&["in", crate::metrics::sip_kind(&buf[..n])]).inc();
-                b2bua.handle(src, &buf[..n], now(), &core, &mut out);
+                crate::metrics::sip_message(true, &buf[..n]);
+                let t = now();
+                b2bua.handle(src, &buf[..n], t, &core, &mut out);
+                // Whatever else already waits is read now (a bounded number): one wake-up
+                // serves a burst instead of one per datagram.
+                for _ in 0..UDP_BURST {
+                    let Ok((n, src)) = sock.try_recv_from(&mut buf) else { break };
+                    crate::metrics::sip_message(true, &buf[..n]);
+                    b2bua.handle(src, &buf[..n], t, &core, &mut out);
+                }
             }
             r = tcp.accept() => {
                 if let Ok((stream, peer)) = r {
@@ -138,7 +149,7 @@ pub async fn run(
             }
             Some(ev) = ev_rx.recv() => match ev {
                 Event::Message(peer, data) => {
-                    m.sip_messages.with_label_values(&["in", crate::metrics::sip_kind(&data)]).inc();
+                    crate::metrics::sip_message(true, &data);
                     b2bua.handle(peer, &data, now(), &core, &mut out);
                 }
                 Event::Opened(peer, tx) => {
@@ -156,9 +167,7 @@ pub async fn run(
             _ = stop.changed() => return,
         }
         for d in out.drain(..) {
-            m.sip_messages
-                .with_label_values(&["out", crate::metrics::sip_kind(&d.data)])
-                .inc();
+            crate::metrics::sip_message(false, &d.data);
             if d.to == trunk && trunk_tcp && !streams.contains_key(&trunk) {
                 // The first message for the trunk opens the TCP connection to it.
                 if let Ok(Ok(s)) =

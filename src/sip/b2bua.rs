@@ -150,13 +150,17 @@ pub struct Counters {
     pub calls_started: u64,
 }
 
+/// The B2BUA's maps: foldhash (randomly seeded per map) instead of SipHash, which was ~6 %
+/// of the voice plane's CPU; keys come from trusted peers only (`trusted_cidrs`).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 pub struct B2bua {
     cfg: Settings,
-    calls: HashMap<u64, Call>,
-    by_a: HashMap<String, u64>,
-    by_b: HashMap<String, u64>,
-    client: HashMap<String, ClientEntry>,
-    server: HashMap<(String, bool), ServerEntry>,
+    calls: Map<u64, Call>,
+    by_a: Map<String, u64>,
+    by_b: Map<String, u64>,
+    client: Map<String, ClientEntry>,
+    server: Map<(String, bool), ServerEntry>,
     next: u64,
     /// Peers connected over TCP (reported by the driver).
     stream_peers: std::collections::HashSet<SocketAddr>,
@@ -225,11 +229,11 @@ impl B2bua {
     pub fn new(cfg: Settings) -> B2bua {
         B2bua {
             cfg,
-            calls: HashMap::new(),
-            by_a: HashMap::new(),
-            by_b: HashMap::new(),
-            client: HashMap::new(),
-            server: HashMap::new(),
+            calls: Map::default(),
+            by_a: Map::default(),
+            by_b: Map::default(),
+            client: Map::default(),
+            server: Map::default(),
             next: 1,
             stream_peers: std::collections::HashSet::new(),
             counters: Counters::default(),

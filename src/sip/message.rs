@@ -50,31 +50,34 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        const NAMES: &[(&str, HeaderName)] = &[
-            ("via", Via),
-            ("from", From),
-            ("to", To),
-            ("call-id", CallId),
-            ("cseq", CSeq),
-            ("max-forwards", MaxForwards),
-            ("contact", Contact),
-            ("content-length", ContentLength),
-            ("content-type", ContentType),
-            ("route", Route),
-            ("record-route", RecordRoute),
-            ("supported", Supported),
-            ("require", Require),
-            ("proxy-require", ProxyRequire),
-            ("allow", Allow),
-            ("accept", Accept),
-            ("session-expires", SessionExpires),
-            ("min-se", MinSe),
-            ("expires", Expires),
-            ("p-asserted-identity", PAssertedIdentity),
-        ];
-        NAMES
+        // Candidates by length first: one comparison for almost every header.
+        let candidates: &[(&str, HeaderName)] = match name.len() {
+            2 => &[("to", To)],
+            3 => &[("via", Via)],
+            4 => &[("from", From), ("cseq", CSeq)],
+            5 => &[("route", Route), ("allow", Allow)],
+            6 => &[("accept", Accept), ("min-se", MinSe)],
+            7 => &[
+                ("call-id", CallId),
+                ("contact", Contact),
+                ("require", Require),
+                ("expires", Expires),
+            ],
+            9 => &[("supported", Supported)],
+            12 => &[
+                ("max-forwards", MaxForwards),
+                ("record-route", RecordRoute),
+                ("content-type", ContentType),
+            ],
+            13 => &[("proxy-require", ProxyRequire)],
+            14 => &[("content-length", ContentLength)],
+            15 => &[("session-expires", SessionExpires)],
+            19 => &[("p-asserted-identity", PAssertedIdentity)],
+            _ => &[],
+        };
+        candidates
             .iter()
-            .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map_or(Other, |(_, h)| *h)
     }
 
@@ -156,7 +159,7 @@ pub fn parse(buf: &[u8], transport: Transport) -> Result<Option<(Message<'_>, us
     };
     let head =
         std::str::from_utf8(&data[..head_end]).map_err(|_| bad("Header Block Is Not UTF-8"))?;
-    let mut lines = head.split("\r\n");
+    let mut lines = crlf_lines(head);
     let first = lines.next().unwrap_or("");
     let start_line = parse_start_line(first)?;
     let mut headers: Vec<Header<'_>> = Vec::with_capacity(24);
@@ -332,6 +335,31 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
 }
 
 /// The offset of the first `\r\n\r\n`.
+/// The lines of a header block split at CRLF (a lone CR or LF stays inside its line), like
+/// `split("\r\n")` but searching for the LF bytewise.
+fn crlf_lines(head: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(head);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        let b = r.as_bytes();
+        let mut from = 0;
+        loop {
+            match b[from..].iter().position(|&c| c == b'\n') {
+                Some(p) if from + p > 0 && b[from + p - 1] == b'\r' => {
+                    let end = from + p - 1;
+                    rest = Some(&r[from + p + 1..]);
+                    return Some(&r[..end]);
+                }
+                Some(p) => from += p + 1,
+                None => {
+                    rest = None;
+                    return Some(r);
+                }
+            }
+        }
+    })
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     debug_assert_eq!(needle, b"\r\n\r\n");
     let mut i = 0;
@@ -677,7 +705,54 @@ v=0\r\n";
         assert_eq!(m.header(HeaderName::ContentLength), Some("0"));
     }
 
+    #[test]
+    fn header_names_by_any_case() {
+        use HeaderName::*;
+        for (n, h) in [
+            ("via", Via),
+            ("from", From),
+            ("to", To),
+            ("call-id", CallId),
+            ("cseq", CSeq),
+            ("max-forwards", MaxForwards),
+            ("contact", Contact),
+            ("content-length", ContentLength),
+            ("content-type", ContentType),
+            ("route", Route),
+            ("record-route", RecordRoute),
+            ("supported", Supported),
+            ("require", Require),
+            ("proxy-require", ProxyRequire),
+            ("allow", Allow),
+            ("accept", Accept),
+            ("session-expires", SessionExpires),
+            ("min-se", MinSe),
+            ("expires", Expires),
+            ("p-asserted-identity", PAssertedIdentity),
+        ] {
+            assert_eq!(HeaderName::from_name(n), h, "{n}");
+            assert_eq!(HeaderName::from_name(&n.to_ascii_uppercase()), h, "{n}");
+        }
+        for other in [
+            "subject",
+            "x-via",
+            "tos",
+            "call-info",
+            "",
+            "content-lengths",
+        ] {
+            assert_eq!(HeaderName::from_name(other), Other, "{other}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn crlf_lines_split_like_str_split(s in "[a\r\n:]{0,40}") {
+            let ours: Vec<&str> = crlf_lines(&s).collect();
+            let std: Vec<&str> = s.split("\r\n").collect();
+            proptest::prop_assert_eq!(ours, std);
+        }
+
         #[test]
         fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
             for t in [Transport::Datagram, Transport::Stream] {

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,10 @@ const SCHEMA_VERSION: i64 = 2;
 const QUEUE_BOUND: usize = 65_536;
 /// Batches folded into one transaction at most.
 const GROUP_MAX: usize = 1024;
+/// When nobody waits on a batch (a call's log, written behind the call), the writer keeps
+/// collecting for up to this long before it commits, so that one fsync serves a whole
+/// burst of calls. Anything awaited (an API answer, an SMPP acknowledgement) ends the wait.
+const LAZY_WINDOW: Duration = Duration::from_millis(20);
 
 const SCHEMA_V1: &str = "
 CREATE TABLE services (
@@ -80,6 +86,9 @@ type Job = (Vec<WriteOp>, Option<Completion>);
 /// The SQLite store. Dropping it stops the writer after it has committed what was queued.
 pub struct SqliteStore {
     tx: Mutex<Option<SyncSender<Job>>>,
+    /// Set with an awaited job: ends the writer's wait for company (see `LAZY_WINDOW`).
+    urgent: Arc<AtomicBool>,
+    writer_thread: std::thread::Thread,
     reader: Mutex<Connection>,
     writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
@@ -121,12 +130,16 @@ impl SqliteStore {
         let reader = Connection::open(path).map_err(io)?;
         configure(&reader)?;
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_BOUND);
+        let urgent = Arc::new(AtomicBool::new(false));
+        let flag = urgent.clone();
         let handle = std::thread::Builder::new()
             .name("maskd-store".into())
-            .spawn(move || writer_loop(conn, rx, on_fatal))
+            .spawn(move || writer_loop(conn, rx, &flag, on_fatal))
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(SqliteStore {
             tx: Mutex::new(Some(tx)),
+            urgent,
+            writer_thread: handle.thread().clone(),
             reader: Mutex::new(reader),
             writer: Mutex::new(Some(handle)),
             path: path.to_path_buf(),
@@ -140,6 +153,7 @@ impl SqliteStore {
     /// Stops accepting writes and waits until everything queued is committed.
     pub fn close(&self) {
         self.tx.lock().take();
+        self.writer_thread.unpark();
         if let Some(h) = self.writer.lock().take() {
             let _ = h.join();
         }
@@ -190,7 +204,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, rx: Receiver<Job>, on_fatal: Box<dyn Fn(StoreError) + Send>) {
+fn writer_loop(
+    mut conn: Connection,
+    rx: Receiver<Job>,
+    urgent: &AtomicBool,
+    on_fatal: Box<dyn Fn(StoreError) + Send>,
+) {
     let mut failed = false;
     loop {
         let first = match rx.recv_timeout(Duration::from_secs(3600)) {
@@ -198,12 +217,22 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>, on_fatal: Box<dyn Fn(Sto
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        // An awaited job sent from here on sets `urgent` after it is in the channel; one
+        // sent earlier is in the channel and drained below.
+        urgent.store(false, Ordering::SeqCst);
         let mut jobs = vec![first];
-        while jobs.len() < GROUP_MAX {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+        drain(&rx, &mut jobs);
+        if jobs.iter().all(|j| j.1.is_none()) {
+            // Parked, not blocked in `recv`: lazy submitters then cost no wake-up each.
+            let until = Instant::now() + LAZY_WINDOW;
+            loop {
+                let now = Instant::now();
+                if now >= until || urgent.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::park_timeout(until - now);
             }
+            drain(&rx, &mut jobs);
         }
         if failed {
             for (_, done) in jobs {
@@ -230,23 +259,38 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Job>, on_fatal: Box<dyn Fn(Sto
     }
 }
 
+fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < GROUP_MAX {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
 fn apply(conn: &mut Connection, jobs: &[Job]) -> Result<(), StoreError> {
-    // A session row written several times in one batch (every message touches its
-    // session) only needs its last version: skip the earlier ones, keep every other op in
-    // order.
-    let mut last_put: HashMap<Sid, (usize, usize)> = HashMap::new();
+    // A session or interaction row written several times in one batch (every message
+    // touches its session; a call's interaction changes at ringing, answer and hang-up) only
+    // needs its last version: skip the earlier ones, keep every other op in order. Rows are
+    // whole-row replacements and foreign keys are off, so the result is the same.
+    let replaced = |op: &WriteOp| match op {
+        WriteOp::PutSession(v) => Some((0u8, v.sid)),
+        WriteOp::PutInteraction(v) => Some((1u8, v.sid)),
+        _ => None,
+    };
+    let mut last_put: HashMap<(u8, Sid), (usize, usize)> = HashMap::new();
     for (j, (ops, _)) in jobs.iter().enumerate() {
         for (k, op) in ops.iter().enumerate() {
-            if let WriteOp::PutSession(v) = op {
-                last_put.insert(v.sid, (j, k));
+            if let Some(key) = replaced(op) {
+                last_put.insert(key, (j, k));
             }
         }
     }
     let tx = conn.transaction().map_err(io)?;
     for (j, (ops, _)) in jobs.iter().enumerate() {
         for (k, op) in ops.iter().enumerate() {
-            if let WriteOp::PutSession(v) = op {
-                if last_put.get(&v.sid) != Some(&(j, k)) {
+            if let Some(key) = replaced(op) {
+                if last_put.get(&key) != Some(&(j, k)) {
                     continue;
                 }
             }
@@ -588,7 +632,12 @@ impl Store for SqliteStore {
         match tx {
             // A send error means the writer is gone: dropping `done` fails its waiter.
             Some(tx) => {
+                let awaited = done.is_some();
                 let _ = tx.send((ops, done));
+                if awaited {
+                    self.urgent.store(true, Ordering::SeqCst);
+                    self.writer_thread.unpark();
+                }
             }
             None => drop(done),
         }
