@@ -41,6 +41,11 @@ enum Event {
     Closed(SocketAddr),
 }
 
+/// The timer tick: at 1,000 calls/s ~30,000 transactions are alive (UDP non-INVITE
+/// server transactions absorb retransmissions for 32 s) and each tick looks at all of them;
+/// 10 ms ticks cost ~7 % of the voice plane's CPU.
+const TICK_MS: u64 = 50;
+
 /// Datagrams read per wake-up beyond the first.
 const UDP_BURST: usize = 63;
 
@@ -121,11 +126,12 @@ pub async fn run(
     let base = crate::app::now_ms().max(0) as u64;
     let now = || base + start.elapsed().as_millis() as u64;
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(4096);
-    let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
-    // Timers are driven by a fixed 10 ms tick (RFC 3261 timers are ≥ 500 ms apart): asking
-    // the B2BUA for its next deadline after every datagram cost a scan of every
-    // transaction per datagram.
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>, foldhash::fast::RandomState> =
+        HashMap::default();
+    // Timers are driven by a fixed tick (RFC 3261 timers are ≥ 500 ms apart, so a timer
+    // fires at most one tick late): asking the B2BUA for its next deadline after every
+    // datagram cost a scan of every transaction per datagram, and each tick scans them all.
+    let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

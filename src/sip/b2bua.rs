@@ -150,6 +150,9 @@ pub struct Counters {
     pub calls_started: u64,
 }
 
+/// How often ended calls are swept from memory (ms).
+const SWEEP_MS: u64 = 1_000;
+
 /// The B2BUA's maps: foldhash (randomly seeded per map) instead of SipHash, which was ~6 %
 /// of the voice plane's CPU; keys come from trusted peers only (`trusted_cidrs`).
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -163,7 +166,9 @@ pub struct B2bua {
     server: Map<(String, bool), ServerEntry>,
     next: u64,
     /// Peers connected over TCP (reported by the driver).
-    stream_peers: std::collections::HashSet<SocketAddr>,
+    stream_peers: std::collections::HashSet<SocketAddr, foldhash::fast::RandomState>,
+    /// When ended calls are next swept from memory.
+    next_sweep: u64,
     pub counters: Counters,
 }
 
@@ -235,7 +240,8 @@ impl B2bua {
             client: Map::default(),
             server: Map::default(),
             next: 1,
-            stream_peers: std::collections::HashSet::new(),
+            stream_peers: Default::default(),
+            next_sweep: 0,
             counters: Counters::default(),
         }
     }
@@ -1511,8 +1517,13 @@ impl B2bua {
                 }
             }
         }
-        // Forget ended calls once nothing refers to them.
-        let live: std::collections::HashSet<u64> = self
+        // Forget ended calls once nothing refers to them. This looks at every transaction,
+        // so it runs once a second, not every tick.
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_MS;
+        let live: std::collections::HashSet<u64, foldhash::fast::RandomState> = self
             .client
             .values()
             .map(|e| e.call)
