@@ -5,6 +5,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: with ~30,000 live SIP transactions at 1,000 calls/s,
+/// glibc's malloc/free/consolidate were ~21 % of the voice plane's CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: maskd run --config PATH\n       maskd check-config --config PATH\n       maskd --version";
 const EX_USAGE: u8 = 64;
 

@@ -5,6 +5,8 @@
 //! route lookup and the interaction log go through the narrow `Core` handle.
 
 use std::collections::HashMap;
+
+use super::timed::{Deadline, Timed};
 use std::net::{IpAddr, SocketAddr};
 
 use super::message::{parse, HeaderName, Message, Outgoing, ParseError, StartLine, Transport};
@@ -142,6 +144,18 @@ struct ServerEntry {
     tx: ServerTx,
 }
 
+impl Deadline for ClientEntry {
+    fn deadline(&self) -> Option<u64> {
+        self.tx.poll_timeout()
+    }
+}
+
+impl Deadline for ServerEntry {
+    fn deadline(&self) -> Option<u64> {
+        self.tx.poll_timeout()
+    }
+}
+
 /// Counters the driver exports as metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counters {
@@ -162,8 +176,8 @@ pub struct B2bua {
     calls: Map<u64, Call>,
     by_a: Map<String, u64>,
     by_b: Map<String, u64>,
-    client: Map<String, ClientEntry>,
-    server: Map<(String, bool), ServerEntry>,
+    client: Timed<String, ClientEntry>,
+    server: Timed<(String, bool), ServerEntry>,
     next: u64,
     /// Peers connected over TCP (reported by the driver).
     stream_peers: std::collections::HashSet<SocketAddr, foldhash::fast::RandomState>,
@@ -237,8 +251,8 @@ impl B2bua {
             calls: Map::default(),
             by_a: Map::default(),
             by_b: Map::default(),
-            client: Map::default(),
-            server: Map::default(),
+            client: Timed::default(),
+            server: Timed::default(),
             next: 1,
             stream_peers: Default::default(),
             next_sweep: 0,
@@ -332,6 +346,8 @@ impl B2bua {
             StartLine::Response { code, .. } => self.on_response(&m, code, now, core, out),
             StartLine::Request { method, .. } => self.on_request(src, &m, method, now, core, out),
         }
+        self.client.settle();
+        self.server.settle();
     }
 
     /// A request that does not parse gets a 400 naming the fault when enough of it is
@@ -1434,9 +1450,18 @@ impl B2bua {
 
     /// Drives every timer due at `now`.
     pub fn on_timer(&mut self, now: u64, core: &dyn Core, out: &mut Vec<Datagram>) {
+        self.fire_timers(now, core, out);
+        self.client.settle();
+        self.server.settle();
+    }
+
+    fn fire_timers(&mut self, now: u64, core: &dyn Core, out: &mut Vec<Datagram>) {
         let mut timed_out = Vec::new();
         let mut done = Vec::new();
-        for (k, e) in self.client.iter_mut() {
+        for k in self.client.due(now) {
+            let Some(e) = self.client.get_mut(&k) else {
+                continue;
+            };
             if e.tx.poll_timeout().is_some_and(|t| t <= now) {
                 let mut acts = Vec::new();
                 e.tx.on_timer(now, &mut acts);
@@ -1457,7 +1482,10 @@ impl B2bua {
             self.client.remove(&k);
         }
         let mut done = Vec::new();
-        for (k, e) in self.server.iter_mut() {
+        for k in self.server.due(now) {
+            let Some(e) = self.server.get_mut(&k) else {
+                continue;
+            };
             if e.tx.poll_timeout().is_some_and(|t| t <= now) {
                 let mut acts = Vec::new();
                 e.tx.on_timer(now, &mut acts);

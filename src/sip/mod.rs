@@ -3,6 +3,7 @@
 
 pub mod b2bua;
 pub mod message;
+mod timed;
 pub mod transaction;
 pub mod uri;
 

@@ -1,0 +1,155 @@
+//! A map of transactions with a heap of their deadlines, so the timer tick looks only at
+//! the transactions that are due instead of at every live one (~30,000 at 1,000 calls/s,
+//! since UDP non-INVITE server transactions absorb retransmissions for 32 s).
+//!
+//! Every mutable access or insertion marks its key; `settle` then records each marked
+//! entry's current deadline. Heap entries are checked when they come due, so stale ones
+//! (the entry was removed or its deadline moved) cost one comparison and are dropped.
+
+use std::borrow::Borrow;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::Hash;
+
+pub trait Deadline {
+    /// When this entry next needs `on_timer`, if ever.
+    fn deadline(&self) -> Option<u64>;
+}
+
+pub struct Timed<K, V> {
+    map: HashMap<K, V, foldhash::fast::RandomState>,
+    heap: BinaryHeap<Reverse<(u64, K)>>,
+    touched: Vec<K>,
+}
+
+impl<K: Hash + Eq + Ord + Clone, V: Deadline> Default for Timed<K, V> {
+    fn default() -> Self {
+        Timed {
+            map: HashMap::default(),
+            heap: BinaryHeap::new(),
+            touched: Vec::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Ord + Clone, V: Deadline> Timed<K, V> {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+
+    pub fn get_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let v = self.map.get_mut(k)?;
+        self.touched.push(k.to_owned());
+        Some(v)
+    }
+
+    pub fn insert(&mut self, k: K, v: V) {
+        self.touched.push(k.clone());
+        self.map.insert(k, v);
+    }
+
+    pub fn remove<Q>(&mut self, k: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.remove(k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values()
+    }
+
+    /// Records the deadline of every entry touched since the last call.
+    pub fn settle(&mut self) {
+        self.touched.sort_unstable();
+        self.touched.dedup();
+        for k in self.touched.drain(..) {
+            if let Some(t) = self.map.get(&k).and_then(V::deadline) {
+                self.heap.push(Reverse((t, k)));
+            }
+        }
+    }
+
+    /// The keys of the entries due at `now`, each once.
+    pub fn due(&mut self, now: u64) -> Vec<K> {
+        let mut out = Vec::new();
+        while self.heap.peek().is_some_and(|Reverse((t, _))| *t <= now) {
+            let Some(Reverse((_, k))) = self.heap.pop() else {
+                break;
+            };
+            match self.map.get(&k).and_then(V::deadline) {
+                Some(d) if d <= now => out.push(k),
+                // Moved later without a `settle` in between: keep watching it.
+                Some(d) => self.heap.push(Reverse((d, k))),
+                None => {}
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Heap entries, live or stale.
+    #[cfg(test)]
+    pub fn pending(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct E(Option<u64>);
+    impl Deadline for E {
+        fn deadline(&self) -> Option<u64> {
+            self.0
+        }
+    }
+
+    #[test]
+    fn only_due_entries_come_out_and_stale_ones_are_dropped() {
+        let mut t: Timed<u32, E> = Timed::default();
+        t.insert(1, E(Some(100)));
+        t.insert(2, E(Some(50)));
+        t.insert(3, E(None));
+        t.settle();
+        assert_eq!(t.due(49), Vec::<u32>::new());
+        assert_eq!(t.due(60), vec![2]);
+        // 1 moves later through get_mut; the old heap entry is stale.
+        t.get_mut(&1).unwrap().0 = Some(200);
+        t.settle();
+        assert_eq!(t.due(150), Vec::<u32>::new());
+        assert_eq!(
+            t.due(200),
+            vec![1],
+            "once, though two heap entries led to it"
+        );
+        // A removed entry never comes out.
+        t.insert(4, E(Some(300)));
+        t.settle();
+        t.remove(&4);
+        assert_eq!(t.due(1_000), Vec::<u32>::new());
+        assert_eq!(t.pending(), 0, "due entries leave the heap");
+    }
+
+    #[test]
+    fn a_deadline_moved_without_settle_is_still_honoured() {
+        let mut t: Timed<u32, E> = Timed::default();
+        t.insert(1, E(Some(10)));
+        t.settle();
+        // Changed behind the map's back (no get_mut): found when the old entry comes due.
+        t.map.get_mut(&1).unwrap().0 = Some(30);
+        assert_eq!(t.due(20), Vec::<u32>::new());
+        assert_eq!(t.due(30), vec![1]);
+    }
+}
