@@ -201,6 +201,7 @@ pub async fn run(
         trusted: cfg.sip.trusted.clone(),
         assert_identity: cfg.raw.sip.assert_identity,
         max_calls: cfg.raw.sip.max_calls as usize,
+        max_transactions: cfg.raw.sip.max_transactions as usize,
         keep_calls_on_close: cfg.raw.sip.keep_calls_on_close,
         trunk_tcp: cfg.raw.sip.transport == "tcp",
         timers: crate::sip::transaction::Timers {

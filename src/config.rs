@@ -126,6 +126,9 @@ pub struct SipConfig {
     pub assert_identity: bool,
     /// Concurrent calls before 503.
     pub max_calls: u32,
+    /// Live SIP transactions before new requests get 503 (UDP non-INVITE transactions
+    /// live 32 s: ~30,000 at 1,000 calls/s).
+    pub max_transactions: u32,
 }
 
 impl Default for SipConfig {
@@ -142,6 +145,7 @@ impl Default for SipConfig {
             keep_calls_on_close: false,
             assert_identity: false,
             max_calls: 10_000,
+            max_transactions: 200_000,
         }
     }
 }
@@ -474,6 +478,9 @@ impl Config {
         let t1 = p.duration("sip.t1", &sip.t1);
         let t2 = p.duration("sip.t2", &sip.t2);
         let t4 = p.duration("sip.t4", &sip.t4);
+        if sip.max_transactions == 0 {
+            p.add("sip.max_transactions", "must be at least 1");
+        }
         if sip.max_calls == 0 {
             p.add("sip.max_calls", "must be at least 1");
         }

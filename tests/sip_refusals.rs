@@ -116,6 +116,48 @@ fn over_max_calls_is_503_with_retry_after() {
 }
 
 #[test]
+fn over_max_transactions_is_503_with_retry_after_and_bye_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, pa) = daemon(dir.path(), "  max_transactions: 2\n", "voice-and-message");
+    let (s, port) = socket();
+    // The first call holds two transactions (leg A's INVITE server, leg B's INVITE client)...
+    s.send_to(invite(port, &pa, "+14155551001", "tx1").as_bytes(), d.sip)
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 100"));
+    // ... so a new INVITE or OPTIONS is over the bound, though max_calls is not reached.
+    let r = ask(&s, d.sip, &invite(port, &pa, "+14155551001", "tx2"));
+    assert!(r.starts_with("SIP/2.0 503 Service Unavailable"), "{r}");
+    assert!(r.contains("Retry-After: "), "{r}");
+    let opts = format!(
+        "OPTIONS sip:{pa}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKo2\r\nFrom: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:{pa}@127.0.0.1>\r\nCall-ID: o2\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert!(ask(&s, d.sip, &opts).starts_with("SIP/2.0 503"));
+    // A CANCEL, which ends a call, is still served: 200 for it, then 487 for the INVITE.
+    let inv = invite(port, &pa, "+14155551001", "tx1");
+    let via = inv.lines().find(|l| l.starts_with("Via:")).unwrap();
+    let from = inv.lines().find(|l| l.starts_with("From:")).unwrap();
+    let to = inv.lines().find(|l| l.starts_with("To:")).unwrap();
+    let cancel = format!(
+        "CANCEL sip:{pa}@127.0.0.1 SIP/2.0\r\n{via}\r\n{from}\r\n{to}\r\nCall-ID: tx1\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let r = ask(&s, d.sip, &cancel);
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    // The counter is exported after the answers go out: poll it, bounded.
+    let counted = (0..50).any(|_| {
+        let ok = d
+            .metrics_text()
+            .contains("maskd_sip_requests_refused_total 2");
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ok
+    });
+    assert!(counted, "both refusals counted: {}", d.metrics_text());
+}
+
+#[test]
 fn malformed_requests_get_400_naming_the_fault_and_options_200() {
     let dir = tempfile::tempdir().unwrap();
     let (d, pa) = daemon(dir.path(), "", "voice-and-message");

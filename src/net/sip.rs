@@ -220,7 +220,8 @@ pub async fn run(
         m.sip_retransmissions.reset();
         m.sip_retransmissions.inc_by(b2bua.counters.retransmissions);
         m.sip_refused.reset();
-        m.sip_refused.inc_by(b2bua.counters.refused_4xx);
+        m.sip_refused
+            .inc_by(b2bua.counters.refused_4xx + b2bua.counters.refused_overload);
         m.sip_calls_started.reset();
         m.sip_calls_started.inc_by(b2bua.counters.calls_started);
     }

@@ -36,6 +36,9 @@ pub struct Settings {
     /// Set P-Asserted-Identity to the proxy number on leg B.
     pub assert_identity: bool,
     pub max_calls: usize,
+    /// Live transactions before new requests get 503 (BYE and CANCEL, which end calls,
+    /// are still served: there are at most a few per call, and calls are bounded).
+    pub max_transactions: usize,
     pub timers: Timers,
     /// Leave calls up when their session closes (else BYE on both legs).
     pub keep_calls_on_close: bool,
@@ -161,6 +164,8 @@ impl Deadline for ServerEntry {
 pub struct Counters {
     pub retransmissions: u64,
     pub refused_4xx: u64,
+    /// Requests answered 503 because `max_transactions` transactions were live.
+    pub refused_overload: u64,
     pub calls_started: u64,
 }
 
@@ -447,6 +452,15 @@ impl B2bua {
             let to = e.to;
             self.counters.retransmissions += 1;
             send_all(to, acts, out);
+            return;
+        }
+        if self.transactions() >= self.cfg.max_transactions && !matches!(method, "BYE" | "CANCEL") {
+            // Over the bound: answered statelessly, so the refusal costs no transaction.
+            self.counters.refused_overload += 1;
+            let r = Self::reply(m, 503, "Service Unavailable", Some(&token()))
+                .header("Retry-After", "5")
+                .encode();
+            out.push(Datagram { to: src, data: r });
             return;
         }
         let to_tag = m

@@ -18,7 +18,10 @@ pub trait Deadline {
 
 pub struct Timed<K, V> {
     map: HashMap<K, V, foldhash::fast::RandomState>,
-    heap: BinaryHeap<Reverse<(u64, K)>>,
+    /// (deadline, push order, key): the push order breaks ties so that keys (long branch
+    /// strings with common prefixes) are never compared in the heap.
+    heap: BinaryHeap<Reverse<(u64, u64, K)>>,
+    pushed: u64,
     touched: Vec<K>,
 }
 
@@ -27,6 +30,7 @@ impl<K: Hash + Eq + Ord + Clone, V: Deadline> Default for Timed<K, V> {
         Timed {
             map: HashMap::default(),
             heap: BinaryHeap::new(),
+            pushed: 0,
             touched: Vec::new(),
         }
     }
@@ -74,7 +78,8 @@ impl<K: Hash + Eq + Ord + Clone, V: Deadline> Timed<K, V> {
         self.touched.dedup();
         for k in self.touched.drain(..) {
             if let Some(t) = self.map.get(&k).and_then(V::deadline) {
-                self.heap.push(Reverse((t, k)));
+                self.pushed += 1;
+                self.heap.push(Reverse((t, self.pushed, k)));
             }
         }
     }
@@ -82,14 +87,14 @@ impl<K: Hash + Eq + Ord + Clone, V: Deadline> Timed<K, V> {
     /// The keys of the entries due at `now`, each once.
     pub fn due(&mut self, now: u64) -> Vec<K> {
         let mut out = Vec::new();
-        while self.heap.peek().is_some_and(|Reverse((t, _))| *t <= now) {
-            let Some(Reverse((_, k))) = self.heap.pop() else {
+        while self.heap.peek().is_some_and(|Reverse((t, _, _))| *t <= now) {
+            let Some(Reverse((_, n, k))) = self.heap.pop() else {
                 break;
             };
             match self.map.get(&k).and_then(V::deadline) {
                 Some(d) if d <= now => out.push(k),
                 // Moved later without a `settle` in between: keep watching it.
-                Some(d) => self.heap.push(Reverse((d, k))),
+                Some(d) => self.heap.push(Reverse((d, n, k))),
                 None => {}
             }
         }
