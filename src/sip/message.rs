@@ -336,7 +336,7 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
 
 /// The offset of the first `\r\n\r\n`.
 /// The lines of a header block split at CRLF (a lone CR or LF stays inside its line), like
-/// `split("\r\n")` but searching for the LF bytewise.
+/// `split("\r\n")` but searching for the LF with memchr.
 fn crlf_lines(head: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(head);
     std::iter::from_fn(move || {
@@ -344,7 +344,7 @@ fn crlf_lines(head: &str) -> impl Iterator<Item = &str> {
         let b = r.as_bytes();
         let mut from = 0;
         loop {
-            match b[from..].iter().position(|&c| c == b'\n') {
+            match memchr::memchr(b'\n', &b[from..]) {
                 Some(p) if from + p > 0 && b[from + p - 1] == b'\r' => {
                     let end = from + p - 1;
                     rest = Some(&r[from + p + 1..]);
@@ -361,17 +361,7 @@ fn crlf_lines(head: &str) -> impl Iterator<Item = &str> {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    debug_assert_eq!(needle, b"\r\n\r\n");
-    let mut i = 0;
-    while let Some(p) = hay.get(i..)?.iter().position(|&b| b == b'\n') {
-        let nl = i + p;
-        // `\r\n\r\n` ends at this `\n` when the three bytes before it are `\r\n\r`.
-        if nl >= 3 && &hay[nl - 3..nl] == b"\r\n\r" {
-            return Some(nl - 3);
-        }
-        i = nl + 1;
-    }
-    None
+    memchr::memmem::find(hay, needle)
 }
 
 impl<'a> Message<'a> {
