@@ -403,6 +403,19 @@ impl<'a> Message<'a> {
     /// gives the 400 reason phrase naming the fault. For responses the same header checks
     /// apply (a broken response is discarded).
     pub fn validate_request(&self) -> Result<(), ParseError> {
+        // One pass: how often each known header occurs, and the Date header if any.
+        let mut count = [0u32; HeaderName::Other as usize + 1];
+        let mut date = None;
+        for h in &self.headers {
+            count[h.name as usize] += 1;
+            if h.name == HeaderName::Other
+                && h.raw_name.len() == 4
+                && h.raw_name.eq_ignore_ascii_case("date")
+                && date.is_none()
+            {
+                date = Some(&h.value);
+            }
+        }
         for (name, reason) in [
             (HeaderName::To, "Missing To Header"),
             (HeaderName::From, "Missing From Header"),
@@ -410,7 +423,7 @@ impl<'a> Message<'a> {
             (HeaderName::CSeq, "Missing CSeq Header"),
             (HeaderName::Via, "Missing Via Header"),
         ] {
-            match self.headers.iter().filter(|h| h.name == name).count() {
+            match count[name as usize] {
                 0 => return Err(bad(reason)),
                 n if n > 1 && name != HeaderName::Via => {
                     return Err(bad("Multiple Values In A Single-Value Header"))
@@ -418,13 +431,7 @@ impl<'a> Message<'a> {
                 _ => {}
             }
         }
-        if self
-            .headers
-            .iter()
-            .filter(|h| h.name == HeaderName::MaxForwards)
-            .count()
-            > 1
-        {
+        if count[HeaderName::MaxForwards as usize] > 1 {
             return Err(bad("Multiple Values In A Single-Value Header"));
         }
         let (_, cseq_method) = self.cseq().ok_or(bad("Malformed CSeq"))?;
@@ -461,13 +468,9 @@ impl<'a> Message<'a> {
                 return Err(bad("Malformed Via Header"));
             }
         }
-        if let Some(date) = self
-            .headers
-            .iter()
-            .find(|h| h.raw_name.eq_ignore_ascii_case("date"))
-        {
+        if let Some(date) = date {
             // RFC 3261 §20.17: rfc1123-date, always GMT.
-            if !date.value.trim_end().ends_with(" GMT") {
+            if !date.trim_end().ends_with(" GMT") {
                 return Err(bad("Malformed Date Header"));
             }
         }
