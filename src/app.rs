@@ -189,7 +189,19 @@ pub async fn run(
                 .await;
         })
     };
+    let webhooks = Arc::new(crate::net::webhook::Webhooks::new(
+        engine.clone(),
+        cfg.raw.api.account_sid.clone(),
+        cfg.raw.api.auth_token.clone(),
+        cfg.webhook_timeout,
+        cfg.raw.webhooks.intercept_on_error == "block",
+    ));
+    engine.set_callback_sink(crate::net::webhook::start_status_sender(
+        webhooks.clone(),
+        stop_rx.clone(),
+    ));
     let (smpp, smpp_rx) = SmppPlane::new(engine.clone(), &cfg);
+    smpp.set_webhooks(webhooks.clone());
     engine.set_outbox(smpp.clone());
     smpp.start(smpp_listener, smpp_rx, stop_rx.clone())
         .await

@@ -32,6 +32,9 @@ pub const SIP_CALLS_STARTED: &str = "maskd_sip_calls_started_total";
 pub const SMPP_PDUS: &str = "maskd_smpp_pdus_total";
 pub const SMPP_BINDS: &str = "maskd_smpp_binds_active";
 pub const SMPP_QUEUE_DEPTH: &str = "maskd_smpp_queue_depth";
+pub const CALLBACKS: &str = "maskd_callbacks_total";
+pub const CALLBACK_QUEUE_DEPTH: &str = "maskd_callback_queue_depth";
+pub const CALLBACK_DURATION: &str = "maskd_callback_duration_seconds";
 pub const SMPP_OUT_OF_SESSION: &str = "maskd_smpp_out_of_session_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
@@ -63,6 +66,9 @@ pub struct Metrics {
     pub smpp_pdus: IntCounterVec,
     pub smpp_binds: IntGaugeVec,
     pub smpp_queue_depth: IntGauge,
+    pub callbacks: IntCounterVec,
+    pub callback_queue_depth: IntGauge,
+    pub callback_duration: HistogramVec,
     pub smpp_out_of_session: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
     pub smpp_receipts: IntCounterVec,
@@ -184,6 +190,22 @@ fn build() -> Result<Metrics, prometheus::Error> {
             SMPP_QUEUE_DEPTH,
             "Messages accepted and not yet forwarded",
         )?,
+        callbacks: IntCounterVec::new(
+            Opts::new(
+                CALLBACKS,
+                "Callback attempts by kind (status, intercept, out_of_session) and outcome",
+            ),
+            &["kind", "outcome"],
+        )?,
+        callback_queue_depth: IntGauge::new(
+            CALLBACK_QUEUE_DEPTH,
+            "Status callbacks queued and not yet delivered",
+        )?,
+        callback_duration: HistogramVec::new(
+            HistogramOpts::new(CALLBACK_DURATION, "Callback request latency by kind")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["kind"],
+        )?,
         smpp_out_of_session: prometheus::IntCounter::new(
             SMPP_OUT_OF_SESSION,
             "Messages with no active session",
@@ -244,6 +266,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.smpp_pdus.clone()))?;
     m.registry.register(Box::new(m.smpp_binds.clone()))?;
     m.registry.register(Box::new(m.smpp_queue_depth.clone()))?;
+    m.registry.register(Box::new(m.callbacks.clone()))?;
+    m.registry
+        .register(Box::new(m.callback_queue_depth.clone()))?;
+    m.registry.register(Box::new(m.callback_duration.clone()))?;
     m.registry
         .register(Box::new(m.smpp_out_of_session.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;

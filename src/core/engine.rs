@@ -16,6 +16,7 @@ use super::error::{CoreError, Resource};
 use super::model::*;
 use super::routing::{Route, RouteKey, RoutingTable, SessionLive};
 use super::sid::{Sid, SidKind};
+use super::callback::CallbackItem;
 use super::store::{durable_pair, Durable, Store, StoreError, WriteOp};
 use crate::metrics;
 use crate::timer::{TimerKey, TimerWheel};
@@ -122,6 +123,19 @@ pub trait Outbox: Send + Sync {
     fn enqueue(&self, msg: OutboundMessage);
 }
 
+/// What the out-of-session callback needs to know (see `Engine::out_of_session`).
+#[derive(Debug, Clone)]
+pub struct OutOfSession {
+    pub service: Sid,
+    pub url: Option<String>,
+    pub recent: Option<(Session, Option<Participant>, Option<Participant>)>,
+}
+
+/// Where status callbacks go once they are in the store's queue (the net layer's sender).
+pub trait CallbackSink: Send + Sync {
+    fn queued(&self, items: Vec<CallbackItem>);
+}
+
 /// Counts for the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -211,6 +225,7 @@ pub struct Engine {
     wheel: Mutex<TimerWheel<Sid>>,
     store: Arc<dyn Store>,
     outbox: Mutex<Option<Arc<dyn Outbox>>>,
+    callbacks: Mutex<Option<Arc<dyn CallbackSink>>>,
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -337,6 +352,7 @@ impl Engine {
             wheel: Mutex::new(wheel),
             store,
             outbox: Mutex::new(None),
+            callbacks: Mutex::new(None),
         })
     }
 
@@ -351,6 +367,106 @@ impl Engine {
 
     pub fn set_outbox(&self, outbox: Arc<dyn Outbox>) {
         *self.outbox.lock() = Some(outbox);
+    }
+
+    /// For traffic on `proxy` from `sender` with no active session: the service that owns
+    /// `proxy`, its out-of-session callback URL and the most recent session the pair had,
+    /// with its inbound (the sender's) and outbound participants. `None`: not a pool number.
+    pub fn out_of_session(&self, proxy: E164, sender: E164) -> Option<OutOfSession> {
+        let st = self.state.lock();
+        let num = st.number_index.get(&proxy.as_u64())?;
+        let service_sid = st.numbers.get(num)?.service_sid;
+        let service = st.services.get(&service_sid)?;
+        // Newest first; the first session where the sender had this proxy number.
+        let recent = st.service_sessions.get(&service_sid).and_then(|order| {
+            order.values().rev().find_map(|sid| {
+                let ss = st.sessions.get(sid)?;
+                let parts: Vec<&Participant> = ss
+                    .participants
+                    .iter()
+                    .filter_map(|p| st.participants.get(p))
+                    .collect();
+                let me = parts
+                    .iter()
+                    .find(|p| p.identifier == sender && p.proxy == proxy)?;
+                let other = parts.iter().find(|p| p.sid != me.sid).map(|p| (*p).clone());
+                Some((ss.session.clone(), Some((*me).clone()), other))
+            })
+        });
+        Some(OutOfSession {
+            service: service_sid,
+            url: service.out_of_session_callback_url.clone(),
+            recent,
+        })
+    }
+
+    /// Connects the status callback sender; changes made before are in the store's queue.
+    pub fn set_callback_sink(&self, sink: Arc<dyn CallbackSink>) {
+        *self.callbacks.lock() = Some(sink);
+    }
+
+    /// Adds a status callback to `ops` for every interaction change in them whose service
+    /// has a `callback_url` (in the same batch: the change and its callback are durable
+    /// together). Called under the state lock; returns the items for the sink.
+    fn status_callbacks(&self, st: &mut State, ops: &mut Vec<WriteOp>, now: Timestamp) -> Vec<CallbackItem> {
+        let mut items = Vec::new();
+        for op in ops.iter() {
+            let item = match op {
+                WriteOp::PutInteraction(i) => {
+                    let Some(url) = st
+                        .services
+                        .get(&i.service_sid)
+                        .and_then(|s| s.callback_url.clone())
+                    else {
+                        continue;
+                    };
+                    CallbackItem {
+                        id: 0,
+                        interaction: i.sid,
+                        url: Some(url),
+                        params: Some(super::callback::interaction_params(i, "", true)),
+                        outbound: None,
+                        created: now,
+                    }
+                }
+                WriteOp::SetOutboundStatus {
+                    interaction,
+                    status,
+                    resource_sid,
+                    at,
+                } => {
+                    // Which service this interaction belongs to is read back when sent.
+                    if !st.services.values().any(|s| s.callback_url.is_some()) {
+                        continue;
+                    }
+                    CallbackItem {
+                        id: 0,
+                        interaction: *interaction,
+                        url: None,
+                        params: None,
+                        outbound: Some((*status, resource_sid.clone(), *at)),
+                        created: now,
+                    }
+                }
+                _ => continue,
+            };
+            items.push(item);
+        }
+        for it in items.iter_mut() {
+            it.id = st.next_seq();
+            ops.push(WriteOp::PutCallback(it.clone()));
+        }
+        items
+    }
+
+    fn hand_callbacks(&self, items: Vec<CallbackItem>) {
+        if items.is_empty() {
+            return;
+        }
+        let sink = self.callbacks.lock().clone();
+        if let Some(s) = sink {
+            s.queued(items);
+        }
     }
 
     /// Hands a durable message to the outbox, if one is connected; otherwise it stays
@@ -1253,10 +1369,14 @@ impl Engine {
             to: part.identifier,
             body: body.to_string(),
         };
-        let d = self.submit(vec![
+        let mut ops = vec![
             WriteOp::PutInteraction(interaction.clone()),
             WriteOp::PutSession(view),
-        ]);
+        ];
+        let items = self.status_callbacks(&mut st, &mut ops, now);
+        let d = self.submit(ops);
+        drop(st);
+        self.hand_callbacks(items);
         Ok((interaction, msg, d))
     }
 
@@ -1327,7 +1447,22 @@ impl Engine {
                 ops.push(WriteOp::PutSession(view));
             }
         }
+        let now = touch.map_or_else(
+            || {
+                ops.iter()
+                    .find_map(|o| match o {
+                        WriteOp::PutInteraction(i) => Some(i.date_updated),
+                        WriteOp::SetOutboundStatus { at, .. } => Some(*at),
+                        _ => None,
+                    })
+                    .unwrap_or(0)
+            },
+            |t| t.1,
+        );
+        let items = self.status_callbacks(&mut st, &mut ops, now);
         self.store.submit(ops, done);
+        drop(st);
+        self.hand_callbacks(items);
     }
 
     pub fn stats(&self) -> Stats {

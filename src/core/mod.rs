@@ -3,6 +3,7 @@
 //! SQL, no clock (time is passed in).
 
 pub mod allocator;
+pub mod callback;
 pub mod datetime;
 pub mod e164;
 pub mod engine;

@@ -49,6 +49,10 @@ pub enum WriteOp {
     },
     /// Remembers a downstream message id, so its receipt finds the interaction.
     PutRemoteRef(RemoteRef),
+    /// A status callback waiting to be delivered (durable queue).
+    PutCallback(super::callback::CallbackItem),
+    /// Delivered, refused for good, or given up: leaves the queue.
+    DeleteCallback(u64),
 }
 
 /// One message waiting in the persistent outbound queue. The payload is opaque to the core
@@ -121,6 +125,8 @@ pub trait Store: Send + Sync + 'static {
     /// The persistent outbound queue, oldest first.
     fn outbound_items(&self) -> Result<Vec<OutboundItem>, StoreError>;
     fn remote_ref(&self, peer: &str, remote_id: &str) -> Result<Option<RemoteRef>, StoreError>;
+    /// The status callback queue, oldest first.
+    fn callbacks(&self) -> Result<Vec<super::callback::CallbackItem>, StoreError>;
 }
 
 #[derive(Default)]

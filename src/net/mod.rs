@@ -4,3 +4,4 @@
 
 pub mod sip;
 pub mod smpp;
+pub mod webhook;

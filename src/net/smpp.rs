@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::config::Validated;
+use crate::net::webhook;
 use crate::core::engine::{Engine, OutboundMessage, Outbox};
 use crate::core::model::{Interaction, InteractionType, Leg, ResourceStatus};
 use crate::core::routing::Target;
@@ -122,6 +123,7 @@ pub struct SmppPlane {
     upstreams: Vec<Upstream>,
     routes: Vec<(String, String)>,
     reject_out_of_session: bool,
+    webhooks: std::sync::OnceLock<Arc<webhook::Webhooks>>,
     window: usize,
     enquire_link: Duration,
     inactivity: Duration,
@@ -231,6 +233,7 @@ impl SmppPlane {
             upstreams,
             routes,
             reject_out_of_session: s.reject_out_of_session,
+            webhooks: std::sync::OnceLock::new(),
             window: s.window as usize,
             enquire_link: cfg.smpp.enquire_link_interval,
             inactivity: cfg.smpp.inactivity_timeout,
@@ -842,6 +845,15 @@ impl SmppPlane {
         }
     }
 
+    /// Connects the intercept and out-of-session callbacks.
+    pub fn set_webhooks(&self, wh: Arc<webhook::Webhooks>) {
+        let _ = self.webhooks.set(wh);
+    }
+
+    fn webhooks(&self) -> Option<&Arc<webhook::Webhooks>> {
+        self.webhooks.get()
+    }
+
     /// Decides about one message from `peer`: returns the command_status and message_id to
     /// answer with, and the queue items to dispatch once answered (already durable).
     async fn accept_message(
@@ -866,7 +878,24 @@ impl SmppPlane {
             return (status::ESME_RINVDSTADR, String::new(), Vec::new());
         };
         let message_id = Sid::generate(SidKind::Message).to_string();
-        let Some(route) = self.engine.routes().target(dst, src) else {
+        let mut route = self.engine.routes().target(dst, src);
+        if route.is_none() {
+            // The out-of-session callback may create the session (reference §4.8.3).
+            if let Some(wh) = self.webhooks() {
+                let text = text::decode(msg.data_coding, msg.payload());
+                let inbound = webhook::inbound_params(
+                    wh.account_sid(),
+                    src,
+                    dst,
+                    Some((&message_id, &text, 1)),
+                    None,
+                );
+                if wh.out_of_session(dst, src, inbound).await {
+                    route = self.engine.routes().target(dst, src);
+                }
+            }
+        }
+        let Some(route) = route else {
             crate::metrics::get().smpp_out_of_session.inc();
             tracing::debug!(from = %src.masked(), to = %dst.masked(), "sms out of session");
             return if self.reject_out_of_session {
@@ -909,13 +938,51 @@ impl SmppPlane {
             crate::metrics::get().smpp_opt_out.inc();
             return (status::ESME_ROK, message_id, Vec::new());
         }
+        let single = concat
+            .filter(|c| c.total > 1 && c.seq >= 1 && c.seq <= c.total)
+            .is_none();
+        let interaction_sid = Sid::generate(SidKind::Interaction);
+        if single {
+            // The intercept callback, before the outbound leg exists: 403 blocks.
+            let url = self
+                .engine
+                .service(route.service)
+                .ok()
+                .and_then(|s| s.intercept_callback_url);
+            if let (Some(url), Some(wh)) = (url, self.webhooks()) {
+                let mut i = self.interaction(
+                    interaction_sid,
+                    &route,
+                    &message_id,
+                    body_text.clone(),
+                    now_s(),
+                );
+                let params = webhook::intercept_params(
+                    wh.account_sid(),
+                    &i,
+                    src,
+                    route.counterpart_real,
+                );
+                if wh.intercept(&url, &params).await == webhook::Verdict::Block {
+                    // Acknowledged (the sender did nothing wrong), logged, not forwarded.
+                    i.outbound.resource_status = Some(ResourceStatus::Canceled);
+                    let durable = self
+                        .engine
+                        .record(vec![WriteOp::PutInteraction(i)], Some((route.session, now_s())));
+                    return match durable.await {
+                        Ok(()) => (status::ESME_ROK, message_id, Vec::new()),
+                        Err(_) => (status::ESME_RSYSERR, String::new(), Vec::new()),
+                    };
+                }
+            }
+        }
         let now = now_s();
         let mut ops = Vec::new();
         let interaction_sid = match concat.filter(|c| c.total > 1 && c.seq >= 1 && c.seq <= c.total)
         {
             None => {
                 ops.push(WriteOp::PutInteraction(self.interaction(
-                    Sid::generate(SidKind::Interaction),
+                    interaction_sid,
                     &route,
                     &message_id,
                     body_text,

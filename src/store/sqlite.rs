@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::core::e164::E164;
+use crate::core::callback::CallbackItem;
 use crate::core::model::*;
 use crate::core::sid::Sid;
 use crate::core::store::{
@@ -23,7 +24,7 @@ use crate::core::store::{
     StoreError, WriteOp,
 };
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Batches waiting for the writer; submitters block beyond this (back-pressure).
 const QUEUE_BOUND: usize = 65_536;
 /// Batches folded into one transaction at most.
@@ -79,6 +80,13 @@ CREATE INDEX remote_refs_interaction ON remote_refs(interaction_sid);
 DROP INDEX interactions_queued;
 CREATE INDEX interactions_queued ON interactions(out_status)
   WHERE out_status = 'queued' AND message_participant IS NOT NULL;
+";
+
+/// v3: the status callback queue.
+const SCHEMA_V3: &str = "
+CREATE TABLE callbacks (
+  id INTEGER PRIMARY KEY, interaction_sid TEXT NOT NULL, url TEXT, params TEXT,
+  out_status TEXT, out_sid TEXT, out_at INTEGER, created INTEGER NOT NULL);
 ";
 
 type Job = (Vec<WriteOp>, Option<Completion>);
@@ -193,7 +201,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     // Each step moves one version forward, in one transaction.
-    let steps = [SCHEMA_V1, SCHEMA_V2];
+    let steps = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
     for (i, step) in steps.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(io)?;
         tx.execute_batch(step).map_err(io)?;
@@ -431,6 +439,23 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
                  date_updated = ?4 WHERE sid = ?1",
             )?
             .execute(params![s(interaction), status.as_str(), resource_sid, at])?;
+        }
+        WriteOp::PutCallback(c) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO callbacks VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?
+                .execute(params![
+                    c.id as i64,
+                    s(&c.interaction),
+                    c.url,
+                    c.params.as_deref().map(crate::core::callback::encode),
+                    c.outbound.as_ref().map(|o| o.0.as_str()),
+                    c.outbound.as_ref().and_then(|o| o.1.clone()),
+                    c.outbound.as_ref().map(|o| o.2),
+                    c.created
+                ])?;
+        }
+        WriteOp::DeleteCallback(id) => {
+            tx.prepare_cached("DELETE FROM callbacks WHERE id = ?1")?
+                .execute([*id as i64])?;
         }
         WriteOp::PutRemoteRef(r) => {
             tx.prepare_cached("INSERT OR REPLACE INTO remote_refs VALUES (?1,?2,?3,?4)")?
@@ -719,6 +744,39 @@ impl Store for SqliteStore {
                     via: r.get(4)?,
                     origin: origin_col(r, 5)?,
                     payload: r.get(6)?,
+                    created: r.get(7)?,
+                })
+            })
+            .map_err(io)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io)?;
+        Ok(rows)
+    }
+
+    fn callbacks(&self) -> Result<Vec<CallbackItem>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn
+            .prepare("SELECT * FROM callbacks ORDER BY id")
+            .map_err(io)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let out_status: Option<String> = r.get(4)?;
+                let outbound = match out_status {
+                    Some(st) => Some((
+                        ResourceStatus::parse(&st).ok_or_else(|| corrupt("callbacks.out_status"))?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, i64>(6)?,
+                    )),
+                    None => None,
+                };
+                Ok(CallbackItem {
+                    id: r.get::<_, i64>(0)? as u64,
+                    interaction: sid_col(r, 1)?,
+                    url: r.get(2)?,
+                    params: r
+                        .get::<_, Option<String>>(3)?
+                        .map(|p| crate::core::callback::decode(&p)),
+                    outbound,
                     created: r.get(7)?,
                 })
             })
