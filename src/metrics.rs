@@ -202,8 +202,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Status callbacks queued and not yet delivered",
         )?,
         callback_duration: HistogramVec::new(
-            HistogramOpts::new(CALLBACK_DURATION, "Callback request latency by kind")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(CALLBACK_DURATION, "Callback request latency by kind").buckets(
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
             &["kind"],
         )?,
         smpp_out_of_session: prometheus::IntCounter::new(

@@ -3,7 +3,9 @@
 //! is the net layer's job (`net/webhook.rs`).
 
 use super::datetime;
-use super::model::{Interaction, InteractionType, Leg, Participant, ResourceStatus, Session, Timestamp};
+use super::model::{
+    Interaction, InteractionType, Leg, Participant, ResourceStatus, Session, Timestamp,
+};
 use super::Sid;
 
 /// One status callback in the durable queue. Its parameters are captured when the status
@@ -48,13 +50,28 @@ fn leg_params(out: &mut Vec<(String, String)>, prefix: &str, l: &Leg) {
 pub fn interaction_params(i: &Interaction, account: &str, outbound: bool) -> Vec<(String, String)> {
     let mut p = vec![
         ("interactionSid".to_string(), i.sid.to_string()),
-        ("interactionSessionSid".to_string(), i.session_sid.to_string()),
-        ("interactionServiceSid".to_string(), i.service_sid.to_string()),
+        (
+            "interactionSessionSid".to_string(),
+            i.session_sid.to_string(),
+        ),
+        (
+            "interactionServiceSid".to_string(),
+            i.service_sid.to_string(),
+        ),
         ("interactionAccountSid".to_string(), account.to_string()),
-        ("interactionType".to_string(), kind_title(i.kind).to_string()),
+        (
+            "interactionType".to_string(),
+            kind_title(i.kind).to_string(),
+        ),
         ("interactionData".to_string(), i.data.clone()),
-        ("interactionDateCreated".to_string(), datetime::format(i.date_created)),
-        ("interactionDateUpdated".to_string(), datetime::format(i.date_updated)),
+        (
+            "interactionDateCreated".to_string(),
+            datetime::format(i.date_created),
+        ),
+        (
+            "interactionDateUpdated".to_string(),
+            datetime::format(i.date_updated),
+        ),
     ];
     leg_params(&mut p, "inbound", &i.inbound);
     if outbound {
@@ -84,20 +101,38 @@ pub fn session_params(
     let d = |t: Option<Timestamp>| t.map(datetime::format).unwrap_or_default();
     let mut p = vec![
         ("sessionSid".to_string(), s.sid.to_string()),
-        ("sessionUniqueName".to_string(), s.unique_name.clone().unwrap_or_default()),
+        (
+            "sessionUniqueName".to_string(),
+            s.unique_name.clone().unwrap_or_default(),
+        ),
         ("sessionAccountSid".to_string(), account.to_string()),
         ("sessionServiceSid".to_string(), s.service_sid.to_string()),
         ("sessionStatus".to_string(), s.status.as_str().to_string()),
         ("sessionMode".to_string(), s.mode.as_str().to_string()),
-        ("sessionClosedReason".to_string(), s.closed_reason.as_str().to_string()),
-        ("sessionDateCreated".to_string(), datetime::format(s.date_created)),
-        ("sessionDateUpdated".to_string(), datetime::format(s.date_updated)),
+        (
+            "sessionClosedReason".to_string(),
+            s.closed_reason.as_str().to_string(),
+        ),
+        (
+            "sessionDateCreated".to_string(),
+            datetime::format(s.date_created),
+        ),
+        (
+            "sessionDateUpdated".to_string(),
+            datetime::format(s.date_updated),
+        ),
         ("sessionDateEnded".to_string(), d(s.date_ended)),
         ("sessionDateStarted".to_string(), d(s.date_started)),
-        ("sessionDateLastInteraction".to_string(), d(s.date_last_interaction)),
+        (
+            "sessionDateLastInteraction".to_string(),
+            d(s.date_last_interaction),
+        ),
         ("ttl".to_string(), s.ttl.to_string()),
     ];
-    for (prefix, part) in [("inboundParticipant", inbound), ("outboundParticipant", outbound)] {
+    for (prefix, part) in [
+        ("inboundParticipant", inbound),
+        ("outboundParticipant", outbound),
+    ] {
         let Some(x) = part else { continue };
         for (name, v) in [
             ("Sid", x.sid.to_string()),

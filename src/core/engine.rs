@@ -11,12 +11,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::allocator::{self, AllocError, Candidate, History};
+use super::callback::CallbackItem;
 use super::e164::E164;
 use super::error::{CoreError, Resource};
 use super::model::*;
 use super::routing::{Route, RouteKey, RoutingTable, SessionLive};
 use super::sid::{Sid, SidKind};
-use super::callback::CallbackItem;
 use super::store::{durable_pair, Durable, Store, StoreError, WriteOp};
 use crate::metrics;
 use crate::timer::{TimerKey, TimerWheel};
@@ -408,7 +408,12 @@ impl Engine {
     /// Adds a status callback to `ops` for every interaction change in them whose service
     /// has a `callback_url` (in the same batch: the change and its callback are durable
     /// together). Called under the state lock; returns the items for the sink.
-    fn status_callbacks(&self, st: &mut State, ops: &mut Vec<WriteOp>, now: Timestamp) -> Vec<CallbackItem> {
+    fn status_callbacks(
+        &self,
+        st: &mut State,
+        ops: &mut Vec<WriteOp>,
+        now: Timestamp,
+    ) -> Vec<CallbackItem> {
         let mut items = Vec::new();
         for op in ops.iter() {
             let item = match op {

@@ -15,10 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::config::Validated;
-use crate::net::webhook;
 use crate::core::engine::{Engine, OutboundMessage, Outbox};
 use crate::core::model::{Interaction, InteractionType, Leg, ResourceStatus};
 use crate::core::routing::Target;
+use crate::net::webhook;
 
 /// What forwarding needs of a route: plain values, so a lookup copies no `Arc`.
 type Hop = Target;
@@ -957,18 +957,15 @@ impl SmppPlane {
                     body_text.clone(),
                     now_s(),
                 );
-                let params = webhook::intercept_params(
-                    wh.account_sid(),
-                    &i,
-                    src,
-                    route.counterpart_real,
-                );
+                let params =
+                    webhook::intercept_params(wh.account_sid(), &i, src, route.counterpart_real);
                 if wh.intercept(&url, &params).await == webhook::Verdict::Block {
                     // Acknowledged (the sender did nothing wrong), logged, not forwarded.
                     i.outbound.resource_status = Some(ResourceStatus::Canceled);
-                    let durable = self
-                        .engine
-                        .record(vec![WriteOp::PutInteraction(i)], Some((route.session, now_s())));
+                    let durable = self.engine.record(
+                        vec![WriteOp::PutInteraction(i)],
+                        Some((route.session, now_s())),
+                    );
                     return match durable.await {
                         Ok(()) => (status::ESME_ROK, message_id, Vec::new()),
                         Err(_) => (status::ESME_RSYSERR, String::new(), Vec::new()),

@@ -145,7 +145,10 @@ impl Webhooks {
             .client
             .post(url)
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .header("X-Twilio-Signature", signature(&self.auth_token, url, params))
+            .header(
+                "X-Twilio-Signature",
+                signature(&self.auth_token, url, params),
+            )
             .body(callback::encode(params));
         let answer = match tokio::time::timeout(self.timeout, async {
             let r = req.send().await?;
@@ -170,7 +173,9 @@ impl Webhooks {
         m.callback_duration
             .with_label_values(&[kind])
             .observe(started.elapsed().as_secs_f64());
-        m.callbacks.with_label_values(&[kind, answer.outcome()]).inc();
+        m.callbacks
+            .with_label_values(&[kind, answer.outcome()])
+            .inc();
         answer
     }
 
@@ -315,7 +320,10 @@ pub fn start_status_sender(wh: Arc<Webhooks>, stop: watch::Receiver<bool>) -> Ar
     let (tx, rx) = mpsc::unbounded_channel();
     match wh.engine.store().callbacks() {
         Ok(pending) if !pending.is_empty() => {
-            tracing::info!(count = pending.len(), "status callbacks pending from before the restart");
+            tracing::info!(
+                count = pending.len(),
+                "status callbacks pending from before the restart"
+            );
             let _ = tx.send(pending);
         }
         Ok(_) => {}
@@ -435,8 +443,14 @@ pub fn inbound_params(
         ("ApiVersion", "2010-04-01".to_string()),
         ("From", from.to_string()),
         ("To", to.to_string()),
-        ("FromCountry", from.country().map(|c| c.1).unwrap_or_default().to_string()),
-        ("ToCountry", to.country().map(|c| c.1).unwrap_or_default().to_string()),
+        (
+            "FromCountry",
+            from.country().map(|c| c.1).unwrap_or_default().to_string(),
+        ),
+        (
+            "ToCountry",
+            to.country().map(|c| c.1).unwrap_or_default().to_string(),
+        ),
         ("FromCity", String::new()),
         ("FromState", String::new()),
         ("FromZip", String::new()),

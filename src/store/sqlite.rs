@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::core::e164::E164;
 use crate::core::callback::CallbackItem;
+use crate::core::e164::E164;
 use crate::core::model::*;
 use crate::core::sid::Sid;
 use crate::core::store::{
@@ -763,7 +763,8 @@ impl Store for SqliteStore {
                 let out_status: Option<String> = r.get(4)?;
                 let outbound = match out_status {
                     Some(st) => Some((
-                        ResourceStatus::parse(&st).ok_or_else(|| corrupt("callbacks.out_status"))?,
+                        ResourceStatus::parse(&st)
+                            .ok_or_else(|| corrupt("callbacks.out_status"))?,
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, i64>(6)?,
                     )),

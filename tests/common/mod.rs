@@ -2,6 +2,7 @@
 //! temporary directory, and speaks plain HTTP/1.1 to it over a TCP socket.
 #![allow(dead_code)]
 
+pub mod hook;
 pub mod smpp;
 
 use std::io::{BufRead, BufReader, Read, Write};

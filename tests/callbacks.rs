@@ -1,0 +1,400 @@
+//! Twilio Proxy's callbacks end to end: the real daemon, SMPP carriers of the project's own
+//! (tests/common/smpp.rs) and SIP over UDP sockets, and a real HTTP receiver on loopback
+//! (tests/common/hook.rs) answering 2xx, 403, 500, JSON, nothing (timeout), or not listening
+//! at all (connection refused). Signatures are checked here and, with Twilio's own
+//! RequestValidator, in tests/interop/callbacks_check.py.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::hook::{Hook, Reply};
+use common::smpp::{sm, Peer};
+use common::*;
+use maskd::smpp::pdu::{status, BindKind, Body};
+
+const A: &str = "+14155551001";
+const B: &str = "+14155552002";
+
+fn config(extra: &str) -> String {
+    format!(
+        r#"smpp:
+  listen: "127.0.0.1:0"
+  accounts:
+    - system_id: "carrier-a"
+      password: "secret-a"
+    - system_id: "carrier-b"
+      password: "secret-b"
+  routes:
+    - prefix: "+1415555100"
+      via: "carrier-a"
+    - prefix: "+1415555200"
+      via: "carrier-b"
+webhooks:
+  timeout: "1s"
+{extra}services:
+  - unique_name: "sms"
+    numbers: ["+14155550101", "+14155550102"]
+"#
+    )
+}
+
+fn set_urls(d: &Daemon, urls: &[(&str, &str)]) {
+    let r = d.post("/v1/Services/sms", urls);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Creates the A–B session; returns (A's proxy, B's proxy) as digits.
+fn session(d: &Daemon) -> (String, String) {
+    let p1 = format!(r#"{{"Identifier":"{A}"}}"#);
+    let p2 = format!(r#"{{"Identifier":"{B}"}}"#);
+    let r = d.post(
+        "/v1/Services/sms/Sessions",
+        &[
+            ("UniqueName", "chat"),
+            ("Participants", &p1),
+            ("Participants", &p2),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let parts = d.get("/v1/Services/sms/Sessions/chat/Participants").json();
+    let proxy = |i: usize| {
+        parts["participants"][i]["proxy_identifier"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches('+')
+            .to_string()
+    };
+    (proxy(0), proxy(1))
+}
+
+fn bound(d: &Daemon, who: &str, pass: &str) -> Peer {
+    let mut p = Peer::connect(d.smpp);
+    assert_eq!(p.bind(BindKind::Transceiver, who, pass), status::ESME_ROK);
+    p
+}
+
+/// A sends `text` to its proxy number; returns the submit_sm_resp status.
+fn send_from_a(a: &mut Peer, pa: &str, text: &str) -> u32 {
+    a.request(Body::SubmitSm(sm(&A[1..], pa, text.as_bytes())))
+        .status
+}
+
+fn check_signature(req: &common::hook::Request, url: &str) {
+    let sig = req.headers.get("x-twilio-signature").expect("signed");
+    assert_eq!(
+        sig,
+        &maskd::net::webhook::signature(TOKEN, url, &req.params),
+        "signature over the full URL and sorted parameters"
+    );
+}
+
+#[test]
+fn status_callbacks_follow_a_message_in_order_and_500_is_retried() {
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config(""));
+    let url = hook.url("/status");
+    set_urls(&d, &[("CallbackUrl", &url)]);
+    let (pa, _) = session(&d);
+    // The first answer is a 500: the callback is sent again (backoff), in order.
+    hook.reply("/status", Reply::Status(500));
+    let mut a = bound(&d, "carrier-a", "secret-a");
+    let mut b = bound(&d, "carrier-b", "secret-b");
+    assert_eq!(send_from_a(&mut a, &pa, "hello"), status::ESME_ROK);
+    assert!(b.wait_messages(1, Duration::from_secs(5)), "forwarded");
+    let first = hook.wait("/status", 1, Duration::from_secs(5));
+    assert!(!first.is_empty(), "a status callback arrived");
+    hook.reply("/status", Reply::Status(200));
+    // queued (created) then sent (forwarded): at least two distinct callbacks, retried
+    // ones repeated, in order.
+    let got = hook.wait("/status", 3, Duration::from_secs(10));
+    assert!(got.len() >= 3, "the 500 was retried: {}", got.len());
+    let statuses: Vec<&str> = got
+        .iter()
+        .map(|r| r.param("outboundResourceStatus").unwrap())
+        .collect();
+    let mut distinct = statuses.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct,
+        ["queued", "sent"],
+        "in order, each until accepted: {statuses:?}"
+    );
+    let r = &got[0];
+    assert_eq!(r.param("interactionType"), Some("Message"));
+    assert_eq!(r.param("inboundResourceStatus"), Some("received"));
+    assert_eq!(r.param("inboundResourceType"), Some("Message"));
+    assert_eq!(r.param("interactionAccountSid"), Some(ACCOUNT));
+    assert!(r.param("interactionSid").unwrap().starts_with("KI"));
+    assert!(r.param("outboundParticipantSid").unwrap().starts_with("KP"));
+    assert_eq!(
+        r.headers.get("content-type").map(String::as_str),
+        Some("application/x-www-form-urlencoded")
+    );
+    for r in &got {
+        check_signature(r, &url);
+        assert_eq!(r.param("interactionSid"), got[0].param("interactionSid"));
+    }
+    let m = d.metrics_text();
+    assert!(
+        m.contains(r#"maskd_callbacks_total{kind="status",outcome="5xx"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"maskd_callbacks_total{kind="status",outcome="2xx"}"#),
+        "{m}"
+    );
+}
+
+#[test]
+fn intercept_403_blocks_a_message_and_other_answers_let_it_through() {
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config(""));
+    let url = hook.url("/intercept");
+    set_urls(&d, &[("InterceptCallbackUrl", &url)]);
+    let (pa, _) = session(&d);
+    let mut a = bound(&d, "carrier-a", "secret-a");
+    let mut b = bound(&d, "carrier-b", "secret-b");
+
+    hook.reply("/intercept", Reply::Status(403));
+    assert_eq!(send_from_a(&mut a, &pa, "blocked one"), status::ESME_ROK);
+    let asked = hook.wait("/intercept", 1, Duration::from_secs(5));
+    assert_eq!(asked.len(), 1);
+    let q = &asked[0];
+    check_signature(q, &url);
+    assert_eq!(q.param("inboundParticipantIdentifier"), Some(A));
+    assert_eq!(q.param("outboundParticipantIdentifier"), Some(B));
+    assert_eq!(
+        q.param("interactionData")
+            .map(|d| d.contains("blocked one")),
+        Some(true)
+    );
+    assert!(
+        q.param("outboundResourceStatus").is_none(),
+        "no outbound leg yet"
+    );
+    assert!(
+        !b.wait_messages(1, Duration::from_millis(700)),
+        "403: not forwarded"
+    );
+
+    // 500, and a receiver that does not answer (timeout, intercept_on_error: allow): through.
+    for (reply, text) in [
+        (Reply::Status(500), "after 500"),
+        (Reply::Silent, "after timeout"),
+    ] {
+        hook.reply("/intercept", reply);
+        assert_eq!(send_from_a(&mut a, &pa, text), status::ESME_ROK);
+        assert!(
+            b.wait_messages(1, Duration::from_secs(5)),
+            "{text}: forwarded"
+        );
+    }
+    // The blocked one is logged, its outbound leg canceled.
+    let ints = d.get("/v1/Services/sms/Sessions/chat/Interactions").json();
+    let list = ints["interactions"].as_array().unwrap();
+    let blocked: Vec<_> = list
+        .iter()
+        .filter(|i| i["data"].as_str().unwrap().contains("blocked one"))
+        .collect();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0]["outbound_resource_status"], "canceled");
+    assert_eq!(blocked[0]["inbound_resource_status"], "received");
+}
+
+#[test]
+fn intercept_errors_follow_intercept_on_error_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(
+        dir.path(),
+        &config("").replace(
+            "  timeout: \"1s\"\n",
+            "  timeout: \"1s\"\n  intercept_on_error: \"block\"\n",
+        ),
+    );
+    // Nothing listens there: connection refused.
+    let refused = format!("http://127.0.0.1:{}/intercept", free_port());
+    set_urls(&d, &[("InterceptCallbackUrl", &refused)]);
+    let (pa, _) = session(&d);
+    let mut a = bound(&d, "carrier-a", "secret-a");
+    let mut b = bound(&d, "carrier-b", "secret-b");
+    assert_eq!(send_from_a(&mut a, &pa, "nobody home"), status::ESME_ROK);
+    assert!(
+        !b.wait_messages(1, Duration::from_millis(700)),
+        "blocked on error"
+    );
+    let m = d.metrics_text();
+    assert!(
+        m.contains(r#"maskd_callbacks_total{kind="intercept",outcome="error"} 1"#),
+        "{m}"
+    );
+}
+
+#[test]
+fn out_of_session_json_creates_the_session_and_the_message_goes_through() {
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config(""));
+    let url = hook.url("/oos");
+    set_urls(&d, &[("OutOfSessionCallbackUrl", &url)]);
+    let mut a = bound(&d, "carrier-a", "secret-a");
+    let mut b = bound(&d, "carrier-b", "secret-b");
+    // No answer worth a session (500): out of session, not forwarded.
+    hook.reply("/oos", Reply::Status(500));
+    assert_eq!(
+        send_from_a(&mut a, "14155550101", "first try"),
+        status::ESME_ROK
+    );
+    assert!(!b.wait_messages(1, Duration::from_millis(500)));
+    // A JSON answer creates the session; the message reaches B from a proxy number.
+    hook.reply(
+        "/oos",
+        Reply::Json(format!(
+            r#"{{"uniqueName":"auto1","ttl":3600,"mode":"message-only","participantIdentifier":"{B}"}}"#
+        )),
+    );
+    assert_eq!(
+        send_from_a(&mut a, "14155550101", "second try"),
+        status::ESME_ROK
+    );
+    assert!(
+        b.wait_messages(1, Duration::from_secs(5)),
+        "forwarded through the new session"
+    );
+    let asked = hook.wait("/oos", 2, Duration::from_secs(2));
+    let q = &asked[1];
+    check_signature(q, &url);
+    assert_eq!(q.param("From"), Some(A));
+    assert_eq!(q.param("To"), Some("+14155550101"));
+    assert_eq!(q.param("Body"), Some("second try"));
+    assert!(q.param("MessageSid").unwrap().starts_with("SM"));
+    assert_eq!(q.param("AccountSid"), Some(ACCOUNT));
+    let s = d.get("/v1/Services/sms/Sessions/auto1").json();
+    assert_eq!(s["mode"], "message-only");
+    assert_eq!(s["ttl"], 3600);
+    let parts = d.get("/v1/Services/sms/Sessions/auto1/Participants").json();
+    let caller = parts["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["identifier"] == A)
+        .expect("the sender is a participant");
+    assert_eq!(
+        caller["proxy_identifier"], "+14155550101",
+        "keeps the number it dialled"
+    );
+    // The next out-of-session message carries the most recent session of the pair.
+    d.post("/v1/Services/sms/Sessions/auto1", &[("Status", "closed")]);
+    hook.reply("/oos", Reply::Status(200));
+    send_from_a(&mut a, "14155550101", "after close");
+    let asked = hook.wait("/oos", 3, Duration::from_secs(5));
+    let q = &asked[2];
+    assert_eq!(q.param("sessionUniqueName"), Some("auto1"));
+    assert_eq!(q.param("sessionStatus"), Some("closed"));
+    assert_eq!(q.param("inboundParticipantIdentifier"), Some(A));
+    assert_eq!(q.param("outboundParticipantIdentifier"), Some(B));
+}
+
+#[test]
+fn status_callbacks_pending_at_kill_9_are_sent_after_restart() {
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_with(dir.path(), &config(""));
+    let url = hook.url("/status");
+    set_urls(&d, &[("CallbackUrl", &url)]);
+    let (pa, _) = session(&d);
+    hook.reply("/status", Reply::Status(503));
+    let mut a = bound(&d, "carrier-a", "secret-a");
+    for i in 0..5 {
+        assert_eq!(send_from_a(&mut a, &pa, &format!("m{i}")), status::ESME_ROK);
+    }
+    // Every message's first callback was tried (and refused) before the kill.
+    let tried = hook.wait("/status", 5, Duration::from_secs(5));
+    assert!(tried.len() >= 5);
+    let before: std::collections::HashSet<String> = tried
+        .iter()
+        .map(|r| r.param("interactionSid").unwrap().to_string())
+        .collect();
+    assert_eq!(before.len(), 5);
+    d.kill9();
+    drop(d);
+    hook.reply("/status", Reply::Status(204));
+    let n_before = hook.requests("/status").len();
+    let d = Daemon::restart(dir.path(), &config(""));
+    // After the restart the queue is sent: each of the five interactions' callbacks
+    // arrives and is accepted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let delivered = loop {
+        let after: std::collections::HashSet<String> = hook.requests("/status")[n_before..]
+            .iter()
+            .map(|r| r.param("interactionSid").unwrap().to_string())
+            .collect();
+        if after.is_superset(&before) || std::time::Instant::now() > deadline {
+            break after;
+        }
+        hook.wait(
+            "/status",
+            hook.requests("/status").len() + 1,
+            Duration::from_millis(500),
+        );
+    };
+    assert!(delivered.is_superset(&before), "{delivered:?} ⊉ {before:?}");
+    assert!(d.metrics_text().contains("maskd_callback_queue_depth"));
+}
+
+/// Twilio's own RequestValidator (PyPI `twilio`) accepts maskd's signatures.
+#[test]
+fn twilio_request_validator_accepts_the_signatures() {
+    let py = std::env::var("MASKD_PYTHON").unwrap_or_else(|_| {
+        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+        assert!(
+            std::path::Path::new(venv).exists(),
+            "no Python with twilio: run scripts/test (it creates .venv), or set MASKD_PYTHON"
+        );
+        venv.to_string()
+    });
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config(""));
+    let url = hook.url("/status?tenant=a&x=1");
+    set_urls(&d, &[("CallbackUrl", &url)]);
+    let (pa, _) = session(&d);
+    let mut a = bound(&d, "carrier-a", "secret-a");
+    assert_eq!(
+        send_from_a(&mut a, &pa, "héllo & welcome = 100%"),
+        status::ESME_ROK
+    );
+    let got = hook.wait("/status?tenant=a&x=1", 1, Duration::from_secs(5));
+    assert!(!got.is_empty());
+    let cases: Vec<serde_json::Value> = got
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "url": url,
+                "params": r.params,
+                "signature": r.headers["x-twilio-signature"],
+            })
+        })
+        .collect();
+    let file = dir.path().join("cases.json");
+    std::fs::write(&file, serde_json::to_string(&cases).unwrap()).unwrap();
+    let out = Command::new(&py)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/callbacks_check.py"
+        ))
+        .arg(&file)
+        .arg(TOKEN)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+}
