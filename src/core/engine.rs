@@ -369,6 +369,17 @@ impl Engine {
         *self.outbox.lock() = Some(outbox);
     }
 
+    /// The out-of-session callback URL of the service owning `proxy`, if any.
+    pub fn out_of_session_url(&self, proxy: E164) -> Option<String> {
+        let st = self.state.lock();
+        let num = st.number_index.get(&proxy.as_u64())?;
+        let service = st.numbers.get(num)?.service_sid;
+        st.services
+            .get(&service)?
+            .out_of_session_callback_url
+            .clone()
+    }
+
     /// For traffic on `proxy` from `sender` with no active session: the service that owns
     /// `proxy`, its out-of-session callback URL and the most recent session the pair had,
     /// with its inbound (the sender's) and outbound participants. `None`: not a pool number.

@@ -16,7 +16,8 @@ use crate::core::engine::Engine;
 use crate::core::routing::Target;
 use crate::core::store::WriteOp;
 use crate::core::{Sid, E164};
-use crate::sip::b2bua::{B2bua, Core, Datagram, Settings};
+use crate::net::webhook::{self, Webhooks};
+use crate::sip::b2bua::{Ask, B2bua, Core, Datagram, Resume, Settings};
 use crate::sip::{parse, Transport};
 
 struct EngineCore(Arc<Engine>);
@@ -33,10 +34,62 @@ impl Core for EngineCore {
     fn next_seq(&self) -> u64 {
         self.0.next_seq()
     }
+    fn intercept_url(&self, service: Sid) -> Option<String> {
+        self.0.service(service).ok()?.intercept_callback_url
+    }
+    fn has_out_of_session(&self, proxy: E164) -> bool {
+        self.0.out_of_session_url(proxy).is_some()
+    }
+}
+
+/// Asks the callback the B2BUA wants answered; the answer comes back as an event.
+fn ask(wh: &Option<Arc<Webhooks>>, a: Ask, events: &mpsc::Sender<Event>) {
+    let Some(wh) = wh.clone() else {
+        // No callback sender (tests of the B2BUA alone): as if nobody answered.
+        let (key, r) = match a {
+            Ask::OutOfSession { key, .. } => (key, Resume::SessionCreated(false)),
+            Ask::Intercept { key, .. } => (key, Resume::Allow(true)),
+        };
+        let _ = events.try_send(Event::Resume(key, r));
+        return;
+    };
+    let events = events.clone();
+    tokio::spawn(async move {
+        let (key, r) = match a {
+            Ask::OutOfSession {
+                key,
+                proxy,
+                caller,
+                call_sid,
+            } => {
+                let inbound =
+                    webhook::inbound_params(wh.account_sid(), caller, proxy, None, Some(&call_sid));
+                (
+                    key,
+                    Resume::SessionCreated(wh.out_of_session(proxy, caller, inbound).await),
+                )
+            }
+            Ask::Intercept {
+                key,
+                url,
+                interaction,
+                caller,
+                callee,
+            } => {
+                let params =
+                    webhook::intercept_params(wh.account_sid(), &interaction, caller, callee);
+                let v = wh.intercept(&url, &params).await;
+                (key, Resume::Allow(v == webhook::Verdict::Allow))
+            }
+        };
+        let _ = events.send(Event::Resume(key, r)).await;
+    });
 }
 
 enum Event {
     Message(SocketAddr, Vec<u8>),
+    /// A callback's answer for a held INVITE.
+    Resume(u64, Resume),
     Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
     Closed(SocketAddr),
 }
@@ -113,6 +166,7 @@ pub async fn run(
     tcp: TcpListener,
     settings: Settings,
     engine: Arc<Engine>,
+    webhooks: Option<Arc<Webhooks>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let core = EngineCore(engine);
@@ -166,11 +220,15 @@ pub async fn run(
                     streams.remove(&peer);
                     b2bua.stream_peer(peer, false);
                 }
+                Event::Resume(key, r) => b2bua.resume(key, r, now(), &core, &mut out),
             },
             _ = tick.tick() => {
                 b2bua.on_timer(now(), &core, &mut out);
             }
             _ = stop.changed() => return,
+        }
+        for a in b2bua.asks.drain(..) {
+            ask(&webhooks, a, &ev_tx);
         }
         for d in out.drain(..) {
             crate::metrics::sip_message(false, &d.data);

@@ -24,6 +24,59 @@ pub trait Core: Send + Sync {
     /// the way SMS is). `touch` counts an interaction for the session's TTL.
     fn record(&self, ops: Vec<WriteOp>, touch: Option<(Sid, i64)>);
     fn next_seq(&self) -> u64;
+    /// The intercept callback URL of `service`, if it has one.
+    fn intercept_url(&self, _service: Sid) -> Option<String> {
+        None
+    }
+    /// Whether the service owning `proxy` has an out-of-session callback URL.
+    fn has_out_of_session(&self, _proxy: E164) -> bool {
+        false
+    }
+}
+
+/// A question for the driver, whose answer comes back through `B2bua::resume`: the INVITE
+/// waits (100 Trying sent, retransmissions absorbed) and nothing of the data path is held.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ask {
+    /// No session: the out-of-session callback may create one.
+    OutOfSession {
+        key: u64,
+        proxy: E164,
+        caller: E164,
+        call_sid: String,
+    },
+    /// The intercept callback, before leg B exists.
+    Intercept {
+        key: u64,
+        url: String,
+        interaction: Box<Interaction>,
+        caller: E164,
+        callee: E164,
+    },
+}
+
+/// The driver's answer to an `Ask`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Out of session: a session now exists (route again) or not (404).
+    SessionCreated(bool),
+    /// Intercept: go on, or 403.
+    Allow(bool),
+}
+
+/// What an INVITE has already been through when it is (re)considered.
+#[derive(Debug, Clone, Copy, Default)]
+struct Decided {
+    out_of_session_asked: bool,
+    intercepted: bool,
+    interaction: Option<Sid>,
+}
+
+struct Held {
+    src: SocketAddr,
+    bytes: Vec<u8>,
+    branch: String,
+    decided: Decided,
 }
 
 #[derive(Clone, Debug)]
@@ -188,6 +241,10 @@ pub struct B2bua {
     stream_peers: std::collections::HashSet<SocketAddr, foldhash::fast::RandomState>,
     /// When ended calls are next swept from memory.
     next_sweep: u64,
+    /// INVITEs waiting for a callback's answer, by `Ask` key.
+    held: Map<u64, Held>,
+    /// Questions for the driver (drained by it after each call).
+    pub asks: Vec<Ask>,
     pub counters: Counters,
 }
 
@@ -261,6 +318,8 @@ impl B2bua {
             next: 1,
             stream_peers: Default::default(),
             next_sweep: 0,
+            held: Map::default(),
+            asks: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -468,7 +527,9 @@ impl B2bua {
             .and_then(NameAddr::parse)
             .and_then(|n| n.param("tag").map(str::to_string));
         match method {
-            "INVITE" if to_tag.is_none() => self.new_call(src, m, branch, now, core, out),
+            "INVITE" if to_tag.is_none() => {
+                self.new_call(src, m, branch, Decided::default(), now, core, out)
+            }
             "CANCEL" => self.on_cancel(src, m, branch, now, out),
             "BYE" => self.on_bye(src, m, branch, call_id, now, core, out),
             "INVITE" | "UPDATE" | "INFO" | "PRACK" | "NOTIFY" if to_tag.is_some() => {
@@ -519,11 +580,173 @@ impl B2bua {
         send_all(src, acts, out);
     }
 
+    /// The driver's answer to the `Ask` with this key: the held INVITE goes on.
+    pub fn resume(
+        &mut self,
+        key: u64,
+        answer: Resume,
+        now: u64,
+        core: &dyn Core,
+        out: &mut Vec<Datagram>,
+    ) {
+        let Some(h) = self.held.remove(&key) else {
+            return;
+        };
+        // Cancelled (or otherwise answered) while it waited: nothing more to do.
+        let waiting = self
+            .server
+            .get(&(h.branch.clone(), false))
+            .is_some_and(|e| {
+                e.call.is_none() && e.tx.state() == super::transaction::ServerState::Proceeding
+            });
+        if waiting {
+            if let Ok(Some((m, _))) = parse(&h.bytes, Transport::Datagram) {
+                let mut decided = h.decided;
+                match answer {
+                    Resume::SessionCreated(_) => decided.out_of_session_asked = true,
+                    Resume::Allow(true) => decided.intercepted = true,
+                    Resume::Allow(false) => {
+                        self.blocked_call(h.src, &m, h.branch.clone(), decided, now, core, out);
+                        self.client.settle();
+                        self.server.settle();
+                        return;
+                    }
+                }
+                self.new_call(h.src, &m, h.branch.clone(), decided, now, core, out);
+            }
+        }
+        self.client.settle();
+        self.server.settle();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    /// Holds an INVITE for a callback: 100 Trying from its server transaction (which
+    /// absorbs retransmissions), then the `Ask` for the driver.
+    fn hold(
+        &mut self,
+        src: SocketAddr,
+        m: &Message<'_>,
+        branch: String,
+        decided: Decided,
+        ask: impl FnOnce(u64) -> Ask,
+        now: u64,
+        out: &mut Vec<Datagram>,
+    ) {
+        if self.server.get(&(branch.clone(), false)).is_none() {
+            let mut stx = ServerTx::new(true, self.is_stream(src), self.cfg.timers);
+            let mut acts = Vec::new();
+            stx.respond(
+                100,
+                Self::reply(m, 100, "Trying", None).encode(),
+                now,
+                &mut acts,
+            );
+            self.server.insert(
+                (branch.clone(), false),
+                ServerEntry {
+                    call: None,
+                    to: src,
+                    tx: stx,
+                },
+            );
+            send_all(src, acts, out);
+        }
+        let key = self.next;
+        self.next += 1;
+        self.held.insert(
+            key,
+            Held {
+                src,
+                bytes: m.raw.to_vec(),
+                branch,
+                decided,
+            },
+        );
+        self.asks.push(ask(key));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    /// An INVITE the intercept callback blocked: 403 on leg A, logged as a call whose
+    /// outbound leg was canceled.
+    fn blocked_call(
+        &mut self,
+        src: SocketAddr,
+        m: &Message<'_>,
+        branch: String,
+        decided: Decided,
+        now: u64,
+        core: &dyn Core,
+        out: &mut Vec<Datagram>,
+    ) {
+        if let Some((proxy, caller)) = Self::parties(m) {
+            if let Some(t) = core.target(proxy, caller) {
+                let mut i =
+                    Self::voice_interaction(&t, decided.interaction, (now / 1000) as i64, core);
+                i.inbound.resource_status = Some(ResourceStatus::Completed);
+                i.outbound.resource_status = Some(ResourceStatus::Canceled);
+                core.record(
+                    vec![WriteOp::PutInteraction(i)],
+                    Some((t.session, (now / 1000) as i64)),
+                );
+            }
+        }
+        let r = Self::reply(m, 403, "Forbidden", Some(&token())).encode();
+        self.server_answer(src, m, branch, true, 403, r, now, out);
+    }
+
+    /// The dialled proxy number and the caller (From, or P-Asserted-Identity when From is
+    /// anonymous) of an INVITE.
+    fn parties(m: &Message<'_>) -> Option<(E164, E164)> {
+        let StartLine::Request { uri, .. } = m.start else {
+            return None;
+        };
+        let proxy = number_of(uri)?;
+        let from = m.header(HeaderName::From).unwrap_or("");
+        let caller = NameAddr::parse(from)
+            .and_then(|n| E164::parse(n.uri.user?.split(';').next()?).ok())
+            .or_else(|| {
+                m.header(HeaderName::PAssertedIdentity)
+                    .and_then(NameAddr::parse)
+                    .and_then(|n| E164::parse(n.uri.user?.split(';').next()?).ok())
+            })?;
+        Some((proxy, caller))
+    }
+
+    fn voice_interaction(t: &Target, sid: Option<Sid>, now_s: i64, core: &dyn Core) -> Interaction {
+        Interaction {
+            sid: sid.unwrap_or_else(|| Sid::generate(SidKind::Interaction)),
+            seq: core.next_seq(),
+            session_sid: t.session,
+            service_sid: t.service,
+            data: "{}".into(),
+            kind: InteractionType::Voice,
+            inbound: Leg {
+                participant_sid: Some(t.participant),
+                resource_sid: Some(Sid::generate(SidKind::Call).to_string()),
+                resource_status: Some(ResourceStatus::InProgress),
+                resource_type: Some("Call".into()),
+                resource_url: None,
+            },
+            outbound: Leg {
+                participant_sid: Some(t.counterpart),
+                resource_sid: Some(Sid::generate(SidKind::Call).to_string()),
+                resource_status: Some(ResourceStatus::Initiated),
+                resource_type: Some("Call".into()),
+                resource_url: None,
+            },
+            message_participant_sid: None,
+            date_created: now_s,
+            date_updated: now_s,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn new_call(
         &mut self,
         src: SocketAddr,
         m: &Message<'_>,
         branch: String,
+        decided: Decided,
         now: u64,
         core: &dyn Core,
         out: &mut Vec<Datagram>,
@@ -576,11 +799,51 @@ impl B2bua {
             return refuse(self, 404, "Not Found", out);
         };
         let Some(t) = core.target(proxy, caller) else {
+            if !decided.out_of_session_asked && core.has_out_of_session(proxy) {
+                let call_sid = Sid::generate(SidKind::Call).to_string();
+                return self.hold(
+                    src,
+                    m,
+                    branch.clone(),
+                    decided,
+                    |key| Ask::OutOfSession {
+                        key,
+                        proxy,
+                        caller,
+                        call_sid,
+                    },
+                    now,
+                    out,
+                );
+            }
             tracing::debug!(from = %caller.masked(), to = %proxy.masked(), "call out of session");
             return refuse(self, 404, "Not Found", out);
         };
         if !t.mode.allows_voice() {
             return refuse(self, 403, "Forbidden", out);
+        }
+        if !decided.intercepted {
+            if let Some(url) = core.intercept_url(t.service) {
+                let mut decided = decided;
+                let i = Self::voice_interaction(&t, None, (now / 1000) as i64, core);
+                decided.interaction = Some(i.sid);
+                let callee = t.counterpart_real;
+                return self.hold(
+                    src,
+                    m,
+                    branch.clone(),
+                    decided,
+                    |key| Ask::Intercept {
+                        key,
+                        url,
+                        interaction: Box::new(i),
+                        caller,
+                        callee,
+                    },
+                    now,
+                    out,
+                );
+            }
         }
         let mf: u32 = m
             .header(HeaderName::MaxForwards)
@@ -589,24 +852,29 @@ impl B2bua {
         let id = self.next;
         self.next += 1;
         let a_tag = token();
-        // 100 Trying at once, from the INVITE server transaction.
-        let mut stx = ServerTx::new(true, self.is_stream(src), self.cfg.timers);
-        let mut acts = Vec::new();
-        stx.respond(
-            100,
-            Self::reply(m, 100, "Trying", None).encode(),
-            now,
-            &mut acts,
-        );
-        self.server.insert(
-            (branch.clone(), false),
-            ServerEntry {
-                call: Some(id),
-                to: src,
-                tx: stx,
-            },
-        );
-        send_all(src, acts, out);
+        // 100 Trying at once, from the INVITE server transaction (already sent if the
+        // INVITE waited for a callback).
+        if let Some(e) = self.server.get_mut(&(branch.clone(), false)) {
+            e.call = Some(id);
+        } else {
+            let mut stx = ServerTx::new(true, self.is_stream(src), self.cfg.timers);
+            let mut acts = Vec::new();
+            stx.respond(
+                100,
+                Self::reply(m, 100, "Trying", None).encode(),
+                now,
+                &mut acts,
+            );
+            self.server.insert(
+                (branch.clone(), false),
+                ServerEntry {
+                    call: Some(id),
+                    to: src,
+                    tx: stx,
+                },
+            );
+            send_all(src, acts, out);
+        }
 
         // Leg B from scratch.
         let b_call_id = format!("{}@maskd", token());
@@ -668,31 +936,7 @@ impl B2bua {
         );
         send_all(self.cfg.trunk, acts, out);
         let now_s = (now / 1000) as i64;
-        let interaction = Interaction {
-            sid: Sid::generate(SidKind::Interaction),
-            seq: core.next_seq(),
-            session_sid: t.session,
-            service_sid: t.service,
-            data: "{}".into(),
-            kind: InteractionType::Voice,
-            inbound: Leg {
-                participant_sid: Some(t.participant),
-                resource_sid: Some(Sid::generate(SidKind::Call).to_string()),
-                resource_status: Some(ResourceStatus::InProgress),
-                resource_type: Some("Call".into()),
-                resource_url: None,
-            },
-            outbound: Leg {
-                participant_sid: Some(t.counterpart),
-                resource_sid: Some(Sid::generate(SidKind::Call).to_string()),
-                resource_status: Some(ResourceStatus::Initiated),
-                resource_type: Some("Call".into()),
-                resource_url: None,
-            },
-            message_participant_sid: None,
-            date_created: now_s,
-            date_updated: now_s,
-        };
+        let interaction = Self::voice_interaction(&t, decided.interaction, now_s, core);
         core.record(
             vec![WriteOp::PutInteraction(interaction.clone())],
             Some((t.session, now_s)),
@@ -1018,6 +1262,30 @@ impl B2bua {
             .server
             .get(&(branch.clone(), false))
             .and_then(|e| e.call);
+        if let Some(key) = self
+            .held
+            .iter()
+            .find(|(_, h)| h.branch == branch)
+            .map(|(k, _)| *k)
+        {
+            // Cancelled while it waited for a callback: 200 for the CANCEL, 487 for the
+            // INVITE, and the callback's answer will find nothing to resume.
+            if let Some(h) = self.held.remove(&key) {
+                let r = Self::reply(m, 200, "OK", None).encode();
+                self.server_answer(src, m, branch.clone(), false, 200, r, now, out);
+                if let (Ok(Some((inv, _))), Some(e)) = (
+                    parse(&h.bytes, Transport::Datagram),
+                    self.server.get_mut(&(branch.clone(), false)),
+                ) {
+                    let mut acts = Vec::new();
+                    let bytes =
+                        Self::reply(&inv, 487, "Request Terminated", Some(&token())).encode();
+                    e.tx.respond(487, bytes, now, &mut acts);
+                    send_all(h.src, acts, out);
+                }
+                return;
+            }
+        }
         let Some(id) = call.filter(|id| {
             self.calls
                 .get(id)

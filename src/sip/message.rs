@@ -109,6 +109,8 @@ pub struct Message<'a> {
     pub start: StartLine<'a>,
     pub headers: Vec<Header<'a>>,
     pub body: &'a [u8],
+    /// The whole message as received (leading blank lines excluded).
+    pub raw: &'a [u8],
 }
 
 /// Why bytes are not a usable SIP message: the status and reason phrase to answer with
@@ -223,6 +225,7 @@ pub fn parse(buf: &[u8], transport: Transport) -> Result<Option<(Message<'_>, us
         start: start_line,
         headers,
         body: &data[body_start..body_start + body_len],
+        raw: &data[..body_start + body_len],
     };
     Ok(Some((msg, start + body_start + body_len)))
 }

@@ -1,0 +1,214 @@
+//! The callbacks for calls: the real daemon's SIP listener driven over UDP sockets on
+//! loopback (caller and trunk), and a real HTTP receiver (tests/common/hook.rs). Status
+//! callbacks follow a call's legs; the intercept callback's 403 refuses the call on leg A
+//! and no leg B is placed; the out-of-session callback's JSON creates the session and the
+//! call goes through it.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::hook::{Hook, Reply};
+use common::*;
+
+const A: &str = "+14155551001";
+const B: &str = "+14155552002";
+
+fn socket() -> (UdpSocket, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
+/// A daemon whose trunk is `trunk`, with service "v" and its URLs set.
+fn daemon(dir: &std::path::Path, trunk: u16, urls: &[(&str, &str)]) -> Daemon {
+    let cfg = format!(
+        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{trunk}\"\nwebhooks:\n  timeout: \"1s\"\nservices:\n  - unique_name: \"v\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n"
+    );
+    let d = Daemon::start_with(dir, &cfg);
+    let r = d.post("/v1/Services/v", urls);
+    assert_eq!(r.status, 200, "{}", r.body);
+    d
+}
+
+fn session(d: &Daemon) -> String {
+    let p1 = format!(r#"{{"Identifier":"{A}"}}"#);
+    let p2 = format!(r#"{{"Identifier":"{B}"}}"#);
+    let r = d.post(
+        "/v1/Services/v/Sessions",
+        &[
+            ("UniqueName", "s"),
+            ("Participants", &p1),
+            ("Participants", &p2),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    d.get("/v1/Services/v/Sessions/s/Participants").json()["participants"][0]["proxy_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn invite(local: u16, proxy: &str, call_id: &str) -> String {
+    let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    format!(
+        "INVITE sip:{proxy}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{call_id}\r\n\
+         From: <sip:{A}@127.0.0.1>;tag=t{call_id}\r\nTo: <sip:{proxy}@127.0.0.1>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:{A}@127.0.0.1:{local}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Receives until a datagram that does not start with `skip` (or none within the timeout).
+fn recv_not(s: &UdpSocket, skip: &str) -> Option<String> {
+    let mut buf = [0u8; 8192];
+    for _ in 0..20 {
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        let t = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !t.starts_with(skip) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .map(|l| l.split_once(':').unwrap().1.trim())
+        .unwrap_or("")
+}
+
+/// The trunk answers leg B's INVITE with `code`.
+fn answer(trunk: &UdpSocket, inv: &str, to: std::net::SocketAddr, code: u16, reason: &str) {
+    let r = format!(
+        "SIP/2.0 {code} {reason}\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=trunk1\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        header(inv, "Via"),
+        header(inv, "From"),
+        header(inv, "To"),
+        header(inv, "Call-ID"),
+        header(inv, "CSeq"),
+    );
+    trunk.send_to(r.as_bytes(), to).unwrap();
+}
+
+#[test]
+fn status_callbacks_follow_a_busy_call() {
+    let hook = Hook::start();
+    let (trunk, tport) = socket();
+    let dir = tempfile::tempdir().unwrap();
+    let url = hook.url("/status");
+    let d = daemon(dir.path(), tport, &[("CallbackUrl", &url)]);
+    let pa = session(&d);
+    let (a, aport) = socket();
+    a.send_to(invite(aport, &pa, "busy1").as_bytes(), d.sip)
+        .unwrap();
+    let inv = recv_not(&trunk, "SIP/2.0").expect("leg B INVITE at the trunk");
+    assert!(inv.starts_with("INVITE "), "{inv}");
+    answer(&trunk, &inv, d.sip, 180, "Ringing");
+    answer(&trunk, &inv, d.sip, 486, "Busy Here");
+    let r = recv_not(&a, "SIP/2.0 1").expect("final answer on leg A");
+    assert!(r.starts_with("SIP/2.0 486"), "{r}");
+    let got = hook.wait("/status", 3, Duration::from_secs(5));
+    let statuses: Vec<&str> = got
+        .iter()
+        .map(|r| r.param("outboundResourceStatus").unwrap())
+        .collect();
+    assert_eq!(statuses, ["initiated", "ringing", "busy"]);
+    for r in &got {
+        assert_eq!(r.param("interactionType"), Some("Voice"));
+        assert_eq!(r.param("outboundResourceType"), Some("Call"));
+        assert!(r.param("outboundResourceSid").unwrap().starts_with("CA"));
+        assert_eq!(
+            r.headers["x-twilio-signature"],
+            maskd::net::webhook::signature(TOKEN, &url, &r.params)
+        );
+    }
+}
+
+#[test]
+fn intercept_403_refuses_the_call_and_places_no_leg_b() {
+    let hook = Hook::start();
+    let (trunk, tport) = socket();
+    trunk
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = hook.url("/intercept");
+    let d = daemon(dir.path(), tport, &[("InterceptCallbackUrl", &url)]);
+    let pa = session(&d);
+    let (a, aport) = socket();
+    hook.reply("/intercept", Reply::Status(403));
+    a.send_to(invite(aport, &pa, "icpt1").as_bytes(), d.sip)
+        .unwrap();
+    let r = recv_not(&a, "SIP/2.0 100").expect("an answer");
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
+    assert!(recv_not(&trunk, "SIP/2.0").is_none(), "no leg B");
+    let q = &hook.wait("/intercept", 1, Duration::from_secs(2))[0];
+    assert_eq!(q.param("interactionType"), Some("Voice"));
+    assert_eq!(q.param("inboundParticipantIdentifier"), Some(A));
+    assert_eq!(q.param("outboundParticipantIdentifier"), Some(B));
+    assert!(q.param("outboundResourceStatus").is_none());
+    let ints = d.get("/v1/Services/v/Sessions/s/Interactions").json();
+    assert_eq!(
+        ints["interactions"][0]["outbound_resource_status"],
+        "canceled"
+    );
+    assert_eq!(
+        ints["interactions"][0]["sid"].as_str(),
+        q.param("interactionSid"),
+        "the logged interaction is the one the callback saw"
+    );
+
+    // 500: the call goes on to leg B.
+    hook.reply("/intercept", Reply::Status(500));
+    a.send_to(invite(aport, &pa, "icpt2").as_bytes(), d.sip)
+        .unwrap();
+    let inv = recv_not(&trunk, "SIP/2.0").expect("leg B placed");
+    assert!(inv.starts_with("INVITE "), "{inv}");
+}
+
+#[test]
+fn out_of_session_json_creates_the_session_and_the_call_goes_through() {
+    let hook = Hook::start();
+    let (trunk, tport) = socket();
+    let dir = tempfile::tempdir().unwrap();
+    let url = hook.url("/oos");
+    let d = daemon(dir.path(), tport, &[("OutOfSessionCallbackUrl", &url)]);
+    let (a, aport) = socket();
+    // 500 (or any non-JSON answer): no session, 404.
+    hook.reply("/oos", Reply::Status(500));
+    a.send_to(invite(aport, "+14155550101", "oos1").as_bytes(), d.sip)
+        .unwrap();
+    let r = recv_not(&a, "SIP/2.0 100").expect("an answer");
+    assert!(r.starts_with("SIP/2.0 404"), "{r}");
+    hook.reply(
+        "/oos",
+        Reply::Json(format!(
+            r#"{{"uniqueName":"auto","participantIdentifier":"{B}"}}"#
+        )),
+    );
+    a.send_to(invite(aport, "+14155550101", "oos2").as_bytes(), d.sip)
+        .unwrap();
+    let inv = recv_not(&trunk, "SIP/2.0").expect("leg B placed through the new session");
+    assert!(inv.starts_with(&format!("INVITE sip:{B}@")), "{inv}");
+    let q = &hook.wait("/oos", 2, Duration::from_secs(2))[1];
+    assert_eq!(q.param("From"), Some(A));
+    assert_eq!(q.param("To"), Some("+14155550101"));
+    assert_eq!(q.param("CallStatus"), Some("ringing"));
+    assert!(q.param("CallSid").unwrap().starts_with("CA"));
+    let parts = d.get("/v1/Services/v/Sessions/auto/Participants").json();
+    let caller = parts["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["identifier"] == A)
+        .expect("the caller is a participant");
+    assert_eq!(caller["proxy_identifier"], "+14155550101");
+}
