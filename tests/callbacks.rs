@@ -398,3 +398,43 @@ fn twilio_request_validator_accepts_the_signatures() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
 }
+
+#[test]
+fn status_callbacks_are_retried_after_a_timeout_and_a_refused_connection() {
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config(""));
+    // Nothing listens at the first URL (connection refused): retried with backoff.
+    let refused = format!("http://127.0.0.1:{}/status", free_port());
+    set_urls(&d, &[("CallbackUrl", &refused)]);
+    let (pa, _) = session(&d);
+    let mut a = bound(&d, "carrier-a", "secret-a");
+    assert_eq!(send_from_a(&mut a, &pa, "to nobody"), status::ESME_ROK);
+    let errors = |d: &Daemon| {
+        let m = d.metrics_text();
+        m.lines()
+            .find(|l| l.starts_with(r#"maskd_callbacks_total{kind="status",outcome="error"}"#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while errors(&d) < 2 && std::time::Instant::now() < deadline {
+        hook.wait("/never", 1, Duration::from_millis(200));
+    }
+    assert!(errors(&d) >= 2, "a refused connection is retried");
+    // A receiver that never answers: timeout, then the same callback again.
+    let url = hook.url("/slow");
+    set_urls(&d, &[("CallbackUrl", &url)]);
+    hook.reply("/slow", Reply::Silent);
+    assert_eq!(send_from_a(&mut a, &pa, "to a slow one"), status::ESME_ROK);
+    let got = hook.wait("/slow", 2, Duration::from_secs(8));
+    assert!(got.len() >= 2, "retried after the timeout");
+    assert_eq!(
+        got[0].param("interactionSid"),
+        got[1].param("interactionSid")
+    );
+    assert_eq!(got[0].params, got[1].params, "the same callback, in order");
+    assert!(d
+        .metrics_text()
+        .contains(r#"maskd_callbacks_total{kind="status",outcome="timeout"}"#));
+}

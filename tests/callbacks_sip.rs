@@ -166,12 +166,29 @@ fn intercept_403_refuses_the_call_and_places_no_leg_b() {
         "the logged interaction is the one the callback saw"
     );
 
-    // 500: the call goes on to leg B.
-    hook.reply("/intercept", Reply::Status(500));
-    a.send_to(invite(aport, &pa, "icpt2").as_bytes(), d.sip)
+    // 500, and no answer within webhooks.timeout (intercept_on_error: allow): the call
+    // goes on to leg B. (Leg B INVITEs are retransmitted, the trunk never answers: a new
+    // leg B is one with a Call-ID not seen before.)
+    let mut seen = std::collections::HashSet::new();
+    trunk
+        .set_read_timeout(Some(Duration::from_secs(3)))
         .unwrap();
-    let inv = recv_not(&trunk, "SIP/2.0").expect("leg B placed");
-    assert!(inv.starts_with("INVITE "), "{inv}");
+    for (reply, id) in [(Reply::Status(500), "icpt2"), (Reply::Silent, "icpt3")] {
+        hook.reply("/intercept", reply);
+        let sent = std::time::Instant::now();
+        a.send_to(invite(aport, &pa, id).as_bytes(), d.sip).unwrap();
+        let inv = (0..20)
+            .filter_map(|_| recv_not(&trunk, "SIP/2.0"))
+            .find(|m| seen.insert(header(m, "Call-ID").to_string()))
+            .expect("a new leg B placed");
+        assert!(inv.starts_with("INVITE "), "{inv}");
+        if id == "icpt3" {
+            assert!(
+                sent.elapsed() >= Duration::from_millis(900),
+                "after the 1 s timeout"
+            );
+        }
+    }
 }
 
 #[test]
