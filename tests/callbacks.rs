@@ -438,3 +438,64 @@ fn status_callbacks_are_retried_after_a_timeout_and_a_refused_connection() {
         .metrics_text()
         .contains(r#"maskd_callbacks_total{kind="status",outcome="timeout"}"#));
 }
+
+#[test]
+fn out_of_session_timeout_refused_and_plain_2xx_mean_no_session_and_status_403_is_final() {
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config(""));
+    let mut a = bound(&d, "carrier-a", "secret-a");
+    let mut b = bound(&d, "carrier-b", "secret-b");
+    // Timeout, connection refused, and a 200 that is not JSON: no session is created.
+    let refused = format!("http://127.0.0.1:{}/oos", free_port());
+    hook.reply("/slow", Reply::Silent);
+    hook.reply("/plain", Reply::Status(200));
+    for url in [hook.url("/slow"), refused, hook.url("/plain")] {
+        set_urls(&d, &[("OutOfSessionCallbackUrl", &url)]);
+        assert_eq!(
+            send_from_a(&mut a, "14155550101", "anyone?"),
+            status::ESME_ROK
+        );
+        assert!(
+            !b.wait_messages(1, Duration::from_millis(300)),
+            "{url}: not forwarded"
+        );
+    }
+    let sessions = d.get("/v1/Services/sms/Sessions").json();
+    assert_eq!(sessions["sessions"].as_array().unwrap().len(), 0);
+    let m = d.metrics_text();
+    for outcome in ["timeout", "error", "2xx"] {
+        assert!(
+            m.contains(&format!(
+                r#"maskd_callbacks_total{{kind="out_of_session",outcome="{outcome}"}} 1"#
+            )),
+            "{outcome}: {m}"
+        );
+    }
+    // A status callback answered 403 is delivered (Twilio ignores the answer): not retried.
+    let url = hook.url("/status403");
+    hook.reply("/status403", Reply::Status(403));
+    set_urls(
+        &d,
+        &[("CallbackUrl", &url), ("OutOfSessionCallbackUrl", "")],
+    );
+    let (pa, _) = session(&d);
+    assert_eq!(send_from_a(&mut a, &pa, "hi"), status::ESME_ROK);
+    assert!(b.wait_messages(1, Duration::from_secs(5)));
+    let got = hook.wait("/status403", 2, Duration::from_secs(5));
+    let statuses: Vec<&str> = got
+        .iter()
+        .map(|r| r.param("outboundResourceStatus").unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["queued", "sent"],
+        "each once, no retry after 403"
+    );
+    // Nothing more arrives within the first retry's backoff.
+    assert_eq!(
+        hook.wait("/status403", 3, Duration::from_millis(1500))
+            .len(),
+        2
+    );
+}

@@ -192,6 +192,23 @@ fn intercept_403_refuses_the_call_and_places_no_leg_b() {
 }
 
 #[test]
+fn intercept_connection_refused_follows_intercept_on_error_allow() {
+    let (trunk, tport) = socket();
+    let dir = tempfile::tempdir().unwrap();
+    let refused = format!("http://127.0.0.1:{}/intercept", free_port());
+    let d = daemon(dir.path(), tport, &[("InterceptCallbackUrl", &refused)]);
+    let pa = session(&d);
+    let (a, aport) = socket();
+    a.send_to(invite(aport, &pa, "refused1").as_bytes(), d.sip)
+        .unwrap();
+    let inv = recv_not(&trunk, "SIP/2.0").expect("leg B placed");
+    assert!(inv.starts_with("INVITE "), "{inv}");
+    assert!(d
+        .metrics_text()
+        .contains(r#"maskd_callbacks_total{kind="intercept",outcome="error"} 1"#));
+}
+
+#[test]
 fn out_of_session_json_creates_the_session_and_the_call_goes_through() {
     let hook = Hook::start();
     let (trunk, tport) = socket();
