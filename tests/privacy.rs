@@ -1,0 +1,214 @@
+//! Privacy across the data planes: a masked SMS and a masked call (and out-of-session ones)
+//! go through the real daemon at debug log level; no log line, metric line or error answer
+//! may contain a participant's real number (only its masked form, last four digits).
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::smpp::{sm, Peer};
+use common::*;
+use maskd::smpp::pdu::{status, BindKind, Body};
+
+const A: &str = "+14155551001";
+const B: &str = "+14155552002";
+const STRANGER: &str = "+14155553003";
+
+fn socket() -> (UdpSocket, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .map(|l| l.split_once(':').unwrap().1.trim())
+        .unwrap_or("")
+}
+
+fn recv(s: &UdpSocket, skip: &str) -> String {
+    let mut buf = [0u8; 8192];
+    for _ in 0..20 {
+        let (n, _) = s.recv_from(&mut buf).expect("a datagram");
+        let t = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !t.starts_with(skip) {
+            return t;
+        }
+    }
+    panic!("only {skip}…");
+}
+
+fn invite(local: u16, from: &str, proxy: &str, call_id: &str) -> String {
+    format!(
+        "INVITE sip:{proxy}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{call_id}\r\n\
+         From: <sip:{from}@127.0.0.1>;tag=t{call_id}\r\nTo: <sip:{proxy}@127.0.0.1>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:{from}@127.0.0.1:{local}>\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn reply_to(inv: &str, code: u16, reason: &str) -> String {
+    format!(
+        "SIP/2.0 {code} {reason}\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=tr1\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:x@127.0.0.1>\r\nContent-Length: 0\r\n\r\n",
+        header(inv, "Via"),
+        header(inv, "From"),
+        header(inv, "To"),
+        header(inv, "Call-ID"),
+        header(inv, "CSeq")
+    )
+}
+
+#[test]
+fn masked_sms_and_calls_leave_no_real_number_in_logs_metrics_or_errors() {
+    let (trunk, tport) = socket();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        r#"smpp:
+  listen: "127.0.0.1:0"
+  accounts:
+    - system_id: "carrier-a"
+      password: "secret-a"
+    - system_id: "carrier-b"
+      password: "secret-b"
+  routes:
+    - prefix: "+1415555100"
+      via: "carrier-a"
+    - prefix: "+1415555200"
+      via: "carrier-b"
+sip:
+  listen: "127.0.0.1:0"
+  trunk: "127.0.0.1:{tport}"
+services:
+  - unique_name: "p"
+    numbers: ["+14155550101", "+14155550102"]
+"#
+    );
+    let mut d = Daemon::start_with(dir.path(), &cfg);
+    let p1 = format!(r#"{{"Identifier":"{A}"}}"#);
+    let p2 = format!(r#"{{"Identifier":"{B}"}}"#);
+    let r = d.post(
+        "/v1/Services/p/Sessions",
+        &[
+            ("UniqueName", "s"),
+            ("Participants", &p1),
+            ("Participants", &p2),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let pa = d.get("/v1/Services/p/Sessions/s/Participants").json()["participants"][0]
+        ["proxy_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // SMS: A → B masked, and a stranger out of session.
+    let mut a = Peer::connect(d.smpp);
+    assert_eq!(
+        a.bind(BindKind::Transceiver, "carrier-a", "secret-a"),
+        status::ESME_ROK
+    );
+    let mut b = Peer::connect(d.smpp);
+    assert_eq!(
+        b.bind(BindKind::Transceiver, "carrier-b", "secret-b"),
+        status::ESME_ROK
+    );
+    let r = a.request(Body::SubmitSm(sm(&A[1..], &pa[1..], b"hello B")));
+    assert_eq!(r.status, status::ESME_ROK);
+    assert!(b.wait_messages(1, Duration::from_secs(5)));
+    let r = a.request(Body::SubmitSm(sm(&STRANGER[1..], &pa[1..], b"who is this")));
+    assert_eq!(r.status, status::ESME_ROK);
+
+    // A call A → B: 180, 200, ACK, BYE from A.
+    let (ua, aport) = socket();
+    ua.send_to(invite(aport, A, &pa, "priv1").as_bytes(), d.sip)
+        .unwrap();
+    let inv = recv(&trunk, "SIP/2.0");
+    assert!(inv.starts_with(&format!("INVITE sip:{B}@")), "{inv}");
+    trunk
+        .send_to(reply_to(&inv, 180, "Ringing").as_bytes(), d.sip)
+        .unwrap();
+    trunk
+        .send_to(reply_to(&inv, 200, "OK").as_bytes(), d.sip)
+        .unwrap();
+    let ok = recv(&ua, "SIP/2.0 1");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let to_tag = header(&ok, "To").to_string();
+    ua.send_to(
+        format!(
+            "ACK sip:{pa}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{aport};branch=z9hG4bKack1\r\nFrom: <sip:{A}@127.0.0.1>;tag=tpriv1\r\nTo: {to_tag}\r\nCall-ID: priv1\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+        d.sip,
+    )
+    .unwrap();
+    ua.send_to(
+        format!(
+            "BYE sip:{pa}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{aport};branch=z9hG4bKbye1\r\nFrom: <sip:{A}@127.0.0.1>;tag=tpriv1\r\nTo: {to_tag}\r\nCall-ID: priv1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+        d.sip,
+    )
+    .unwrap();
+    // Leg B's ACK, then its BYE reach the trunk; answer the BYE.
+    let mut bye = String::new();
+    for _ in 0..5 {
+        let m = recv(&trunk, "SIP/2.0");
+        if m.starts_with("BYE ") {
+            bye = m;
+            break;
+        }
+    }
+    assert!(bye.starts_with("BYE "), "BYE on leg B");
+    trunk
+        .send_to(reply_to(&bye, 200, "OK").as_bytes(), d.sip)
+        .unwrap();
+    let r = recv(&ua, "SIP/2.0 1");
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    // A stranger's call: 404, and its answer names no number of a participant.
+    ua.send_to(invite(aport, STRANGER, &pa, "priv2").as_bytes(), d.sip)
+        .unwrap();
+    let r = recv(&ua, "SIP/2.0 1");
+    assert!(r.starts_with("SIP/2.0 404"), "{r}");
+    for real in [A, B] {
+        assert!(!r.contains(&real[2..]), "404 names {real}: {r}");
+    }
+
+    // Everything maskd said about it: logs at debug level, metrics, an API error body.
+    let err = d.post(
+        "/v1/Services/p/Sessions/s/Participants",
+        &[("Identifier", "+1415555100x")],
+    );
+    d.wait_for_log("sms out of session", Duration::from_secs(5));
+    d.wait_for_log("call out of session", Duration::from_secs(5));
+    // A call's log is written behind the call (within 20 ms): poll, bounded.
+    let logged = (0..50).any(|_| {
+        let n = d.get("/v1/Services/p/Sessions/s/Interactions").json()["interactions"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if n < 2 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n >= 2
+    });
+    assert!(logged, "the SMS and the call were logged");
+    let metrics = d.metrics_text();
+    let log = d.lines.join("\n");
+    assert!(
+        log.contains("+*******1001"),
+        "numbers appear masked:\n{log}"
+    );
+    for real in [A, B, STRANGER] {
+        let digits = &real[2..];
+        assert!(!log.contains(digits), "a log line shows {real}:\n{log}");
+        assert!(!metrics.contains(digits), "a metric shows {real}");
+        assert!(
+            !err.body.contains(&digits[..6]),
+            "an error body shows {real}"
+        );
+    }
+}
