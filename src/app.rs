@@ -158,6 +158,10 @@ pub async fn run(
 
     let state = Arc::new(ApiState {
         engine: engine.clone(),
+        limiter: crate::api::RateLimiter::new(
+            cfg.raw.api.rate_limit_per_second,
+            cfg.raw.api.rate_limit_burst,
+        ),
         public_url: cfg.public_url.clone(),
         account_sid: cfg.raw.api.account_sid.clone(),
         auth_token: cfg.raw.api.auth_token.clone(),
@@ -182,11 +186,14 @@ pub async fn run(
 
     let serve = |listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>| {
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
+            let _ = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
         })
     };
     let webhooks = Arc::new(crate::net::webhook::Webhooks::new(

@@ -79,6 +79,20 @@ pub struct ApiConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Requests per second each client address may make (token bucket); beyond it, 429.
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_second: u32,
+    /// How many requests a client may make at once above the rate.
+    #[serde(default = "default_burst")]
+    pub rate_limit_burst: u32,
+}
+
+fn default_rate() -> u32 {
+    1000
+}
+
+fn default_burst() -> u32 {
+    2000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -460,6 +474,12 @@ impl Config {
         }
         if self.api.auth_token.is_empty() {
             p.add("api.auth_token", "must not be empty");
+        }
+        if self.api.rate_limit_per_second == 0 {
+            p.add("api.rate_limit_per_second", "must be at least 1");
+        }
+        if self.api.rate_limit_burst == 0 {
+            p.add("api.rate_limit_burst", "must be at least 1");
         }
         if self.api.max_body_bytes < 1024 {
             p.add("api.max_body_bytes", "must be at least 1024");

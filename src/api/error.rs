@@ -44,6 +44,9 @@ impl ApiError {
             "The requested resource was not found",
         )
     }
+    pub fn too_many_requests() -> Self {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests")
+    }
     pub fn unauthorized() -> Self {
         ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -9,6 +9,7 @@ pub mod params;
 mod render;
 mod resources;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +29,7 @@ use error::ApiError;
 /// What every handler needs.
 pub struct ApiState {
     pub engine: Arc<Engine>,
+    pub limiter: RateLimiter,
     /// Base of `url` and `links`, without a trailing slash.
     pub public_url: String,
     pub account_sid: String,
@@ -46,13 +48,76 @@ pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Re
     resp
 }
 
-/// The `/v1` router with auth and request metrics.
+/// The `/v1` router with the rate limit, auth and request metrics.
 pub fn router(state: Shared) -> Router {
     resources::routes()
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(state.clone(), limit))
         .layer(middleware::from_fn(observe))
         .with_state(state)
+}
+
+/// A token bucket per client address: `rate` requests a second, `burst` at once. One
+/// client's flood gets 429 (Twilio's 20429) and costs the others nothing. At most
+/// `MAX_CLIENTS` addresses are tracked; beyond it, full (idle) buckets are forgotten first.
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: parking_lot::Mutex<std::collections::HashMap<IpAddr, (f64, Instant)>>,
+}
+
+const MAX_CLIENTS: usize = 10_000;
+
+impl RateLimiter {
+    pub fn new(rate: u32, burst: u32) -> RateLimiter {
+        RateLimiter {
+            rate: f64::from(rate.max(1)),
+            burst: f64::from(burst.max(1)),
+            buckets: Default::default(),
+        }
+    }
+
+    /// Takes a token for `ip` at `now`; `Err(seconds)` until one is available.
+    pub fn take(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        let mut b = self.buckets.lock();
+        if b.len() >= MAX_CLIENTS && !b.contains_key(&ip) {
+            let (rate, burst) = (self.rate, self.burst);
+            b.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
+            });
+            if b.len() >= MAX_CLIENTS {
+                return Err(1);
+            }
+        }
+        let (tokens, at) = b.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate)
+            .min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+async fn limit(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = ip {
+        if let Err(wait) = state.limiter.take(ip, Instant::now()) {
+            let mut resp = ApiError::too_many_requests().into_response();
+            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
+    }
+    next.run(req).await
 }
 
 /// Compares in time that depends only on the lengths, never on where bytes differ.
@@ -210,5 +275,28 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(!constant_time_eq(b"", b"a"));
         assert!(constant_time_eq(b"", b""));
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_bucket_per_address_refills_at_the_rate() {
+        let l = RateLimiter::new(10, 3);
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.take(a, t0).is_ok());
+        }
+        assert_eq!(l.take(a, t0), Err(1), "burst spent");
+        assert!(l.take(b, t0).is_ok(), "another address is not affected");
+        assert!(
+            l.take(a, t0 + Duration::from_millis(100)).is_ok(),
+            "one token per 1/rate"
+        );
+        assert!(l.take(a, t0 + Duration::from_millis(100)).is_err());
     }
 }

@@ -82,6 +82,14 @@ impl Daemon {
         Daemon::spawn(dir, &cfg, api, metrics)
     }
 
+    /// Like `start_with`, with the whole config text passed through `edit` first.
+    pub fn start_edited(dir: &Path, services_yaml: &str, edit: impl Fn(&str) -> String) -> Daemon {
+        let (api, metrics) = (free_port(), free_port());
+        let cfg = dir.join("config.yaml");
+        std::fs::write(&cfg, edit(&config_yaml(dir, api, metrics, services_yaml))).unwrap();
+        Daemon::spawn(dir, &cfg, api, metrics)
+    }
+
     /// Restarts on the same directory and store (new ports).
     pub fn restart(dir: &Path, services_yaml: &str) -> Daemon {
         Daemon::start_with(dir, services_yaml)
