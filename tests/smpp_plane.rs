@@ -526,3 +526,73 @@ fn sar_concatenation_and_data_sm_are_forwarded_and_logged_once() {
         .collect();
     assert_eq!(bodies, vec!["first half, second half", "sent as data_sm"]);
 }
+
+/// One account flooding (far over its `max_rate`, window full) does not starve another:
+/// the flooder gets ESME_RTHROTTLED / ESME_RMSGQFUL, the other carrier's messages are
+/// acknowledged and forwarded, each within a second.
+#[test]
+fn a_flooding_bind_does_not_starve_another_carrier() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = r#"    - system_id: "flooder"
+      password: "pw"
+      max_rate: 50"#;
+    let d = Daemon::start_with(dir.path(), &config(extra, "", "carrier-b"));
+    let (pa, _) = session(&d);
+    let mut b = bound(&d, "carrier-b", "secret-b", BindKind::Transceiver);
+    let mut flooder = bound(&d, "flooder", "pw", BindKind::Transmitter);
+    // As fast as it can, 200 outstanding at a time (over the window), until the other
+    // carrier is done (bounded).
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (done, rounds) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (done2, rounds2) = (done.clone(), rounds.clone());
+    let flood = std::thread::spawn(move || {
+        let mut statuses = Vec::new();
+        for _ in 0..2000 {
+            if done2.load(Ordering::SeqCst) {
+                break;
+            }
+            let seqs: Vec<u32> = (0..200)
+                .map(|_| flooder.send(Body::SubmitSm(sm("14155559999", "14155550101", b"spam"))))
+                .collect();
+            statuses.extend(seqs.iter().map(|s| flooder.wait_resp(*s).status));
+            rounds2.fetch_add(1, Ordering::SeqCst);
+        }
+        statuses
+    });
+    let mut a = bound(&d, "carrier-a", "secret-a", BindKind::Transceiver);
+    let rounds_before = rounds.load(Ordering::SeqCst);
+    for i in 0..10 {
+        let started = std::time::Instant::now();
+        let r = a.request(Body::SubmitSm(sm(&A[1..], &pa, format!("m{i}").as_bytes())));
+        assert_eq!(r.status, status::ESME_ROK, "message {i}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "message {i} acknowledged in {:?} during the flood",
+            started.elapsed()
+        );
+    }
+    let rounds_during = rounds.load(Ordering::SeqCst) - rounds_before;
+    done.store(true, Ordering::SeqCst);
+    assert!(
+        b.wait_messages(10, Duration::from_secs(10)),
+        "all ten forwarded"
+    );
+    let statuses = flood.join().unwrap();
+    assert!(
+        rounds_during >= 1,
+        "the flood ran while the other carrier sent"
+    );
+    let refused = statuses
+        .iter()
+        .filter(|s| matches!(**s, status::ESME_RTHROTTLED | status::ESME_RMSGQFUL))
+        .count();
+    assert!(
+        refused * 10 >= statuses.len() * 9,
+        "the flood was refused, not queued: {refused} of {}",
+        statuses.len()
+    );
+}
