@@ -30,6 +30,8 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod net;
 pub mod sip;

@@ -1,18 +1,7 @@
-//! Text codings and UDH parsing: never panic on any octets.
+//! Fuzz target: the property maskd::fuzzing::smpp_text checks (also replayed over the seeds and
+//! regressions by tests/fuzz_corpora.rs). Run with scripts/fuzz.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use maskd::smpp::text;
 
-fuzz_target!(|data: &[u8]| {
-    if let Some((&dc, rest)) = data.split_first() {
-        let _ = text::decode(dc, rest);
-        if let Some((_, body)) = text::split_udh(rest) {
-            assert!(body.len() < rest.len());
-        }
-        let s = String::from_utf8_lossy(rest);
-        if let Some(g) = text::encode_gsm(&s) {
-            assert_eq!(text::decode_gsm(&g), s);
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| maskd::fuzzing::smpp_text(data));
