@@ -141,7 +141,7 @@ def main():
         f"transactions left {metric(metrics_url, 'maskd_sip_transactions_active'):.0f}; "
         f"rss {start_rss} -> {first_rss} KiB after the first replay -> {second_rss} KiB after the second"
     )
-    if second_rss - first_rss > 8 * 1024:
+    if second_rss - first_rss > 16 * 1024:
         fail(f"memory grew by {second_rss - first_rss} KiB during the second replay")
     if first_rss - start_rss > 96 * 1024:
         fail(f"memory grew by {first_rss - start_rss} KiB during the first replay")
