@@ -234,7 +234,7 @@ pub async fn run(
         sip_tcp,
         sip_settings,
         engine.clone(),
-        Some(webhooks.clone()),
+        webhooks.clone(),
         stop_rx.clone(),
     ));
     let api_task = serve(api_listener, api::router(state), stop_rx.clone());

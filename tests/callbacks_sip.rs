@@ -10,17 +10,11 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::hook::{Hook, Reply};
+use common::sip::{header, recv_not, socket};
 use common::*;
 
 const A: &str = "+14155551001";
 const B: &str = "+14155552002";
-
-fn socket() -> (UdpSocket, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let port = s.local_addr().unwrap().port();
-    (s, port)
-}
 
 /// A daemon whose trunk is `trunk`, with service "v" and its URLs set.
 fn daemon(dir: &std::path::Path, trunk: u16, urls: &[(&str, &str)]) -> Daemon {
@@ -60,29 +54,6 @@ fn invite(local: u16, proxy: &str, call_id: &str) -> String {
          Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// Receives until a datagram that does not start with `skip` (or none within the timeout).
-fn recv_not(s: &UdpSocket, skip: &str) -> Option<String> {
-    let mut buf = [0u8; 8192];
-    for _ in 0..20 {
-        let (n, _) = s.recv_from(&mut buf).ok()?;
-        let t = String::from_utf8_lossy(&buf[..n]).to_string();
-        if !t.starts_with(skip) {
-            return Some(t);
-        }
-    }
-    None
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> &'a str {
-    msg.lines()
-        .find(|l| {
-            l.to_ascii_lowercase()
-                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-        })
-        .map(|l| l.split_once(':').unwrap().1.trim())
-        .unwrap_or("")
 }
 
 /// The trunk answers leg B's INVITE with `code`.

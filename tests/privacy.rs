@@ -7,6 +7,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use common::sip::{header, recv_not, socket};
 use common::smpp::{sm, Peer};
 use common::*;
 use maskd::smpp::pdu::{status, BindKind, Body};
@@ -15,33 +16,8 @@ const A: &str = "+14155551001";
 const B: &str = "+14155552002";
 const STRANGER: &str = "+14155553003";
 
-fn socket() -> (UdpSocket, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let port = s.local_addr().unwrap().port();
-    (s, port)
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> &'a str {
-    msg.lines()
-        .find(|l| {
-            l.to_ascii_lowercase()
-                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-        })
-        .map(|l| l.split_once(':').unwrap().1.trim())
-        .unwrap_or("")
-}
-
 fn recv(s: &UdpSocket, skip: &str) -> String {
-    let mut buf = [0u8; 8192];
-    for _ in 0..20 {
-        let (n, _) = s.recv_from(&mut buf).expect("a datagram");
-        let t = String::from_utf8_lossy(&buf[..n]).to_string();
-        if !t.starts_with(skip) {
-            return t;
-        }
-    }
-    panic!("only {skip}…");
+    recv_not(s, skip).unwrap_or_else(|| panic!("only {skip}…"))
 }
 
 fn invite(local: u16, from: &str, proxy: &str, call_id: &str) -> String {

@@ -5,8 +5,8 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::time::Duration;
 
+use common::sip::socket;
 use common::*;
 
 fn invite(local: u16, proxy: &str, caller: &str, call_id: &str) -> String {
@@ -62,13 +62,6 @@ fn daemon(dir: &std::path::Path, sip_extra: &str, mode: &str) -> (Daemon, String
         .unwrap()
         .to_string();
     (d, pa)
-}
-
-fn socket() -> (UdpSocket, u16) {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let port = s.local_addr().unwrap().port();
-    (s, port)
 }
 
 #[test]

@@ -419,12 +419,7 @@ impl Engine {
     /// Adds a status callback to `ops` for every interaction change in them whose service
     /// has a `callback_url` (in the same batch: the change and its callback are durable
     /// together). Called under the state lock; returns the items for the sink.
-    fn status_callbacks(
-        &self,
-        st: &mut State,
-        ops: &mut Vec<WriteOp>,
-        now: Timestamp,
-    ) -> Vec<CallbackItem> {
+    fn status_callbacks(&self, st: &mut State, ops: &mut Vec<WriteOp>) -> Vec<CallbackItem> {
         let mut items = Vec::new();
         for op in ops.iter() {
             let item = match op {
@@ -442,7 +437,7 @@ impl Engine {
                         url: Some(url),
                         params: Some(super::callback::interaction_params(i, "", true)),
                         outbound: None,
-                        created: now,
+                        created: i.date_updated,
                     }
                 }
                 WriteOp::SetOutboundStatus {
@@ -461,7 +456,7 @@ impl Engine {
                         url: None,
                         params: None,
                         outbound: Some((*status, resource_sid.clone(), *at)),
-                        created: now,
+                        created: *at,
                     }
                 }
                 _ => continue,
@@ -1389,7 +1384,7 @@ impl Engine {
             WriteOp::PutInteraction(interaction.clone()),
             WriteOp::PutSession(view),
         ];
-        let items = self.status_callbacks(&mut st, &mut ops, now);
+        let items = self.status_callbacks(&mut st, &mut ops);
         let d = self.submit(ops);
         drop(st);
         self.hand_callbacks(items);
@@ -1463,19 +1458,7 @@ impl Engine {
                 ops.push(WriteOp::PutSession(view));
             }
         }
-        let now = touch.map_or_else(
-            || {
-                ops.iter()
-                    .find_map(|o| match o {
-                        WriteOp::PutInteraction(i) => Some(i.date_updated),
-                        WriteOp::SetOutboundStatus { at, .. } => Some(*at),
-                        _ => None,
-                    })
-                    .unwrap_or(0)
-            },
-            |t| t.1,
-        );
-        let items = self.status_callbacks(&mut st, &mut ops, now);
+        let items = self.status_callbacks(&mut st, &mut ops);
         self.store.submit(ops, done);
         drop(st);
         self.hand_callbacks(items);

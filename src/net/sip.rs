@@ -43,16 +43,8 @@ impl Core for EngineCore {
 }
 
 /// Asks the callback the B2BUA wants answered; the answer comes back as an event.
-fn ask(wh: &Option<Arc<Webhooks>>, a: Ask, events: &mpsc::Sender<Event>) {
-    let Some(wh) = wh.clone() else {
-        // No callback sender (tests of the B2BUA alone): as if nobody answered.
-        let (key, r) = match a {
-            Ask::OutOfSession { key, .. } => (key, Resume::SessionCreated(false)),
-            Ask::Intercept { key, .. } => (key, Resume::Allow(true)),
-        };
-        let _ = events.try_send(Event::Resume(key, r));
-        return;
-    };
+fn ask(wh: &Arc<Webhooks>, a: Ask, events: &mpsc::Sender<Event>) {
+    let wh = wh.clone();
     let events = events.clone();
     tokio::spawn(async move {
         let (key, r) = match a {
@@ -166,7 +158,7 @@ pub async fn run(
     tcp: TcpListener,
     settings: Settings,
     engine: Arc<Engine>,
-    webhooks: Option<Arc<Webhooks>>,
+    webhooks: Arc<Webhooks>,
     mut stop: watch::Receiver<bool>,
 ) {
     let core = EngineCore(engine);

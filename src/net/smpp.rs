@@ -938,11 +938,9 @@ impl SmppPlane {
             crate::metrics::get().smpp_opt_out.inc();
             return (status::ESME_ROK, message_id, Vec::new());
         }
-        let single = concat
-            .filter(|c| c.total > 1 && c.seq >= 1 && c.seq <= c.total)
-            .is_none();
+        let part = concat.filter(|c| c.total > 1 && c.seq >= 1 && c.seq <= c.total);
         let interaction_sid = Sid::generate(SidKind::Interaction);
-        if single {
+        if part.is_none() {
             // The intercept callback, before the outbound leg exists: 403 blocks.
             let url = self
                 .engine
@@ -975,8 +973,7 @@ impl SmppPlane {
         }
         let now = now_s();
         let mut ops = Vec::new();
-        let interaction_sid = match concat.filter(|c| c.total > 1 && c.seq >= 1 && c.seq <= c.total)
-        {
+        let interaction_sid = match part {
             None => {
                 ops.push(WriteOp::PutInteraction(self.interaction(
                     interaction_sid,

@@ -3,7 +3,7 @@
 //! out-of-session calls the data planes await before they forward. Every request is a
 //! form-encoded POST signed with `X-Twilio-Signature` the way Twilio signs its webhooks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,6 @@ impl AutoCreate {
 
 pub struct Webhooks {
     client: reqwest::Client,
-    timeout: Duration,
     account_sid: String,
     auth_token: String,
     block_on_error: bool,
@@ -126,7 +125,6 @@ impl Webhooks {
             .unwrap_or_default();
         Webhooks {
             client,
-            timeout,
             account_sid,
             auth_token,
             block_on_error,
@@ -150,7 +148,8 @@ impl Webhooks {
                 signature(&self.auth_token, url, params),
             )
             .body(callback::encode(params));
-        let answer = match tokio::time::timeout(self.timeout, async {
+        // The client's timeout bounds the whole exchange, body included.
+        let sent = async {
             let r = req.send().await?;
             let status = r.status().as_u16();
             let ct = r
@@ -161,13 +160,11 @@ impl Webhooks {
                 .to_string();
             let body = r.bytes().await?;
             Ok::<_, reqwest::Error>((status, ct, body.to_vec()))
-        })
-        .await
-        {
-            Ok(Ok((status, ct, body))) => Answer::Status(status, ct, body),
-            Ok(Err(e)) if e.is_timeout() => Answer::Timeout,
-            Ok(Err(_)) => Answer::Failed,
-            Err(_) => Answer::Timeout,
+        };
+        let answer = match sent.await {
+            Ok((status, ct, body)) => Answer::Status(status, ct, body),
+            Err(e) if e.is_timeout() => Answer::Timeout,
+            Err(_) => Answer::Failed,
         };
         let m = crate::metrics::get();
         m.callback_duration
@@ -340,7 +337,7 @@ async fn status_loop(
 ) {
     // Per interaction, its callbacks in order; only the head is ever in flight.
     let mut queues: HashMap<Sid, VecDeque<Queued>> = HashMap::new();
-    let mut in_flight: HashMap<Sid, ()> = HashMap::new();
+    let mut in_flight: HashSet<Sid> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Sid, Done)>();
     let mut depth: i64 = 0;
     let gauge = &crate::metrics::get().callback_queue_depth;
@@ -349,7 +346,7 @@ async fn status_loop(
         let mut next_wake = now + Duration::from_secs(3600);
         for (sid, q) in queues.iter() {
             let Some(head) = q.front() else { continue };
-            if in_flight.contains_key(sid) {
+            if in_flight.contains(sid) {
                 continue;
             }
             if head.next_at > now {
@@ -359,7 +356,7 @@ async fn status_loop(
             if in_flight.len() >= MAX_IN_FLIGHT {
                 break;
             }
-            in_flight.insert(*sid, ());
+            in_flight.insert(*sid);
             let (wh, item, done, sid) = (wh.clone(), head.item.clone(), done_tx.clone(), *sid);
             tokio::spawn(async move {
                 let result = send_status(&wh, &item).await;

@@ -619,9 +619,9 @@ impl B2bua {
         self.server.settle();
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// Holds an INVITE for a callback: 100 Trying from its server transaction (which
     /// absorbs retransmissions), then the `Ask` for the driver.
+    #[allow(clippy::too_many_arguments)]
     fn hold(
         &mut self,
         src: SocketAddr,
@@ -632,25 +632,7 @@ impl B2bua {
         now: u64,
         out: &mut Vec<Datagram>,
     ) {
-        if self.server.get(&(branch.clone(), false)).is_none() {
-            let mut stx = ServerTx::new(true, self.is_stream(src), self.cfg.timers);
-            let mut acts = Vec::new();
-            stx.respond(
-                100,
-                Self::reply(m, 100, "Trying", None).encode(),
-                now,
-                &mut acts,
-            );
-            self.server.insert(
-                (branch.clone(), false),
-                ServerEntry {
-                    call: None,
-                    to: src,
-                    tx: stx,
-                },
-            );
-            send_all(src, acts, out);
-        }
+        self.trying(src, m, &branch, None, now, out);
         let key = self.next;
         self.next += 1;
         self.held.insert(
@@ -665,9 +647,37 @@ impl B2bua {
         self.asks.push(ask(key));
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The INVITE's server transaction, created with 100 Trying sent if it does not exist
+    /// yet (it does when the INVITE waited for a callback); bound to `call`.
+    fn trying(
+        &mut self,
+        src: SocketAddr,
+        m: &Message<'_>,
+        branch: &str,
+        call: Option<u64>,
+        now: u64,
+        out: &mut Vec<Datagram>,
+    ) {
+        let key = (branch.to_string(), false);
+        if let Some(e) = self.server.get_mut(&key) {
+            e.call = call;
+            return;
+        }
+        let mut tx = ServerTx::new(true, self.is_stream(src), self.cfg.timers);
+        let mut acts = Vec::new();
+        tx.respond(
+            100,
+            Self::reply(m, 100, "Trying", None).encode(),
+            now,
+            &mut acts,
+        );
+        self.server.insert(key, ServerEntry { call, to: src, tx });
+        send_all(src, acts, out);
+    }
+
     /// An INVITE the intercept callback blocked: 403 on leg A, logged as a call whose
     /// outbound leg was canceled.
+    #[allow(clippy::too_many_arguments)]
     fn blocked_call(
         &mut self,
         src: SocketAddr,
@@ -776,28 +786,10 @@ impl B2bua {
         if self.calls.len() >= self.cfg.max_calls {
             return refuse(self, 503, "Service Unavailable", out);
         }
-        let StartLine::Request { uri, .. } = m.start else {
-            return;
-        };
-        let Some(proxy) = number_of(uri) else {
+        let Some((proxy, caller)) = Self::parties(m) else {
             return refuse(self, 404, "Not Found", out);
         };
         let from = m.header(HeaderName::From).unwrap_or("");
-        let from_na = NameAddr::parse(from);
-        let mut caller = from_na.and_then(|n| {
-            let u = n.uri;
-            E164::parse(u.user?.split(';').next()?).ok()
-        });
-        if caller.is_none() {
-            // An anonymous From: the carrier's P-Asserted-Identity says who calls.
-            caller = m
-                .header(HeaderName::PAssertedIdentity)
-                .and_then(NameAddr::parse)
-                .and_then(|n| E164::parse(n.uri.user?.split(';').next()?).ok());
-        }
-        let Some(caller) = caller else {
-            return refuse(self, 404, "Not Found", out);
-        };
         let Some(t) = core.target(proxy, caller) else {
             if !decided.out_of_session_asked && core.has_out_of_session(proxy) {
                 let call_sid = Sid::generate(SidKind::Call).to_string();
@@ -852,29 +844,8 @@ impl B2bua {
         let id = self.next;
         self.next += 1;
         let a_tag = token();
-        // 100 Trying at once, from the INVITE server transaction (already sent if the
-        // INVITE waited for a callback).
-        if let Some(e) = self.server.get_mut(&(branch.clone(), false)) {
-            e.call = Some(id);
-        } else {
-            let mut stx = ServerTx::new(true, self.is_stream(src), self.cfg.timers);
-            let mut acts = Vec::new();
-            stx.respond(
-                100,
-                Self::reply(m, 100, "Trying", None).encode(),
-                now,
-                &mut acts,
-            );
-            self.server.insert(
-                (branch.clone(), false),
-                ServerEntry {
-                    call: Some(id),
-                    to: src,
-                    tx: stx,
-                },
-            );
-            send_all(src, acts, out);
-        }
+        // 100 Trying at once (already sent if the INVITE waited for a callback).
+        self.trying(src, m, &branch, Some(id), now, out);
 
         // Leg B from scratch.
         let b_call_id = format!("{}@maskd", token());

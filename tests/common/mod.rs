@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hook;
+pub mod sip;
 pub mod smpp;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -76,18 +77,24 @@ impl Daemon {
 
     /// A daemon with `services_yaml` appended to its config (e.g. a `services:` list).
     pub fn start_with(dir: &Path, services_yaml: &str) -> Daemon {
-        let (api, metrics) = (free_port(), free_port());
-        let cfg = dir.join("config.yaml");
-        std::fs::write(&cfg, config_yaml(dir, api, metrics, services_yaml)).unwrap();
-        Daemon::spawn(dir, &cfg, api, metrics)
+        Daemon::start_edited(dir, services_yaml, str::to_string)
     }
 
-    /// Like `start_with`, with the whole config text passed through `edit` first.
+    /// Like `start_with`, with the whole config text passed through `edit` first. A port
+    /// `free_port` handed out can be taken by another test before the daemon binds it (the
+    /// daemon then exits 69 naming it): that start is retried on fresh ports, at most 3 times.
     pub fn start_edited(dir: &Path, services_yaml: &str, edit: impl Fn(&str) -> String) -> Daemon {
-        let (api, metrics) = (free_port(), free_port());
         let cfg = dir.join("config.yaml");
-        std::fs::write(&cfg, edit(&config_yaml(dir, api, metrics, services_yaml))).unwrap();
-        Daemon::spawn(dir, &cfg, api, metrics)
+        for attempt in 1..=3 {
+            let (api, metrics) = (free_port(), free_port());
+            std::fs::write(&cfg, edit(&config_yaml(dir, api, metrics, services_yaml))).unwrap();
+            match Daemon::spawn(dir, &cfg, api, metrics) {
+                Ok(d) => return d,
+                Err(log) if attempt < 3 && log.contains("cannot listen") => continue,
+                Err(log) => panic!("maskd did not start; log:\n{log}"),
+            }
+        }
+        unreachable!()
     }
 
     /// Restarts on the same directory and store (new ports).
@@ -95,7 +102,7 @@ impl Daemon {
         Daemon::start_with(dir, services_yaml)
     }
 
-    fn spawn(dir: &Path, cfg: &Path, api: u16, metrics: u16) -> Daemon {
+    fn spawn(dir: &Path, cfg: &Path, api: u16, metrics: u16) -> Result<Daemon, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_maskd"))
             .args(["run", "--config"])
             .arg(cfg)
@@ -123,7 +130,9 @@ impl Daemon {
             log: rx,
             lines: Vec::new(),
         };
-        let ready = d.wait_for_log("maskd ready", Duration::from_secs(30));
+        let Some(ready) = d.try_wait_for_log("maskd ready", Duration::from_secs(30)) else {
+            return Err(d.lines.join("\n"));
+        };
         if let Some(addr) = ready
             .split_whitespace()
             .find_map(|w| w.strip_prefix("smpp="))
@@ -136,25 +145,29 @@ impl Daemon {
         {
             d.sip = addr.parse().expect("sip address in the ready line");
         }
-        d
+        Ok(d)
     }
 
     /// Reads log lines until one contains `needle`; panics after `timeout`.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        self.try_wait_for_log(needle, timeout).unwrap_or_else(|| {
+            panic!(
+                "no log line with {needle:?} within {timeout:?}; log so far:\n{}",
+                self.lines.join("\n")
+            )
+        })
+    }
+
+    /// Reads log lines until one contains `needle`; `None` after `timeout` or when the log
+    /// ends (the daemon exited).
+    pub fn try_wait_for_log(&mut self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) => {
-                    self.lines.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needle:?} within {timeout:?}; log so far:\n{}",
-                    self.lines.join("\n")
-                ),
+            let line = self.log.recv_timeout(left).ok()?;
+            self.lines.push(line.clone());
+            if line.contains(needle) {
+                return Some(line);
             }
         }
     }
