@@ -32,6 +32,7 @@ pub mod config;
 pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod heap;
 pub mod metrics;
 pub mod net;
 pub mod sip;

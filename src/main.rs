@@ -7,8 +7,15 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: with ~30,000 live SIP transactions at 1,000 calls/s,
 /// glibc's malloc/free/consolidate were ~21 % of the voice plane's CPU (BENCHMARKS.md).
+#[cfg(not(debug_assertions))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Debug builds also count live heap bytes (`maskd_heap_live_bytes`, for the leak checks of
+/// scripts/protos-replay).
+#[cfg(debug_assertions)]
+#[global_allocator]
+static ALLOC: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
 
 const USAGE: &str = "usage: maskd run --config PATH\n       maskd check-config --config PATH\n       maskd --version";
 const EX_USAGE: u8 = 64;
@@ -57,6 +64,8 @@ fn config_errors(path: &std::path::Path, e: &maskd::config::ConfigError) -> Exit
 }
 
 fn main() -> ExitCode {
+    #[cfg(debug_assertions)]
+    maskd::heap::count_with(|| ALLOC.allocated());
     let args: Vec<String> = std::env::args().collect();
     let cmd = match parse_args(&args) {
         Ok(c) => c,

@@ -39,6 +39,7 @@ pub const SMPP_OUT_OF_SESSION: &str = "maskd_smpp_out_of_session_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
 pub const SMPP_FORWARD_LATENCY: &str = "maskd_smpp_forward_latency_seconds";
+pub const HEAP_LIVE: &str = "maskd_heap_live_bytes";
 pub const SMPP_ACCEPT_LATENCY: &str = "maskd_smpp_accept_latency_seconds";
 
 pub struct Metrics {
@@ -367,5 +368,12 @@ pub fn render() -> String {
     let mut buf = Vec::new();
     // Encoding into a Vec only fails on invalid metric families, which `build` rules out.
     let _ = TextEncoder::new().encode(&get().registry.gather(), &mut buf);
-    String::from_utf8(buf).unwrap_or_default()
+    let mut text = String::from_utf8(buf).unwrap_or_default();
+    if let Some(live) = crate::heap::live_bytes() {
+        text.push_str(&format!(
+            "# HELP {HEAP_LIVE} Heap bytes allocated and not freed (debug builds only)\n\
+             # TYPE {HEAP_LIVE} gauge\n{HEAP_LIVE} {live}\n"
+        ));
+    }
+    text
 }

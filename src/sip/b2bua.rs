@@ -1824,5 +1824,18 @@ impl B2bua {
                 self.by_b.remove(&c.b_call_id);
             }
         }
+        // After a burst, give the tables' memory back.
+        self.client.compact();
+        self.server.compact();
+        compact(&mut self.calls);
+        compact(&mut self.by_a);
+        compact(&mut self.by_b);
+        compact(&mut self.held);
+    }
+}
+
+fn compact<K: std::hash::Hash + Eq, V>(m: &mut Map<K, V>) {
+    if crate::sip::timed::wasteful(m.len(), m.capacity()) {
+        m.shrink_to(m.len() * 2);
     }
 }

@@ -103,11 +103,31 @@ impl<K: Hash + Eq + Ord + Clone, V: Deadline> Timed<K, V> {
         out
     }
 
+    /// Gives memory back after a burst: once the map, the heap or the touched list use less
+    /// than a quarter of what they hold, they shrink to twice their length.
+    pub fn compact(&mut self) {
+        if wasteful(self.map.len(), self.map.capacity()) {
+            self.map.shrink_to(self.map.len() * 2);
+        }
+        if wasteful(self.heap.len(), self.heap.capacity()) {
+            self.heap.shrink_to(self.heap.len() * 2);
+        }
+        if wasteful(self.touched.len(), self.touched.capacity()) {
+            self.touched.shrink_to(self.touched.len() * 2);
+        }
+    }
+
     /// Heap entries, live or stale.
     #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.heap.len()
     }
+}
+
+/// Whether a collection of `len` entries holding room for `capacity` should shrink: above a
+/// floor (small tables are not worth the churn) and less than a quarter used.
+pub fn wasteful(len: usize, capacity: usize) -> bool {
+    capacity > 1024 && len * 4 < capacity
 }
 
 #[cfg(test)]
@@ -145,6 +165,28 @@ mod tests {
         t.remove(&4);
         assert_eq!(t.due(1_000), Vec::<u32>::new());
         assert_eq!(t.pending(), 0, "due entries leave the heap");
+    }
+
+    #[test]
+    fn a_burst_gives_its_memory_back_once_over() {
+        let mut t: Timed<u32, E> = Timed::default();
+        for k in 0..20_000 {
+            t.insert(k, E(Some(u64::from(k))));
+        }
+        t.settle();
+        let peak = t.map.capacity();
+        assert!(peak >= 20_000);
+        t.compact();
+        assert_eq!(t.map.capacity(), peak, "a full table keeps its room");
+        let due = t.due(19_989);
+        for k in &due {
+            t.remove(k);
+        }
+        assert_eq!(t.len(), 10);
+        t.compact();
+        assert!(t.map.capacity() < 1024, "{}", t.map.capacity());
+        assert!(t.heap.capacity() < 1024, "{}", t.heap.capacity());
+        assert_eq!(t.due(u64::MAX).len(), 10, "what is left still comes due");
     }
 
     #[test]
