@@ -499,3 +499,49 @@ fn out_of_session_timeout_refused_and_plain_2xx_mean_no_session_and_status_403_i
         2
     );
 }
+
+#[test]
+fn status_callbacks_beyond_the_memory_bound_wait_in_the_store_and_all_go_out_in_order() {
+    // Two callbacks in memory at most: the other ones wait in the store and are read back
+    // in order as memory drains. Every message's callbacks still arrive, once each, in order.
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_with(dir.path(), &config("  max_queued_in_memory: 2\n"));
+    let url = hook.url("/status");
+    set_urls(&d, &[("CallbackUrl", &url)]);
+    let (pa, _) = session(&d);
+    hook.reply("/status", Reply::Status(200));
+    let mut a = bound(&d, "carrier-a", "secret-a");
+    let mut b = bound(&d, "carrier-b", "secret-b");
+    for i in 0..10 {
+        assert_eq!(send_from_a(&mut a, &pa, &format!("m{i}")), status::ESME_ROK);
+    }
+    assert!(b.wait_messages(10, Duration::from_secs(10)), "forwarded");
+    // queued and sent for each of the ten messages.
+    let got = hook.wait("/status", 20, Duration::from_secs(20));
+    let mut by_interaction: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    for r in &got {
+        by_interaction
+            .entry(r.param("interactionSid").unwrap())
+            .or_default()
+            .push(r.param("outboundResourceStatus").unwrap());
+    }
+    assert_eq!(by_interaction.len(), 10, "{by_interaction:?}");
+    for (sid, statuses) in &by_interaction {
+        assert_eq!(statuses, &["queued", "sent"], "{sid}");
+    }
+    assert!(
+        d.try_wait_for_log("wait in the store", Duration::from_secs(1))
+            .is_some(),
+        "the memory bound was reached"
+    );
+    // The last answer's bookkeeping follows the receiver's reply by a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !d.metrics_text().contains("maskd_callback_queue_depth 0")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = d.metrics_text();
+    assert!(m.contains("maskd_callback_queue_depth 0"), "{m}");
+}

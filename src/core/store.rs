@@ -125,8 +125,8 @@ pub trait Store: Send + Sync + 'static {
     /// The persistent outbound queue, oldest first.
     fn outbound_items(&self) -> Result<Vec<OutboundItem>, StoreError>;
     fn remote_ref(&self, peer: &str, remote_id: &str) -> Result<Option<RemoteRef>, StoreError>;
-    /// The status callback queue, oldest first.
-    fn callbacks(&self) -> Result<Vec<super::callback::CallbackItem>, StoreError>;
+    /// The oldest `limit` entries of the status callback queue, oldest first.
+    fn callbacks(&self, limit: usize) -> Result<Vec<super::callback::CallbackItem>, StoreError>;
 }
 
 #[derive(Default)]

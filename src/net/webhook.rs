@@ -3,7 +3,8 @@
 //! out-of-session calls the data planes await before they forward. Every request is a
 //! form-encoded POST signed with `X-Twilio-Signature` the way Twilio signs its webhooks.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -313,98 +314,194 @@ struct Queued {
 
 /// Starts the status callback sender: what the store still holds from before a restart
 /// first, then whatever the engine queues. Returns the sink to connect to the engine.
-pub fn start_status_sender(wh: Arc<Webhooks>, stop: watch::Receiver<bool>) -> Arc<StatusSink> {
+pub fn start_status_sender(
+    wh: Arc<Webhooks>,
+    stop: watch::Receiver<bool>,
+    cap: usize,
+) -> Arc<StatusSink> {
     let (tx, rx) = mpsc::unbounded_channel();
-    match wh.engine.store().callbacks() {
-        Ok(pending) if !pending.is_empty() => {
-            tracing::info!(
-                count = pending.len(),
-                "status callbacks pending from before the restart"
-            );
-            let _ = tx.send(pending);
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "cannot read the status callback queue"),
-    }
-    tokio::spawn(status_loop(wh, rx, stop));
+    // The loop starts by reading what the store still holds from before a restart.
+    tokio::spawn(status_loop(wh, rx, stop, cap));
     Arc::new(StatusSink(tx))
 }
 
+/// The sender's memory: per interaction its callbacks in order (only the head is ever in
+/// flight), and a heap of the heads that may be sent and when.
+struct Queues {
+    by_interaction: HashMap<Sid, VecDeque<Queued>>,
+    /// (when, interaction): one entry per interaction whose head is waiting to be sent.
+    ready: BinaryHeap<Reverse<(Instant, Sid)>>,
+    /// Callback ids in memory, so one read from the store and from the engine again is
+    /// queued once.
+    ids: HashSet<u64>,
+    len: usize,
+    cap: usize,
+    /// Callbacks left to the store because memory was full: until the store has been read
+    /// back up to date, every new one is left there too (so each interaction stays in order).
+    overflow: bool,
+    left_in_store: usize,
+}
+
+impl Queues {
+    fn push(&mut self, item: CallbackItem) {
+        if self.overflow || self.len >= self.cap {
+            if !self.overflow {
+                tracing::warn!(
+                    cap = self.cap,
+                    "status callback queue full in memory; the rest wait in the store"
+                );
+            }
+            self.overflow = true;
+            self.left_in_store += 1;
+            return;
+        }
+        if !self.ids.insert(item.id) {
+            return;
+        }
+        self.len += 1;
+        let sid = item.interaction;
+        let q = self.by_interaction.entry(sid).or_default();
+        q.push_back(Queued {
+            item,
+            attempts: 0,
+            next_at: Instant::now(),
+        });
+        if q.len() == 1 {
+            self.ready.push(Reverse((Instant::now(), sid)));
+        }
+    }
+
+    /// Takes the head of `sid` out (finished), readying the next one.
+    fn pop(&mut self, sid: Sid) -> Option<Queued> {
+        let q = self.by_interaction.get_mut(&sid)?;
+        let h = q.pop_front()?;
+        self.len -= 1;
+        self.ids.remove(&h.item.id);
+        if q.is_empty() {
+            self.by_interaction.remove(&sid);
+        } else {
+            self.ready.push(Reverse((Instant::now(), sid)));
+        }
+        Some(h)
+    }
+}
+
+/// Delivers status callbacks: at most `MAX_IN_FLIGHT` at once, one per interaction, retried
+/// with backoff. Memory holds at most `cap` of them; past that the store is the queue: once
+/// memory has drained, the store is read back (after a barrier, in id order — the order the
+/// engine queued them in), up to `cap / 2` at a time, until it is caught up.
 async fn status_loop(
     wh: Arc<Webhooks>,
     mut rx: mpsc::UnboundedReceiver<Vec<CallbackItem>>,
     mut stop: watch::Receiver<bool>,
+    cap: usize,
 ) {
-    // Per interaction, its callbacks in order; only the head is ever in flight.
-    let mut queues: HashMap<Sid, VecDeque<Queued>> = HashMap::new();
-    let mut in_flight: HashSet<Sid> = HashSet::new();
+    let mut qs = Queues {
+        by_interaction: HashMap::new(),
+        ready: BinaryHeap::new(),
+        ids: HashSet::new(),
+        len: 0,
+        cap: cap.max(1),
+        overflow: true,
+        left_in_store: 0,
+    };
+    let mut first_read = true;
+    let mut in_flight = 0usize;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Sid, Done)>();
-    let mut depth: i64 = 0;
     let gauge = &crate::metrics::get().callback_queue_depth;
     loop {
         let now = Instant::now();
-        let mut next_wake = now + Duration::from_secs(3600);
-        for (sid, q) in queues.iter() {
-            let Some(head) = q.front() else { continue };
-            if in_flight.contains(sid) {
-                continue;
+        while in_flight < MAX_IN_FLIGHT {
+            match qs.ready.peek() {
+                Some(Reverse((at, _))) if *at <= now => {}
+                _ => break,
             }
-            if head.next_at > now {
-                next_wake = next_wake.min(head.next_at);
-                continue;
-            }
-            if in_flight.len() >= MAX_IN_FLIGHT {
+            let Some(Reverse((_, sid))) = qs.ready.pop() else {
                 break;
-            }
-            in_flight.insert(*sid);
-            let (wh, item, done, sid) = (wh.clone(), head.item.clone(), done_tx.clone(), *sid);
+            };
+            let Some(head) = qs.by_interaction.get(&sid).and_then(|q| q.front()) else {
+                continue;
+            };
+            in_flight += 1;
+            let (wh, item, done) = (wh.clone(), head.item.clone(), done_tx.clone());
             tokio::spawn(async move {
                 let result = send_status(&wh, &item).await;
                 let _ = done.send((sid, result));
             });
         }
-        gauge.set(depth);
+        if qs.overflow && qs.len == 0 && in_flight == 0 {
+            // Memory has drained: read the store back (it holds everything left there).
+            let limit = qs.cap.div_ceil(2);
+            if wh.engine.record(vec![], None).await.is_ok() {
+                let store = wh.engine.store().clone();
+                let read = tokio::task::spawn_blocking(move || store.callbacks(limit)).await;
+                match read {
+                    Ok(Ok(items)) => {
+                        let caught_up = items.len() < limit;
+                        let n = items.len();
+                        if std::mem::take(&mut first_read) && n > 0 {
+                            tracing::info!(
+                                count = n,
+                                more = !caught_up,
+                                "status callbacks pending from before the restart"
+                            );
+                        }
+                        qs.overflow = false;
+                        for item in items {
+                            qs.push(item);
+                        }
+                        // Until the store is caught up, what the engine queues stays there.
+                        qs.overflow = !caught_up;
+                        qs.left_in_store = qs.left_in_store.saturating_sub(n);
+                        if caught_up {
+                            qs.left_in_store = 0;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot read the status callback queue")
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        gauge.set((qs.len + qs.left_in_store) as i64);
+        let next_wake = if in_flight < MAX_IN_FLIGHT {
+            qs.ready
+                .peek()
+                .map_or(now + Duration::from_secs(3600), |Reverse((at, _))| *at)
+        } else {
+            now + Duration::from_secs(3600)
+        };
         tokio::select! {
             Some(items) = rx.recv() => {
                 for item in items {
-                    depth += 1;
-                    queues.entry(item.interaction).or_default().push_back(Queued {
-                        item,
-                        attempts: 0,
-                        next_at: Instant::now(),
-                    });
+                    qs.push(item);
                 }
             }
             Some((sid, result)) = done_rx.recv() => {
-                in_flight.remove(&sid);
-                let Some(q) = queues.get_mut(&sid) else { continue };
+                in_flight -= 1;
                 match result {
                     Done::Finished => {
-                        if let Some(h) = q.pop_front() {
-                            depth -= 1;
+                        if let Some(h) = qs.pop(sid) {
                             wh.engine.record_behind(vec![WriteOp::DeleteCallback(h.item.id)], None);
                         }
                     }
                     Done::Retry => {
-                        if let Some(h) = q.front_mut() {
-                            h.attempts += 1;
-                            let age = (crate::app::now_ms() / 1000) - h.item.created;
-                            if age > GIVE_UP_AFTER_S {
-                                tracing::warn!(interaction = %h.item.interaction, attempts = h.attempts, "status callback given up");
-                                crate::metrics::get().callbacks.with_label_values(&["status", "dropped"]).inc();
-                                let id = h.item.id;
-                                q.pop_front();
-                                depth -= 1;
-                                wh.engine.record_behind(vec![WriteOp::DeleteCallback(id)], None);
-                            } else {
-                                let backoff = Duration::from_secs(1 << h.attempts.min(9)).min(MAX_BACKOFF);
-                                h.next_at = Instant::now() + backoff;
+                        let Some(h) = qs.by_interaction.get_mut(&sid).and_then(|q| q.front_mut()) else { continue };
+                        h.attempts += 1;
+                        let age = (crate::app::now_ms() / 1000) - h.item.created;
+                        if age > GIVE_UP_AFTER_S {
+                            tracing::warn!(interaction = %h.item.interaction, attempts = h.attempts, "status callback given up");
+                            crate::metrics::get().callbacks.with_label_values(&["status", "dropped"]).inc();
+                            if let Some(h) = qs.pop(sid) {
+                                wh.engine.record_behind(vec![WriteOp::DeleteCallback(h.item.id)], None);
                             }
+                        } else {
+                            let backoff = Duration::from_secs(1 << h.attempts.min(9)).min(MAX_BACKOFF);
+                            h.next_at = Instant::now() + backoff;
+                            qs.ready.push(Reverse((h.next_at, sid)));
                         }
                     }
-                }
-                if q.is_empty() {
-                    queues.remove(&sid);
                 }
             }
             _ = tokio::time::sleep_until(next_wake.into()) => {}

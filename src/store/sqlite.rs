@@ -753,13 +753,13 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn callbacks(&self) -> Result<Vec<CallbackItem>, StoreError> {
+    fn callbacks(&self, limit: usize) -> Result<Vec<CallbackItem>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn
-            .prepare("SELECT * FROM callbacks ORDER BY id")
+            .prepare("SELECT * FROM callbacks ORDER BY id LIMIT ?1")
             .map_err(io)?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([limit.min(i64::MAX as usize) as i64], |r| {
                 let out_status: Option<String> = r.get(4)?;
                 let outbound = match out_status {
                     Some(st) => Some((
