@@ -206,6 +206,7 @@ pub async fn run(
     engine.set_callback_sink(crate::net::webhook::start_status_sender(
         webhooks.clone(),
         stop_rx.clone(),
+        cfg.raw.webhooks.max_queued_in_memory as usize,
     ));
     let (smpp, smpp_rx) = SmppPlane::new(engine.clone(), &cfg);
     smpp.set_webhooks(webhooks.clone());
@@ -222,6 +223,7 @@ pub async fn run(
         max_calls: cfg.raw.sip.max_calls as usize,
         max_transactions: cfg.raw.sip.max_transactions as usize,
         keep_calls_on_close: cfg.raw.sip.keep_calls_on_close,
+        server_header: Some(cfg.raw.sip.server_header.clone()).filter(|s| !s.is_empty()),
         trunk_tcp: cfg.raw.sip.transport == "tcp",
         timers: crate::sip::transaction::Timers {
             t1: cfg.sip.t1.as_millis() as u64,
@@ -229,13 +231,14 @@ pub async fn run(
             t4: cfg.sip.t4.as_millis() as u64,
         },
     };
-    tokio::spawn(crate::net::sip::run(
+    let sip_task = tokio::spawn(crate::net::sip::run(
         sip_socket,
         sip_tcp,
         sip_settings,
         engine.clone(),
         webhooks.clone(),
         stop_rx.clone(),
+        cfg.shutdown_grace,
     ));
     let api_task = serve(api_listener, api::router(state), stop_rx.clone());
     let ops_task = serve(
@@ -257,6 +260,10 @@ pub async fn run(
         let _ = api_task.await;
         let _ = ops_task.await;
         let _ = wheel.await;
+        // SMPP links answer what they accepted; the SIP plane lets calls end (and hangs up
+        // what is left shortly before the grace runs out).
+        smpp.drained().await;
+        let _ = sip_task.await;
     })
     .await;
     if drained.is_err() {

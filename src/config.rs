@@ -143,6 +143,9 @@ pub struct SipConfig {
     /// Live SIP transactions before new requests get 503 (UDP non-INVITE transactions
     /// live 32 s: ~30,000 at 1,000 calls/s).
     pub max_transactions: u32,
+    /// The `Server` header of maskd's own SIP answers; "" sends none (nothing for a
+    /// scanner to fingerprint).
+    pub server_header: String,
 }
 
 impl Default for SipConfig {
@@ -160,6 +163,7 @@ impl Default for SipConfig {
             assert_identity: false,
             max_calls: 10_000,
             max_transactions: 200_000,
+            server_header: "maskd".into(),
         }
     }
 }
@@ -246,6 +250,8 @@ pub struct WebhooksConfig {
     pub timeout: String,
     /// `allow` or `block` when the intercept callback fails.
     pub intercept_on_error: String,
+    /// Status callbacks the sender holds in memory at most; the rest wait in the store.
+    pub max_queued_in_memory: u32,
 }
 
 impl Default for WebhooksConfig {
@@ -253,6 +259,7 @@ impl Default for WebhooksConfig {
         WebhooksConfig {
             timeout: "5s".into(),
             intercept_on_error: "allow".into(),
+            max_queued_in_memory: 100_000,
         }
     }
 }
@@ -495,9 +502,20 @@ impl Config {
         }
         p.cidrs("sip.trusted_cidrs", &sip.trusted_cidrs);
         p.one_of("sip.transport", &sip.transport, &["udp", "tcp"]);
+        if sip.server_header.len() > 128
+            || sip.server_header.chars().any(|c| !(' '..='~').contains(&c))
+        {
+            p.add(
+                "sip.server_header",
+                "must be printable ASCII, at most 128 characters",
+            );
+        }
         let t1 = p.duration("sip.t1", &sip.t1);
         let t2 = p.duration("sip.t2", &sip.t2);
         let t4 = p.duration("sip.t4", &sip.t4);
+        if self.webhooks.max_queued_in_memory == 0 {
+            p.add("webhooks.max_queued_in_memory", "must be at least 1");
+        }
         if sip.max_transactions == 0 {
             p.add("sip.max_transactions", "must be at least 1");
         }

@@ -147,6 +147,7 @@ pub fn sdp(body: &[u8]) {
         timers: Default::default(),
         keep_calls_on_close: false,
         trunk_tcp: false,
+        server_header: Some("maskd".into()),
     });
     let mut invite = format!(
         "INVITE sip:+14155550101@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKfz1\r\n\

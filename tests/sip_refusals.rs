@@ -172,3 +172,35 @@ fn malformed_requests_get_400_naming_the_fault_and_options_200() {
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     assert!(d.metrics_text().contains("maskd_sip_calls_started_total 0"));
 }
+
+#[test]
+fn server_header_is_configurable_and_can_be_left_out() {
+    // Default: maskd names itself; `sip.server_header: ""` sends no Server header on any of
+    // its own answers (OPTIONS 200, 404 with no session, 400 for a malformed request), so a
+    // scanner has nothing to fingerprint.
+    for (extra, want) in [("", Some("maskd")), ("  server_header: \"\"\n", None)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, pa) = daemon(dir.path(), extra, "voice-and-message");
+        let (s, port) = socket();
+        let opts = format!(
+            "OPTIONS sip:{pa}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKo2\r\nFrom: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:{pa}@127.0.0.1>\r\nCall-ID: o2\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let answers = [
+            ask(&s, d.sip, &opts),
+            ask(&s, d.sip, &invite(port, &pa, "+14155559999", "nosess")),
+            ask(
+                &s,
+                d.sip,
+                &invite(port, &pa, "+14155551001", "bad3").replace("CSeq: 1 INVITE", "CSeq: 1 BYE"),
+            ),
+        ];
+        for (r, code) in answers.iter().zip(["200", "404", "400"]) {
+            assert!(r.starts_with(&format!("SIP/2.0 {code}")), "{r}");
+            let server = common::sip::header(r, "Server");
+            match want {
+                Some(w) => assert_eq!(server, w, "{r}"),
+                None => assert!(!r.contains("\r\nServer:"), "{r}"),
+            }
+        }
+    }
+}

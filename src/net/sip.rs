@@ -160,8 +160,12 @@ pub async fn run(
     engine: Arc<Engine>,
     webhooks: Arc<Webhooks>,
     mut stop: watch::Receiver<bool>,
+    grace: Duration,
 ) {
     let core = EngineCore(engine);
+    // After `stop`: new calls are refused; (when to hang up what is left, when to give up).
+    let mut draining: Option<(std::time::Instant, std::time::Instant)> = None;
+    let mut hung_up = false;
     let trunk = settings.trunk;
     let trunk_tcp = settings.trunk_tcp;
     let mut b2bua = B2bua::new(settings);
@@ -217,7 +221,20 @@ pub async fn run(
             _ = tick.tick() => {
                 b2bua.on_timer(now(), &core, &mut out);
             }
-            _ = stop.changed() => return,
+            _ = stop.changed(), if draining.is_none() => {
+                // Calls get until shortly before the grace runs out to end by themselves;
+                // then BYE/CANCEL, and a moment for the answers.
+                let t = std::time::Instant::now();
+                let spare = (grace / 4).min(Duration::from_secs(2));
+                draining = Some((t + grace - spare, t + grace.saturating_sub(spare / 4)));
+                b2bua.drain();
+            }
+        }
+        if let Some((hang_up_at, _)) = draining {
+            if !hung_up && std::time::Instant::now() >= hang_up_at {
+                hung_up = true;
+                b2bua.hang_up_all(now(), &core, &mut out);
+            }
         }
         for a in b2bua.asks.drain(..) {
             ask(&webhooks, a, &ev_tx);
@@ -274,5 +291,10 @@ pub async fn run(
             .inc_by(b2bua.counters.refused_4xx + b2bua.counters.refused_overload);
         m.sip_calls_started.reset();
         m.sip_calls_started.inc_by(b2bua.counters.calls_started);
+        if let Some((_, give_up)) = draining {
+            if b2bua.settled() || std::time::Instant::now() >= give_up {
+                return;
+            }
+        }
     }
 }

@@ -142,6 +142,8 @@ pub struct SmppPlane {
     /// Connections accepted but not (yet) bound: capped, so nobody can hold the listener
     /// with idle sockets.
     unbound: AtomicUsize,
+    /// Connections still running (their in-flight PDUs included): shutdown waits for 0.
+    open_links: tokio::sync::watch::Sender<usize>,
 }
 
 const MAX_UNBOUND: usize = 1024;
@@ -238,6 +240,7 @@ impl SmppPlane {
             enquire_link: cfg.smpp.enquire_link_interval,
             inactivity: cfg.smpp.inactivity_timeout,
             response_timeout: cfg.smpp.response_timeout,
+            open_links: tokio::sync::watch::Sender::new(0),
             links: Mutex::new(HashMap::new()),
             bound: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
@@ -436,6 +439,26 @@ impl SmppPlane {
         stream: TcpStream,
         addr: SocketAddr,
         upstream: Option<Upstream>,
+        stop: watch::Receiver<bool>,
+    ) -> bool {
+        self.open_links.send_modify(|n| *n += 1);
+        let bound = self.clone().link(stream, addr, upstream, stop).await;
+        self.open_links.send_modify(|n| *n -= 1);
+        bound
+    }
+
+    /// Resolves once every connection has closed (after `stop`, each finishes its in-flight
+    /// PDUs first).
+    pub async fn drained(&self) {
+        let mut rx = self.open_links.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    async fn link(
+        self: Arc<Self>,
+        stream: TcpStream,
+        addr: SocketAddr,
+        upstream: Option<Upstream>,
         mut stop: watch::Receiver<bool>,
     ) -> bool {
         let (mut rd, mut wr) = stream.into_split();
@@ -501,8 +524,18 @@ impl SmppPlane {
         // A server-side connection counts as unbound until it binds.
         let mut unbound_counted = upstream.is_none();
         let peer_ip = addr.ip();
+        // Shutting down: unbind sent, no new forwards; the link closes once the messages it
+        // accepted are answered and its own requests are answered (or time out).
+        let mut closing: Option<Instant> = None;
         'conn: loop {
-            let can_request = peer.is_some() && pending.len() < link_window;
+            if let Some(since) = closing {
+                if (pending.is_empty() && in_flight.load(Ordering::Relaxed) == 0)
+                    || since.elapsed() > self.response_timeout
+                {
+                    break 'conn;
+                }
+            }
+            let can_request = peer.is_some() && pending.len() < link_window && closing.is_none();
             tokio::select! {
                 r = rd.read(&mut chunk) => {
                     let n = match r { Ok(0) | Err(_) => break 'conn, Ok(n) => n };
@@ -575,11 +608,12 @@ impl SmppPlane {
                     let timeout = self.response_timeout;
                     pending.retain(|_, (_, at, _)| now.duration_since(*at) <= timeout);
                 }
-                _ = stop.changed() => {
-                    if peer.is_some() {
-                        send(&frames_tx, &Pdu { seq: next_seq(), status: 0, body: Body::Unbind });
+                _ = stop.changed(), if closing.is_none() => {
+                    if peer.is_none() {
+                        break 'conn;
                     }
-                    break 'conn;
+                    send(&frames_tx, &Pdu { seq: next_seq(), status: 0, body: Body::Unbind });
+                    closing = Some(Instant::now());
                 }
             }
         }

@@ -95,6 +95,8 @@ pub struct Settings {
     pub timers: Timers,
     /// Leave calls up when their session closes (else BYE on both legs).
     pub keep_calls_on_close: bool,
+    /// The `Server` header of maskd's own answers (`None`: none).
+    pub server_header: Option<String>,
     /// Leg B goes to the trunk over TCP.
     pub trunk_tcp: bool,
 }
@@ -243,6 +245,8 @@ pub struct B2bua {
     next_sweep: u64,
     /// INVITEs waiting for a callback's answer, by `Ask` key.
     held: Map<u64, Held>,
+    /// Shutting down: new calls are refused with 503, calls in progress go on.
+    draining: bool,
     /// Questions for the driver (drained by it after each call).
     pub asks: Vec<Ask>,
     pub counters: Counters,
@@ -319,6 +323,7 @@ impl B2bua {
             stream_peers: Default::default(),
             next_sweep: 0,
             held: Map::default(),
+            draining: false,
             asks: Vec::new(),
             counters: Counters::default(),
         }
@@ -330,6 +335,73 @@ impl B2bua {
 
     pub fn transactions(&self) -> usize {
         self.client.len() + self.server.len()
+    }
+
+    /// Starts a graceful shutdown: from now on new calls get 503 with Retry-After (another
+    /// instance can take them); calls in progress go on until they end or `hang_up_all`.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether a draining B2BUA has nothing left worth waiting for: no call still up or
+    /// being set up, and no request of ours still waiting for its final answer.
+    pub fn settled(&self) -> bool {
+        self.held.is_empty()
+            && self.calls.values().all(|c| c.state == CallState::Ended)
+            && self.client.values().all(|e| {
+                matches!(
+                    e.tx.state(),
+                    super::transaction::ClientState::Completed
+                        | super::transaction::ClientState::Terminated
+                )
+            })
+    }
+
+    /// Ends every call at once (the shutdown grace is running out): BYE on both legs of an
+    /// answered call, CANCEL towards B for one still ringing (A then gets 487), 503 for an
+    /// INVITE still waiting for a callback. Interactions are closed as for a session close.
+    pub fn hang_up_all(&mut self, now: u64, core: &dyn Core, out: &mut Vec<Datagram>) {
+        let held: Vec<u64> = self.held.keys().copied().collect();
+        for key in held {
+            if let Some(h) = self.held.remove(&key) {
+                let Ok(Some((inv, _))) = parse(&h.bytes, Transport::Datagram) else {
+                    continue;
+                };
+                let bytes = self
+                    .reply(&inv, 503, "Service Unavailable", Some(&token()))
+                    .header("Retry-After", "5")
+                    .encode();
+                if let Some(e) = self.server.get_mut(&(h.branch.clone(), false)) {
+                    let mut acts = Vec::new();
+                    e.tx.respond(503, bytes, now, &mut acts);
+                    send_all(h.src, acts, out);
+                }
+            }
+        }
+        let ids: Vec<(u64, CallState)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state != CallState::Ended)
+            .map(|(id, c)| (*id, c.state))
+            .collect();
+        for (id, state) in ids {
+            if state == CallState::Answered {
+                self.hang_up_other(id, true, now, out);
+                self.hang_up_other(id, false, now, out);
+                self.set_leg(
+                    id,
+                    ResourceStatus::Completed,
+                    Some(ResourceStatus::Completed),
+                    now,
+                    core,
+                );
+                self.end_call(id);
+            } else {
+                self.cancel_leg_b(id, now, out);
+            }
+        }
+        self.client.settle();
+        self.server.settle();
     }
 
     /// Our Via for a request sent to `to`: TCP when that peer is reached over a stream.
@@ -368,7 +440,7 @@ impl B2bua {
     }
 
     /// A response to request `m`, built from its own Via, From, To, Call-ID and CSeq.
-    fn reply(m: &Message<'_>, code: u16, reason: &str, to_tag: Option<&str>) -> Outgoing {
+    fn reply(&self, m: &Message<'_>, code: u16, reason: &str, to_tag: Option<&str>) -> Outgoing {
         let mut r = Outgoing::response(code, reason);
         for v in m.headers.iter().filter(|h| h.name == HeaderName::Via) {
             r = r.header("Via", v.value.to_string());
@@ -378,11 +450,15 @@ impl B2bua {
             Some(tag) if !to.to_ascii_lowercase().contains(";tag=") => format!("{to};tag={tag}"),
             _ => to.to_string(),
         };
-        r.header("From", m.header(HeaderName::From).unwrap_or(""))
+        let r = r
+            .header("From", m.header(HeaderName::From).unwrap_or(""))
             .header("To", to)
             .header("Call-ID", m.header(HeaderName::CallId).unwrap_or(""))
-            .header("CSeq", m.header(HeaderName::CSeq).unwrap_or(""))
-            .header("Server", "maskd")
+            .header("CSeq", m.header(HeaderName::CSeq).unwrap_or(""));
+        match &self.cfg.server_header {
+            Some(s) => r.header("Server", s.clone()),
+            None => r,
+        }
     }
 
     /// One datagram from `src` at `now` (ms).
@@ -448,6 +524,9 @@ impl B2bua {
             }
         }
         if have >= 5 && !head.starts_with("ACK ") {
+            if let Some(server) = &self.cfg.server_header {
+                r = r.header("Server", server.clone());
+            }
             self.counters.refused_4xx += 1;
             out.push(Datagram {
                 to: src,
@@ -470,7 +549,7 @@ impl B2bua {
                 self.counters.refused_4xx += 1;
                 out.push(Datagram {
                     to: src,
-                    data: Self::reply(m, 403, "Forbidden", Some(&token())).encode(),
+                    data: self.reply(m, 403, "Forbidden", Some(&token())).encode(),
                 });
             }
             return;
@@ -480,7 +559,7 @@ impl B2bua {
                 self.counters.refused_4xx += 1;
                 out.push(Datagram {
                     to: src,
-                    data: Self::reply(m, e.status, e.reason, Some(&token())).encode(),
+                    data: self.reply(m, e.status, e.reason, Some(&token())).encode(),
                 });
             }
             return;
@@ -516,7 +595,8 @@ impl B2bua {
         if self.transactions() >= self.cfg.max_transactions && !matches!(method, "BYE" | "CANCEL") {
             // Over the bound: answered statelessly, so the refusal costs no transaction.
             self.counters.refused_overload += 1;
-            let r = Self::reply(m, 503, "Service Unavailable", Some(&token()))
+            let r = self
+                .reply(m, 503, "Service Unavailable", Some(&token()))
                 .header("Retry-After", "5")
                 .encode();
             out.push(Datagram { to: src, data: r });
@@ -536,13 +616,16 @@ impl B2bua {
                 self.relay_in_dialog(src, m, method, branch, call_id, now, out)
             }
             "OPTIONS" if to_tag.is_none() => {
-                let r = Self::reply(m, 200, "OK", Some(&token()))
+                let r = self
+                    .reply(m, 200, "OK", Some(&token()))
                     .header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")
                     .encode();
                 self.server_answer(src, m, branch, false, 200, r, now, out);
             }
             _ => {
-                let r = Self::reply(m, 501, "Not Implemented", Some(&token())).encode();
+                let r = self
+                    .reply(m, 501, "Not Implemented", Some(&token()))
+                    .encode();
                 self.server_answer(src, m, branch, method == "INVITE", 501, r, now, out);
             }
         }
@@ -667,7 +750,7 @@ impl B2bua {
         let mut acts = Vec::new();
         tx.respond(
             100,
-            Self::reply(m, 100, "Trying", None).encode(),
+            self.reply(m, 100, "Trying", None).encode(),
             now,
             &mut acts,
         );
@@ -700,7 +783,7 @@ impl B2bua {
                 );
             }
         }
-        let r = Self::reply(m, 403, "Forbidden", Some(&token())).encode();
+        let r = self.reply(m, 403, "Forbidden", Some(&token())).encode();
         self.server_answer(src, m, branch, true, 403, r, now, out);
     }
 
@@ -762,7 +845,7 @@ impl B2bua {
         out: &mut Vec<Datagram>,
     ) {
         let refuse = |me: &mut B2bua, code: u16, reason: &str, out: &mut Vec<Datagram>| {
-            let r = Self::reply(m, code, reason, Some(&token()));
+            let r = me.reply(m, code, reason, Some(&token()));
             let r = if code == 503 {
                 r.header("Retry-After", "5")
             } else {
@@ -783,7 +866,7 @@ impl B2bua {
                 return refuse(self, 420, "Bad Extension", out);
             }
         }
-        if self.calls.len() >= self.cfg.max_calls {
+        if self.calls.len() >= self.cfg.max_calls || self.draining {
             return refuse(self, 503, "Service Unavailable", out);
         }
         let Some((proxy, caller)) = Self::parties(m) else {
@@ -1242,17 +1325,17 @@ impl B2bua {
             // Cancelled while it waited for a callback: 200 for the CANCEL, 487 for the
             // INVITE, and the callback's answer will find nothing to resume.
             if let Some(h) = self.held.remove(&key) {
-                let r = Self::reply(m, 200, "OK", None).encode();
+                let r = self.reply(m, 200, "OK", None).encode();
                 self.server_answer(src, m, branch.clone(), false, 200, r, now, out);
-                if let (Ok(Some((inv, _))), Some(e)) = (
-                    parse(&h.bytes, Transport::Datagram),
-                    self.server.get_mut(&(branch.clone(), false)),
-                ) {
-                    let mut acts = Vec::new();
-                    let bytes =
-                        Self::reply(&inv, 487, "Request Terminated", Some(&token())).encode();
-                    e.tx.respond(487, bytes, now, &mut acts);
-                    send_all(h.src, acts, out);
+                if let Ok(Some((inv, _))) = parse(&h.bytes, Transport::Datagram) {
+                    let bytes = self
+                        .reply(&inv, 487, "Request Terminated", Some(&token()))
+                        .encode();
+                    if let Some(e) = self.server.get_mut(&(branch.clone(), false)) {
+                        let mut acts = Vec::new();
+                        e.tx.respond(487, bytes, now, &mut acts);
+                        send_all(h.src, acts, out);
+                    }
                 }
                 return;
             }
@@ -1262,13 +1345,24 @@ impl B2bua {
                 .get(id)
                 .is_some_and(|c| matches!(c.state, CallState::Setup | CallState::Early))
         }) else {
-            let r = Self::reply(m, 481, "Call/Transaction Does Not Exist", Some(&token())).encode();
+            let r = self
+                .reply(m, 481, "Call/Transaction Does Not Exist", Some(&token()))
+                .encode();
             return self.server_answer(src, m, branch, false, 481, r, now, out);
         };
-        let r = Self::reply(m, 200, "OK", Some(&self.calls[&id].a_tag.clone())).encode();
+        let r = self
+            .reply(m, 200, "OK", Some(&self.calls[&id].a_tag.clone()))
+            .encode();
         self.server_answer(src, m, branch.clone(), false, 200, r, now, out);
         // 487 to A's INVITE happens when B answers our CANCEL with 487; CANCEL leg B now.
-        let c = &self.calls[&id];
+        self.cancel_leg_b(id, now, out);
+    }
+
+    /// Sends CANCEL for leg B's INVITE (the call is not answered yet).
+    fn cancel_leg_b(&mut self, id: u64, now: u64, out: &mut Vec<Datagram>) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
         let cancel = Outgoing::request("CANCEL", &c.b_ruri)
             .header("Via", self.via_to(self.cfg.trunk, &c.b_invite_branch))
             .header("Max-Forwards", "70")
@@ -1315,12 +1409,13 @@ impl B2bua {
             (Some(id), _) => (*id, true),
             (None, Some(id)) => (*id, false),
             _ => {
-                let r =
-                    Self::reply(m, 481, "Call/Transaction Does Not Exist", Some(&token())).encode();
+                let r = self
+                    .reply(m, 481, "Call/Transaction Does Not Exist", Some(&token()))
+                    .encode();
                 return self.server_answer(src, m, branch, false, 481, r, now, out);
             }
         };
-        let r = Self::reply(m, 200, "OK", None).encode();
+        let r = self.reply(m, 200, "OK", None).encode();
         self.server_answer(src, m, branch, false, 200, r, now, out);
         self.hang_up_other(id, from_a, now, out);
         let duration = self
@@ -1418,7 +1513,9 @@ impl B2bua {
             (Some(id), _) => (*id, true),
             (None, Some(id)) => (*id, false),
             _ => {
-                let r = Self::reply(m, 481, "Call/Transaction Does Not Exist", None).encode();
+                let r = self
+                    .reply(m, 481, "Call/Transaction Does Not Exist", None)
+                    .encode();
                 return self.server_answer(src, m, branch, method == "INVITE", 481, r, now, out);
             }
         };

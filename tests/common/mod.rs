@@ -204,6 +204,30 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGTERM and returns at once.
+    pub fn sigterm(&self) {
+        let c = self.child.as_ref().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Waits (at most `timeout`) for the process to exit: its status, or `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.as_mut().expect("running").try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Remaining log lines after the process has exited.
     pub fn drain_log(&mut self) -> Vec<String> {
         while let Ok(l) = self.log.recv_timeout(Duration::from_millis(200)) {
