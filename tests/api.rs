@@ -61,6 +61,122 @@ fn credentials_are_required_and_reveal_nothing() {
     http(d.api, "GET", "/v1/Nope", None, None).assert_error(401, 20003);
 }
 
+/// Sends GET `path` on a kept-alive connection; returns (status line, body, time taken).
+fn timed_get(
+    s: &mut std::net::TcpStream,
+    path: &str,
+    auth: Option<&str>,
+) -> (String, String, std::time::Duration) {
+    use std::io::{Read, Write};
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: Basic {a}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
+    let t0 = std::time::Instant::now();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut b = [0u8; 4096];
+    let (head_end, len) = loop {
+        let n = s.read(&mut b).unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&b[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            break (i + 4, len);
+        }
+    };
+    while buf.len() < head_end + len {
+        let n = s.read(&mut b).unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&b[..n]);
+    }
+    let took = t0.elapsed();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.lines().next().unwrap().to_string();
+    (status, text[head_end..].to_string(), took)
+}
+
+#[test]
+fn unauthorized_answers_are_identical_and_take_the_same_time_whatever_was_wrong() {
+    use base64::Engine as _;
+    let (_dir, d, svc) = setup();
+    let b64 =
+        |u: &str, p: &str| base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+    let mut first_wrong = TOKEN.to_string();
+    first_wrong.replace_range(0..1, if TOKEN.starts_with('x') { "y" } else { "x" });
+    let mut last_wrong = TOKEN.to_string();
+    let n = last_wrong.len();
+    last_wrong.replace_range(n - 1..n, if TOKEN.ends_with('x') { "y" } else { "x" });
+    let existing = format!("/v1/Services/{svc}");
+    let kinds: Vec<(&str, String, Option<String>)> = vec![
+        ("no credentials", existing.clone(), None),
+        (
+            "unknown account",
+            existing.clone(),
+            Some(b64("ACffffffffffffffffffffffffffffffff", TOKEN)),
+        ),
+        (
+            "token wrong at its first byte",
+            existing.clone(),
+            Some(b64(ACCOUNT, &first_wrong)),
+        ),
+        (
+            "token wrong at its last byte",
+            existing.clone(),
+            Some(b64(ACCOUNT, &last_wrong)),
+        ),
+        (
+            "a resource that does not exist",
+            "/v1/Services/ZS00000000000000000000000000000000".into(),
+            Some(b64(ACCOUNT, &last_wrong)),
+        ),
+    ];
+    let mut conn = std::net::TcpStream::connect(d.api).unwrap();
+    conn.set_nodelay(true).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    // Interleaved rounds (the machine's noise falls on every kind alike), below the API's
+    // per-client rate limit burst.
+    let mut times: Vec<Vec<u128>> = vec![Vec::new(); kinds.len()];
+    let mut bodies = std::collections::HashSet::new();
+    for round in 0..160 {
+        for (k, (_, path, auth)) in kinds.iter().enumerate() {
+            let (status, body, took) = timed_get(&mut conn, path, auth.as_deref());
+            assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+            bodies.insert(body);
+            if round >= 10 {
+                times[k].push(took.as_micros());
+            }
+        }
+    }
+    assert_eq!(
+        bodies.len(),
+        1,
+        "every 401 carries the same body: {bodies:?}"
+    );
+    let medians: Vec<u128> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_unstable();
+            t[t.len() / 2]
+        })
+        .collect();
+    let (lo, hi) = (
+        *medians.iter().min().unwrap(),
+        *medians.iter().max().unwrap(),
+    );
+    let report: Vec<String> = kinds
+        .iter()
+        .zip(&medians)
+        .map(|((name, _, _), m)| format!("{name}: {m} µs"))
+        .collect();
+    eprintln!("median 401 time: {}", report.join(", "));
+    // No kind of wrong credential (or path) is told apart by time beyond loopback noise.
+    assert!(hi - lo <= 50 + lo / 4, "{}", report.join(", "));
+}
+
 #[test]
 fn service_lifecycle_and_errors() {
     let (_dir, d, svc) = setup();
