@@ -261,6 +261,13 @@ impl Engine {
                 .insert(n.seq, n.sid);
             st.numbers.insert(n.sid, PhoneNumber { in_use: 0, ..n });
         }
+        // Sized once: growing these by doubling at 1M sessions copied and re-hashed every
+        // table several times over (memmove and fresh-page zeroing were ~45 % of start-up).
+        st.sessions.reserve(snap.sessions.len());
+        st.participants.reserve(snap.participants.len());
+        st.used.reserve(snap.participants.len());
+        st.active.reserve(snap.participants.len());
+        st.with.reserve(snap.participants.len());
         let routes = RoutingTable::with_capacity(snap.sessions.len() * 2);
         // Start one tick back so deadlines that passed while maskd was down fire on the
         // first `expire(now)`.

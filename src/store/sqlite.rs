@@ -592,10 +592,20 @@ impl Store for SqliteStore {
             .map_err(io)?
             .collect::<Result<_, _>>()
             .map_err(io)?;
+        // Sized from a count first: a million rows collected by doubling were copied over and
+        // over (see Engine::open).
+        let count = |table: &str| -> Result<usize, StoreError> {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n.max(0) as usize)
+            .map_err(io)
+        };
+        snap.sessions = Vec::with_capacity(count("sessions")?);
         let mut stmt = conn
             .prepare("SELECT * FROM sessions ORDER BY seq")
             .map_err(io)?;
-        snap.sessions = stmt
+        let rows = stmt
             .query_map([], |r| {
                 Ok(Session {
                     sid: sid_col(r, 0)?,
@@ -614,13 +624,15 @@ impl Store for SqliteStore {
                     date_updated: r.get(13)?,
                 })
             })
-            .map_err(io)?
-            .collect::<Result<_, _>>()
             .map_err(io)?;
+        for row in rows {
+            snap.sessions.push(row.map_err(io)?);
+        }
+        snap.participants = Vec::with_capacity(count("participants")?);
         let mut stmt = conn
             .prepare("SELECT * FROM participants ORDER BY seq")
             .map_err(io)?;
-        snap.participants = stmt
+        let rows = stmt
             .query_map([], |r| {
                 Ok(Participant {
                     sid: sid_col(r, 0)?,
@@ -636,9 +648,10 @@ impl Store for SqliteStore {
                     date_updated: r.get(10)?,
                 })
             })
-            .map_err(io)?
-            .collect::<Result<_, _>>()
             .map_err(io)?;
+        for row in rows {
+            snap.participants.push(row.map_err(io)?);
+        }
         snap.max_seq = conn
             .query_row(
                 "SELECT MAX(m) FROM (SELECT MAX(seq) m FROM services UNION ALL SELECT MAX(seq) FROM numbers
