@@ -19,24 +19,13 @@ const B: &str = "+14155552002";
 
 fn config(extra: &str) -> String {
     format!(
-        r#"smpp:
-  listen: "127.0.0.1:0"
-  accounts:
-    - system_id: "carrier-a"
-      password: "secret-a"
-    - system_id: "carrier-b"
-      password: "secret-b"
-  routes:
-    - prefix: "+1415555100"
-      via: "carrier-a"
-    - prefix: "+1415555200"
-      via: "carrier-b"
-webhooks:
+        r#"{}webhooks:
   timeout: "1s"
 {extra}services:
   - unique_name: "sms"
     numbers: ["+14155550101", "+14155550102"]
-"#
+"#,
+        two_carriers("")
     )
 }
 
@@ -47,26 +36,8 @@ fn set_urls(d: &Daemon, urls: &[(&str, &str)]) {
 
 /// Creates the A–B session; returns (A's proxy, B's proxy) as digits.
 fn session(d: &Daemon) -> (String, String) {
-    let p1 = format!(r#"{{"Identifier":"{A}"}}"#);
-    let p2 = format!(r#"{{"Identifier":"{B}"}}"#);
-    let r = d.post(
-        "/v1/Services/sms/Sessions",
-        &[
-            ("UniqueName", "chat"),
-            ("Participants", &p1),
-            ("Participants", &p2),
-        ],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let parts = d.get("/v1/Services/sms/Sessions/chat/Participants").json();
-    let proxy = |i: usize| {
-        parts["participants"][i]["proxy_identifier"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches('+')
-            .to_string()
-    };
-    (proxy(0), proxy(1))
+    let (pa, pb) = two_party_session(d, "sms", "chat", A, B);
+    (pa[1..].to_string(), pb[1..].to_string())
 }
 
 fn bound(d: &Daemon, who: &str, pass: &str) -> Peer {

@@ -28,21 +28,7 @@ fn daemon(dir: &std::path::Path, trunk: u16, urls: &[(&str, &str)]) -> Daemon {
 }
 
 fn session(d: &Daemon) -> String {
-    let p1 = format!(r#"{{"Identifier":"{A}"}}"#);
-    let p2 = format!(r#"{{"Identifier":"{B}"}}"#);
-    let r = d.post(
-        "/v1/Services/v/Sessions",
-        &[
-            ("UniqueName", "s"),
-            ("Participants", &p1),
-            ("Participants", &p2),
-        ],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    d.get("/v1/Services/v/Sessions/s/Participants").json()["participants"][0]["proxy_identifier"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    two_party_session(d, "v", "s", A, B).0
 }
 
 fn invite(local: u16, proxy: &str, call_id: &str) -> String {

@@ -32,27 +32,15 @@ fn b_of(i: usize) -> String {
 
 fn services(trunk: u16) -> String {
     format!(
-        r#"smpp:
-  listen: "127.0.0.1:0"
-  response_timeout: "2s"
-  accounts:
-    - system_id: "carrier-a"
-      password: "secret-a"
-    - system_id: "carrier-b"
-      password: "secret-b"
-  routes:
-    - prefix: "+1415555100"
-      via: "carrier-a"
-    - prefix: "+1415555200"
-      via: "carrier-b"
-sip:
+        r#"{}sip:
   listen: "127.0.0.1:0"
   trunk: "127.0.0.1:{trunk}"
 services:
   - unique_name: "m"
     default_ttl: 0
     numbers: ["+14155550101", "+14155550102", "+14155550103", "+14155550104"]
-"#
+"#,
+        two_carriers("  response_timeout: \"2s\"\n")
     )
 }
 

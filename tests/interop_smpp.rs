@@ -9,22 +9,13 @@ use std::process::Command;
 
 use common::*;
 
-const CONFIG: &str = r#"smpp:
-  listen: "127.0.0.1:0"
-  accounts:
-    - system_id: "carrier-a"
-      password: "secret-a"
-    - system_id: "carrier-b"
-      password: "secret-b"
-  routes:
-    - prefix: "+1415555100"
-      via: "carrier-a"
-    - prefix: "+1415555200"
-      via: "carrier-b"
-services:
+fn config() -> String {
+    two_carriers("")
+        + r#"services:
   - unique_name: "sms"
     numbers: ["+14155550101", "+14155550102"]
-"#;
+"#
+}
 
 fn python() -> String {
     std::env::var("MASKD_PYTHON").unwrap_or_else(|_| {
@@ -49,27 +40,10 @@ fn smpplib_carriers_exchange_masked_messages() {
         "{py} cannot import smpplib: run scripts/test to install tests/interop/requirements.txt"
     );
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start_with(dir.path(), CONFIG);
+    let d = Daemon::start_with(dir.path(), &config());
     let (a, b) = ("+14155551001", "+14155552002");
-    let p1 = format!(r#"{{"Identifier":"{a}"}}"#);
-    let p2 = format!(r#"{{"Identifier":"{b}"}}"#);
-    let r = d.post(
-        "/v1/Services/sms/Sessions",
-        &[
-            ("UniqueName", "chat"),
-            ("Participants", &p1),
-            ("Participants", &p2),
-        ],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let parts = d.get("/v1/Services/sms/Sessions/chat/Participants").json();
-    let proxy = |i: usize| {
-        parts["participants"][i]["proxy_identifier"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches('+')
-            .to_string()
-    };
+    let (pa, pb) = two_party_session(&d, "sms", "chat", a, b);
+    let proxy = |i: usize| [&pa, &pb][i].trim_start_matches('+').to_string();
     let out = Command::new(&py)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

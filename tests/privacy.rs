@@ -44,43 +44,17 @@ fn masked_sms_and_calls_leave_no_real_number_in_logs_metrics_or_errors() {
     let (trunk, tport) = socket();
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
-        r#"smpp:
-  listen: "127.0.0.1:0"
-  accounts:
-    - system_id: "carrier-a"
-      password: "secret-a"
-    - system_id: "carrier-b"
-      password: "secret-b"
-  routes:
-    - prefix: "+1415555100"
-      via: "carrier-a"
-    - prefix: "+1415555200"
-      via: "carrier-b"
-sip:
+        r#"{}sip:
   listen: "127.0.0.1:0"
   trunk: "127.0.0.1:{tport}"
 services:
   - unique_name: "p"
     numbers: ["+14155550101", "+14155550102"]
-"#
+"#,
+        two_carriers("")
     );
     let mut d = Daemon::start_with(dir.path(), &cfg);
-    let p1 = format!(r#"{{"Identifier":"{A}"}}"#);
-    let p2 = format!(r#"{{"Identifier":"{B}"}}"#);
-    let r = d.post(
-        "/v1/Services/p/Sessions",
-        &[
-            ("UniqueName", "s"),
-            ("Participants", &p1),
-            ("Participants", &p2),
-        ],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let pa = d.get("/v1/Services/p/Sessions/s/Participants").json()["participants"][0]
-        ["proxy_identifier"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let pa = two_party_session(&d, "p", "s", A, B).0;
 
     // SMS: A → B masked, and a stranger out of session.
     let mut a = Peer::connect(d.smpp);

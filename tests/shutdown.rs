@@ -16,26 +16,14 @@ const B: &str = "+14155552002";
 
 fn config(trunk: u16) -> String {
     format!(
-        r#"smpp:
-  listen: "127.0.0.1:0"
-  response_timeout: "2s"
-  accounts:
-    - system_id: "carrier-a"
-      password: "secret-a"
-    - system_id: "carrier-b"
-      password: "secret-b"
-  routes:
-    - prefix: "+1415555100"
-      via: "carrier-a"
-    - prefix: "+1415555200"
-      via: "carrier-b"
-sip:
+        r#"{}sip:
   listen: "127.0.0.1:0"
   trunk: "127.0.0.1:{trunk}"
 services:
   - unique_name: "s"
     numbers: ["+14155550101", "+14155550102"]
-"#
+"#,
+        two_carriers("  response_timeout: \"2s\"\n")
     )
 }
 
@@ -51,21 +39,7 @@ fn start(dir: &std::path::Path, trunk: u16, grace: &str) -> Daemon {
 
 /// The A–B session; returns the proxy number A dials to reach B.
 fn session(d: &Daemon) -> String {
-    let p1 = format!(r#"{{"Identifier":"{A}"}}"#);
-    let p2 = format!(r#"{{"Identifier":"{B}"}}"#);
-    let r = d.post(
-        "/v1/Services/s/Sessions",
-        &[
-            ("UniqueName", "chat"),
-            ("Participants", &p1),
-            ("Participants", &p2),
-        ],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    d.get("/v1/Services/s/Sessions/chat/Participants").json()["participants"][0]["proxy_identifier"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    two_party_session(d, "s", "chat", A, B).0
 }
 
 #[test]

@@ -43,26 +43,8 @@ services:
 
 /// Creates the A–B session; returns (A's proxy, B's proxy) as digits.
 fn session(d: &Daemon) -> (String, String) {
-    let p1 = format!(r#"{{"Identifier":"{A}"}}"#);
-    let p2 = format!(r#"{{"Identifier":"{B}"}}"#);
-    let r = d.post(
-        "/v1/Services/sms/Sessions",
-        &[
-            ("UniqueName", "chat"),
-            ("Participants", &p1),
-            ("Participants", &p2),
-        ],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let parts = d.get("/v1/Services/sms/Sessions/chat/Participants").json();
-    let proxy = |i: usize| {
-        parts["participants"][i]["proxy_identifier"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches('+')
-            .to_string()
-    };
-    (proxy(0), proxy(1))
+    let (pa, pb) = two_party_session(d, "sms", "chat", A, B);
+    (pa[1..].to_string(), pb[1..].to_string())
 }
 
 fn bound(d: &Daemon, who: &str, pass: &str, kind: BindKind) -> Peer {

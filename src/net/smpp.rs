@@ -441,10 +441,16 @@ impl SmppPlane {
         upstream: Option<Upstream>,
         stop: watch::Receiver<bool>,
     ) -> bool {
+        /// Counts a connection open for its whole life, however it ends.
+        struct Open(tokio::sync::watch::Sender<usize>);
+        impl Drop for Open {
+            fn drop(&mut self) {
+                self.0.send_modify(|n| *n -= 1);
+            }
+        }
         self.open_links.send_modify(|n| *n += 1);
-        let bound = self.clone().link(stream, addr, upstream, stop).await;
-        self.open_links.send_modify(|n| *n -= 1);
-        bound
+        let _open = Open(self.open_links.clone());
+        self.clone().link(stream, addr, upstream, stop).await
     }
 
     /// Resolves once every connection has closed (after `stop`, each finishes its in-flight

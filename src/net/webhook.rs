@@ -309,7 +309,6 @@ enum Done {
 struct Queued {
     item: CallbackItem,
     attempts: u32,
-    next_at: Instant,
 }
 
 /// Starts the status callback sender: what the store still holds from before a restart
@@ -361,11 +360,7 @@ impl Queues {
         self.len += 1;
         let sid = item.interaction;
         let q = self.by_interaction.entry(sid).or_default();
-        q.push_back(Queued {
-            item,
-            attempts: 0,
-            next_at: Instant::now(),
-        });
+        q.push_back(Queued { item, attempts: 0 });
         if q.len() == 1 {
             self.ready.push(Reverse((Instant::now(), sid)));
         }
@@ -498,8 +493,7 @@ async fn status_loop(
                             }
                         } else {
                             let backoff = Duration::from_secs(1 << h.attempts.min(9)).min(MAX_BACKOFF);
-                            h.next_at = Instant::now() + backoff;
-                            qs.ready.push(Reverse((h.next_at, sid)));
+                            qs.ready.push(Reverse((Instant::now() + backoff, sid)));
                         }
                     }
                 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::timed::{Deadline, Timed};
+use super::timed::{compact_map, Deadline, Timed};
 use std::net::{IpAddr, SocketAddr};
 
 use super::message::{parse, HeaderName, Message, Outgoing, ParseError, StartLine, Transport};
@@ -364,18 +364,7 @@ impl B2bua {
         let held: Vec<u64> = self.held.keys().copied().collect();
         for key in held {
             if let Some(h) = self.held.remove(&key) {
-                let Ok(Some((inv, _))) = parse(&h.bytes, Transport::Datagram) else {
-                    continue;
-                };
-                let bytes = self
-                    .reply(&inv, 503, "Service Unavailable", Some(&token()))
-                    .header("Retry-After", "5")
-                    .encode();
-                if let Some(e) = self.server.get_mut(&(h.branch.clone(), false)) {
-                    let mut acts = Vec::new();
-                    e.tx.respond(503, bytes, now, &mut acts);
-                    send_all(h.src, acts, out);
-                }
+                self.answer_held(&h, 503, "Service Unavailable", now, out);
             }
         }
         let ids: Vec<(u64, CallState)> = self
@@ -386,16 +375,7 @@ impl B2bua {
             .collect();
         for (id, state) in ids {
             if state == CallState::Answered {
-                self.hang_up_other(id, true, now, out);
-                self.hang_up_other(id, false, now, out);
-                self.set_leg(
-                    id,
-                    ResourceStatus::Completed,
-                    Some(ResourceStatus::Completed),
-                    now,
-                    core,
-                );
-                self.end_call(id);
+                self.end_answered(id, now, core, out);
             } else {
                 self.cancel_leg_b(id, now, out);
             }
@@ -1327,16 +1307,7 @@ impl B2bua {
             if let Some(h) = self.held.remove(&key) {
                 let r = self.reply(m, 200, "OK", None).encode();
                 self.server_answer(src, m, branch.clone(), false, 200, r, now, out);
-                if let Ok(Some((inv, _))) = parse(&h.bytes, Transport::Datagram) {
-                    let bytes = self
-                        .reply(&inv, 487, "Request Terminated", Some(&token()))
-                        .encode();
-                    if let Some(e) = self.server.get_mut(&(branch.clone(), false)) {
-                        let mut acts = Vec::new();
-                        e.tx.respond(487, bytes, now, &mut acts);
-                        send_all(h.src, acts, out);
-                    }
-                }
+                self.answer_held(&h, 487, "Request Terminated", now, out);
                 return;
             }
         }
@@ -1777,16 +1748,48 @@ impl B2bua {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            self.hang_up_other(id, true, now, out);
-            self.hang_up_other(id, false, now, out);
-            self.set_leg(
-                id,
-                ResourceStatus::Completed,
-                Some(ResourceStatus::Completed),
-                now,
-                core,
-            );
-            self.end_call(id);
+            self.end_answered(id, now, core, out);
+        }
+    }
+
+    /// Ends an answered call from maskd's side: BYE on both legs, both legs completed.
+    fn end_answered(&mut self, id: u64, now: u64, core: &dyn Core, out: &mut Vec<Datagram>) {
+        self.hang_up_other(id, true, now, out);
+        self.hang_up_other(id, false, now, out);
+        self.set_leg(
+            id,
+            ResourceStatus::Completed,
+            Some(ResourceStatus::Completed),
+            now,
+            core,
+        );
+        self.end_call(id);
+    }
+
+    /// Answers an INVITE that was held for a callback with a final `code` (503 carries
+    /// Retry-After).
+    fn answer_held(
+        &mut self,
+        h: &Held,
+        code: u16,
+        reason: &str,
+        now: u64,
+        out: &mut Vec<Datagram>,
+    ) {
+        let Ok(Some((inv, _))) = parse(&h.bytes, Transport::Datagram) else {
+            return;
+        };
+        let r = self.reply(&inv, code, reason, Some(&token()));
+        let bytes = if code == 503 {
+            r.header("Retry-After", "5")
+        } else {
+            r
+        }
+        .encode();
+        if let Some(e) = self.server.get_mut(&(h.branch.clone(), false)) {
+            let mut acts = Vec::new();
+            e.tx.respond(code, bytes, now, &mut acts);
+            send_all(h.src, acts, out);
         }
     }
 
@@ -1924,15 +1927,9 @@ impl B2bua {
         // After a burst, give the tables' memory back.
         self.client.compact();
         self.server.compact();
-        compact(&mut self.calls);
-        compact(&mut self.by_a);
-        compact(&mut self.by_b);
-        compact(&mut self.held);
-    }
-}
-
-fn compact<K: std::hash::Hash + Eq, V>(m: &mut Map<K, V>) {
-    if crate::sip::timed::wasteful(m.len(), m.capacity()) {
-        m.shrink_to(m.len() * 2);
+        compact_map(&mut self.calls);
+        compact_map(&mut self.by_a);
+        compact_map(&mut self.by_b);
+        compact_map(&mut self.held);
     }
 }

@@ -106,9 +106,7 @@ impl<K: Hash + Eq + Ord + Clone, V: Deadline> Timed<K, V> {
     /// Gives memory back after a burst: once the map, the heap or the touched list use less
     /// than a quarter of what they hold, they shrink to twice their length.
     pub fn compact(&mut self) {
-        if wasteful(self.map.len(), self.map.capacity()) {
-            self.map.shrink_to(self.map.len() * 2);
-        }
+        compact_map(&mut self.map);
         if wasteful(self.heap.len(), self.heap.capacity()) {
             self.heap.shrink_to(self.heap.len() * 2);
         }
@@ -126,8 +124,15 @@ impl<K: Hash + Eq + Ord + Clone, V: Deadline> Timed<K, V> {
 
 /// Whether a collection of `len` entries holding room for `capacity` should shrink: above a
 /// floor (small tables are not worth the churn) and less than a quarter used.
-pub fn wasteful(len: usize, capacity: usize) -> bool {
+fn wasteful(len: usize, capacity: usize) -> bool {
     capacity > 1024 && len * 4 < capacity
+}
+
+/// Shrinks a map that is less than a quarter used to twice its length.
+pub fn compact_map<K: Hash + Eq, V, S: std::hash::BuildHasher>(m: &mut HashMap<K, V, S>) {
+    if wasteful(m.len(), m.capacity()) {
+        m.shrink_to(m.len() * 2);
+    }
 }
 
 #[cfg(test)]

@@ -409,3 +409,58 @@ pub fn path_of(v: &serde_json::Value, base: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// The `smpp:` section most end-to-end tests use: carriers A and B as accounts, messages to
+/// +1415555100x routed via carrier A and to +1415555200x via carrier B. `extra` adds keys
+/// under `smpp:` (indented two spaces).
+pub fn two_carriers(extra: &str) -> String {
+    format!(
+        r#"smpp:
+  listen: "127.0.0.1:0"
+{extra}  accounts:
+    - system_id: "carrier-a"
+      password: "secret-a"
+    - system_id: "carrier-b"
+      password: "secret-b"
+  routes:
+    - prefix: "+1415555100"
+      via: "carrier-a"
+    - prefix: "+1415555200"
+      via: "carrier-b"
+"#
+    )
+}
+
+/// Creates session `name` in `service` between `a` and `b` over the API; returns their proxy
+/// numbers (E.164, with `+`), in that order.
+pub fn two_party_session(
+    d: &Daemon,
+    service: &str,
+    name: &str,
+    a: &str,
+    b: &str,
+) -> (String, String) {
+    let p1 = format!(r#"{{"Identifier":"{a}"}}"#);
+    let p2 = format!(r#"{{"Identifier":"{b}"}}"#);
+    let r = d.post(
+        &format!("/v1/Services/{service}/Sessions"),
+        &[
+            ("UniqueName", name),
+            ("Participants", &p1),
+            ("Participants", &p2),
+        ],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let parts = d
+        .get(&format!(
+            "/v1/Services/{service}/Sessions/{name}/Participants"
+        ))
+        .json();
+    let proxy = |i: usize| {
+        parts["participants"][i]["proxy_identifier"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    (proxy(0), proxy(1))
+}
