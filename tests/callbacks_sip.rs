@@ -10,7 +10,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::hook::{Hook, Reply};
-use common::sip::{header, recv_not, socket};
+use common::sip::{header, recv_not, recv_until, socket};
 use common::*;
 
 const A: &str = "+14155551001";
@@ -146,6 +146,55 @@ fn intercept_403_refuses_the_call_and_places_no_leg_b() {
             );
         }
     }
+}
+
+#[test]
+fn a_call_cancelled_while_its_intercept_callback_is_pending_gets_487_and_no_leg_b() {
+    let hook = Hook::start();
+    let (trunk, tport) = socket();
+    let dir = tempfile::tempdir().unwrap();
+    let url = hook.url("/intercept");
+    let d = daemon(dir.path(), tport, &[("InterceptCallbackUrl", &url)]);
+    let pa = session(&d);
+    let (a, aport) = socket();
+    // The receiver never answers: the INVITE is held for up to webhooks.timeout (1 s).
+    hook.reply("/intercept", Reply::Silent);
+    let inv = invite(aport, &pa, "held1");
+    a.send_to(inv.as_bytes(), d.sip).unwrap();
+    recv_until(&a, "SIP/2.0 100");
+    hook.wait("/intercept", 1, Duration::from_secs(2));
+    let cancel = format!(
+        "CANCEL sip:{pa}@127.0.0.1 SIP/2.0\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: held1\r\n\
+         CSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        header(&inv, "Via"),
+        header(&inv, "From"),
+        header(&inv, "To"),
+    );
+    a.send_to(cancel.as_bytes(), d.sip).unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let r = recv_not(&a, "SIP/2.0 100").expect("answers to the CANCEL and the INVITE");
+        answers.push((
+            r.lines().next().unwrap().to_string(),
+            header(&r, "CSeq").to_string(),
+        ));
+    }
+    answers.sort();
+    assert_eq!(
+        answers,
+        [
+            ("SIP/2.0 200 OK".to_string(), "1 CANCEL".to_string()),
+            (
+                "SIP/2.0 487 Request Terminated".to_string(),
+                "1 INVITE".to_string()
+            ),
+        ]
+    );
+    // The callback's timeout (intercept_on_error: allow) finds nothing left to resume.
+    trunk
+        .set_read_timeout(Some(Duration::from_millis(2_000)))
+        .unwrap();
+    assert!(recv_not(&trunk, "SIP/2.0").is_none(), "no leg B");
 }
 
 #[test]
