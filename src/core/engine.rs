@@ -17,7 +17,7 @@ use super::error::{CoreError, Resource};
 use super::model::*;
 use super::routing::{Route, RouteKey, RoutingTable, SessionLive};
 use super::sid::{Sid, SidKind};
-use super::store::{durable_pair, Durable, Store, StoreError, WriteOp};
+use super::store::{durable_pair, Durable, Loaded, Store, StoreError, WriteOp};
 use crate::metrics;
 use crate::timer::{TimerKey, TimerWheel};
 
@@ -154,6 +154,11 @@ struct SessionState {
     timer: Option<TimerKey>,
 }
 
+/// The per-session and per-route-key maps (a million entries and more): foldhash, randomly
+/// seeded per map, instead of SipHash, which was 6 % of start-up at 200k sessions. Their keys
+/// are SIDs maskd made and numbers from authenticated API clients.
+type Big<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct State {
     seq: u64,
@@ -163,16 +168,16 @@ struct State {
     numbers: HashMap<Sid, PhoneNumber>,
     number_index: HashMap<u64, Sid>,
     pools: HashMap<Sid, BTreeMap<u64, Sid>>,
-    sessions: HashMap<Sid, SessionState>,
+    sessions: Big<Sid, SessionState>,
     session_names: HashMap<(Sid, String), Sid>,
     service_sessions: HashMap<Sid, BTreeMap<u64, Sid>>,
-    participants: HashMap<Sid, Participant>,
+    participants: Big<Sid, Participant>,
     /// Route keys reserved by active sessions: `(proxy, identifier)`.
-    active: HashSet<RouteKey>,
+    active: HashSet<RouteKey, foldhash::fast::RandomState>,
     /// Recency of `(proxy, identifier)` assignments, as `seq`.
-    used: HashMap<RouteKey, u64>,
+    used: Big<RouteKey, u64>,
     /// `(identifier, counterpart)` → the proxy the identifier last had with them.
-    with: HashMap<(u64, u64), E164>,
+    with: Big<(u64, u64), E164>,
     /// Cooling route keys: the counterpart they may still go to, and until when (s).
     cooling: HashMap<RouteKey, (u64, Timestamp)>,
 }
@@ -263,43 +268,60 @@ impl Engine {
         }
         // Sized once: growing these by doubling at 1M sessions copied and re-hashed every
         // table several times over (memmove and fresh-page zeroing were ~45 % of start-up).
-        st.sessions.reserve(snap.sessions.len());
-        st.participants.reserve(snap.participants.len());
-        st.used.reserve(snap.participants.len());
-        st.active.reserve(snap.participants.len());
-        st.with.reserve(snap.participants.len());
-        let routes = RoutingTable::with_capacity(snap.sessions.len() * 2);
+        st.sessions.reserve(snap.sessions);
+        st.participants.reserve(snap.participants);
+        st.used.reserve(snap.participants);
+        st.active.reserve(snap.participants);
+        st.with.reserve(snap.participants);
+        let routes = RoutingTable::with_capacity(snap.sessions * 2);
         // Start one tick back so deadlines that passed while maskd was down fire on the
         // first `expire(now)`.
         let start = (now_ms.max(0) as u64).saturating_sub(opts.wheel_tick_ms);
         let mut wheel = TimerWheel::new(opts.wheel_tick_ms, opts.wheel_slots, start);
-        for s in snap.sessions {
-            if let Some(name) = &s.unique_name {
-                st.session_names
-                    .insert((s.service_sid, name.clone()), s.sid);
+        store.load_rows(&mut |row| match row {
+            Loaded::Session(s) => {
+                if let Some(name) = &s.unique_name {
+                    st.session_names
+                        .insert((s.service_sid, name.clone()), s.sid);
+                }
+                st.service_sessions
+                    .entry(s.service_sid)
+                    .or_default()
+                    .insert(s.seq, s.sid);
+                let last = ms(s.date_last_interaction.unwrap_or(s.date_created));
+                st.sessions.insert(
+                    s.sid,
+                    SessionState {
+                        live: Arc::new(SessionLive::new(last)),
+                        session: s,
+                        participants: Vec::new(),
+                        timer: None,
+                    },
+                );
             }
-            st.service_sessions
-                .entry(s.service_sid)
-                .or_default()
-                .insert(s.seq, s.sid);
-            let last = ms(s.date_last_interaction.unwrap_or(s.date_created));
-            st.sessions.insert(
-                s.sid,
-                SessionState {
-                    live: Arc::new(SessionLive::new(last)),
-                    session: s,
-                    participants: Vec::new(),
-                    timer: None,
-                },
-            );
-        }
-        let mut parts = snap.participants;
-        parts.sort_by_key(|p| p.seq);
-        for p in parts {
-            if let Some(ss) = st.sessions.get_mut(&p.session_sid) {
-                ss.participants.push(p.sid);
-                st.used.insert(RouteKey::new(p.proxy, p.identifier), p.seq);
-                st.participants.insert(p.sid, p);
+            Loaded::Participant(p) => {
+                if let Some(ss) = st.sessions.get_mut(&p.session_sid) {
+                    ss.participants.push(p.sid);
+                    // The latest assignment of a route key wins, whatever the row order.
+                    let seq = st
+                        .used
+                        .entry(RouteKey::new(p.proxy, p.identifier))
+                        .or_insert(p.seq);
+                    *seq = (*seq).max(p.seq);
+                    st.participants.insert(p.sid, p);
+                }
+            }
+        })?;
+        // Rows come in no particular order: each session lists its participants by seq.
+        let State {
+            sessions,
+            participants,
+            ..
+        } = &mut st;
+        for ss in sessions.values_mut() {
+            if ss.participants.len() > 1 {
+                ss.participants
+                    .sort_unstable_by_key(|p| participants[p].seq);
             }
         }
         let sids: Vec<Sid> = st.sessions.keys().copied().collect();

@@ -91,15 +91,25 @@ pub struct RemoteRef {
     pub origin: Option<ReceiptOrigin>,
 }
 
-/// Everything the engine rebuilds its state from at start.
+/// Everything the engine rebuilds its state from at start, but the sessions and their
+/// participants, which `Store::load_rows` streams (a million of them are not held twice).
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub services: Vec<Service>,
     pub numbers: Vec<PhoneNumber>,
-    pub sessions: Vec<Session>,
-    pub participants: Vec<Participant>,
+    /// How many rows `load_rows` will hand over, to size the engine's tables.
+    pub sessions: usize,
+    pub participants: usize,
     /// The largest `seq` of any record, interactions included.
     pub max_seq: u64,
+}
+
+/// A row streamed by `Store::load_rows`: every session first, then every participant, each
+/// in no particular order.
+#[derive(Debug)]
+pub enum Loaded {
+    Session(Session),
+    Participant(Participant),
 }
 
 /// A page of interactions in creation order.
@@ -115,6 +125,8 @@ pub struct InteractionQuery {
 
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Snapshot, StoreError>;
+    /// Hands every session, then every participant, to `each`.
+    fn load_rows(&self, each: &mut dyn FnMut(Loaded)) -> Result<(), StoreError>;
     /// Queues `ops` to be committed after everything submitted before; `done` is completed
     /// once they are durable (or failed).
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>);

@@ -20,7 +20,7 @@ use crate::core::e164::E164;
 use crate::core::model::*;
 use crate::core::sid::Sid;
 use crate::core::store::{
-    Completion, InteractionQuery, OutboundItem, ReceiptOrigin, RemoteRef, Snapshot, Store,
+    Completion, InteractionQuery, Loaded, OutboundItem, ReceiptOrigin, RemoteRef, Snapshot, Store,
     StoreError, WriteOp,
 };
 
@@ -592,8 +592,6 @@ impl Store for SqliteStore {
             .map_err(io)?
             .collect::<Result<_, _>>()
             .map_err(io)?;
-        // Sized from a count first: a million rows collected by doubling were copied over and
-        // over (see Engine::open).
         let count = |table: &str| -> Result<usize, StoreError> {
             conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
                 r.get::<_, i64>(0)
@@ -601,9 +599,27 @@ impl Store for SqliteStore {
             .map(|n| n.max(0) as usize)
             .map_err(io)
         };
-        snap.sessions = Vec::with_capacity(count("sessions")?);
+        snap.sessions = count("sessions")?;
+        snap.participants = count("participants")?;
+        snap.max_seq = conn
+            .query_row(
+                "SELECT MAX(m) FROM (SELECT MAX(seq) m FROM services UNION ALL SELECT MAX(seq) FROM numbers
+                 UNION ALL SELECT MAX(seq) FROM sessions UNION ALL SELECT MAX(seq) FROM participants
+                 UNION ALL SELECT MAX(seq) FROM interactions UNION ALL SELECT MAX(id) FROM outbound)",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(io)?
+            .unwrap_or(0) as u64;
+        Ok(snap)
+    }
+
+    fn load_rows(&self, each: &mut dyn FnMut(Loaded)) -> Result<(), StoreError> {
+        let conn = self.reader.lock();
         let mut stmt = conn
-            .prepare("SELECT * FROM sessions ORDER BY seq")
+            // No ORDER BY: there is no index on seq, so SQLite sorted every row in a temporary
+            // b-tree first; the engine keys sessions by sid and sorts participants itself.
+            .prepare("SELECT * FROM sessions")
             .map_err(io)?;
         let rows = stmt
             .query_map([], |r| {
@@ -626,12 +642,9 @@ impl Store for SqliteStore {
             })
             .map_err(io)?;
         for row in rows {
-            snap.sessions.push(row.map_err(io)?);
+            each(Loaded::Session(row.map_err(io)?));
         }
-        snap.participants = Vec::with_capacity(count("participants")?);
-        let mut stmt = conn
-            .prepare("SELECT * FROM participants ORDER BY seq")
-            .map_err(io)?;
+        let mut stmt = conn.prepare("SELECT * FROM participants").map_err(io)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(Participant {
@@ -650,19 +663,9 @@ impl Store for SqliteStore {
             })
             .map_err(io)?;
         for row in rows {
-            snap.participants.push(row.map_err(io)?);
+            each(Loaded::Participant(row.map_err(io)?));
         }
-        snap.max_seq = conn
-            .query_row(
-                "SELECT MAX(m) FROM (SELECT MAX(seq) m FROM services UNION ALL SELECT MAX(seq) FROM numbers
-                 UNION ALL SELECT MAX(seq) FROM sessions UNION ALL SELECT MAX(seq) FROM participants
-                 UNION ALL SELECT MAX(seq) FROM interactions UNION ALL SELECT MAX(id) FROM outbound)",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map_err(io)?
-            .unwrap_or(0) as u64;
-        Ok(snap)
+        Ok(())
     }
 
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
