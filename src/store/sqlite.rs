@@ -494,8 +494,9 @@ fn origin_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<ReceiptOrigin>
 }
 
 fn sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Sid> {
-    let text: String = row.get(i)?;
-    Sid::parse_any(&text).ok_or_else(|| corrupt("sid"))
+    // Borrowed, not copied into a String: several per row, millions of rows at start-up.
+    let text = row.get_ref(i)?.as_str().map_err(|_| corrupt("sid"))?;
+    Sid::parse_any(text).ok_or_else(|| corrupt("sid"))
 }
 fn opt_sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Sid>> {
     let text: Option<String> = row.get(i)?;
@@ -507,8 +508,8 @@ fn e164_col(row: &Row<'_>, i: usize) -> rusqlite::Result<E164> {
     E164::from_u64(v as u64).ok_or_else(|| corrupt("number"))
 }
 fn enum_col<T>(row: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
-    let text: String = row.get(i)?;
-    parse(&text).ok_or_else(|| corrupt("enum"))
+    let text = row.get_ref(i)?.as_str().map_err(|_| corrupt("enum"))?;
+    parse(text).ok_or_else(|| corrupt("enum"))
 }
 fn opt_status(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<ResourceStatus>> {
     let text: Option<String> = row.get(i)?;
