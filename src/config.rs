@@ -191,6 +191,8 @@ pub struct SmppConfig {
     pub inactivity_timeout: String,
     /// How long to wait for the answer to a PDU maskd sent.
     pub response_timeout: String,
+    /// Outbound messages held in memory at most; the rest wait in the store.
+    pub max_queued_in_memory: u32,
 }
 
 impl Default for SmppConfig {
@@ -206,6 +208,7 @@ impl Default for SmppConfig {
             enquire_link_interval: "30s".into(),
             inactivity_timeout: "120s".into(),
             response_timeout: "30s".into(),
+            max_queued_in_memory: 100_000,
         }
     }
 }
@@ -513,6 +516,9 @@ impl Config {
         let t1 = p.duration("sip.t1", &sip.t1);
         let t2 = p.duration("sip.t2", &sip.t2);
         let t4 = p.duration("sip.t4", &sip.t4);
+        if self.smpp.max_queued_in_memory == 0 {
+            p.add("smpp.max_queued_in_memory", "must be at least 1");
+        }
         if self.webhooks.max_queued_in_memory == 0 {
             p.add("webhooks.max_queued_in_memory", "must be at least 1");
         }

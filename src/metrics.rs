@@ -32,6 +32,7 @@ pub const SIP_CALLS_STARTED: &str = "maskd_sip_calls_started_total";
 pub const SMPP_PDUS: &str = "maskd_smpp_pdus_total";
 pub const SMPP_BINDS: &str = "maskd_smpp_binds_active";
 pub const SMPP_QUEUE_DEPTH: &str = "maskd_smpp_queue_depth";
+pub const SMPP_QUEUE_IN_MEMORY: &str = "maskd_smpp_queue_in_memory";
 pub const CALLBACKS: &str = "maskd_callbacks_total";
 pub const CALLBACK_QUEUE_DEPTH: &str = "maskd_callback_queue_depth";
 pub const CALLBACK_DURATION: &str = "maskd_callback_duration_seconds";
@@ -67,6 +68,7 @@ pub struct Metrics {
     pub smpp_pdus: IntCounterVec,
     pub smpp_binds: IntGaugeVec,
     pub smpp_queue_depth: IntGauge,
+    pub smpp_queue_in_memory: IntGauge,
     pub callbacks: IntCounterVec,
     pub callback_queue_depth: IntGauge,
     pub callback_duration: HistogramVec,
@@ -191,6 +193,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
             SMPP_QUEUE_DEPTH,
             "Messages accepted and not yet forwarded",
         )?,
+        smpp_queue_in_memory: IntGauge::new(
+            SMPP_QUEUE_IN_MEMORY,
+            "Messages of the outbound queue held in memory (the rest wait in the store)",
+        )?,
         callbacks: IntCounterVec::new(
             Opts::new(
                 CALLBACKS,
@@ -270,6 +276,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.smpp_pdus.clone()))?;
     m.registry.register(Box::new(m.smpp_binds.clone()))?;
     m.registry.register(Box::new(m.smpp_queue_depth.clone()))?;
+    m.registry
+        .register(Box::new(m.smpp_queue_in_memory.clone()))?;
     m.registry.register(Box::new(m.callbacks.clone()))?;
     m.registry
         .register(Box::new(m.callback_queue_depth.clone()))?;

@@ -578,3 +578,100 @@ fn a_flooding_bind_does_not_starve_another_carrier() {
         statuses.len()
     );
 }
+
+/// A gauge's value from the metrics page.
+fn gauge(d: &Daemon, name: &str) -> i64 {
+    let text = d.metrics_text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not on the metrics page:\n{text}"))
+}
+
+/// Sends `n` numbered messages from A pipelined; returns their texts (all acknowledged).
+fn send_batch(a: &mut Peer, pa: &str, tag: &str, n: usize) -> Vec<String> {
+    let seqs: Vec<(u32, String)> = (0..n)
+        .map(|i| {
+            let text = format!("{tag} {i}");
+            (
+                a.send(Body::SubmitSm(sm(&A[1..], pa, text.as_bytes()))),
+                text,
+            )
+        })
+        .collect();
+    seqs.into_iter()
+        .map(|(seq, text)| {
+            assert_eq!(a.wait_resp(seq).status, status::ESME_ROK, "{text}");
+            text
+        })
+        .collect()
+}
+
+/// Waits (bounded) for B to get `want` and nothing more; checks each arrived once.
+fn received_exactly(b: &mut Peer, want: &[String]) {
+    assert!(
+        b.wait_messages(want.len(), Duration::from_secs(20)),
+        "only {} of {} delivered",
+        b.messages.len(),
+        want.len()
+    );
+    assert!(
+        !b.wait_messages(want.len() + 1, Duration::from_millis(500)),
+        "more than sent"
+    );
+    let mut got: Vec<String> = b
+        .messages
+        .drain(..)
+        .map(|m| String::from_utf8(m.short_message).unwrap())
+        .collect();
+    got.sort();
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn outbound_messages_beyond_the_memory_bound_wait_in_the_store_and_each_goes_out_once() {
+    // Four outbound messages in memory at most: the rest wait in the store and are read back
+    // as memory drains, also after a restart. Nothing is lost and nothing goes out twice.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("", "", "carrier-b").replace(
+        "  response_timeout: \"2s\"\n",
+        "  response_timeout: \"2s\"\n  max_queued_in_memory: 4\n",
+    );
+    let mut d = Daemon::start_with(dir.path(), &cfg);
+    let (pa, _) = session(&d);
+    let mut a = bound(&d, "carrier-a", "secret-a", BindKind::Transmitter);
+
+    // Carrier B is down: 40 acknowledged messages, at most 4 of them in memory.
+    let first = send_batch(&mut a, &pa, "while down", 40);
+    assert_eq!(gauge(&d, "maskd_smpp_queue_depth"), 40);
+    let in_memory = gauge(&d, "maskd_smpp_queue_in_memory");
+    assert!((1..=4).contains(&in_memory), "{in_memory} in memory");
+    assert!(
+        d.try_wait_for_log("the rest wait in the store", Duration::from_secs(1))
+            .is_some(),
+        "the memory bound was reached"
+    );
+    let mut b = bound(&d, "carrier-b", "secret-b", BindKind::Receiver);
+    received_exactly(&mut b, &first);
+
+    // B is up: messages sent faster than B answers still go out once each.
+    let second = send_batch(&mut a, &pa, "while up", 60);
+    received_exactly(&mut b, &second);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while gauge(&d, "maskd_smpp_queue_depth") != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gauge(&d, "maskd_smpp_queue_depth"), 0);
+    assert_eq!(gauge(&d, "maskd_smpp_queue_in_memory"), 0);
+
+    // B goes away again; after a crash the store's 30 are read back 4 at a time.
+    drop(b);
+    let third = send_batch(&mut a, &pa, "before crash", 30);
+    d.kill9();
+    let d2 = Daemon::restart(dir.path(), &cfg);
+    assert_eq!(gauge(&d2, "maskd_smpp_queue_depth"), 30);
+    assert!(gauge(&d2, "maskd_smpp_queue_in_memory") <= 4);
+    let mut b = bound(&d2, "carrier-b", "secret-b", BindKind::Receiver);
+    received_exactly(&mut b, &third);
+}

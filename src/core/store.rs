@@ -134,8 +134,11 @@ pub trait Store: Send + Sync + 'static {
     fn interaction(&self, sid: Sid) -> Result<Option<Interaction>, StoreError>;
     /// API-created interactions still `queued` that have no outbound queue item yet.
     fn queued_messages(&self) -> Result<Vec<Interaction>, StoreError>;
-    /// The persistent outbound queue, oldest first.
-    fn outbound_items(&self) -> Result<Vec<OutboundItem>, StoreError>;
+    /// Up to `limit` items of the persistent outbound queue with ids above `after`, in id
+    /// order.
+    fn outbound_after(&self, after: u64, limit: usize) -> Result<Vec<OutboundItem>, StoreError>;
+    /// How many items the persistent outbound queue holds.
+    fn outbound_count(&self) -> Result<u64, StoreError>;
     fn remote_ref(&self, peer: &str, remote_id: &str) -> Result<Option<RemoteRef>, StoreError>;
     /// The oldest `limit` entries of the status callback queue, oldest first.
     fn callbacks(&self, limit: usize) -> Result<Vec<super::callback::CallbackItem>, StoreError>;

@@ -3,7 +3,7 @@
 //! one task around the sans-IO codec; forwarding asks the core for the route and records the
 //! interaction durably before it answers `ESME_ROK`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -117,6 +117,8 @@ struct Partial {
 
 /// The SMS plane: shared by every bind task and the dispatcher.
 pub struct SmppPlane {
+    /// Itself, for the tasks `enqueue` (which has only `&self`) starts.
+    me: std::sync::Weak<SmppPlane>,
     engine: Arc<Engine>,
     system_id: String,
     accounts: HashMap<String, Account>,
@@ -134,8 +136,9 @@ pub struct SmppPlane {
     partials: Mutex<Partials>,
     next_link: AtomicU64,
     round_robin: AtomicUsize,
+    /// The dispatcher's channel: it never holds more than `held.cap` items.
     queue: mpsc::UnboundedSender<OutboundItem>,
-    queued: AtomicUsize,
+    held: Mutex<Held>,
     /// Downstream ids answered recently, before their store write is durable: a fast peer's
     /// receipt can arrive first. Bounded; the store has them all.
     recent_refs: Mutex<RecentRefs>,
@@ -147,6 +150,40 @@ pub struct SmppPlane {
 }
 
 const MAX_UNBOUND: usize = 1024;
+/// Rows read from the store at a time when it is read back into memory.
+const SWEEP_CHUNK: usize = 1024;
+
+/// The outbound queue's memory. Every queued message is in the store; at most `cap` of them
+/// are also held in memory (in the dispatcher's channel or being delivered). Past that the
+/// store is the queue, and a sweep reads it back in id order as memory frees up.
+struct Held {
+    /// Ids held in memory, reserved ones included.
+    ids: HashSet<u64>,
+    /// Ids given a slot before their store write: handed to the dispatcher once durable.
+    reserved: HashSet<u64>,
+    cap: usize,
+    /// Messages were left in the store: until a sweep has read it back up to date, every new
+    /// one is left there too (so older messages go first).
+    spilled: bool,
+    sweeping: bool,
+    /// The smallest id left in the store (and durable) since the sweep's pass began.
+    missed_from: Option<u64>,
+    /// Messages waiting in the store only (for the depth gauge).
+    in_store: usize,
+    /// A sweep is reading the store: ids that leave memory meanwhile are noted in `gone`,
+    /// since the read may still have seen their rows.
+    reading: bool,
+    gone: HashSet<u64>,
+}
+
+impl Held {
+    fn gauges(&self) {
+        let m = crate::metrics::get();
+        m.smpp_queue_in_memory.set(self.ids.len() as i64);
+        m.smpp_queue_depth
+            .set((self.ids.len() + self.in_store) as i64);
+    }
+}
 
 const MAX_RECENT_REFS: usize = 100_000;
 
@@ -228,7 +265,8 @@ impl SmppPlane {
             .collect();
         routes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let plane = Arc::new(SmppPlane {
+        let plane = Arc::new_cyclic(|me| SmppPlane {
+            me: me.clone(),
             engine,
             system_id: s.system_id.clone(),
             accounts,
@@ -248,7 +286,18 @@ impl SmppPlane {
             next_link: AtomicU64::new(1),
             round_robin: AtomicUsize::new(0),
             queue: tx,
-            queued: AtomicUsize::new(0),
+            held: Mutex::new(Held {
+                ids: HashSet::new(),
+                reserved: HashSet::new(),
+                cap: (s.max_queued_in_memory as usize).max(1),
+                // What the store holds from before a restart is read back by a sweep.
+                spilled: true,
+                sweeping: false,
+                missed_from: None,
+                in_store: 0,
+                reading: false,
+                gone: HashSet::new(),
+            }),
             recent_refs: Mutex::new((HashMap::new(), VecDeque::new())),
             unbound: AtomicUsize::new(0),
         });
@@ -263,16 +312,21 @@ impl SmppPlane {
         rx: mpsc::UnboundedReceiver<OutboundItem>,
         stop: watch::Receiver<bool>,
     ) -> Result<(), crate::core::store::StoreError> {
-        let pending = self.engine.store().outbound_items()?;
+        let pending = self.engine.store().outbound_count()?;
         let api_pending = self.engine.pending_outbound()?;
         tracing::info!(
-            queued = pending.len(),
+            queued = pending,
             api_messages = api_pending.len(),
-            "smpp outbound queue loaded"
+            "smpp outbound queue found"
         );
-        for item in pending {
-            self.dispatch(item);
+        {
+            let mut h = self.held.lock();
+            h.in_store = usize::try_from(pending).unwrap_or(usize::MAX);
+            h.sweeping = true;
+            h.gauges();
         }
+        let me = self.clone();
+        tokio::spawn(async move { me.sweep().await });
         let me = self.clone();
         tokio::spawn(async move { me.dispatcher(rx).await });
         for msg in api_pending {
@@ -289,10 +343,149 @@ impl SmppPlane {
         Ok(())
     }
 
-    fn dispatch(&self, item: OutboundItem) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::get().smpp_queue_depth.inc();
-        let _ = self.queue.send(item);
+    /// Gives a message about to be written to the queue in the store a slot in memory, if
+    /// there is one (and nothing older waits in the store). Without one it is left to the
+    /// store and a sweep. Either way [`dispatch`](Self::dispatch) or
+    /// [`release`](Self::release) follows the write.
+    fn reserve(&self, id: u64) {
+        let mut h = self.held.lock();
+        if h.spilled || h.ids.len() >= h.cap {
+            if !h.spilled {
+                tracing::warn!(
+                    cap = h.cap,
+                    "smpp outbound queue full in memory; the rest wait in the store"
+                );
+            }
+            h.spilled = true;
+            h.in_store += 1;
+        } else {
+            h.ids.insert(id);
+            h.reserved.insert(id);
+        }
+        h.gauges();
+    }
+
+    /// A reserved message's store write is durable: the dispatcher gets it. One without a
+    /// slot is noted for the sweep (it can only be read back now that it is durable).
+    fn dispatch(self: &Arc<Self>, item: OutboundItem) {
+        let mut h = self.held.lock();
+        if h.reserved.remove(&item.id) {
+            let _ = self.queue.send(item);
+            return;
+        }
+        // A sweep may have read it already, or (if one caught up meanwhile) even delivered
+        // it: only the store knows, so it is left to a sweep.
+        h.spilled = true;
+        h.missed_from = Some(h.missed_from.map_or(item.id, |m| m.min(item.id)));
+        self.sweep_if_room(&mut h);
+    }
+
+    /// Starts a sweep when messages wait in the store and memory is at most half full.
+    fn sweep_if_room(self: &Arc<Self>, h: &mut Held) {
+        if h.spilled && !h.sweeping && h.ids.len() <= h.cap / 2 {
+            h.sweeping = true;
+            let me = self.clone();
+            tokio::spawn(async move { me.sweep().await });
+        }
+    }
+
+    /// A message's store write failed (it was refused): its slot is free again.
+    fn release(&self, id: u64) {
+        let mut h = self.held.lock();
+        if h.reserved.remove(&id) {
+            h.ids.remove(&id);
+        } else {
+            h.in_store = h.in_store.saturating_sub(1);
+        }
+        h.gauges();
+    }
+
+    /// A message has left the queue (its store row is deleted): its slot is free. Once memory
+    /// is half empty, what waits in the store is read back.
+    fn done(self: &Arc<Self>, id: u64) {
+        let mut h = self.held.lock();
+        h.ids.remove(&id);
+        if h.reading {
+            h.gone.insert(id);
+        }
+        h.gauges();
+        self.sweep_if_room(&mut h);
+    }
+
+    /// Reads the queue in the store back into memory, in id order, skipping what memory
+    /// holds, until memory is full or the store is caught up. A pass ends at the end of the
+    /// table; messages left in the store while it ran are read by another pass from the
+    /// smallest of their ids. Only a pass that missed nothing ends the spill.
+    async fn sweep(self: Arc<Self>) {
+        let mut from = 0u64;
+        loop {
+            self.held.lock().missed_from = None;
+            let mut cursor = from;
+            let full = loop {
+                self.held.lock().reading = true;
+                let store = self.engine.store().clone();
+                let after = cursor;
+                let rows = match tokio::task::spawn_blocking(move || {
+                    store.outbound_after(after, SWEEP_CHUNK)
+                })
+                .await
+                {
+                    Ok(Ok(rows)) => rows,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot read the smpp outbound queue");
+                        self.held.lock().reading = false;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(_) => {
+                        let mut h = self.held.lock();
+                        h.reading = false;
+                        h.sweeping = false;
+                        return;
+                    }
+                };
+                let n = rows.len();
+                let mut h = self.held.lock();
+                h.reading = false;
+                let gone = std::mem::take(&mut h.gone);
+                let mut full = false;
+                for item in rows {
+                    if h.ids.len() >= h.cap {
+                        full = true;
+                        break;
+                    }
+                    cursor = item.id;
+                    // Delivered while the read ran: its row is deleted by now.
+                    if gone.contains(&item.id) {
+                        continue;
+                    }
+                    if h.ids.insert(item.id) {
+                        h.in_store = h.in_store.saturating_sub(1);
+                        let _ = self.queue.send(item);
+                    }
+                }
+                h.gauges();
+                if full || n < SWEEP_CHUNK {
+                    break full;
+                }
+            };
+            let mut h = self.held.lock();
+            if full {
+                // The next sweep starts over once memory has drained.
+                h.sweeping = false;
+                return;
+            }
+            match h.missed_from.take() {
+                None => {
+                    h.spilled = false;
+                    h.sweeping = false;
+                    h.in_store = 0;
+                    h.gauges();
+                    return;
+                }
+                Some(m) => from = m.saturating_sub(1),
+            }
+        }
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -1088,11 +1281,13 @@ impl SmppPlane {
             created: crate::app::now_ms(),
         };
         ops.push(WriteOp::PutOutbound(item.clone()));
+        self.reserve(item.id);
         let durable = self.engine.record(ops, Some((route.session, now)));
         match durable.await {
             Ok(()) => (status::ESME_ROK, message_id, vec![item]),
             Err(e) => {
                 tracing::error!(error = %e, "smpp message not recorded");
+                self.release(item.id);
                 (status::ESME_RSYSERR, String::new(), Vec::new())
             }
         }
@@ -1330,9 +1525,17 @@ impl SmppPlane {
                 items.push(item);
             }
         }
+        for i in &items {
+            self.reserve(i.id);
+        }
         match self.engine.record(ops, None).await {
             Ok(()) => (status::ESME_ROK, String::new(), items),
-            Err(_) => (status::ESME_RSYSERR, String::new(), Vec::new()),
+            Err(_) => {
+                for i in &items {
+                    self.release(i.id);
+                }
+                (status::ESME_RSYSERR, String::new(), Vec::new())
+            }
         }
     }
 
@@ -1360,9 +1563,9 @@ impl SmppPlane {
             };
             let me = self.clone();
             tokio::spawn(async move {
+                let id = item.id;
                 me.deliver(item).await;
-                me.queued.fetch_sub(1, Ordering::Relaxed);
-                crate::metrics::get().smpp_queue_depth.dec();
+                me.done(id);
                 drop(permit);
             });
         }
@@ -1501,9 +1704,10 @@ impl SmppPlane {
             .await;
     }
 
-    /// Messages in the outbound queue right now.
+    /// Messages in the outbound queue right now (in memory and in the store).
     pub fn queue_depth(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        let h = self.held.lock();
+        h.ids.len() + h.in_store
     }
 }
 
@@ -1577,15 +1781,18 @@ impl Outbox for SmppPlane {
             payload: encode_payload(m),
             created: crate::app::now_ms(),
         };
+        self.reserve(item.id);
         let durable = self
             .engine
             .record(vec![WriteOp::PutOutbound(item.clone())], None);
-        let queue = self.queue.clone();
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::get().smpp_queue_depth.inc();
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
         tokio::spawn(async move {
             if durable.await.is_ok() {
-                let _ = queue.send(item);
+                me.dispatch(item);
+            } else {
+                me.release(item.id);
             }
         });
     }

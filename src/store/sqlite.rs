@@ -746,13 +746,15 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn outbound_items(&self) -> Result<Vec<OutboundItem>, StoreError> {
+    fn outbound_after(&self, after: u64, limit: usize) -> Result<Vec<OutboundItem>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn
-            .prepare("SELECT * FROM outbound ORDER BY id")
+            .prepare_cached("SELECT * FROM outbound WHERE id > ?1 ORDER BY id LIMIT ?2")
             .map_err(io)?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([after, limit], |r| {
                 Ok(OutboundItem {
                     id: r.get::<_, i64>(0)? as u64,
                     interaction: sid_col(r, 1)?,
@@ -768,6 +770,14 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(io)?;
         Ok(rows)
+    }
+
+    fn outbound_count(&self) -> Result<u64, StoreError> {
+        let conn = self.reader.lock();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM outbound", [], |r| r.get(0))
+            .map_err(io)?;
+        Ok(n.max(0) as u64)
     }
 
     fn callbacks(&self, limit: usize) -> Result<Vec<CallbackItem>, StoreError> {
