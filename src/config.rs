@@ -63,6 +63,21 @@ pub struct Config {
     /// Resolution of the session timer wheel.
     #[serde(default = "default_tick")]
     pub timer_tick: String,
+    /// Threads running the async work (SIP, SMPP, API); 0 picks one fewer than the cores
+    /// (at least one), leaving a core to the store's writer thread and the network stack.
+    #[serde(default)]
+    pub worker_threads: u32,
+}
+
+impl Config {
+    /// The async runtime's worker threads: `worker_threads`, or one fewer than the cores.
+    pub fn workers(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads as usize;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        cores.saturating_sub(1).max(1)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -516,6 +531,12 @@ impl Config {
         let t1 = p.duration("sip.t1", &sip.t1);
         let t2 = p.duration("sip.t2", &sip.t2);
         let t4 = p.duration("sip.t4", &sip.t4);
+        if self.worker_threads > 1024 {
+            p.add(
+                "worker_threads",
+                "must be at most 1024 (0 picks one fewer than the cores)",
+            );
+        }
         if self.smpp.max_queued_in_memory == 0 {
             p.add("smpp.max_queued_in_memory", "must be at least 1");
         }

@@ -100,6 +100,7 @@ fn main() -> ExitCode {
     };
     maskd::telemetry::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.raw.workers())
         .enable_all()
         .build()
     {

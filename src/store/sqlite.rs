@@ -32,7 +32,7 @@ const GROUP_MAX: usize = 1024;
 /// When nobody waits on a batch (a call's log, written behind the call), the writer keeps
 /// collecting for up to this long before it commits, so that one fsync serves a whole
 /// burst of calls. Anything awaited (an API answer, an SMPP acknowledgement) ends the wait.
-const LAZY_WINDOW: Duration = Duration::from_millis(20);
+const LAZY_WINDOW: Duration = Duration::from_millis(100);
 
 const SCHEMA_V1: &str = "
 CREATE TABLE services (
