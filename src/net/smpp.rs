@@ -170,6 +170,9 @@ struct Held {
     missed_from: Option<u64>,
     /// Messages waiting in the store only (for the depth gauge).
     in_store: usize,
+    /// Of those, the ones left to the store whose write has not been dispatched yet: a sweep
+    /// that caught up cannot have read them.
+    unsent: usize,
     /// A sweep is reading the store: ids that leave memory meanwhile are noted in `gone`,
     /// since the read may still have seen their rows.
     reading: bool,
@@ -295,6 +298,7 @@ impl SmppPlane {
                 sweeping: false,
                 missed_from: None,
                 in_store: 0,
+                unsent: 0,
                 reading: false,
                 gone: HashSet::new(),
             }),
@@ -323,6 +327,7 @@ impl SmppPlane {
             let mut h = self.held.lock();
             h.in_store = usize::try_from(pending).unwrap_or(usize::MAX);
             h.sweeping = true;
+            h.missed_from = None;
             h.gauges();
         }
         let me = self.clone();
@@ -358,6 +363,7 @@ impl SmppPlane {
             }
             h.spilled = true;
             h.in_store += 1;
+            h.unsent += 1;
         } else {
             h.ids.insert(id);
             h.reserved.insert(id);
@@ -373,6 +379,7 @@ impl SmppPlane {
             let _ = self.queue.send(item);
             return;
         }
+        h.unsent = h.unsent.saturating_sub(1);
         // A sweep may have read it already, or (if one caught up meanwhile) even delivered
         // it: only the store knows, so it is left to a sweep.
         h.spilled = true;
@@ -384,6 +391,8 @@ impl SmppPlane {
     fn sweep_if_room(self: &Arc<Self>, h: &mut Held) {
         if h.spilled && !h.sweeping && h.ids.len() <= h.cap / 2 {
             h.sweeping = true;
+            // A sweep starts from the first id: it reads everything durable by now.
+            h.missed_from = None;
             let me = self.clone();
             tokio::spawn(async move { me.sweep().await });
         }
@@ -396,6 +405,7 @@ impl SmppPlane {
             h.ids.remove(&id);
         } else {
             h.in_store = h.in_store.saturating_sub(1);
+            h.unsent = h.unsent.saturating_sub(1);
         }
         h.gauges();
     }
@@ -419,7 +429,6 @@ impl SmppPlane {
     async fn sweep(self: Arc<Self>) {
         let mut from = 0u64;
         loop {
-            self.held.lock().missed_from = None;
             let mut cursor = from;
             let full = loop {
                 self.held.lock().reading = true;
@@ -479,7 +488,7 @@ impl SmppPlane {
                 None => {
                     h.spilled = false;
                     h.sweeping = false;
-                    h.in_store = 0;
+                    h.in_store = h.unsent;
                     h.gauges();
                     return;
                 }
@@ -1564,8 +1573,11 @@ impl SmppPlane {
             let me = self.clone();
             tokio::spawn(async move {
                 let id = item.id;
-                me.deliver(item).await;
-                me.done(id);
+                // A row whose delete failed keeps its slot (the store stops taking writes
+                // then): a sweep must not send it again.
+                if me.deliver(item).await {
+                    me.done(id);
+                }
                 drop(permit);
             });
         }
@@ -1573,10 +1585,10 @@ impl SmppPlane {
 
     /// Sends one queued message until the peer accepts it, it fails for good, or attempts
     /// run out; the queue item leaves the store only then.
-    async fn deliver(self: &Arc<Self>, item: OutboundItem) {
+    /// Returns whether the item left the store.
+    async fn deliver(self: &Arc<Self>, item: OutboundItem) -> bool {
         let Some(Body::SubmitSm(m)) = decode_payload(&item.payload) else {
-            self.give_up(&item).await;
-            return;
+            return self.give_up(&item).await;
         };
         let mut backoff = Duration::from_millis(250);
         // Transient trouble (no bind, link down, timeout, throttling, a full queue) is
@@ -1586,8 +1598,7 @@ impl SmppPlane {
             let peer = item.via.clone().or_else(|| self.route_for(item.to));
             let Some(peer) = peer else {
                 tracing::warn!(to = %item.to.masked(), "no smpp route for destination");
-                self.give_up(&item).await;
-                return;
+                return self.give_up(&item).await;
             };
             if let Some(link) = self.pick_link(&peer) {
                 let body = if link.upstream {
@@ -1611,13 +1622,12 @@ impl SmppPlane {
                                 crate::metrics::get().smpp_forward_latency.observe(
                                     (crate::app::now_ms() - item.created).max(0) as f64 / 1000.0,
                                 );
-                                if item.via.is_some() {
-                                    self.finish_receipt(&item).await;
+                                return if item.via.is_some() {
+                                    self.finish_receipt(&item).await
                                 } else {
                                     self.finish(&item, &peer, ResourceStatus::Sent, Some(remote))
-                                        .await;
-                                }
-                                return;
+                                        .await
+                                };
                             }
                             status::ESME_RTHROTTLED
                             | status::ESME_RMSGQFUL
@@ -1628,8 +1638,7 @@ impl SmppPlane {
                                     status = pdu::status_name(st),
                                     "smpp peer refused a message for good"
                                 );
-                                self.give_up(&item).await;
-                                return;
+                                return self.give_up(&item).await;
                             }
                         }
                     }
@@ -1637,8 +1646,7 @@ impl SmppPlane {
             }
             if crate::app::now_ms() - item.created > MAX_AGE_MS {
                 tracing::warn!(to = %item.to.masked(), "smpp message expired undelivered");
-                self.give_up(&item).await;
-                return;
+                return self.give_up(&item).await;
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -1647,21 +1655,22 @@ impl SmppPlane {
 
     /// A message that cannot be sent: its leg is failed and it leaves the queue. A receipt
     /// maskd owed a sender only leaves the queue (the message's own status stands).
-    async fn give_up(&self, item: &OutboundItem) {
+    async fn give_up(&self, item: &OutboundItem) -> bool {
         if item.via.is_some() {
-            self.finish_receipt(item).await;
+            self.finish_receipt(item).await
         } else {
-            self.finish(item, "", ResourceStatus::Failed, None).await;
+            self.finish(item, "", ResourceStatus::Failed, None).await
         }
     }
 
+    /// Returns whether the item's delete is durable.
     async fn finish(
         &self,
         item: &OutboundItem,
         peer: &str,
         st: ResourceStatus,
         remote: Option<String>,
-    ) {
+    ) -> bool {
         let now = now_s();
         let mut ops = vec![
             WriteOp::DeleteOutbound(item.id),
@@ -1694,14 +1703,15 @@ impl SmppPlane {
             }
             ops.push(WriteOp::PutRemoteRef(rr));
         }
-        let _ = self.engine.record(ops, None).await;
+        self.engine.record(ops, None).await.is_ok()
     }
 
-    async fn finish_receipt(&self, item: &OutboundItem) {
-        let _ = self
-            .engine
+    /// Returns whether the item's delete is durable.
+    async fn finish_receipt(&self, item: &OutboundItem) -> bool {
+        self.engine
             .record(vec![WriteOp::DeleteOutbound(item.id)], None)
-            .await;
+            .await
+            .is_ok()
     }
 
     /// Messages in the outbound queue right now (in memory and in the store).
