@@ -250,12 +250,19 @@ pub async fn run(
     tracing::info!(api = %api_addr, metrics = %metrics_addr, smpp = %smpp_addr, sip = %sip_addr, "maskd ready");
 
     let mut failure = None;
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutdown requested"),
-        _ = fatal_rx.changed() => failure = fatal_rx.borrow().clone(),
-    }
+    let requested = tokio::select! {
+        _ = shutdown => true,
+        _ = fatal_rx.changed() => {
+            failure = fatal_rx.borrow().clone();
+            false
+        }
+    };
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
+    // Logged once every plane has been told: what arrives after this line sees the stop.
+    if requested {
+        tracing::info!("shutdown requested");
+    }
     let drained = tokio::time::timeout(cfg.shutdown_grace, async {
         let _ = api_task.await;
         let _ = ops_task.await;

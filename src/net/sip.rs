@@ -183,10 +183,23 @@ pub async fn run(
     // datagram cost a scan of every transaction per datagram, and each tick scans them all.
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start_draining = |b2bua: &mut B2bua| {
+        // Calls get until shortly before the grace runs out to end by themselves; then
+        // BYE/CANCEL, and a moment for the answers.
+        let t = std::time::Instant::now();
+        let spare = (grace / 4).min(Duration::from_secs(2));
+        b2bua.drain();
+        Some((t + grace - spare, t + grace.saturating_sub(spare / 4)))
+    };
     loop {
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { continue };
+                // The stop is looked at before each read's messages: one that arrives once
+                // the stop is sent is answered as a draining B2BUA would (INVITEs get 503).
+                if draining.is_none() && *stop.borrow() {
+                    draining = start_draining(&mut b2bua);
+                }
                 crate::metrics::sip_message(true, &buf[..n]);
                 let t = now();
                 b2bua.handle(src, &buf[..n], t, &core, &mut out);
@@ -205,6 +218,9 @@ pub async fn run(
             }
             Some(ev) = ev_rx.recv() => match ev {
                 Event::Message(peer, data) => {
+                    if draining.is_none() && *stop.borrow() {
+                        draining = start_draining(&mut b2bua);
+                    }
                     crate::metrics::sip_message(true, &data);
                     b2bua.handle(peer, &data, now(), &core, &mut out);
                 }
@@ -222,12 +238,7 @@ pub async fn run(
                 b2bua.on_timer(now(), &core, &mut out);
             }
             _ = stop.changed(), if draining.is_none() => {
-                // Calls get until shortly before the grace runs out to end by themselves;
-                // then BYE/CANCEL, and a moment for the answers.
-                let t = std::time::Instant::now();
-                let spare = (grace / 4).min(Duration::from_secs(2));
-                draining = Some((t + grace - spare, t + grace.saturating_sub(spare / 4)));
-                b2bua.drain();
+                draining = start_draining(&mut b2bua);
             }
         }
         if let Some((hang_up_at, _)) = draining {

@@ -732,8 +732,9 @@ impl SmppPlane {
         // A server-side connection counts as unbound until it binds.
         let mut unbound_counted = upstream.is_none();
         let peer_ip = addr.ip();
-        // Shutting down: unbind sent, no new forwards; the link closes once the messages it
-        // accepted are answered and its own requests are answered (or time out).
+        // Shutting down: unbind sent, no new requests of maskd's own; the link closes once
+        // the peer has answered the unbind and maskd's other requests (or they time out) and
+        // every message the peer sent before that is answered.
         let mut closing: Option<Instant> = None;
         'conn: loop {
             if let Some(since) = closing {
@@ -820,7 +821,14 @@ impl SmppPlane {
                     if peer.is_none() {
                         break 'conn;
                     }
-                    send(&frames_tx, &Pdu { seq: next_seq(), status: 0, body: Body::Unbind });
+                    // The peer's unbind_resp comes after every PDU it sent before it saw the
+                    // unbind (TCP keeps the order): waiting for it (as a pending request)
+                    // means each of those is read and answered before the link closes.
+                    let s = next_seq();
+                    if send(&frames_tx, &Pdu { seq: s, status: 0, body: Body::Unbind }) {
+                        let (tx, _) = oneshot::channel();
+                        pending.insert(s, (tx, Instant::now(), pdu::cmd::UNBIND));
+                    }
                     closing = Some(Instant::now());
                 }
             }

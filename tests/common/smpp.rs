@@ -121,6 +121,7 @@ impl Peer {
                 })
             }
             Body::EnquireLink => Some(Body::EnquireLinkResp),
+            Body::Unbind => Some(Body::UnbindResp),
             _ => None,
         };
         if let Some(body) = resp {
