@@ -355,11 +355,10 @@ impl Engine {
         for sid in sids {
             let live_parts = st.live_participants(sid);
             if let [a, b] = live_parts[..] {
-                let (pa, pb) = (st.participants[&a].clone(), st.participants[&b].clone());
-                st.with
-                    .insert((pa.identifier.as_u64(), pb.identifier.as_u64()), pa.proxy);
-                st.with
-                    .insert((pb.identifier.as_u64(), pa.identifier.as_u64()), pb.proxy);
+                let (pa, pb) = (&st.participants[&a], &st.participants[&b]);
+                let (ia, pxa, ib, pxb) = (pa.identifier, pa.proxy, pb.identifier, pb.proxy);
+                st.with.insert((ia.as_u64(), ib.as_u64()), pxa);
+                st.with.insert((ib.as_u64(), ia.as_u64()), pxb);
             }
             let ss = &st.sessions[&sid];
             if ss.session.status.is_active() {
