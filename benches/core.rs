@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the hot core: route lookup at 1M active sessions (2M route keys),
-//! timer-wheel arm with 1M entries armed, and wheel expiry. Run: `cargo bench --bench core`.
+//! timer-wheel arm with 1M entries armed, and wheel expiry; then lookup and arm at 10k and
+//! 100k, to show how the costs grow. Run: `cargo bench --bench core`.
 //! The memory figures are printed by `cargo bench --bench core -- --memory` style lines at
 //! start (see BENCHMARKS.md).
 
@@ -169,9 +170,55 @@ fn wheel(c: &mut Criterion) {
     });
 }
 
+/// How the per-operation costs grow with the table: route lookup (hit) and wheel arm at 10k
+/// and 100k sessions, to set beside the 1M figures above, and memory per session at each.
+fn scaling(c: &mut Criterion) {
+    for n in [10_000u64, 100_000] {
+        let before = rss_kib();
+        let t = table(n);
+        let after = rss_kib();
+        eprintln!(
+            "memory: routing table {n} sessions: {:.0} bytes per session",
+            after.saturating_sub(before) as f64 * 1024.0 / n as f64
+        );
+        let hits: Vec<(E164, E164)> = (0..n)
+            .map(|i| (i * 7919) % n)
+            .map(|i| (number(13_000_000_000, i % 500), number(14_150_000_000, i)))
+            .collect();
+        let mut i = 0usize;
+        c.bench_function(&format!("route_lookup_hit_{n}_sessions"), |bch| {
+            bch.iter(|| {
+                i = (i + 1) % hits.len();
+                let (p, s) = hits[i];
+                black_box(t.with_route(p, s, |r| (r.counterpart_real, r.counterpart_proxy)))
+            })
+        });
+        drop(t);
+        let mut w: TimerWheel<Sid> = TimerWheel::new(100, 4096, 0);
+        let sid = Sid::generate(SidKind::Session);
+        for i in 0..n {
+            w.insert(1_000 + (i * 37) % 86_400_000, sid);
+        }
+        c.bench_function(&format!("wheel_arm_with_{n}_armed"), |bch| {
+            bch.iter_custom(|iters| {
+                let mut keys = Vec::with_capacity(iters as usize);
+                let start = Instant::now();
+                for k in 0..iters {
+                    keys.push(w.insert(black_box(5_000 + (k * 131) % 3_600_000), sid));
+                }
+                let elapsed = start.elapsed();
+                for key in keys {
+                    w.cancel(key);
+                }
+                elapsed
+            })
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = route_lookup, wheel
+    targets = route_lookup, wheel, scaling
 }
 criterion_main!(benches);

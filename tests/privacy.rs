@@ -135,7 +135,7 @@ services:
     );
     d.wait_for_log("sms out of session", Duration::from_secs(5));
     d.wait_for_log("call out of session", Duration::from_secs(5));
-    // A call's log is written behind the call (within 20 ms): poll, bounded.
+    // A call's log is written behind the call (within 100 ms): poll, bounded.
     let logged = (0..50).any(|_| {
         let n = d.get("/v1/Services/p/Sessions/s/Interactions").json()["interactions"]
             .as_array()

@@ -207,6 +207,9 @@ pub async fn run(
                 // serves a burst instead of one per datagram.
                 for _ in 0..UDP_BURST {
                     let Ok((n, src)) = sock.try_recv_from(&mut buf) else { break };
+                    if draining.is_none() && *stop.borrow() {
+                        draining = start_draining(&mut b2bua);
+                    }
                     crate::metrics::sip_message(true, &buf[..n]);
                     b2bua.handle(src, &buf[..n], t, &core, &mut out);
                 }

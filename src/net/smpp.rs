@@ -170,9 +170,9 @@ struct Held {
     missed_from: Option<u64>,
     /// Messages waiting in the store only (for the depth gauge).
     in_store: usize,
-    /// Of those, the ones left to the store whose write has not been dispatched yet: a sweep
-    /// that caught up cannot have read them.
-    unsent: usize,
+    /// Messages left to the store whose write has not been dispatched yet (a sweep may
+    /// read them before their dispatch, or not): bounded by the writes in flight.
+    unsent: HashSet<u64>,
     /// A sweep is reading the store: ids that leave memory meanwhile are noted in `gone`,
     /// since the read may still have seen their rows.
     reading: bool,
@@ -298,7 +298,7 @@ impl SmppPlane {
                 sweeping: false,
                 missed_from: None,
                 in_store: 0,
-                unsent: 0,
+                unsent: HashSet::new(),
                 reading: false,
                 gone: HashSet::new(),
             }),
@@ -363,7 +363,7 @@ impl SmppPlane {
             }
             h.spilled = true;
             h.in_store += 1;
-            h.unsent += 1;
+            h.unsent.insert(id);
         } else {
             h.ids.insert(id);
             h.reserved.insert(id);
@@ -379,9 +379,13 @@ impl SmppPlane {
             let _ = self.queue.send(item);
             return;
         }
-        h.unsent = h.unsent.saturating_sub(1);
-        // A sweep may have read it already, or (if one caught up meanwhile) even delivered
-        // it: only the store knows, so it is left to a sweep.
+        h.unsent.remove(&item.id);
+        if h.ids.contains(&item.id) {
+            // A sweep has read it already.
+            return;
+        }
+        // A sweep may also have read and delivered it already (if one caught up meanwhile):
+        // only the store knows, so it is left to a sweep.
         h.spilled = true;
         h.missed_from = Some(h.missed_from.map_or(item.id, |m| m.min(item.id)));
         self.sweep_if_room(&mut h);
@@ -399,15 +403,15 @@ impl SmppPlane {
     }
 
     /// A message's store write failed (it was refused): its slot is free again.
-    fn release(&self, id: u64) {
+    fn release(self: &Arc<Self>, id: u64) {
         let mut h = self.held.lock();
         if h.reserved.remove(&id) {
             h.ids.remove(&id);
-        } else {
+        } else if h.unsent.remove(&id) {
             h.in_store = h.in_store.saturating_sub(1);
-            h.unsent = h.unsent.saturating_sub(1);
         }
         h.gauges();
+        self.sweep_if_room(&mut h);
     }
 
     /// A message has left the queue (its store row is deleted): its slot is free. Once memory
@@ -488,7 +492,8 @@ impl SmppPlane {
                 None => {
                     h.spilled = false;
                     h.sweeping = false;
-                    h.in_store = h.unsent;
+                    // Only the writes not yet dispatched may still wait in the store.
+                    h.in_store = h.unsent.iter().filter(|i| !h.ids.contains(i)).count();
                     h.gauges();
                     return;
                 }
