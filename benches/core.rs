@@ -57,6 +57,38 @@ fn table(sessions: u64) -> RoutingTable {
     t
 }
 
+/// The route keys of a table of `n` sessions, in a fixed pseudo-random walk (built before
+/// timing).
+fn hit_walk(n: u64) -> Vec<(E164, E164)> {
+    (0..n)
+        .map(|i| (i * 7919) % n)
+        .map(|i| (number(13_000_000_000, i % 500), number(14_150_000_000, i)))
+        .collect()
+}
+
+/// A wheel with `n` entries spread over a day.
+fn armed_wheel(n: u64, sid: Sid) -> TimerWheel<Sid> {
+    let mut w = TimerWheel::new(100, 4096, 0);
+    for i in 0..n {
+        w.insert(1_000 + (i * 37) % 86_400_000, sid);
+    }
+    w
+}
+
+/// Times `iters` arms into `w`; they are cancelled again outside the timing.
+fn timed_arms(w: &mut TimerWheel<Sid>, sid: Sid, iters: u64) -> Duration {
+    let mut keys = Vec::with_capacity(iters as usize);
+    let start = Instant::now();
+    for k in 0..iters {
+        keys.push(w.insert(black_box(5_000 + (k * 131) % 3_600_000), sid));
+    }
+    let elapsed = start.elapsed();
+    for key in keys {
+        w.cancel(key);
+    }
+    elapsed
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -80,10 +112,7 @@ fn route_lookup(c: &mut Criterion) {
         (after - before) as f64 * 1024.0 / SESSIONS as f64
     );
     // Keys are built before timing; the order is a fixed pseudo-random walk.
-    let hits: Vec<(E164, E164)> = (0..SESSIONS)
-        .map(|i| (i * 7919) % SESSIONS)
-        .map(|i| (number(13_000_000_000, i % 500), number(14_150_000_000, i)))
-        .collect();
+    let hits = hit_walk(SESSIONS);
     let misses: Vec<(E164, E164)> = (0..SESSIONS)
         .map(|i| (number(13_000_000_000, 999), number(16_000_000_000, i)))
         .collect();
@@ -113,11 +142,8 @@ fn route_lookup(c: &mut Criterion) {
 
 fn wheel(c: &mut Criterion) {
     let before = rss_kib();
-    let mut w: TimerWheel<Sid> = TimerWheel::new(100, 4096, 0);
     let sid = Sid::generate(SidKind::Session);
-    for i in 0..SESSIONS {
-        w.insert(1_000 + (i * 37) % 86_400_000, sid);
-    }
+    let mut w = armed_wheel(SESSIONS, sid);
     let after = rss_kib();
     eprintln!(
         "memory: timer wheel {} entries: {} KiB RSS, {:.0} bytes per entry (slab entry {} bytes)",
@@ -128,18 +154,7 @@ fn wheel(c: &mut Criterion) {
     );
     // Arm into a wheel already holding 1M entries; the arms are cancelled outside the timing.
     c.bench_function("wheel_arm_with_1M_armed", |bch| {
-        bch.iter_custom(|iters| {
-            let mut keys = Vec::with_capacity(iters as usize);
-            let start = Instant::now();
-            for k in 0..iters {
-                keys.push(w.insert(black_box(5_000 + (k * 131) % 3_600_000), sid));
-            }
-            let elapsed = start.elapsed();
-            for key in keys {
-                w.cancel(key);
-            }
-            elapsed
-        })
+        bch.iter_custom(|iters| timed_arms(&mut w, sid, iters))
     });
     // Expiry: 1M entries due within 100 s, fired tick by tick; per entry fired.
     c.bench_function("wheel_expire_1M_per_entry", |bch| {
@@ -176,10 +191,7 @@ fn scaling(c: &mut Criterion) {
     for n in [10_000u64, 100_000] {
         // (No RSS figure here: the allocator reuses what the 1M tables above freed.)
         let t = table(n);
-        let hits: Vec<(E164, E164)> = (0..n)
-            .map(|i| (i * 7919) % n)
-            .map(|i| (number(13_000_000_000, i % 500), number(14_150_000_000, i)))
-            .collect();
+        let hits = hit_walk(n);
         let mut i = 0usize;
         c.bench_function(&format!("route_lookup_hit_{n}_sessions"), |bch| {
             bch.iter(|| {
@@ -189,24 +201,10 @@ fn scaling(c: &mut Criterion) {
             })
         });
         drop(t);
-        let mut w: TimerWheel<Sid> = TimerWheel::new(100, 4096, 0);
         let sid = Sid::generate(SidKind::Session);
-        for i in 0..n {
-            w.insert(1_000 + (i * 37) % 86_400_000, sid);
-        }
+        let mut w = armed_wheel(n, sid);
         c.bench_function(&format!("wheel_arm_with_{n}_armed"), |bch| {
-            bch.iter_custom(|iters| {
-                let mut keys = Vec::with_capacity(iters as usize);
-                let start = Instant::now();
-                for k in 0..iters {
-                    keys.push(w.insert(black_box(5_000 + (k * 131) % 3_600_000), sid));
-                }
-                let elapsed = start.elapsed();
-                for key in keys {
-                    w.cancel(key);
-                }
-                elapsed
-            })
+            bch.iter_custom(|iters| timed_arms(&mut w, sid, iters))
         });
     }
 }

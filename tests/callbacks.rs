@@ -41,9 +41,7 @@ fn session(d: &Daemon) -> (String, String) {
 }
 
 fn bound(d: &Daemon, who: &str, pass: &str) -> Peer {
-    let mut p = Peer::connect(d.smpp);
-    assert_eq!(p.bind(BindKind::Transceiver, who, pass), status::ESME_ROK);
-    p
+    Peer::bound(d.smpp, BindKind::Transceiver, who, pass)
 }
 
 /// A sends `text` to its proxy number; returns the submit_sm_resp status.

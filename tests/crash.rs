@@ -114,20 +114,7 @@ fn kill_9_loses_nothing_that_was_acknowledged() {
         let r = d2.get(&format!("/v1/Services/crash/Sessions/{sid}"));
         assert_eq!(r.status, 200, "acknowledged session {sid} lost: {}", r.body);
         assert_eq!(r.json()["status"], "open");
-        let got = d2
-            .get(&format!("/v1/Services/crash/Sessions/{sid}/Participants"))
-            .json();
-        let got: Vec<(String, String)> = got["participants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p["identifier"].as_str().unwrap().to_string(),
-                    p["proxy_identifier"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
+        let got = participant_pairs(&d2, "crash", sid);
         if !parts.is_empty() {
             assert_eq!(
                 &got, parts,

@@ -64,20 +64,7 @@ fn sessions(d: &Daemon) -> HashMap<String, Vec<(String, String)>> {
         .iter()
         .map(|s| {
             let sid = s["sid"].as_str().unwrap().to_string();
-            let parts = d
-                .get(&format!("/v1/Services/m/Sessions/{sid}/Participants"))
-                .json();
-            let mut parts: Vec<(String, String)> = parts["participants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    (
-                        p["identifier"].as_str().unwrap().to_string(),
-                        p["proxy_identifier"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect();
+            let mut parts = participant_pairs(d, "m", &sid);
             parts.sort();
             (sid, parts)
         })
@@ -101,11 +88,7 @@ fn carrier_b(
     smpp: SocketAddr,
     got: Arc<Mutex<HashMap<String, usize>>>,
 ) -> std::thread::JoinHandle<()> {
-    let mut cb = Peer::connect(smpp);
-    assert_eq!(
-        cb.bind(BindKind::Transceiver, "carrier-b", "secret-b"),
-        status::ESME_ROK
-    );
+    let mut cb = Peer::bound(smpp, BindKind::Transceiver, "carrier-b", "secret-b");
     std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen = 0;

@@ -57,16 +57,8 @@ services:
     let pa = two_party_session(&d, "p", "s", A, B).0;
 
     // SMS: A → B masked, and a stranger out of session.
-    let mut a = Peer::connect(d.smpp);
-    assert_eq!(
-        a.bind(BindKind::Transceiver, "carrier-a", "secret-a"),
-        status::ESME_ROK
-    );
-    let mut b = Peer::connect(d.smpp);
-    assert_eq!(
-        b.bind(BindKind::Transceiver, "carrier-b", "secret-b"),
-        status::ESME_ROK
-    );
+    let mut a = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-a", "secret-a");
+    let mut b = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-b", "secret-b");
     let r = a.request(Body::SubmitSm(sm(&A[1..], &pa[1..], b"hello B")));
     assert_eq!(r.status, status::ESME_ROK);
     assert!(b.wait_messages(1, Duration::from_secs(5)));

@@ -51,16 +51,8 @@ fn sigterm_finishes_accepted_work_refuses_new_calls_and_hangs_up_within_grace() 
     let proxy_digits = proxy.trim_start_matches('+').to_string();
 
     // Two carriers: A's submits messages to B through the proxy number, B's receives them.
-    let mut ca = Peer::connect(d.smpp);
-    assert_eq!(
-        ca.bind(BindKind::Transceiver, "carrier-a", "secret-a"),
-        status::ESME_ROK
-    );
-    let mut cb = Peer::connect(d.smpp);
-    assert_eq!(
-        cb.bind(BindKind::Transceiver, "carrier-b", "secret-b"),
-        status::ESME_ROK
-    );
+    let mut ca = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-a", "secret-a");
+    let mut cb = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-b", "secret-b");
     // B's carrier answers what it gets at once, until maskd closes the link (bounded).
     let receiver = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -172,11 +164,7 @@ fn sigterm_finishes_accepted_work_refuses_new_calls_and_hangs_up_within_grace() 
     // What was accepted is delivered: now, or from the queue after a restart, once.
     let before = receiver.join().unwrap();
     let d = start(dir.path(), trunk_port, "3s");
-    let mut cb = Peer::connect(d.smpp);
-    assert_eq!(
-        cb.bind(BindKind::Transceiver, "carrier-b", "secret-b"),
-        status::ESME_ROK
-    );
+    let mut cb = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-b", "secret-b");
     cb.wait_messages(acked - before, Duration::from_secs(10));
     assert_eq!(
         before + cb.messages.len(),

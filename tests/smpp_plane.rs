@@ -48,9 +48,7 @@ fn session(d: &Daemon) -> (String, String) {
 }
 
 fn bound(d: &Daemon, who: &str, pass: &str, kind: BindKind) -> Peer {
-    let mut p = Peer::connect(d.smpp);
-    assert_eq!(p.bind(kind, who, pass), status::ESME_ROK);
-    p
+    Peer::bound(d.smpp, kind, who, pass)
 }
 
 #[test]

@@ -283,26 +283,7 @@ impl Engine {
         // The store decodes rows on a second thread while this one builds the tables: at a
         // million sessions each side is about half the work.
         let mut apply = |row: Loaded| match row {
-            Loaded::Session(s) => {
-                if let Some(name) = &s.unique_name {
-                    st.session_names
-                        .insert((s.service_sid, name.clone()), s.sid);
-                }
-                st.service_sessions
-                    .entry(s.service_sid)
-                    .or_default()
-                    .insert(s.seq, s.sid);
-                let last = ms(s.date_last_interaction.unwrap_or(s.date_created));
-                st.sessions.insert(
-                    s.sid,
-                    Box::new(SessionState {
-                        live: Arc::new(SessionLive::new(last)),
-                        session: s,
-                        participants: Vec::new(),
-                        timer: None,
-                    }),
-                );
-            }
+            Loaded::Session(s) => st.insert_session(s),
             Loaded::Participant(p) => {
                 if let Some(ss) = st.sessions.get_mut(&p.session_sid) {
                     ss.participants.push(p.sid);
@@ -1719,6 +1700,8 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// Adds a session to the tables (a new one, or one loaded at start); its last activity is
+    /// its last interaction, else its creation.
     fn insert_session(&mut self, session: Session) {
         if let Some(name) = &session.unique_name {
             self.session_names
@@ -1728,7 +1711,10 @@ impl State {
             .entry(session.service_sid)
             .or_default()
             .insert(session.seq, session.sid);
-        let live = Arc::new(SessionLive::new(ms(session.date_created)));
+        let last = session
+            .date_last_interaction
+            .unwrap_or(session.date_created);
+        let live = Arc::new(SessionLive::new(ms(last)));
         self.sessions.insert(
             session.sid,
             Box::new(SessionState {

@@ -152,6 +152,28 @@ async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<Ev
     writer.abort();
 }
 
+/// After the stop: (when to hang up the calls left, when to give up on them).
+type Draining = Option<(std::time::Instant, std::time::Instant)>;
+
+/// Starts draining once the stop has been sent (new INVITEs get 503 from then on). Looked at
+/// before each message is handled, so one that arrives with the stop is not taken as a new
+/// call. Calls get until shortly before the grace runs out to end by themselves; then
+/// BYE/CANCEL, and a moment for the answers.
+fn drain_if_stopped(stopped: bool, draining: &mut Draining, b2bua: &mut B2bua, grace: Duration) {
+    if draining.is_some() || !stopped {
+        return;
+    }
+    let t = std::time::Instant::now();
+    let spare = (grace / 4).min(Duration::from_secs(2));
+    b2bua.drain();
+    *draining = Some((t + grace - spare, t + grace.saturating_sub(spare / 4)));
+}
+
+/// Whether the stop has been sent: one atomic load, no lock (it is asked per message).
+fn stopped(stop: &watch::Receiver<bool>) -> bool {
+    stop.has_changed().unwrap_or(true)
+}
+
 /// Runs the B2BUA on `sock` (UDP) and `tcp` until `stop` changes.
 pub async fn run(
     sock: UdpSocket,
@@ -164,7 +186,7 @@ pub async fn run(
 ) {
     let core = EngineCore(engine);
     // After `stop`: new calls are refused; (when to hang up what is left, when to give up).
-    let mut draining: Option<(std::time::Instant, std::time::Instant)> = None;
+    let mut draining: Draining = None;
     let mut hung_up = false;
     let trunk = settings.trunk;
     let trunk_tcp = settings.trunk_tcp;
@@ -183,23 +205,13 @@ pub async fn run(
     // datagram cost a scan of every transaction per datagram, and each tick scans them all.
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let start_draining = |b2bua: &mut B2bua| {
-        // Calls get until shortly before the grace runs out to end by themselves; then
-        // BYE/CANCEL, and a moment for the answers.
-        let t = std::time::Instant::now();
-        let spare = (grace / 4).min(Duration::from_secs(2));
-        b2bua.drain();
-        Some((t + grace - spare, t + grace.saturating_sub(spare / 4)))
-    };
     loop {
         tokio::select! {
             r = sock.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { continue };
                 // The stop is looked at before each read's messages: one that arrives once
                 // the stop is sent is answered as a draining B2BUA would (INVITEs get 503).
-                if draining.is_none() && *stop.borrow() {
-                    draining = start_draining(&mut b2bua);
-                }
+                drain_if_stopped(stopped(&stop), &mut draining, &mut b2bua, grace);
                 crate::metrics::sip_message(true, &buf[..n]);
                 let t = now();
                 b2bua.handle(src, &buf[..n], t, &core, &mut out);
@@ -207,9 +219,7 @@ pub async fn run(
                 // serves a burst instead of one per datagram.
                 for _ in 0..UDP_BURST {
                     let Ok((n, src)) = sock.try_recv_from(&mut buf) else { break };
-                    if draining.is_none() && *stop.borrow() {
-                        draining = start_draining(&mut b2bua);
-                    }
+                    drain_if_stopped(stopped(&stop), &mut draining, &mut b2bua, grace);
                     crate::metrics::sip_message(true, &buf[..n]);
                     b2bua.handle(src, &buf[..n], t, &core, &mut out);
                 }
@@ -221,9 +231,7 @@ pub async fn run(
             }
             Some(ev) = ev_rx.recv() => match ev {
                 Event::Message(peer, data) => {
-                    if draining.is_none() && *stop.borrow() {
-                        draining = start_draining(&mut b2bua);
-                    }
+                    drain_if_stopped(stopped(&stop), &mut draining, &mut b2bua, grace);
                     crate::metrics::sip_message(true, &data);
                     b2bua.handle(peer, &data, now(), &core, &mut out);
                 }
@@ -241,7 +249,7 @@ pub async fn run(
                 b2bua.on_timer(now(), &core, &mut out);
             }
             _ = stop.changed(), if draining.is_none() => {
-                draining = start_draining(&mut b2bua);
+                drain_if_stopped(true, &mut draining, &mut b2bua, grace);
             }
         }
         if let Some((hang_up_at, _)) = draining {

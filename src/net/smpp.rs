@@ -1726,12 +1726,6 @@ impl SmppPlane {
             .await
             .is_ok()
     }
-
-    /// Messages in the outbound queue right now (in memory and in the store).
-    pub fn queue_depth(&self) -> usize {
-        let h = self.held.lock();
-        h.ids.len() + h.in_store
-    }
 }
 
 enum Flow {

@@ -464,3 +464,24 @@ pub fn two_party_session(
     };
     (proxy(0), proxy(1))
 }
+
+/// A session's participants as the API lists them: (identifier, proxy_identifier), in the
+/// API's order.
+pub fn participant_pairs(d: &Daemon, service: &str, session: &str) -> Vec<(String, String)> {
+    let list = d
+        .get(&format!(
+            "/v1/Services/{service}/Sessions/{session}/Participants"
+        ))
+        .json();
+    list["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["identifier"].as_str().unwrap().to_string(),
+                p["proxy_identifier"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

@@ -29,6 +29,13 @@ impl Peer {
         Peer::from_stream(TcpStream::connect(addr).unwrap())
     }
 
+    /// Connects and binds as `system_id`; the bind must succeed.
+    pub fn bound(addr: SocketAddr, kind: BindKind, system_id: &str, password: &str) -> Peer {
+        let mut p = Peer::connect(addr);
+        assert_eq!(p.bind(kind, system_id, password), status::ESME_ROK);
+        p
+    }
+
     pub fn from_stream(s: TcpStream) -> Peer {
         s.set_nodelay(true).unwrap();
         Peer {
