@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,6 +39,8 @@ pub enum AppError {
     },
     #[error("store write failed while running: {0}; restart rebuilds from the last durable state")]
     StoreFailed(StoreError),
+    #[error("the {0} plane {1} while running; restart to serve it again")]
+    PlaneFailed(&'static str, &'static str),
 }
 
 impl AppError {
@@ -48,16 +50,12 @@ impl AppError {
             AppError::Bind { .. } => 69,
             AppError::Store { .. } | AppError::StoreFailed(_) => 74,
             AppError::Service { .. } => 65,
+            AppError::PlaneFailed(..) => 70,
         }
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr)
@@ -225,6 +223,7 @@ pub async fn run(
         keep_calls_on_close: cfg.raw.sip.keep_calls_on_close,
         server_header: Some(cfg.raw.sip.server_header.clone()).filter(|s| !s.is_empty()),
         trunk_tcp: cfg.raw.sip.transport == "tcp",
+        ring_timeout: cfg.sip.ring_timeout.as_millis() as u64,
         timers: crate::sip::transaction::Timers {
             t1: cfg.sip.t1.as_millis() as u64,
             t2: cfg.sip.t2.as_millis() as u64,
@@ -235,6 +234,10 @@ pub async fn run(
         sip_socket,
         sip_tcp,
         sip_settings,
+        crate::net::sip::TcpLimits {
+            max_connections: cfg.sip.tcp_max_connections,
+            idle_timeout: cfg.sip.tcp_idle_timeout,
+        },
         engine.clone(),
         webhooks.clone(),
         stop_rx.clone(),
@@ -250,10 +253,24 @@ pub async fn run(
     tracing::info!(api = %api_addr, metrics = %metrics_addr, smpp = %smpp_addr, sip = %sip_addr, "maskd ready");
 
     let mut failure = None;
+    let mut sip_task = Some(sip_task);
     let requested = tokio::select! {
         _ = shutdown => true,
         _ = fatal_rx.changed() => {
-            failure = fatal_rx.borrow().clone();
+            failure = fatal_rx.borrow().clone().map(AppError::StoreFailed);
+            false
+        }
+        // The voice plane only returns after the stop: ending before it (a panic) means
+        // calls are no longer served. Not ready from now on, and a non-zero exit so the
+        // service manager restarts maskd (the store holds every session).
+        r = async { sip_task.as_mut().expect("taken only here").await } => {
+            sip_task = None;
+            let why = match r {
+                Err(e) if e.is_panic() => "panicked",
+                _ => "stopped",
+            };
+            tracing::error!(plane = "sip", why, "voice plane failed; stopping");
+            failure = Some(AppError::PlaneFailed("sip", why));
             false
         }
     };
@@ -270,7 +287,9 @@ pub async fn run(
         // SMPP links answer what they accepted; the SIP plane lets calls end (and hangs up
         // what is left shortly before the grace runs out).
         smpp.drained().await;
-        let _ = sip_task.await;
+        if let Some(t) = sip_task {
+            let _ = t.await;
+        }
     })
     .await;
     if drained.is_err() {
@@ -284,7 +303,7 @@ pub async fn run(
     )
     .await;
     match failure {
-        Some(e) => Err(AppError::StoreFailed(e)),
+        Some(e) => Err(e),
         None => {
             tracing::info!("stopped");
             Ok(())

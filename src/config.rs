@@ -161,6 +161,14 @@ pub struct SipConfig {
     /// The `Server` header of maskd's own SIP answers; "" sends none (nothing for a
     /// scanner to fingerprint).
     pub server_header: String,
+    /// How long leg B may ring (after a provisional answer) before maskd gives up: CANCEL
+    /// to leg B, 408 to the caller, the call logged no-answer.
+    pub ring_timeout: String,
+    /// SIP TCP connections open at once (accepted and opened by maskd); more are closed
+    /// at accept.
+    pub tcp_max_connections: u32,
+    /// A SIP TCP connection silent this long is closed, unless a call still uses its peer.
+    pub tcp_idle_timeout: String,
 }
 
 impl Default for SipConfig {
@@ -179,6 +187,9 @@ impl Default for SipConfig {
             max_calls: 10_000,
             max_transactions: 200_000,
             server_header: "maskd".into(),
+            ring_timeout: "120s".into(),
+            tcp_max_connections: 1024,
+            tcp_idle_timeout: "120s".into(),
         }
     }
 }
@@ -374,6 +385,9 @@ pub struct SipSettings {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    pub ring_timeout: Duration,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
 }
 
 /// The SMPP plane's parsed settings.
@@ -531,6 +545,17 @@ impl Config {
         let t1 = p.duration("sip.t1", &sip.t1);
         let t2 = p.duration("sip.t2", &sip.t2);
         let t4 = p.duration("sip.t4", &sip.t4);
+        let ring_timeout = p.duration("sip.ring_timeout", &sip.ring_timeout);
+        let tcp_idle = p.duration("sip.tcp_idle_timeout", &sip.tcp_idle_timeout);
+        if ring_timeout.is_some_and(|d| d < Duration::from_secs(1)) {
+            p.add("sip.ring_timeout", "must be at least 1s");
+        }
+        if tcp_idle.is_some_and(|d| d < Duration::from_secs(1)) {
+            p.add("sip.tcp_idle_timeout", "must be at least 1s");
+        }
+        if sip.tcp_max_connections == 0 {
+            p.add("sip.tcp_max_connections", "must be at least 1");
+        }
         if self.worker_threads > 1024 {
             p.add(
                 "worker_threads",
@@ -707,6 +732,10 @@ impl Config {
                 t1,
                 t2,
                 t4,
+                // Validated above: a None added a problem and returned.
+                ring_timeout: ring_timeout.unwrap_or_default(),
+                tcp_idle_timeout: tcp_idle.unwrap_or_default(),
+                tcp_max_connections: sip.tcp_max_connections as usize,
             }),
             _ => None,
         };

@@ -148,6 +148,7 @@ pub fn sdp(body: &[u8]) {
         keep_calls_on_close: false,
         trunk_tcp: false,
         server_header: Some("maskd".into()),
+        ring_timeout: 120_000,
     });
     let mut invite = format!(
         "INVITE sip:+14155550101@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKfz1\r\n\
@@ -160,7 +161,7 @@ pub fn sdp(body: &[u8]) {
     invite.extend_from_slice(body);
     let mut out: Vec<Datagram> = Vec::new();
     b.handle(
-        ([127, 0, 0, 1], 5080).into(),
+        crate::sip::b2bua::Remote::udp(([127, 0, 0, 1], 5080).into()),
         &invite,
         1_000,
         &AnySession,
@@ -169,7 +170,7 @@ pub fn sdp(body: &[u8]) {
     b.on_timer(2_000, &AnySession, &mut out);
     let leg_b = out
         .iter()
-        .find(|d| d.to == trunk && d.data.starts_with(b"INVITE "))
+        .find(|d| d.to.addr == trunk && d.data.starts_with(b"INVITE "))
         .expect("leg B placed");
     let (m, _) = parse(&leg_b.data, Transport::Datagram)
         .expect("leg B parses")

@@ -28,6 +28,7 @@
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod core;
 #[doc(hidden)]

@@ -29,6 +29,9 @@ pub const SIP_TRANSACTIONS: &str = "maskd_sip_transactions_active";
 pub const SIP_RETRANSMISSIONS: &str = "maskd_sip_retransmissions_total";
 pub const SIP_REFUSED: &str = "maskd_sip_requests_refused_total";
 pub const SIP_CALLS_STARTED: &str = "maskd_sip_calls_started_total";
+pub const SIP_TCP_CONNECTIONS: &str = "maskd_sip_tcp_connections";
+pub const SIP_TCP_REFUSED: &str = "maskd_sip_tcp_connections_refused_total";
+pub const SIP_UNTRUSTED_RESPONSES: &str = "maskd_sip_untrusted_responses_total";
 pub const SMPP_PDUS: &str = "maskd_smpp_pdus_total";
 pub const SMPP_BINDS: &str = "maskd_smpp_binds_active";
 pub const SMPP_QUEUE_DEPTH: &str = "maskd_smpp_queue_depth";
@@ -65,6 +68,9 @@ pub struct Metrics {
     pub sip_retransmissions: prometheus::IntCounter,
     pub sip_refused: prometheus::IntCounter,
     pub sip_calls_started: prometheus::IntCounter,
+    pub sip_tcp_connections: IntGauge,
+    pub sip_tcp_refused: IntCounterVec,
+    pub sip_untrusted_responses: prometheus::IntCounter,
     pub smpp_pdus: IntCounterVec,
     pub smpp_binds: IntGaugeVec,
     pub smpp_queue_depth: IntGauge,
@@ -178,6 +184,21 @@ fn build() -> Result<Metrics, prometheus::Error> {
             SIP_CALLS_STARTED,
             "Calls for which a leg B was placed",
         )?,
+        sip_tcp_connections: IntGauge::new(
+            SIP_TCP_CONNECTIONS,
+            "SIP TCP connections open or being opened",
+        )?,
+        sip_tcp_refused: IntCounterVec::new(
+            Opts::new(
+                SIP_TCP_REFUSED,
+                "SIP TCP connections closed at accept, by reason (untrusted, limit)",
+            ),
+            &["reason"],
+        )?,
+        sip_untrusted_responses: prometheus::IntCounter::new(
+            SIP_UNTRUSTED_RESPONSES,
+            "SIP responses from sources outside trusted_cidrs, dropped",
+        )?,
         smpp_pdus: IntCounterVec::new(
             Opts::new(
                 SMPP_PDUS,
@@ -273,6 +294,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.sip_retransmissions.clone()))?;
     m.registry.register(Box::new(m.sip_refused.clone()))?;
     m.registry.register(Box::new(m.sip_calls_started.clone()))?;
+    m.registry
+        .register(Box::new(m.sip_tcp_connections.clone()))?;
+    m.registry.register(Box::new(m.sip_tcp_refused.clone()))?;
+    m.registry
+        .register(Box::new(m.sip_untrusted_responses.clone()))?;
     m.registry.register(Box::new(m.smpp_pdus.clone()))?;
     m.registry.register(Box::new(m.smpp_binds.clone()))?;
     m.registry.register(Box::new(m.smpp_queue_depth.clone()))?;

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::core::engine::Engine;
 use crate::core::routing::Target;
 use crate::core::store::WriteOp;
 use crate::core::{Sid, E164};
 use crate::net::webhook::{self, Webhooks};
-use crate::sip::b2bua::{Ask, B2bua, Core, Datagram, Resume, Settings};
+use crate::sip::b2bua::{Ask, B2bua, Core, Counters, Datagram, Remote, Resume, Settings};
 use crate::sip::{parse, Transport};
 
 struct EngineCore(Arc<Engine>);
@@ -79,11 +79,15 @@ fn ask(wh: &Arc<Webhooks>, a: Ask, events: &mpsc::Sender<Event>) {
 }
 
 enum Event {
-    Message(SocketAddr, Vec<u8>),
+    Message(Remote, Vec<u8>),
     /// A callback's answer for a held INVITE.
     Resume(u64, Resume),
     Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
     Closed(SocketAddr),
+    /// A connection maskd opened could not be made.
+    ConnectFailed(SocketAddr),
+    /// A connection carried nothing for the idle timeout: may it close?
+    Idle(SocketAddr, oneshot::Sender<bool>),
 }
 
 /// The timer tick: at 1,000 calls/s ~30,000 transactions are alive (UDP non-INVITE
@@ -97,9 +101,29 @@ const UDP_BURST: usize = 63;
 /// At most this many bytes wait in one TCP connection's buffer for a message to complete.
 const MAX_STREAM_BUFFER: usize = 128 * 1024;
 
+/// At most this many messages wait for a connection maskd is opening.
+const MAX_PENDING_PER_PEER: usize = 256;
+
+/// How long opening a TCP connection may take before its messages fail.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// TCP limits: connections open at once (accepted and opened), and how long one may stay
+/// silent before it is closed (unless a call still uses its peer).
+#[derive(Clone, Copy, Debug)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
 /// One TCP connection: frames messages by Content-Length and hands them to the B2BUA task;
-/// writes what the task sends back.
-async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<Event>) {
+/// writes what the task sends back. Closes when the peer does, when framing is lost, or
+/// when it stays idle and no call uses the peer.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    events: mpsc::Sender<Event>,
+    idle: Duration,
+) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
@@ -116,9 +140,19 @@ async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<Ev
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
     'conn: loop {
-        let n = match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = match tokio::time::timeout(idle, rd.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let (ask, answer) = oneshot::channel();
+                if events.send(Event::Idle(peer, ask)).await.is_err() {
+                    break;
+                }
+                match answer.await {
+                    Ok(true) => continue,
+                    _ => break,
+                }
+            }
         };
         buf.extend_from_slice(&chunk[..n]);
         loop {
@@ -134,7 +168,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<Ev
             match parse(&buf, Transport::Stream) {
                 Ok(Some((_, used))) => {
                     let msg: Vec<u8> = buf.drain(..used).collect();
-                    if events.send(Event::Message(peer, msg)).await.is_err() {
+                    if events
+                        .send(Event::Message(Remote::tcp(peer), msg))
+                        .await
+                        .is_err()
+                    {
                         break 'conn;
                     }
                 }
@@ -142,7 +180,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<Ev
                 _ => {
                     // Framing is lost: let the B2BUA answer what it can read, then close.
                     let msg = std::mem::take(&mut buf);
-                    let _ = events.send(Event::Message(peer, msg)).await;
+                    let _ = events.send(Event::Message(Remote::tcp(peer), msg)).await;
                     break 'conn;
                 }
             }
@@ -150,6 +188,65 @@ async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<Ev
     }
     let _ = events.send(Event::Closed(peer)).await;
     writer.abort();
+}
+
+/// Opens a connection to `peer` in the background (the loop never waits on a connect);
+/// its `Opened` event, or `ConnectFailed`, comes back through `events`.
+fn connect(peer: SocketAddr, events: mpsc::Sender<Event>, idle: Duration) {
+    tokio::spawn(async move {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
+            Ok(Ok(s)) => connection(s, peer, events, idle).await,
+            _ => {
+                let _ = events.send(Event::ConnectFailed(peer)).await;
+            }
+        }
+    });
+}
+
+/// The TCP side of the driver: open connections by peer, messages waiting for a
+/// connection being opened, and how many connections exist or are being made.
+#[derive(Default)]
+struct Streams {
+    writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>, foldhash::fast::RandomState>,
+    pending: HashMap<SocketAddr, Vec<Vec<u8>>, foldhash::fast::RandomState>,
+    /// Connections accepted or being opened, until their `Closed`/`ConnectFailed`.
+    count: usize,
+}
+
+impl Streams {
+    /// Sends `data` to `peer` over its connection, opening one when there is none. A
+    /// message that cannot be queued is dropped: the transaction's timers deal with it.
+    fn send(
+        &mut self,
+        peer: SocketAddr,
+        data: Vec<u8>,
+        events: &mpsc::Sender<Event>,
+        limits: TcpLimits,
+    ) {
+        if let Some(w) = self.writers.get(&peer) {
+            let _ = w.try_send(data);
+            return;
+        }
+        if let Some(q) = self.pending.get_mut(&peer) {
+            if q.len() < MAX_PENDING_PER_PEER {
+                q.push(data);
+            }
+            return;
+        }
+        if self.count >= limits.max_connections {
+            return;
+        }
+        self.count += 1;
+        self.pending.insert(peer, vec![data]);
+        connect(peer, events.clone(), limits.idle_timeout);
+    }
+
+    fn opened(&mut self, peer: SocketAddr, w: mpsc::Sender<Vec<u8>>) {
+        for data in self.pending.remove(&peer).unwrap_or_default() {
+            let _ = w.try_send(data);
+        }
+        self.writers.insert(peer, w);
+    }
 }
 
 /// After the stop: (when to hang up the calls left, when to give up on them).
@@ -175,10 +272,12 @@ fn stopped(stop: &watch::Receiver<bool>) -> bool {
 }
 
 /// Runs the B2BUA on `sock` (UDP) and `tcp` until `stop` changes.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     sock: UdpSocket,
     tcp: TcpListener,
     settings: Settings,
+    limits: TcpLimits,
     engine: Arc<Engine>,
     webhooks: Arc<Webhooks>,
     mut stop: watch::Receiver<bool>,
@@ -188,18 +287,16 @@ pub async fn run(
     // After `stop`: new calls are refused; (when to hang up what is left, when to give up).
     let mut draining: Draining = None;
     let mut hung_up = false;
-    let trunk = settings.trunk;
-    let trunk_tcp = settings.trunk_tcp;
+    let trusted = settings.trusted.clone();
     let mut b2bua = B2bua::new(settings);
     let mut buf = vec![0u8; 65_535];
     let mut out: Vec<Datagram> = Vec::new();
     let m = crate::metrics::get();
-    let start = std::time::Instant::now();
-    let base = crate::app::now_ms().max(0) as u64;
-    let now = || base + start.elapsed().as_millis() as u64;
+    let clock = crate::clock::Millis::start();
+    let now = || clock.now();
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(4096);
-    let mut streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>, foldhash::fast::RandomState> =
-        HashMap::default();
+    let mut streams = Streams::default();
+    let mut last = Counters::default();
     // Timers are driven by a fixed tick (RFC 3261 timers are ≥ 500 ms apart, so a timer
     // fires at most one tick late): asking the B2BUA for its next deadline after every
     // datagram cost a scan of every transaction per datagram, and each tick scans them all.
@@ -214,19 +311,28 @@ pub async fn run(
                 drain_if_stopped(stopped(&stop), &mut draining, &mut b2bua, grace);
                 crate::metrics::sip_message(true, &buf[..n]);
                 let t = now();
-                b2bua.handle(src, &buf[..n], t, &core, &mut out);
+                b2bua.handle(Remote::udp(src), &buf[..n], t, &core, &mut out);
                 // Whatever else already waits is read now (a bounded number): one wake-up
                 // serves a burst instead of one per datagram.
                 for _ in 0..UDP_BURST {
                     let Ok((n, src)) = sock.try_recv_from(&mut buf) else { break };
                     drain_if_stopped(stopped(&stop), &mut draining, &mut b2bua, grace);
                     crate::metrics::sip_message(true, &buf[..n]);
-                    b2bua.handle(src, &buf[..n], t, &core, &mut out);
+                    b2bua.handle(Remote::udp(src), &buf[..n], t, &core, &mut out);
                 }
             }
             r = tcp.accept() => {
                 if let Ok((stream, peer)) = r {
-                    tokio::spawn(connection(stream, peer, ev_tx.clone()));
+                    // Untrusted sources and connections past the cap are closed at once,
+                    // before anything is read or buffered.
+                    if !trusted.iter().any(|n| n.contains(&peer.ip())) {
+                        m.sip_tcp_refused.with_label_values(&["untrusted"]).inc();
+                    } else if streams.count >= limits.max_connections {
+                        m.sip_tcp_refused.with_label_values(&["limit"]).inc();
+                    } else {
+                        streams.count += 1;
+                        tokio::spawn(connection(stream, peer, ev_tx.clone(), limits.idle_timeout));
+                    }
                 }
             }
             Some(ev) = ev_rx.recv() => match ev {
@@ -236,12 +342,22 @@ pub async fn run(
                     b2bua.handle(peer, &data, now(), &core, &mut out);
                 }
                 Event::Opened(peer, tx) => {
-                    streams.insert(peer, tx);
+                    streams.opened(peer, tx);
                     b2bua.stream_peer(peer, true);
                 }
                 Event::Closed(peer) => {
-                    streams.remove(&peer);
+                    streams.writers.remove(&peer);
+                    streams.count = streams.count.saturating_sub(1);
                     b2bua.stream_peer(peer, false);
+                }
+                Event::ConnectFailed(peer) => {
+                    streams.pending.remove(&peer);
+                    streams.count = streams.count.saturating_sub(1);
+                    tracing::warn!(%peer, "SIP TCP connect failed");
+                    b2bua.transport_error(Remote::tcp(peer), now(), &core, &mut out);
+                }
+                Event::Idle(peer, answer) => {
+                    let _ = answer.send(b2bua.uses_peer(peer));
                 }
                 Event::Resume(key, r) => b2bua.resume(key, r, now(), &core, &mut out),
             },
@@ -263,56 +379,27 @@ pub async fn run(
         }
         for d in out.drain(..) {
             crate::metrics::sip_message(false, &d.data);
-            if d.to == trunk && trunk_tcp && !streams.contains_key(&trunk) {
-                // The first message for the trunk opens the TCP connection to it.
-                if let Ok(Ok(s)) =
-                    tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(trunk)).await
-                {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    let ev = ev_tx.clone();
-                    let (fwd_tx, mut fwd_rx) = mpsc::channel::<Event>(16);
-                    tokio::spawn(connection(s, trunk, fwd_tx));
-                    // The connection's own Opened event carries its writer; take it here so
-                    // this datagram can go out at once, and forward the rest to the loop.
-                    tokio::spawn(async move {
-                        let mut tx = Some(tx);
-                        while let Some(e) = fwd_rx.recv().await {
-                            match (e, tx.take()) {
-                                (Event::Opened(_, w), Some(t)) => {
-                                    let _ = t.send(w);
-                                }
-                                (e, t) => {
-                                    tx = t;
-                                    if ev.send(e).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                        }
-                    });
-                    if let Ok(w) = rx.await {
-                        streams.insert(trunk, w);
-                    }
-                }
-            }
-            match streams.get(&d.to) {
-                Some(w) => {
-                    let _ = w.try_send(d.data);
-                }
-                None => {
-                    let _ = sock.send_to(&d.data, d.to).await;
-                }
+            if d.to.tcp {
+                streams.send(d.to.addr, d.data, &ev_tx, limits);
+            } else {
+                let _ = sock.send_to(&d.data, d.to.addr).await;
             }
         }
         m.sip_calls_active.set(b2bua.active_calls() as i64);
         m.sip_transactions.set(b2bua.transactions() as i64);
-        m.sip_retransmissions.reset();
-        m.sip_retransmissions.inc_by(b2bua.counters.retransmissions);
-        m.sip_refused.reset();
-        m.sip_refused
-            .inc_by(b2bua.counters.refused_4xx + b2bua.counters.refused_overload);
-        m.sip_calls_started.reset();
-        m.sip_calls_started.inc_by(b2bua.counters.calls_started);
+        m.sip_tcp_connections.set(streams.count as i64);
+        // Counters only ever grow: add what this pass added (a scrape never reads a reset).
+        let c = b2bua.counters;
+        m.sip_retransmissions
+            .inc_by(c.retransmissions - last.retransmissions);
+        m.sip_refused.inc_by(
+            (c.refused_4xx + c.refused_overload) - (last.refused_4xx + last.refused_overload),
+        );
+        m.sip_calls_started
+            .inc_by(c.calls_started - last.calls_started);
+        m.sip_untrusted_responses
+            .inc_by(c.untrusted_responses - last.untrusted_responses);
+        last = c;
         if let Some((_, give_up)) = draining {
             if b2bua.settled() || std::time::Instant::now() >= give_up {
                 return;

@@ -68,6 +68,10 @@ impl<K: Hash + Eq + Ord + Clone, V: Deadline> Timed<K, V> {
         self.map.remove(k)
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter()
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.map.values()
     }

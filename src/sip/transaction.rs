@@ -106,8 +106,11 @@ impl ClientTx {
                 self.state = Proceeding;
                 self.last_status = status;
                 if self.invite {
-                    // Timer A stops once the INVITE is answered at all (§17.1.1.2).
+                    // Timer A stops once the INVITE is answered at all, and Timer B has no
+                    // effect in Proceeding (§17.1.1.2): a phone may ring for minutes, and
+                    // how long to let it is the transaction user's choice.
                     self.retransmit_at = None;
+                    self.deadline = None;
                 } else if !self.reliable {
                     // Non-INVITE keeps retransmitting, at T2 (§17.1.2.2).
                     self.interval = self.timers.t2;

@@ -1,0 +1,633 @@
+//! Call setup: leg A's INVITE is checked, routed (asking the out-of-session and intercept
+//! callbacks when configured), and leg B's INVITE goes to the trunk; B's answers come back
+//! to A in A's dialog. A provisional answer stops Timer B, so a call rings until the caller
+//! cancels, the callee answers or refuses, or `ring_timeout` passes.
+
+use super::call::{Call, CallState, Decided, Held, InviteIn, Purpose, Retransmit};
+use super::dialog::{contact_uri, number_of, stamp_via, strip_tag, tag_of, token, Dialog};
+use super::log::voice_interaction;
+use super::{Ask, B2bua, Ctx, Incoming, Remote, Resume};
+use crate::core::model::ResourceStatus;
+use crate::core::store::WriteOp;
+use crate::core::{Sid, SidKind, E164};
+use crate::sip::message::{parse, HeaderName, Message, Outgoing, StartLine, Transport};
+use crate::sip::transaction::{Action, ClientTx, ServerTx};
+use crate::sip::uri::NameAddr;
+
+/// Headers that may pass from one leg to the other; everything else is rebuilt or dropped.
+pub(super) const PASS: &[&str] = &[
+    "Content-Type",
+    "Allow",
+    "Supported",
+    "Session-Expires",
+    "Min-SE",
+    "Accept",
+];
+/// Option tags maskd lets through in Require (others: 420 Bad Extension).
+const KNOWN_EXTENSIONS: &[&str] = &["timer", "100rel", "replaces"];
+
+/// Whether header `raw_name` (long or compact form) is one of the whitelisted ones, and
+/// which.
+pub(super) fn passes(raw_name: &str) -> Option<&'static str> {
+    PASS.iter().copied().find(|p| {
+        p.eq_ignore_ascii_case(raw_name)
+            || HeaderName::from_name(raw_name) == HeaderName::from_name(p)
+                && HeaderName::from_name(p) != HeaderName::Other
+    })
+}
+
+/// The dialled proxy number and the caller (From, or P-Asserted-Identity when From is
+/// anonymous) of an INVITE.
+fn parties(m: &Message<'_>) -> Option<(E164, E164)> {
+    let StartLine::Request { uri, .. } = m.start else {
+        return None;
+    };
+    let proxy = number_of(uri)?;
+    let from = m.header(HeaderName::From).unwrap_or("");
+    let number =
+        |v: &str| NameAddr::parse(v).and_then(|n| E164::parse(n.uri.user?.split(';').next()?).ok());
+    let caller =
+        number(from).or_else(|| m.header(HeaderName::PAssertedIdentity).and_then(number))?;
+    Some((proxy, caller))
+}
+
+fn failure_reason(code: u16) -> &'static str {
+    match code {
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        480 => "Temporarily Unavailable",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        503 => "Service Unavailable",
+        603 => "Decline",
+        _ => "Call Failed",
+    }
+}
+
+impl B2bua {
+    /// The driver's answer to the `Ask` with this key: the held INVITE goes on.
+    pub fn resume(
+        &mut self,
+        key: u64,
+        answer: Resume,
+        now: u64,
+        core: &dyn super::Core,
+        out: &mut Vec<super::Datagram>,
+    ) {
+        let mut cx = Ctx { now, core, out };
+        let Some(h) = self.held.remove(&key) else {
+            return;
+        };
+        // Cancelled (or otherwise answered) while it waited: nothing more to do.
+        let waiting = self
+            .server
+            .get(&(h.branch.clone(), false))
+            .is_some_and(|e| {
+                e.call.is_none() && e.tx.state() == crate::sip::transaction::ServerState::Proceeding
+            });
+        if waiting {
+            if let Ok(Some((m, _))) = parse(&h.bytes, Transport::Datagram) {
+                let req = Incoming {
+                    src: h.src,
+                    m: &m,
+                    method: "INVITE",
+                    branch: h.branch.clone(),
+                    call_id: m.header(HeaderName::CallId).unwrap_or("").to_string(),
+                };
+                let mut decided = h.decided;
+                match answer {
+                    Resume::SessionCreated(_) => decided.out_of_session_asked = true,
+                    Resume::Allow(true) => decided.intercepted = true,
+                    Resume::Allow(false) => {
+                        self.blocked_call(&req, decided, &mut cx);
+                        self.client.settle();
+                        self.server.settle();
+                        return;
+                    }
+                }
+                self.new_call(&req, decided, &mut cx);
+            }
+        }
+        self.client.settle();
+        self.server.settle();
+    }
+
+    /// Holds an INVITE for a callback: 100 Trying from its server transaction (which
+    /// absorbs retransmissions), then the `Ask` for the driver.
+    fn hold(
+        &mut self,
+        req: &Incoming,
+        decided: Decided,
+        ask: impl FnOnce(u64) -> Ask,
+        cx: &mut Ctx,
+    ) {
+        self.trying(req, None, cx);
+        let key = self.next;
+        self.next += 1;
+        self.held.insert(
+            key,
+            Held {
+                src: req.src,
+                bytes: req.m.raw.to_vec(),
+                branch: req.branch.clone(),
+                decided,
+            },
+        );
+        self.asks.push(ask(key));
+    }
+
+    /// The INVITE's server transaction, created with 100 Trying sent if it does not exist
+    /// yet (it does when the INVITE waited for a callback); bound to `call`.
+    fn trying(&mut self, req: &Incoming, call: Option<u64>, cx: &mut Ctx) {
+        let key = (req.branch.clone(), false);
+        if let Some(e) = self.server.get_mut(&key) {
+            e.call = call;
+            return;
+        }
+        let mut tx = ServerTx::new(true, req.src.tcp, self.cfg.timers);
+        let mut acts = Vec::new();
+        let trying = self.reply(req.m, req.src, 100, "Trying", None).encode();
+        tx.respond(100, trying, cx.now, &mut acts);
+        self.server.insert(
+            key,
+            super::call::ServerEntry {
+                call,
+                to: req.src,
+                tx,
+            },
+        );
+        cx.send_all(req.src, acts);
+    }
+
+    /// An INVITE the intercept callback blocked: 403 on leg A, logged as a call whose
+    /// outbound leg was canceled.
+    fn blocked_call(&mut self, req: &Incoming, decided: Decided, cx: &mut Ctx) {
+        if let Some((proxy, caller)) = parties(req.m) {
+            if let Some(t) = cx.core.target(proxy, caller) {
+                let mut i = voice_interaction(&t, decided.interaction, cx.now_s(), cx.core);
+                i.inbound.resource_status = Some(ResourceStatus::Completed);
+                i.outbound.resource_status = Some(ResourceStatus::Canceled);
+                cx.core.record(
+                    vec![WriteOp::PutInteraction(i)],
+                    Some((t.session, cx.now_s())),
+                );
+            }
+        }
+        let r = self
+            .reply(req.m, req.src, 403, "Forbidden", Some(&token()))
+            .encode();
+        self.server_answer(req, 403, r, cx);
+    }
+
+    fn refuse(&mut self, req: &Incoming, code: u16, reason: &str, cx: &mut Ctx) {
+        let r = self.reply(req.m, req.src, code, reason, Some(&token()));
+        let r = if code == 503 {
+            r.header("Retry-After", "5")
+        } else {
+            r
+        };
+        self.server_answer(req, code, r.encode(), cx);
+    }
+
+    pub(super) fn new_call(&mut self, req: &Incoming, decided: Decided, cx: &mut Ctx) {
+        let m = req.m;
+        if m.header(HeaderName::MaxForwards)
+            .is_some_and(|mf| mf.trim() == "0")
+        {
+            return self.refuse(req, 483, "Too Many Hops", cx);
+        }
+        if let Some(r) = m.header(HeaderName::Require) {
+            if r.split(',').any(|t| !KNOWN_EXTENSIONS.contains(&t.trim())) {
+                return self.refuse(req, 420, "Bad Extension", cx);
+            }
+        }
+        if self.calls.len() >= self.cfg.max_calls || self.draining {
+            return self.refuse(req, 503, "Service Unavailable", cx);
+        }
+        let Some((proxy, caller)) = parties(m) else {
+            return self.refuse(req, 404, "Not Found", cx);
+        };
+        let Some(t) = cx.core.target(proxy, caller) else {
+            if !decided.out_of_session_asked && cx.core.has_out_of_session(proxy) {
+                let call_sid = Sid::generate(SidKind::Call).to_string();
+                let ask = |key| Ask::OutOfSession {
+                    key,
+                    proxy,
+                    caller,
+                    call_sid,
+                };
+                return self.hold(req, decided, ask, cx);
+            }
+            tracing::debug!(from = %caller.masked(), to = %proxy.masked(), "call out of session");
+            return self.refuse(req, 404, "Not Found", cx);
+        };
+        if !t.mode.allows_voice() {
+            return self.refuse(req, 403, "Forbidden", cx);
+        }
+        if !decided.intercepted {
+            if let Some(url) = cx.core.intercept_url(t.service) {
+                let mut decided = decided;
+                let i = voice_interaction(&t, None, cx.now_s(), cx.core);
+                decided.interaction = Some(i.sid);
+                let callee = t.counterpart_real;
+                let ask = |key| Ask::Intercept {
+                    key,
+                    url,
+                    interaction: Box::new(i),
+                    caller,
+                    callee,
+                };
+                return self.hold(req, decided, ask, cx);
+            }
+        }
+        let mf: u32 = m
+            .header(HeaderName::MaxForwards)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(70);
+        let id = self.next;
+        self.next += 1;
+        // 100 Trying at once (already sent if the INVITE waited for a callback).
+        self.trying(req, Some(id), cx);
+
+        // Leg A's dialog, maskd as UAS: our URI is the dialled proxy number.
+        let a_from = m.header(HeaderName::From).unwrap_or("").to_string();
+        let a_to = strip_tag(m.header(HeaderName::To).unwrap_or(""));
+        let a_target = contact_uri(m)
+            .unwrap_or_else(|| format!("sip:{}@{}", super::dialog::user_of(&a_from), req.src.addr));
+        let a = Dialog {
+            call_id: req.call_id.clone(),
+            local: a_to,
+            local_tag: token(),
+            remote: strip_tag(&a_from),
+            remote_tag: tag_of(&a_from),
+            cseq: 0,
+            target: a_target,
+            routes: m
+                .header_values(HeaderName::RecordRoute)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            flow: req.src,
+            user: proxy.to_string(),
+        };
+        let a_invite = InviteIn {
+            branch: req.branch.clone(),
+            vias: m
+                .headers
+                .iter()
+                .filter(|h| h.name == HeaderName::Via)
+                .enumerate()
+                .map(|(i, h)| {
+                    if i == 0 {
+                        stamp_via(&h.value, req.src.addr)
+                    } else {
+                        h.value.to_string()
+                    }
+                })
+                .collect(),
+            from: a_from,
+            record_route: m
+                .headers
+                .iter()
+                .filter(|h| h.name == HeaderName::RecordRoute)
+                .map(|h| h.value.to_string())
+                .collect(),
+            cseq: m.cseq().map_or(1, |c| c.0),
+        };
+
+        // Leg B from scratch: from the callee's proxy number to the callee.
+        let trunk = self.cfg.trunk();
+        let proxy_b = t.counterpart_proxy.to_string();
+        let real_b = t.counterpart_real.to_string();
+        let transport = if trunk.tcp { ";transport=tcp" } else { "" };
+        let b_ruri = format!("sip:{real_b}@{}{transport}", self.cfg.trunk);
+        let mut b = Dialog {
+            call_id: format!("{}@maskd", token()),
+            local: format!("<sip:{proxy_b}@{}>", self.cfg.advertised_host),
+            local_tag: token(),
+            remote: format!("<sip:{real_b}@{}>", self.cfg.trunk),
+            remote_tag: None,
+            cseq: 0,
+            target: b_ruri.clone(),
+            routes: Vec::new(),
+            flow: trunk,
+            user: proxy_b.clone(),
+        };
+        let b_branch = token();
+        let mut invite = b
+            .request("INVITE", &b_branch, trunk, &self.cfg)
+            .header("Max-Forwards", mf.saturating_sub(1).to_string());
+        // The dialog writes Max-Forwards 70; leg B carries A's, decremented.
+        if let Some(i) = invite
+            .headers
+            .iter()
+            .position(|(n, _)| *n == "Max-Forwards")
+        {
+            invite.headers.remove(i);
+        }
+        if self.cfg.assert_identity {
+            invite = invite.header(
+                "P-Asserted-Identity",
+                format!("<sip:{proxy_b}@{}>", self.cfg.advertised_host),
+            );
+        }
+        for h in &m.headers {
+            if let Some(name) = passes(h.raw_name) {
+                invite = invite.header(name, h.value.to_string());
+            }
+        }
+        if let Some(r) = m.header(HeaderName::Require) {
+            invite = invite.header("Require", r.to_string());
+        }
+        invite.body = m.body.to_vec();
+        let mut acts = Vec::new();
+        let tx = ClientTx::start(
+            true,
+            invite.encode(),
+            trunk.tcp,
+            self.cfg.timers,
+            cx.now,
+            &mut acts,
+        );
+        self.client.insert(
+            b_branch.clone(),
+            super::call::ClientEntry {
+                call: id,
+                purpose: Purpose::Invite,
+                to: trunk,
+                tx,
+                give_up: None,
+            },
+        );
+        cx.send_all(trunk, acts);
+        let interaction = voice_interaction(&t, decided.interaction, cx.now_s(), cx.core);
+        cx.core.record(
+            vec![WriteOp::PutInteraction(interaction.clone())],
+            Some((t.session, cx.now_s())),
+        );
+        let call = Call {
+            state: CallState::Setup,
+            a,
+            a_invite,
+            ok_to_a: None,
+            b,
+            b_ruri,
+            b_invite_branch: b_branch,
+            ack_to_b: None,
+            interaction,
+            session: t.session,
+            key: (proxy, caller),
+            setup_from: Some(cx.now),
+            answered_at: None,
+            ring_until: Some(cx.now + self.cfg.ring_timeout),
+            give_up_at: None,
+        };
+        self.by_a.insert(call.a.call_id.clone(), id);
+        self.by_b.insert(call.b.call_id.clone(), id);
+        self.calls.insert(id, call);
+        self.counters.calls_started += 1;
+    }
+
+    /// A response to leg A's INVITE, in A's dialog; answers that create the dialog carry
+    /// our tag, our Contact (with A's transport) and A's Record-Route.
+    pub(super) fn to_a(
+        &self,
+        c: &Call,
+        code: u16,
+        reason: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> Vec<u8> {
+        let mut r = Outgoing::response(code, reason);
+        for v in &c.a_invite.vias {
+            r = r.header("Via", v.clone());
+        }
+        if (101..300).contains(&code) {
+            for rr in &c.a_invite.record_route {
+                r = r.header("Record-Route", rr.clone());
+            }
+        }
+        r = r
+            .header("From", c.a_invite.from.clone())
+            .header("To", c.a.local_header())
+            .header("Call-ID", c.a.call_id.clone())
+            .header("CSeq", format!("{} INVITE", c.a_invite.cseq));
+        if (101..300).contains(&code) {
+            r = r.header("Contact", self.cfg.contact(&c.a.user, c.a.flow.tcp));
+        }
+        if let Some(s) = &self.cfg.server_header {
+            r = r.header("Server", s.clone());
+        }
+        if let Some((ct, b)) = body {
+            r = r.body(Some(ct), b);
+        }
+        r.encode()
+    }
+
+    /// Sends `code` to leg A's INVITE through its server transaction.
+    pub(super) fn answer_a(&mut self, id: u64, code: u16, bytes: Vec<u8>, cx: &mut Ctx) {
+        let Some(c) = self.calls.get(&id) else { return };
+        let (to, key) = (c.a.flow, (c.a_invite.branch.clone(), false));
+        if let Some(e) = self.server.get_mut(&key) {
+            let mut acts = Vec::new();
+            e.tx.respond(code, bytes, cx.now, &mut acts);
+            cx.send_all(to, acts);
+        }
+    }
+
+    /// A response arrived (from a trusted source): to one of our client transactions.
+    pub(super) fn on_response(&mut self, m: &Message<'_>, code: u16, cx: &mut Ctx) {
+        let Some(branch) = super::dialog::branch_of(m) else {
+            return;
+        };
+        let Some(mut branch) = branch.strip_prefix("z9hG4bK").map(str::to_string) else {
+            return;
+        };
+        if m.cseq().is_some_and(|(_, method)| method == "CANCEL") {
+            // A CANCEL shares its INVITE's branch; its transaction is keyed apart.
+            branch.push_str("-cancel");
+        }
+        let Some(entry) = self.client.get_mut(&branch) else {
+            // A 2xx retransmission after the INVITE transaction ended: ACK it again.
+            if (200..300).contains(&code) {
+                let call_id = m.header(HeaderName::CallId).unwrap_or("");
+                if let Some(c) = self.by_b.get(call_id).and_then(|id| self.calls.get(id)) {
+                    if let Some(ack) = &c.ack_to_b {
+                        self.counters.retransmissions += 1;
+                        cx.send(c.b.flow, ack.clone());
+                    }
+                }
+            }
+            return;
+        };
+        let (id, purpose, to) = (entry.call, entry.purpose.clone(), entry.to);
+        let mut acts = Vec::new();
+        entry.tx.on_response(code, cx.now, &mut acts);
+        let passed_up = acts.contains(&Action::Response(code));
+        let ended = acts.contains(&Action::Terminated);
+        for a in &acts {
+            if let Action::Transmit(d) = a {
+                cx.send(to, d.clone());
+            }
+        }
+        if ended && purpose != Purpose::Invite {
+            self.client.remove(&branch);
+        }
+        if !passed_up {
+            return;
+        }
+        match purpose {
+            Purpose::Invite => self.on_invite_response(id, &branch, m, code, cx),
+            Purpose::Relay(ref r) => {
+                if code >= 200 {
+                    // Answered: no longer given up on.
+                    if let Some(e) = self.client.get_mut(&branch) {
+                        e.give_up = None;
+                    }
+                }
+                self.relay_answer(id, &branch, r, m, code, cx)
+            }
+            Purpose::ByeToA | Purpose::ByeToB | Purpose::Cancel => {}
+        }
+        if ended && purpose == Purpose::Invite && (200..300).contains(&code) {
+            self.client.remove(&branch);
+        }
+    }
+
+    fn on_invite_response(
+        &mut self,
+        id: u64,
+        branch: &str,
+        m: &Message<'_>,
+        code: u16,
+        cx: &mut Ctx,
+    ) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if code > 100 && code < 300 {
+            if let Some(tag) = m.header(HeaderName::To).and_then(tag_of) {
+                c.b.remote_tag = Some(tag);
+            }
+            let creates = code >= 200 || c.b.routes.is_empty();
+            c.b.learn_from_response(m, creates);
+        }
+        let state = c.state;
+        if state == CallState::Ending || state == CallState::Ended {
+            // Leg A has its answer already (cancelled, timed out, shut down).
+            match code {
+                200..=299 => {
+                    // Answered while our CANCEL crossed it: ACK, then hang up leg B.
+                    self.ack_b_2xx(id, cx);
+                    self.bye(id, false, cx);
+                    self.finish_ending(id);
+                }
+                300..=699 => {
+                    self.ack_b_failure(id, branch, m, cx);
+                    self.finish_ending(id);
+                }
+                _ => {}
+            }
+            return;
+        }
+        if matches!(code, 180 | 183 | 200..=299) {
+            if let Some(from) = c.setup_from.take() {
+                crate::metrics::get()
+                    .sip_setup
+                    .observe(cx.now.saturating_sub(from) as f64 / 1000.0);
+            }
+        }
+        let body = m
+            .header(HeaderName::ContentType)
+            .filter(|_| !m.body.is_empty())
+            .map(|ct| (ct.to_string(), m.body.to_vec()));
+        let body_ref = body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice()));
+        match code {
+            100 => {}
+            101..=199 => {
+                let reason = if code == 180 {
+                    "Ringing"
+                } else {
+                    "Session Progress"
+                };
+                let bytes = self.to_a(&self.calls[&id], code, reason, body_ref);
+                self.answer_a(id, code, bytes, cx);
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.state = CallState::Early;
+                }
+                self.set_leg(id, ResourceStatus::Ringing, None, cx);
+            }
+            200..=299 => {
+                let bytes = self.to_a(&self.calls[&id], 200, "OK", body_ref);
+                let key = (self.calls[&id].a_invite.branch.clone(), false);
+                if let Some(mut e) = self.server.remove(&key) {
+                    let mut acts = Vec::new();
+                    e.tx.respond(200, bytes.clone(), cx.now, &mut acts);
+                    cx.send_all(e.to, acts);
+                }
+                self.ack_b_2xx(id, cx);
+                let t1 = self.cfg.timers.t1;
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.state = CallState::Answered;
+                    c.answered_at = Some(cx.now);
+                    c.ring_until = None;
+                    // Over TCP the 2xx is not retransmitted (the transport is reliable).
+                    c.ok_to_a = (!c.a.flow.tcp).then_some(Retransmit {
+                        bytes,
+                        at: cx.now + t1,
+                        interval: t1,
+                        give_up: cx.now + 64 * t1,
+                    });
+                }
+                self.set_leg(
+                    id,
+                    ResourceStatus::InProgress,
+                    Some(ResourceStatus::InProgress),
+                    cx,
+                );
+            }
+            _ => {
+                self.ack_b_failure(id, branch, m, cx);
+                let bytes = self.to_a(&self.calls[&id], code, failure_reason(code), None);
+                self.answer_a(id, code, bytes, cx);
+                let status = match code {
+                    486 | 600 => ResourceStatus::Busy,
+                    480 | 408 => ResourceStatus::NoAnswer,
+                    487 => ResourceStatus::Canceled,
+                    _ => ResourceStatus::Failed,
+                };
+                self.set_leg(id, status, Some(ResourceStatus::Completed), cx);
+                self.end_call(id);
+            }
+        }
+    }
+
+    /// ACKs leg B's 2xx (end to end, a new branch, to B's remote target).
+    fn ack_b_2xx(&mut self, id: u64, cx: &mut Ctx) {
+        let streams = &self.stream_peers;
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let to = c.b.next_hop(&|a| streams.contains(&a));
+        let ack = c.b.request_with("ACK", 1, &token(), to, &self.cfg).encode();
+        cx.send(to, ack.clone());
+        c.ack_to_b = Some(ack);
+    }
+
+    /// ACKs a non-2xx final answer of leg B through its INVITE transaction (same branch,
+    /// same Request-URI as the INVITE, RFC 3261 §17.1.1.3).
+    fn ack_b_failure(&mut self, id: u64, branch: &str, m: &Message<'_>, cx: &mut Ctx) {
+        let Some(c) = self.calls.get(&id) else { return };
+        let mut d = c.b.clone();
+        d.target = c.b_ruri.clone();
+        d.routes.clear();
+        d.remote_tag = m.header(HeaderName::To).and_then(tag_of);
+        let to: Remote = c.b.flow;
+        let ack = d.request_with("ACK", 1, branch, to, &self.cfg).encode();
+        if let Some(e) = self.client.get_mut(branch) {
+            let mut acts = Vec::new();
+            e.tx.ack(ack, &mut acts);
+            let to = e.to;
+            cx.send_all(to, acts);
+        }
+    }
+}
