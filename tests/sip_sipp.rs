@@ -58,10 +58,15 @@ fn setup() -> Setup {
 
 /// With `tcp`, maskd reaches the trunk over TCP and both SIPp sides use TCP.
 fn setup_on(tcp: bool) -> Setup {
+    setup_with(tcp, "")
+}
+
+/// `sip_extra`: more keys of the `sip:` section (each line indented two spaces).
+fn setup_with(tcp: bool, sip_extra: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let uas_port = if tcp { free_port() } else { udp_port() };
     let cfg = format!(
-        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{uas_port}\"\n  transport: \"{}\"\nservices:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
+        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{uas_port}\"\n{sip_extra}  transport: \"{}\"\nservices:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
         if tcp { "tcp" } else { "udp" }
     );
     let d = Daemon::start_with(dir.path(), &cfg);
@@ -270,6 +275,20 @@ fn sipp_out_of_session_caller_gets_404_and_no_leg_b() {
         m.contains("maskd_sip_calls_started_total 0"),
         "no leg B:\n{m}"
     );
+}
+
+/// A callee that rings past 64×T1 (8 s with T1 = 100 ms, as 40 s with the default T1) and
+/// then answers: the call is answered, not cut off with 408 by Timer B.
+#[test]
+fn sipp_callee_ringing_past_timer_b_is_answered() {
+    let s = setup_with(false, "  t1: \"100ms\"\n  t2: \"400ms\"\n");
+    let (uac_text, _) = run_call(&s, "uac.xml", Some("uas_long_ring.xml"), &s.pa);
+    assert!(
+        !uac_text.contains("SIP/2.0 408"),
+        "no 408 while ringing:\n{uac_text}"
+    );
+    let i = only_interaction(&s.d);
+    assert_eq!(i["outbound_resource_status"], "completed", "{i}");
 }
 
 #[test]

@@ -288,6 +288,8 @@ pub async fn run(
     let mut draining: Draining = None;
     let mut hung_up = false;
     let trusted = settings.trusted.clone();
+    // Fault injection for the supervision test: the plane panics on the first OPTIONS.
+    let fault_panic = std::env::var("MASKD_FAULT_INJECT").is_ok_and(|v| v == "sip-panic");
     let mut b2bua = B2bua::new(settings);
     let mut buf = vec![0u8; 65_535];
     let mut out: Vec<Datagram> = Vec::new();
@@ -310,6 +312,9 @@ pub async fn run(
                 // the stop is sent is answered as a draining B2BUA would (INVITEs get 503).
                 drain_if_stopped(stopped(&stop), &mut draining, &mut b2bua, grace);
                 crate::metrics::sip_message(true, &buf[..n]);
+                if fault_panic && buf[..n].starts_with(b"OPTIONS ") {
+                    panic!("fault injected (MASKD_FAULT_INJECT=sip-panic)");
+                }
                 let t = now();
                 b2bua.handle(Remote::udp(src), &buf[..n], t, &core, &mut out);
                 // Whatever else already waits is read now (a bounded number): one wake-up

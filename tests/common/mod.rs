@@ -84,11 +84,25 @@ impl Daemon {
     /// `free_port` handed out can be taken by another test before the daemon binds it (the
     /// daemon then exits 69 naming it): that start is retried on fresh ports, at most 3 times.
     pub fn start_edited(dir: &Path, services_yaml: &str, edit: impl Fn(&str) -> String) -> Daemon {
+        Daemon::start_full(dir, services_yaml, edit, &[])
+    }
+
+    /// Like `start_with`, with environment variables set for the daemon.
+    pub fn start_env(dir: &Path, services_yaml: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_full(dir, services_yaml, str::to_string, env)
+    }
+
+    fn start_full(
+        dir: &Path,
+        services_yaml: &str,
+        edit: impl Fn(&str) -> String,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let cfg = dir.join("config.yaml");
         for attempt in 1..=3 {
             let (api, metrics) = (free_port(), free_port());
             std::fs::write(&cfg, edit(&config_yaml(dir, api, metrics, services_yaml))).unwrap();
-            match Daemon::spawn(dir, &cfg, api, metrics) {
+            match Daemon::spawn(dir, &cfg, api, metrics, env) {
                 Ok(d) => return d,
                 Err(log) if attempt < 3 && log.contains("cannot listen") => continue,
                 Err(log) => panic!("maskd did not start; log:\n{log}"),
@@ -102,10 +116,17 @@ impl Daemon {
         Daemon::start_with(dir, services_yaml)
     }
 
-    fn spawn(dir: &Path, cfg: &Path, api: u16, metrics: u16) -> Result<Daemon, String> {
+    fn spawn(
+        dir: &Path,
+        cfg: &Path,
+        api: u16,
+        metrics: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_maskd"))
             .args(["run", "--config"])
             .arg(cfg)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,maskd=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
