@@ -1,5 +1,6 @@
 //! End-to-end: the real daemon on loopback, driven over HTTP.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use common::*;
