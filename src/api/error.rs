@@ -44,6 +44,10 @@ impl ApiError {
             "The requested resource was not found",
         )
     }
+    /// The path exists but not with this method (Twilio's 20004, 405).
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed")
+    }
     pub fn too_many_requests() -> Self {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests")
     }
