@@ -5,6 +5,15 @@
 use super::error::ApiError;
 use crate::core::engine::Cursor;
 
+/// Whether `text` matches Twilio's pattern for a SID with this prefix:
+/// `^<prefix>[0-9a-fA-F]{32}$`.
+pub fn is_sid(prefix: &str, text: &str) -> bool {
+    text.len() == 34
+        && text.starts_with(prefix)
+        && prefix.len() == 2
+        && text.bytes().skip(2).all(|c| c.is_ascii_hexdigit())
+}
+
 /// A decoded `application/x-www-form-urlencoded` body or query string.
 #[derive(Debug, Default)]
 pub struct Params(Vec<(String, String)>);
@@ -38,6 +47,16 @@ impl Params {
         match self.get(name) {
             Some(v) if !v.is_empty() => Ok(v.to_string()),
             _ => Err(ApiError::missing(name)),
+        }
+    }
+
+    /// A SID parameter: `None` when absent or empty, else it must match Twilio's pattern for
+    /// `prefix` (400, `ApiError::invalid_sid`).
+    pub fn sid(&self, name: &str, prefix: &str) -> Result<Option<String>, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(None),
+            Some(v) if is_sid(prefix, v) => Ok(Some(v.to_string())),
+            Some(_) => Err(ApiError::invalid_sid(name, prefix)),
         }
     }
 
@@ -159,5 +178,33 @@ impl Paging {
             }
         };
         Ok(Paging { size, page, cursor })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sid_pattern_is_twilios() {
+        let hex = "0123456789abcdefABCDEF0123456789";
+        assert!(is_sid("IS", &format!("IS{hex}")));
+        for bad in [
+            "null".to_string(),
+            "IS123".to_string(),
+            format!("is{hex}"),
+            format!("PN{hex}"),
+            format!("IS{hex}0"),
+            format!("IS{}g", &hex[1..]),
+            format!("IS{}é", &hex[2..]),
+        ] {
+            assert!(!is_sid("IS", &bad), "{bad}");
+        }
+        let p = Params::parse(format!("A=PN{hex}&B=&C=PN1").as_bytes());
+        assert_eq!(p.sid("A", "PN").unwrap(), Some(format!("PN{hex}")));
+        assert_eq!(p.sid("B", "PN").unwrap(), None, "empty is absent");
+        assert_eq!(p.sid("Z", "PN").unwrap(), None);
+        assert_eq!(p.sid("C", "PN").unwrap_err().code, 80407);
+        assert_eq!(p.sid("C", "IS").unwrap_err().code, 80701);
     }
 }
