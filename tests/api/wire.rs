@@ -1,6 +1,6 @@
-//! Request values outside the types of Twilio's OpenAPI file (here: SID patterns) are refused
-//! with Twilio's codes before anything is stored, and paths or methods the API does not have
-//! answer Twilio error JSON.
+//! Request values outside the types of Twilio's OpenAPI file (SID patterns, `uri`,
+//! `date-time`) are refused with Twilio's codes before anything is stored, and paths or
+//! methods the API does not have answer Twilio error JSON.
 
 use crate::common::*;
 use crate::{create_session, setup};
@@ -195,6 +195,42 @@ fn sid_parameters_must_match_twilio_patterns() {
         d.get(&format!("{epath}/Participants")).json()["participants"],
         serde_json::json!([])
     );
+}
+
+/// Callback URLs and dates are echoed where Twilio's schema says `uri` and `date-time`.
+#[test]
+fn urls_and_dates_must_fit_twilio_formats() {
+    let (_dir, d, svc) = setup();
+    for bad in [
+        "http://",
+        "http://exa mple.com",
+        "https://x/a b",
+        "http://x/%zz",
+        "http://x/é",
+        "http://x/<a>",
+        "http://[",
+        "ftp://x",
+    ] {
+        d.post(&format!("/v1/Services/{svc}"), &[("CallbackUrl", bad)])
+            .assert_error(400, 80701);
+    }
+    for good in [
+        "https://user:pw@hooks.example.com:8443/a/b?x=1&y=%20#f",
+        "http://[::1]:8080/cb",
+    ] {
+        let r = d.post(
+            &format!("/v1/Services/{svc}"),
+            &[("InterceptCallbackUrl", good)],
+        );
+        assert_eq!(r.json()["intercept_callback_url"], good, "{}", r.body);
+    }
+    for bad in ["9999-12-31T23:00:00-02:00", "1969-12-31T23:59:59Z"] {
+        d.post(
+            &format!("/v1/Services/{svc}/Sessions"),
+            &[("DateExpiry", bad)],
+        )
+        .assert_error(400, 80701);
+    }
 }
 
 /// A path that exists answers other methods 405 (Twilio's 20004) with `Allow`; any other path
