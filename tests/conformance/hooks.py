@@ -11,28 +11,42 @@ Checks of our own:
   Schemathesis' own checks unchanged.
 * `every_operation_reached_2xx`: fails the run if an operation never answered 2xx, so the
   schema checks cannot pass by only ever seeing errors.
+* `negative_form_refused`: Schemathesis' `negative_data_rejection` (a request the file calls
+  invalid gets a 4xx) for requests whose form body is the only invalid part: a form value
+  is what maskd stores and echoes. Query strings and headers are left out, since maskd
+  ignores parameters it does not know, as Twilio does. Excused: a body that is valid as
+  maskd reads it, the empty values it reads as absent (or, for the callback URLs and
+  ChatInstanceSid, as "clear it") dropped, and a lone value where the file declares an
+  array of strings read as a one-item array of its text (form encoding cannot tell them
+  apart).
 
 What the run sends, shaped where the generator would otherwise never get past one refusal:
 
 * `UniqueName` gets a numbered suffix in Service and Session writes: the generated names
   repeat (the file's examples above all), and a repeated name is refused (80602, 80603)
   before anything else in the request is looked at, which would hide the rest.
-* Every other generated PhoneNumbers create gets a fresh valid `PhoneNumber`: maskd has no
+* Every other generated PhoneNumbers create without a `PhoneNumber` gets a fresh valid one: maskd has no
   IncomingPhoneNumbers to look a `Sid` up in, so only `PhoneNumber` can add a number, and
   the generator seldom sends one that parses.
 
-One correction of the file: its two resource-status enums are made nullable. An Interaction
-leg that does not exist (the inbound leg of every MessageInteraction) has a null status in
-Twilio's own examples (`inbound_resource_status: null`), which the enum as written (no
-`nullable`, which OpenAPI 3.0 would ignore beside a `$ref` anyway) forbids.
+Two corrections of the file as loaded:
+
+* Its two resource-status enums are made nullable. An Interaction leg that does not exist
+  (the inbound leg of every MessageInteraction) has a null status in Twilio's own examples
+  (`inbound_resource_status: null`), which the enum as written (no `nullable`, which OpenAPI
+  3.0 would ignore beside a `$ref` anyway) forbids.
+* A `format` marked `x-twilio: {ignoreFormat: true}` (MessageInteraction `MediaUrl` items)
+  is dropped, as Twilio's own annotation says.
 """
 
 import itertools
 import json
 
+import jsonschema_rs
 import schemathesis
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.core.transport import Response
-from schemathesis.specs.openapi.checks import content_type_conformance
+from schemathesis.specs.openapi.checks import content_type_conformance, negative_data_rejection
 
 # The deliberate deviations, (operationId, status maskd answers) -> the documented status
 # whose answer it stands for.
@@ -53,12 +67,36 @@ NULLABLE_ENUMS = (
 )
 
 
+# Form fields maskd reads as absent, or as "clear it", when they are empty.
+EMPTY_IS_ABSENT = {
+    "CallbackUrl",
+    "InterceptCallbackUrl",
+    "OutOfSessionCallbackUrl",
+    "ChatInstanceSid",
+    "ProxyIdentifier",
+    "ProxyIdentifierSid",
+    "Sid",
+}
+
+
+def drop_ignored_formats(node):
+    if isinstance(node, dict):
+        if node.get("x-twilio", {}).get("ignoreFormat"):
+            node.pop("format", None)
+        for value in node.values():
+            drop_ignored_formats(value)
+    elif isinstance(node, list):
+        for value in node:
+            drop_ignored_formats(value)
+
+
 @schemathesis.hook
 def before_load_schema(context, raw_schema):
     schemas = raw_schema["components"]["schemas"]
     for name in NULLABLE_ENUMS:
         schemas[name]["nullable"] = True
         schemas[name]["enum"] = [*schemas[name]["enum"], None]
+    drop_ignored_formats(raw_schema["paths"])
 
 
 UNIQUE_NAMES = {"CreateService", "UpdateService", "CreateSession"}
@@ -67,17 +105,19 @@ _numbers = itertools.count(0)
 
 
 @schemathesis.hook
-def map_body(context, body):
-    op = context.operation.definition.raw.get("operationId")
+def map_case(context, case):
+    body = case.body
     if not isinstance(body, dict):
-        return body
+        return case
+    op = operation_id(case)
     if op in UNIQUE_NAMES and isinstance(body.get("UniqueName"), str):
         body = {**body, "UniqueName": f"{body['UniqueName']}-{next(_names)}"}
-    if op == "CreatePhoneNumber":
+    if op == "CreatePhoneNumber" and "PhoneNumber" not in body:
         n = next(_numbers)
         if n % 2 == 0:
             body = {**body, "PhoneNumber": f"+1415555{3000 + n // 2:04}"}
-    return body
+    case.body = body
+    return case
 
 
 def operation_id(case):
@@ -107,6 +147,44 @@ def maskd_deviations(ctx, response, case):
     content_type_conformance(ctx, as_documented, case)
     case.operation.validate_response(as_documented, case=case)
     return None
+
+
+def form_schema(case):
+    raw = case.operation.definition.raw
+    return raw["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+
+
+def as_maskd_reads(case, body):
+    arrays = {
+        name
+        for name, prop in form_schema(case).get("properties", {}).items()
+        if prop.get("type") == "array" and prop.get("items", {}).get("type") == "string"
+    }
+    scalar = (str, int, float, bool)
+    return {
+        k: [str(v)] if k in arrays and isinstance(v, scalar) else v
+        for k, v in body.items()
+        if not (k in EMPTY_IS_ABSENT and v in ("", None))
+    }
+
+
+def valid_form(case, body):
+    """Whether `body` is valid against the operation's form schema in Twilio's file."""
+    root = {**form_schema(case), "components": case.operation.schema.raw_schema["components"]}
+    return jsonschema_rs.Draft4Validator(root).is_valid(body)
+
+
+@schemathesis.check
+def negative_form_refused(ctx, response, case):
+    """A form body the file calls invalid gets a 4xx, unless maskd reads it as valid."""
+    meta = case.meta
+    if meta is None or not meta.is_negative_at(ParameterLocation.BODY):
+        return None
+    if any(meta.is_negative_at(loc) for loc in ParameterLocation if loc != ParameterLocation.BODY):
+        return None
+    if isinstance(case.body, dict) and valid_form(case, as_maskd_reads(case, case.body)):
+        return None
+    return negative_data_rejection(ctx, response, case)
 
 
 @schemathesis.check
