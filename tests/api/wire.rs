@@ -5,6 +5,9 @@
 use crate::common::*;
 use crate::{create_session, setup};
 
+/// A request and the Twilio error it must get: method, path, form, status, code.
+type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, u16, u64);
+
 /// Twilio's patterns (`^XX[0-9a-fA-F]{32}$`): a malformed SID is refused with the "Invalid …
 /// Sid" code for its resource (80701 for ChatInstanceSid) and never stored; a well-formed one
 /// that names nothing is still a 404.
@@ -49,7 +52,7 @@ fn sid_parameters_must_match_twilio_patterns() {
     let empty = d.post(&format!("/v1/Services/{svc}/Sessions"), &[]);
     let epath = path_of(&empty.json(), &d.base());
     let joiner = r#"{"Identifier":"+14155551003","ProxyIdentifierSid":"PN1"}"#;
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, u16, u64)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "POST",
             format!("/v1/Services/{svc}/PhoneNumbers"),
