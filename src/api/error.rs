@@ -30,6 +30,32 @@ impl ApiError {
             format!("'{param}' is invalid: {reason}"),
         )
     }
+    /// A SID parameter that does not match Twilio's pattern for its prefix
+    /// (`^<prefix>[0-9a-fA-F]{32}$`): the "Invalid … Sid" code Twilio has for that resource
+    /// (80401–80409), else 80701. Always 400.
+    pub fn invalid_sid(param: &str, prefix: &str) -> Self {
+        let (code, resource) = match prefix {
+            "AC" => (80401, "Account"),
+            "KI" => (80403, "Interaction"),
+            "KP" => (80405, "Participant"),
+            "PN" => (80407, "Phone Number"),
+            "KS" => (80408, "Service"),
+            "KC" => (80409, "Session"),
+            _ => {
+                return ApiError::invalid(
+                    param,
+                    format!("must be {prefix} followed by 32 hexadecimal digits"),
+                )
+            }
+        };
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!(
+                "Invalid {resource} Sid: '{param}' must be {prefix} followed by 32 hexadecimal digits"
+            ),
+        )
+    }
     pub fn missing(param: &str) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -43,6 +69,10 @@ impl ApiError {
             20404,
             "The requested resource was not found",
         )
+    }
+    /// The path exists but not with this method (Twilio's 20004, 405).
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, 20004, "Method not allowed")
     }
     pub fn too_many_requests() -> Self {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests")

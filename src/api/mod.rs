@@ -52,6 +52,7 @@ pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Re
 pub fn router(state: Shared) -> Router {
     resources::routes()
         .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn_with_state(state.clone(), limit))
         .layer(middleware::from_fn(observe))

@@ -5,6 +5,15 @@
 use super::error::ApiError;
 use crate::core::engine::Cursor;
 
+/// Whether `text` matches Twilio's pattern for a SID with this prefix:
+/// `^<prefix>[0-9a-fA-F]{32}$`.
+pub fn is_sid(prefix: &str, text: &str) -> bool {
+    text.len() == 34
+        && text.starts_with(prefix)
+        && prefix.len() == 2
+        && text.bytes().skip(2).all(|c| c.is_ascii_hexdigit())
+}
+
 /// A decoded `application/x-www-form-urlencoded` body or query string.
 #[derive(Debug, Default)]
 pub struct Params(Vec<(String, String)>);
@@ -38,6 +47,16 @@ impl Params {
         match self.get(name) {
             Some(v) if !v.is_empty() => Ok(v.to_string()),
             _ => Err(ApiError::missing(name)),
+        }
+    }
+
+    /// A SID parameter: `None` when absent or empty, else it must match Twilio's pattern for
+    /// `prefix` (400, `ApiError::invalid_sid`).
+    pub fn sid(&self, name: &str, prefix: &str) -> Result<Option<String>, ApiError> {
+        match self.get(name) {
+            None | Some("") => Ok(None),
+            Some(v) if is_sid(prefix, v) => Ok(Some(v.to_string())),
+            Some(_) => Err(ApiError::invalid_sid(name, prefix)),
         }
     }
 
@@ -80,11 +99,18 @@ impl Params {
             .transpose()
     }
 
+    /// An ISO 8601 date-time from 1970 to 9999 (UTC): the answer formats it as Twilio's
+    /// four-digit-year `date-time`, which an offset could otherwise push out of range.
     pub fn date(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        /// 9999-12-31T23:59:59Z.
+        const LAST: i64 = 253_402_300_799;
         self.get(name)
             .map(|v| {
                 crate::core::datetime::parse(v)
-                    .ok_or_else(|| ApiError::invalid(name, "must be an ISO 8601 date-time"))
+                    .filter(|t| (0..=LAST).contains(t))
+                    .ok_or_else(|| {
+                        ApiError::invalid(name, "must be an ISO 8601 date-time from 1970 to 9999")
+                    })
             })
             .transpose()
     }
@@ -95,7 +121,7 @@ impl Params {
             None => Ok(None),
             Some("") => Ok(Some(String::new())),
             Some(v) => {
-                if !(v.starts_with("http://") || v.starts_with("https://")) || v.len() > 2048 {
+                if !is_http_uri(v) || v.len() > 2048 {
                     return Err(ApiError::invalid(name, "must be an http or https URL"));
                 }
                 if v.starts_with(own_base) {
@@ -105,6 +131,72 @@ impl Params {
             }
         }
     }
+}
+
+/// Whether `v` is an absolute http(s) URI with a host, by RFC 3986's grammar: the answer
+/// echoes it where Twilio's schema says `format: uri`, so spaces, non-ASCII, `<>"{}|\^` and
+/// stray `%` are refused here rather than stored.
+fn is_http_uri(v: &str) -> bool {
+    let Some(rest) = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host_port = match authority.rsplit_once('@') {
+        Some((userinfo, hp)) if uri_chars(userinfo, b":") => hp,
+        Some(_) => return false,
+        None => authority,
+    };
+    let (host_ok, port) = match host_port.strip_prefix('[') {
+        // An IP literal: `[v6 address]`, then an optional port.
+        Some(literal) => match literal.split_once(']') {
+            Some((ip, after)) => (
+                !ip.is_empty()
+                    && ip
+                        .bytes()
+                        .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.'),
+                after,
+            ),
+            None => return false,
+        },
+        None => {
+            let at = host_port.find(':').unwrap_or(host_port.len());
+            let host = &host_port[..at];
+            (!host.is_empty() && uri_chars(host, b""), &host_port[at..])
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.bytes().all(|c| c.is_ascii_digit()));
+    host_ok && port_ok && uri_chars(tail, b":@/?#") && tail.matches('#').count() <= 1
+}
+
+/// Every byte is an RFC 3986 unreserved or sub-delim character, one of `extra`, or part of a
+/// `%XX` escape.
+fn uri_chars(s: &str, extra: &[u8]) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c) || extra.contains(&c)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Largest page served, whatever `PageSize` says (Twilio caps at 100).
@@ -159,5 +251,67 @@ impl Paging {
             }
         };
         Ok(Paging { size, page, cursor })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sid_pattern_is_twilios() {
+        let hex = "0123456789abcdefABCDEF0123456789";
+        assert!(is_sid("IS", &format!("IS{hex}")));
+        for bad in [
+            "null".to_string(),
+            "IS123".to_string(),
+            format!("is{hex}"),
+            format!("PN{hex}"),
+            format!("IS{hex}0"),
+            format!("IS{}g", &hex[1..]),
+            format!("IS{}é", &hex[2..]),
+        ] {
+            assert!(!is_sid("IS", &bad), "{bad}");
+        }
+        let p = Params::parse(format!("A=PN{hex}&B=&C=PN1").as_bytes());
+        assert_eq!(p.sid("A", "PN").unwrap(), Some(format!("PN{hex}")));
+        assert_eq!(p.sid("B", "PN").unwrap(), None, "empty is absent");
+        assert_eq!(p.sid("Z", "PN").unwrap(), None);
+        assert_eq!(p.sid("C", "PN").unwrap_err().code, 80407);
+        assert_eq!(p.sid("C", "IS").unwrap_err().code, 80701);
+    }
+
+    #[test]
+    fn callback_urls_are_rfc_3986_uris_with_a_host() {
+        for good in [
+            "http://x",
+            "https://hooks.example.com:8443/a/b?x=1&y=%2F#frag",
+            "https://user:pw@example.com/",
+            "http://[::1]:8080/cb",
+            "http://127.0.0.1/a;b,c=(d)!*'~",
+        ] {
+            assert!(is_http_uri(good), "{good}");
+        }
+        for bad in [
+            "",
+            "http://",
+            "http://:80/",
+            "ftp://x",
+            "http://exa mple.com",
+            "http://x/a b",
+            "http://x/%zz",
+            "http://x/%4",
+            "http://x/é",
+            "http://x/<a>",
+            "http://x/{a}|^\"\\",
+            "http://x/a#b#c",
+            "http://[",
+            "http://[::1",
+            "http://[zz]/",
+            "http://x:8o/",
+            "http://a b@x/",
+        ] {
+            assert!(!is_http_uri(bad), "{bad}");
+        }
     }
 }

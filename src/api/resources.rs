@@ -13,7 +13,7 @@ use axum::Router;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::params::{Paging, Params};
+use super::params::{is_sid, Paging, Params};
 use super::render::page_envelope;
 use super::{json_response, Shared};
 use crate::core::engine::{Cursor, NewParticipant, NewSession, ServicePatch, SessionPatch};
@@ -133,16 +133,34 @@ fn session_sid(state: &Shared, svc: &str, sess: &str) -> Result<(Sid, Sid), ApiE
     Ok((svc, sess))
 }
 
+/// A path SID that only a SID can fill: one that does not match Twilio's pattern is a 400
+/// with Twilio's "Invalid … Sid" code; one that names nothing is a 404.
+fn path_sid(kind: SidKind, param: &str, text: &str) -> Result<Sid, ApiError> {
+    Sid::parse(kind, text).ok_or_else(|| {
+        ApiError::invalid_sid(param, std::str::from_utf8(&kind.prefix()).unwrap_or("??"))
+    })
+}
+
+/// `param` is the path parameter's name in Twilio's file (`Sid` or `ParticipantSid`).
 fn participant_sid(
     state: &Shared,
     svc: &str,
     sess: &str,
-    part: &str,
+    (param, part): (&str, &str),
 ) -> Result<(Sid, Sid, Sid), ApiError> {
     let (svc, sess) = session_sid(state, svc, sess)?;
-    let part = Sid::parse(SidKind::Participant, part).ok_or_else(ApiError::not_found)?;
+    let part = path_sid(SidKind::Participant, param, part)?;
     state.engine.participant(sess, part)?;
     Ok((svc, sess, part))
+}
+
+/// A PhoneNumbers path key: a PN SID or, as maskd also allows, the number itself.
+fn number_key(key: &str) -> Result<&str, ApiError> {
+    if is_sid("PN", key) || crate::core::E164::parse(key).is_ok() {
+        Ok(key)
+    } else {
+        Err(ApiError::invalid_sid("Sid", "PN"))
+    }
 }
 
 // ----- Services -----
@@ -165,7 +183,11 @@ fn service_patch(state: &Shared, p: &Params) -> Result<ServicePatch, ApiError> {
         )?,
         intercept_callback_url: p.url("InterceptCallbackUrl", base)?,
         out_of_session_callback_url: p.url("OutOfSessionCallbackUrl", base)?,
-        chat_instance_sid: p.string("ChatInstanceSid"),
+        // Empty clears it, as with the callback URLs.
+        chat_instance_sid: match p.get("ChatInstanceSid") {
+            Some("") => Some(String::new()),
+            _ => p.sid("ChatInstanceSid", "IS")?,
+        },
         cooloff: None,
     })
 }
@@ -254,9 +276,10 @@ async fn create_number(
     let sid = service_sid(&st, &key)?;
     let p = form(&st, &headers, body).await?;
     let reserved = p.bool("IsReserved")?.unwrap_or(false);
+    let pn = p.sid("Sid", "PN")?;
     let (n, d) = st
         .engine
-        .add_number(sid, p.get("Sid"), p.get("PhoneNumber"), reserved, now())?;
+        .add_number(sid, pn.as_deref(), p.get("PhoneNumber"), reserved, now())?;
     durable(d).await?;
     ok(StatusCode::CREATED, st.number_json(&n))
 }
@@ -268,7 +291,7 @@ async fn fetch_number(
     let sid = service_sid(&st, &key)?;
     ok(
         StatusCode::OK,
-        st.number_json(&st.engine.number(sid, &number)?),
+        st.number_json(&st.engine.number(sid, number_key(&number)?)?),
     )
 }
 
@@ -280,9 +303,9 @@ async fn update_number(
 ) -> ApiResult {
     let sid = service_sid(&st, &key)?;
     let p = form(&st, &headers, body).await?;
-    let (n, d) = st
-        .engine
-        .update_number(sid, &number, p.bool("IsReserved")?, now())?;
+    let (n, d) =
+        st.engine
+            .update_number(sid, number_key(&number)?, p.bool("IsReserved")?, now())?;
     durable(d).await?;
     ok(StatusCode::OK, st.number_json(&n))
 }
@@ -292,7 +315,7 @@ async fn delete_number(
     Path((key, number)): Path<(String, String)>,
 ) -> ApiResult {
     let sid = service_sid(&st, &key)?;
-    durable(st.engine.delete_number(sid, &number)?).await?;
+    durable(st.engine.delete_number(sid, number_key(&number)?)?).await?;
     no_content()
 }
 
@@ -329,16 +352,27 @@ fn participant_from_json(text: &str) -> Result<NewParticipant, ApiError> {
         }
         Ok(None)
     };
+    let proxy_identifier_sid = field(&[
+        "ProxyIdentifierSid",
+        "proxyIdentifierSid",
+        "proxy_identifier_sid",
+    ])?
+    .filter(|s| !s.is_empty());
+    if proxy_identifier_sid
+        .as_deref()
+        .is_some_and(|s| !is_sid("PN", s))
+    {
+        return Err(ApiError::invalid_sid(
+            "Participants.ProxyIdentifierSid",
+            "PN",
+        ));
+    }
     Ok(NewParticipant {
         identifier: field(&["Identifier", "identifier"])?
             .ok_or_else(|| ApiError::missing("Participants.Identifier"))?,
         friendly_name: field(&["FriendlyName", "friendlyName", "friendly_name"])?,
         proxy_identifier: field(&["ProxyIdentifier", "proxyIdentifier", "proxy_identifier"])?,
-        proxy_identifier_sid: field(&[
-            "ProxyIdentifierSid",
-            "proxyIdentifierSid",
-            "proxy_identifier_sid",
-        ])?,
+        proxy_identifier_sid,
     })
 }
 
@@ -457,7 +491,7 @@ async fn create_participant(
         identifier: p.required("Identifier")?,
         friendly_name: p.string("FriendlyName"),
         proxy_identifier: p.string("ProxyIdentifier").filter(|s| !s.is_empty()),
-        proxy_identifier_sid: p.string("ProxyIdentifierSid").filter(|s| !s.is_empty()),
+        proxy_identifier_sid: p.sid("ProxyIdentifierSid", "PN")?,
     };
     let (part, d) = st.engine.add_participant(sess, req, now())?;
     durable(d).await?;
@@ -468,7 +502,7 @@ async fn fetch_participant(
     State(st): State<Shared>,
     Path((svc, sess, part)): Path<(String, String, String)>,
 ) -> ApiResult {
-    let (_, sess, part) = participant_sid(&st, &svc, &sess, &part)?;
+    let (_, sess, part) = participant_sid(&st, &svc, &sess, ("Sid", &part))?;
     ok(
         StatusCode::OK,
         st.participant_json(&st.engine.participant(sess, part)?),
@@ -479,7 +513,7 @@ async fn delete_participant(
     State(st): State<Shared>,
     Path((svc, sess, part)): Path<(String, String, String)>,
 ) -> ApiResult {
-    let (_, sess, part) = participant_sid(&st, &svc, &sess, &part)?;
+    let (_, sess, part) = participant_sid(&st, &svc, &sess, ("Sid", &part))?;
     let (_, d) = st.engine.delete_participant(sess, part, now())?;
     durable(d).await?;
     no_content()
@@ -524,7 +558,7 @@ async fn interaction_page(
 }
 
 async fn load_interaction(st: &Shared, session: Sid, key: &str) -> Result<Interaction, ApiError> {
-    let sid = Sid::parse(SidKind::Interaction, key).ok_or_else(ApiError::not_found)?;
+    let sid = path_sid(SidKind::Interaction, "Sid", key)?;
     let store = st.engine.store().clone();
     let found = tokio::task::spawn_blocking(move || store.interaction(sid))
         .await
@@ -581,7 +615,7 @@ async fn list_message_interactions(
     Path((svc, sess, part)): Path<(String, String, String)>,
     uri: Uri,
 ) -> ApiResult {
-    let (svc, sess, part) = participant_sid(&st, &svc, &sess, &part)?;
+    let (svc, sess, part) = participant_sid(&st, &svc, &sess, ("ParticipantSid", &part))?;
     let pg = paging(&uri)?;
     let (rows, more) = interaction_page(&st, sess, Some(part), &pg).await?;
     let bounds = rows.first().zip(rows.last()).map(|(a, b)| (a.seq, b.seq));
@@ -606,7 +640,7 @@ async fn create_message_interaction(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let (_, sess, part) = participant_sid(&st, &svc, &sess, &part)?;
+    let (_, sess, part) = participant_sid(&st, &svc, &sess, ("ParticipantSid", &part))?;
     let p = form(&st, &headers, body).await?;
     let text = match (p.get("Body"), p.get("MediaUrl")) {
         (Some(b), _) if !b.is_empty() => b.to_string(),
@@ -636,7 +670,7 @@ async fn fetch_message_interaction(
     State(st): State<Shared>,
     Path((svc, sess, part, ki)): Path<(String, String, String, String)>,
 ) -> ApiResult {
-    let (_, sess, part) = participant_sid(&st, &svc, &sess, &part)?;
+    let (_, sess, part) = participant_sid(&st, &svc, &sess, ("ParticipantSid", &part))?;
     let i = load_interaction(&st, sess, &ki).await?;
     if i.message_participant_sid != Some(part) {
         return Err(ApiError::not_found());

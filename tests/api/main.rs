@@ -1,6 +1,9 @@
-//! End-to-end: the real daemon on loopback, driven over HTTP.
+//! End-to-end: the real daemon on loopback, driven over HTTP. `wire` holds what is checked
+//! against Twilio's wire formats: SID patterns, URI and date-time values, 404 and 405.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod wire;
 
 use common::*;
 use serde_json::Value;
