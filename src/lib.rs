@@ -36,6 +36,7 @@ pub mod fuzzing;
 pub mod heap;
 pub mod metrics;
 pub mod net;
+pub mod secret;
 pub mod sip;
 pub mod smpp;
 pub mod store;
