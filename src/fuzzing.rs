@@ -177,3 +177,136 @@ pub fn sdp(body: &[u8]) {
         .expect("complete");
     assert_eq!(m.body, body, "SDP relayed unchanged");
 }
+
+/// The B2BUA driven by a script of messages (`%A ms`, `%T ms`, `%B ms` or `%X ms` lines
+/// start a message from the caller over UDP, the caller over TCP, the trunk, or an
+/// untrusted source, after moving the clock `ms` on; lines end with LF or CRLF). In a
+/// message, `@VIA@`, `@CALLID@`, `@FROM@` and `@TO@` stand for those headers of the last
+/// request maskd sent the trunk, and `@ATO@` for the To of its last answer to the caller, so
+/// seeds can follow whole calls. Properties: no panic; everything maskd builds parses (an
+/// answer echoing a caller's malformed headers may not); and
+/// no number crosses: a number that one side never sent does not appear in the headers maskd
+/// sends that side, unless it came from the other side in one of the whitelisted headers
+/// that pass verbatim (bodies pass unchanged until the media plane rewrites SDP).
+pub fn b2bua(data: &[u8]) {
+    use crate::sip::b2bua::Remote;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let a_udp = Remote::udp(([127, 0, 0, 1], 5080).into());
+    let a_tcp = Remote::tcp(([127, 0, 0, 1], 5081).into());
+    let trunk: SocketAddr = ([127, 0, 0, 1], 5070).into();
+    let stranger = Remote::udp(([192, 0, 2, 1], 5060).into());
+    let mut b = B2bua::new(Settings {
+        advertised_host: "127.0.0.1".into(),
+        local_port: 5060,
+        trunk,
+        trusted: vec!["127.0.0.0/8".parse().expect("a CIDR")],
+        assert_identity: false,
+        max_calls: 10,
+        max_transactions: 200,
+        timers: Default::default(),
+        keep_calls_on_close: false,
+        trunk_tcp: false,
+        server_header: None,
+        ring_timeout: 120_000,
+    });
+    let mut now = 1_000_000u64;
+    // What each side sent (caller: 0, trunk: 1), and what maskd sent each side's headers.
+    let mut seen: [String; 2] = Default::default();
+    let mut got: [String; 2] = Default::default();
+    let (mut via, mut call_id, mut from, mut to, mut a_to) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
+    for chunk in text.split('%').skip(1).take(64) {
+        let (head, msg) = chunk.split_once('\n').unwrap_or((chunk, ""));
+        let mut words = head.split_whitespace();
+        let src = match words.next() {
+            Some("A") => a_udp,
+            Some("T") => a_tcp,
+            Some("B") => Remote::udp(trunk),
+            Some("X") => stranger,
+            _ => continue,
+        };
+        let advance: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        let msg = msg
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n")
+            .replace("@VIA@", &via)
+            .replace("@CALLID@", &call_id)
+            .replace("@FROM@", &from)
+            .replace("@TO@", &to)
+            .replace("@ATO@", &a_to);
+        let mut out: Vec<Datagram> = Vec::new();
+        let end = now + advance.min(600_000);
+        while now < end {
+            now = (now + 500).min(end);
+            b.on_timer(now, &AnySession, &mut out);
+        }
+        let side = usize::from(src.addr == trunk);
+        if src != stranger {
+            seen[side].push_str(&msg);
+        }
+        b.handle(src, msg.as_bytes(), now, &AnySession, &mut out);
+        for d in out {
+            let to_trunk = d.to.addr == trunk;
+            let Ok(Some((m, _))) = parse(&d.data, Transport::Datagram) else {
+                // Only an answer to the caller may fail to parse: it echoes the caller's
+                // own From/To/Via, as RFC 3261 requires, even when they are malformed.
+                assert!(
+                    !to_trunk && d.data.starts_with(b"SIP/2.0 "),
+                    "maskd sent what does not parse"
+                );
+                continue;
+            };
+            let head_end = d.data.windows(4).position(|w| w == b"\r\n\r\n");
+            let head = String::from_utf8_lossy(&d.data[..head_end.unwrap_or(d.data.len())]);
+            for line in head.split("\r\n") {
+                let name = line.split(':').next().unwrap_or("").trim();
+                if !crate::sip::b2bua::passes_verbatim(name) {
+                    got[usize::from(to_trunk)].push_str(line);
+                    got[usize::from(to_trunk)].push('\n');
+                }
+            }
+            if to_trunk && m.method().is_some_and(|x| x != "ACK" && x != "CANCEL") {
+                via = m.header(HeaderName::Via).unwrap_or("").to_string();
+                call_id = m.header(HeaderName::CallId).unwrap_or("").to_string();
+                from = m.header(HeaderName::From).unwrap_or("").to_string();
+                to = m.header(HeaderName::To).unwrap_or("").to_string();
+            } else if !to_trunk && m.method().is_none() {
+                a_to = m.header(HeaderName::To).unwrap_or("").to_string();
+            }
+        }
+    }
+    // Numbers: runs of 8 to 15 digits a side sent (the other side's identity).
+    for (side, other) in [(0usize, 1usize), (1, 0)] {
+        for n in digit_runs(&seen[other]) {
+            if got[side].contains(&n) && !seen[side].contains(&n) && !known_number(&n) {
+                panic!(
+                    "a number of one side ({n}) reached the other:\n{}",
+                    got[side]
+                );
+            }
+        }
+    }
+}
+
+/// Runs of 8 to 15 ASCII digits in `s`.
+fn digit_runs(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_ascii_digit())
+        .filter(|r| (8..=15).contains(&r.len()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Numbers maskd itself may put on either side: the proxy numbers and the callee's real
+/// number it dials (the fake core's session), and its own address.
+fn known_number(n: &str) -> bool {
+    ["14155552002", "14155550102", "14155550101"]
+        .iter()
+        .any(|k| k.contains(n) || n.contains(k))
+}

@@ -82,6 +82,14 @@ fn sip_parse_and_sdp_seeds() {
         b"v=0\r\nm=audio 0 RTP/AVP\r\nSIP/2.0 200 OK\r\n\r\n".to_vec(),
     ]);
     run("sdp", bodies, fuzzing::sdp);
+    // B2BUA scripts: whole calls, plus every SIP fixture sent as the caller's INVITE.
+    let mut scripts: Vec<Vec<u8>> = files(&root().join("fixtures/sip/b2bua"), Some("script"))
+        .into_iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(scripts.len() >= 2);
+    scripts.extend(sip.iter().map(|m| [b"%A 0\n".as_slice(), m].concat()));
+    run("b2bua", scripts, fuzzing::b2bua);
 }
 
 #[test]

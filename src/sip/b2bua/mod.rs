@@ -23,6 +23,11 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
+/// Whether a header of this name passes from one leg to the other verbatim (the whitelist).
+pub fn passes_verbatim(name: &str) -> bool {
+    setup::passes(name).is_some() || name.eq_ignore_ascii_case("Require")
+}
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
