@@ -1184,12 +1184,14 @@ impl SmppPlane {
             };
             (concat, octets)
         };
-        let body_text = text::decode(msg.data_coding, text_octets);
-        if concat.is_none()
-            && OPT_OUT
-                .iter()
-                .any(|k| body_text.trim().eq_ignore_ascii_case(k))
-        {
+        // Opt-out applies to the text whatever its coding (flash messages included); octets
+        // with no text form are logged as hex.
+        let body_text = text::text_of(msg.data_coding, text_octets);
+        let opt_out = body_text
+            .as_deref()
+            .is_some_and(|t| OPT_OUT.iter().any(|k| t.trim().eq_ignore_ascii_case(k)));
+        let body_text = body_text.unwrap_or_else(|| text::hex(text_octets));
+        if concat.is_none() && opt_out {
             crate::metrics::get().smpp_opt_out.inc();
             return (status::ESME_ROK, message_id, Vec::new());
         }
