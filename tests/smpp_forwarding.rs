@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::smpp::{sm, Peer};
 use common::*;
-use maskd::smpp::pdu::{status, BindKind, Body, ShortMessage};
+use maskd::smpp::pdu::{status, Address, BindKind, Body, ShortMessage};
 use maskd::smpp::text;
 
 const A: &str = "+14155551001";
@@ -44,6 +44,10 @@ services:
 /// `default_country` it sends national numbers (US).
 const CARRIER_N: &str = r#"    - system_id: "carrier-n"
       password: "secret-n""#;
+const NATIONAL: &str = r#"    - system_id: "carrier-n"
+      password: "secret-n"
+      default_country: "US""#;
+
 fn bound(d: &Daemon, who: &str, pass: &str, kind: BindKind) -> Peer {
     Peer::bound(d.smpp, kind, who, pass)
 }
@@ -139,4 +143,104 @@ fn opt_out_applies_in_message_class_codings() {
     let mut logged: Vec<String> = want.into_iter().map(|(_, t)| t).collect();
     logged.sort();
     assert_eq!(bodies, logged);
+}
+
+fn addr(ton: u8, npi: u8, digits: &str) -> Address {
+    Address {
+        ton,
+        npi,
+        addr: digits.into(),
+    }
+}
+
+/// Addresses are read with their TON/NPI: a national number (TON 2, or TON 0 without '+')
+/// through the account's `default_country`; one that cannot be normalised (national without
+/// a default country, alphanumeric, garbage) is refused with ESME_RINVSRCADR /
+/// ESME_RINVDSTADR and counted, never acknowledged and dropped. What maskd sends is
+/// international (TON 1, NPI 1), the sender's receipt included.
+#[test]
+fn addresses_are_read_with_their_ton_and_npi() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config(NATIONAL));
+    let n_real = "+15551230001";
+    let (pn, pb) = two_party_session(&d, "sms", "chat", n_real, B);
+    let mut n = bound(&d, "carrier-n", "secret-n", BindKind::Transceiver);
+    let mut a = bound(&d, "carrier-a", "secret-a", BindKind::Transmitter);
+    let mut b = bound(&d, "carrier-b", "secret-b", BindKind::Transceiver);
+    // National numbers: "5551230001" to the proxy's national form, TON 2 and TON 0.
+    let national_proxy = &pn[2..];
+    for (i, ton) in [2u8, 0].into_iter().enumerate() {
+        let mut m = sm("", "", format!("national {i}").as_bytes());
+        m.source = addr(ton, 1, "5551230001");
+        m.dest = addr(ton, 1, national_proxy);
+        m.registered_delivery = 1;
+        let r = n.request(Body::SubmitSm(m));
+        assert_eq!(r.status, status::ESME_ROK, "TON {ton}");
+    }
+    assert!(b.wait_messages(2, Duration::from_secs(10)), "forwarded");
+    for m in &b.messages {
+        assert_eq!(
+            m.source,
+            addr(1, 1, &pb[1..]),
+            "from B's proxy, international"
+        );
+        assert_eq!(m.dest, addr(1, 1, &B[1..]));
+    }
+
+    // carrier-a has no default_country: national, alphanumeric or unreadable addresses are
+    // refused; TON 0 digits are international there, as before.
+    let cases = [
+        (
+            addr(2, 1, "5551230001"),
+            addr(1, 1, &pn[1..]),
+            status::ESME_RINVSRCADR,
+        ),
+        (
+            addr(1, 1, &n_real[1..]),
+            addr(2, 1, national_proxy),
+            status::ESME_RINVDSTADR,
+        ),
+        (
+            addr(5, 0, "Shop"),
+            addr(1, 1, &pn[1..]),
+            status::ESME_RINVSRCADR,
+        ),
+        (
+            addr(1, 1, "+1x"),
+            addr(1, 1, &pn[1..]),
+            status::ESME_RINVSRCADR,
+        ),
+        (
+            addr(1, 9, &n_real[1..]),
+            addr(1, 1, &pn[1..]),
+            status::ESME_RINVSRCADR,
+        ),
+        (
+            addr(0, 0, &n_real[1..]),
+            addr(0, 0, &pn[1..]),
+            status::ESME_ROK,
+        ),
+    ];
+    for (src, dst, want) in cases {
+        let mut m = sm("", "", b"from carrier-a");
+        m.source = src.clone();
+        m.dest = dst.clone();
+        let r = a.request(Body::SubmitSm(m));
+        assert_eq!(r.status, want, "{src:?} -> {dst:?}");
+    }
+    assert!(
+        b.wait_messages(3, Duration::from_secs(10)),
+        "TON 0 forwarded"
+    );
+    assert!(!b.wait_messages(4, Duration::from_millis(300)));
+    let m = d.metrics_text();
+    assert!(
+        m.contains(r#"maskd_smpp_invalid_address_total{field="source_addr"} 4"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"maskd_smpp_invalid_address_total{field="destination_addr"} 1"#),
+        "{m}"
+    );
+    assert!(m.contains("maskd_smpp_out_of_session_total 0"), "{m}");
 }

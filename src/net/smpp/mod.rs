@@ -25,8 +25,10 @@ type Hop = Target;
 use crate::core::store::{OutboundItem, ReceiptOrigin, RemoteRef, WriteOp};
 use crate::core::{Sid, SidKind, E164};
 use crate::smpp::codec::{decode, encode, error_response};
-use crate::smpp::pdu::{self, status, Address, Bind, BindKind, Body, Pdu, ShortMessage, Tlv};
+use crate::smpp::pdu::{self, status, Bind, BindKind, Body, Pdu, ShortMessage, Tlv};
 use crate::smpp::{receipt, text};
+
+mod address;
 
 /// Opt-out keywords (reference §4.7): such a message is acknowledged, never forwarded.
 const OPT_OUT: &[&str] = &[
@@ -124,6 +126,8 @@ pub struct SmppPlane {
     accounts: HashMap<String, Account>,
     upstreams: Vec<Upstream>,
     routes: Vec<(String, String)>,
+    /// The calling code of each account's or upstream's `default_country`, by name.
+    default_country: HashMap<String, u16>,
     reject_out_of_session: bool,
     webhooks: std::sync::OnceLock<Arc<webhook::Webhooks>>,
     window: usize,
@@ -267,6 +271,16 @@ impl SmppPlane {
             .map(|r| (r.prefix.clone(), r.via.clone()))
             .collect();
         routes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        let default_country = s
+            .accounts
+            .iter()
+            .map(|a| (&a.system_id, &a.default_country))
+            .chain(s.upstreams.iter().map(|u| (&u.name, &u.default_country)))
+            .filter_map(|(name, c)| {
+                let cc = E164::calling_code_of(c.as_deref()?)?;
+                Some((name.clone(), cc))
+            })
+            .collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let plane = Arc::new_cyclic(|me| SmppPlane {
             me: me.clone(),
@@ -275,6 +289,7 @@ impl SmppPlane {
             accounts,
             upstreams,
             routes,
+            default_country,
             reject_out_of_session: s.reject_out_of_session,
             webhooks: std::sync::OnceLock::new(),
             window: s.window as usize,
@@ -1119,18 +1134,20 @@ impl SmppPlane {
         if msg.is_receipt() {
             return self.accept_receipt(peer, msg).await;
         }
-        // Addresses are stored and echoed in receipts: no control characters.
-        if msg.source.addr.chars().any(char::is_control) {
-            return (status::ESME_RINVSRCADR, String::new(), Vec::new());
-        }
-        if msg.dest.addr.chars().any(char::is_control) {
-            return (status::ESME_RINVDSTADR, String::new(), Vec::new());
-        }
-        let Ok(src) = E164::parse(&msg.source.addr) else {
-            return (status::ESME_RINVSRCADR, String::new(), Vec::new());
+        // Read with their TON/NPI; one that is no phone number is refused, never dropped.
+        let country = self.default_country.get(peer).copied();
+        let invalid = |field: &str, st: u32| {
+            crate::metrics::get()
+                .smpp_invalid_address
+                .with_label_values(&[field])
+                .inc();
+            (st, String::new(), Vec::new())
         };
-        let Ok(dst) = E164::parse(&msg.dest.addr) else {
-            return (status::ESME_RINVDSTADR, String::new(), Vec::new());
+        let Some(src) = address::read(&msg.source, country) else {
+            return invalid("source_addr", status::ESME_RINVSRCADR);
+        };
+        let Some(dst) = address::read(&msg.dest, country) else {
+            return invalid("destination_addr", status::ESME_RINVDSTADR);
         };
         let message_id = Sid::generate(SidKind::Message).to_string();
         let mut route = self.engine.routes().target(dst, src);
@@ -1249,24 +1266,8 @@ impl SmppPlane {
             }
         };
         let outbound = ShortMessage {
-            source: Address {
-                ton: 1,
-                npi: 1,
-                addr: route
-                    .counterpart_proxy
-                    .to_string()
-                    .trim_start_matches('+')
-                    .to_string(),
-            },
-            dest: Address {
-                ton: 1,
-                npi: 1,
-                addr: route
-                    .counterpart_real
-                    .to_string()
-                    .trim_start_matches('+')
-                    .to_string(),
-            },
+            source: address::international(route.counterpart_proxy),
+            dest: address::international(route.counterpart_real),
             esm_class: msg.esm_class & pdu::esm::UDHI,
             protocol_id: msg.protocol_id,
             registered_delivery: 1,
@@ -1288,11 +1289,12 @@ impl SmppPlane {
                 .collect(),
             ..ShortMessage::default()
         };
+        // The receipt goes back in international form, whatever form the sender used.
         let origin = (msg.registered_delivery & 0x03 != 0).then(|| ReceiptOrigin {
             peer: peer.to_string(),
             message_id: message_id.clone(),
-            source: msg.source.addr.clone(),
-            dest: msg.dest.addr.clone(),
+            source: address::digits(src),
+            dest: address::digits(dst),
         });
         let item = OutboundItem {
             id: self.engine.next_seq(),
@@ -1510,16 +1512,8 @@ impl SmppPlane {
                 );
                 let body = receipt::text(&o.message_id, &r.stat, &yymmddhhmm, &yymmddhhmm);
                 let m = ShortMessage {
-                    source: Address {
-                        ton: 1,
-                        npi: 1,
-                        addr: o.dest.clone(),
-                    },
-                    dest: Address {
-                        ton: 1,
-                        npi: 1,
-                        addr: o.source.clone(),
-                    },
+                    source: address::international(from),
+                    dest: address::international(to),
                     esm_class: pdu::esm::DELIVERY_RECEIPT,
                     short_message: body.into_bytes(),
                     tlvs: vec![
@@ -1774,16 +1768,8 @@ impl Outbox for SmppPlane {
             (octets, Vec::new())
         };
         let m = ShortMessage {
-            source: Address {
-                ton: 1,
-                npi: 1,
-                addr: msg.from.to_string().trim_start_matches('+').to_string(),
-            },
-            dest: Address {
-                ton: 1,
-                npi: 1,
-                addr: msg.to.to_string().trim_start_matches('+').to_string(),
-            },
+            source: address::international(msg.from),
+            dest: address::international(msg.to),
             registered_delivery: 1,
             data_coding: dc,
             short_message,
