@@ -6,12 +6,13 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::hook::Hook;
 use common::smpp::{sm, Peer};
 use common::*;
 use maskd::smpp::pdu::{status, Address, BindKind, Body, ShortMessage};
-use maskd::smpp::text;
+use maskd::smpp::{receipt, text};
 
 const A: &str = "+14155551001";
 const B: &str = "+14155552002";
@@ -52,6 +53,20 @@ fn bound(d: &Daemon, who: &str, pass: &str, kind: BindKind) -> Peer {
     Peer::bound(d.smpp, kind, who, pass)
 }
 
+/// Polls `f` every 20 ms until it gives a value or `limit` passes.
+fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn interactions(d: &Daemon, session: &str) -> Vec<serde_json::Value> {
     d.get(&format!("/v1/Services/sms/Sessions/{session}/Interactions"))
         .json()["interactions"]
@@ -67,6 +82,31 @@ fn body_of(i: &serde_json::Value) -> String {
         .to_string()
 }
 
+/// The interaction whose inbound message is `message_id`, once its outbound leg is `want`.
+fn leg_reaches(d: &Daemon, session: &str, message_id: &str, want: &str) -> serde_json::Value {
+    poll(Duration::from_secs(10), || {
+        interactions(d, session)
+            .into_iter()
+            .find(|i| i["inbound_resource_sid"] == message_id)
+            .filter(|i| i["outbound_resource_status"] == want)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the leg of {message_id} never became {want}: {:?}",
+            interactions(d, session)
+        )
+    })
+}
+
+fn message_id(resp: &maskd::smpp::pdu::Pdu) -> String {
+    match &resp.body {
+        Body::SubmitSmResp { message_id } | Body::DeliverSmResp { message_id } => {
+            message_id.clone()
+        }
+        other => panic!("not a message answer: {other:?}"),
+    }
+}
+
 fn counter(d: &Daemon, series: &str) -> i64 {
     d.metrics_text()
         .lines()
@@ -78,6 +118,91 @@ fn counter(d: &Daemon, series: &str) -> i64 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// The next hop is carrier B's own bind: its deliver_sm_resp (ESME_ROK, empty message_id) is
+/// final delivery. The leg becomes `delivered` (with its status callback) and A, which asked
+/// for a receipt, gets maskd's DELIVRD receipt for its own message id; without
+/// registered_delivery the leg is delivered all the same and no receipt is sent.
+#[test]
+fn a_bound_accounts_deliver_sm_resp_is_final_delivery_with_a_receipt_for_the_sender() {
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(dir.path(), &config(CARRIER_N));
+    let r = d.post("/v1/Services/sms", &[("CallbackUrl", &hook.url("/status"))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (pa, pb) = two_party_session(&d, "sms", "chat", A, B);
+    let (pa, pb) = (&pa[1..], &pb[1..]);
+    let mut a = bound(&d, "carrier-a", "secret-a", BindKind::Transceiver);
+    let mut b = bound(&d, "carrier-b", "secret-b", BindKind::Transceiver);
+
+    let mut m = sm(&A[1..], pa, b"Hello B");
+    m.registered_delivery = 1;
+    let r = a.request(Body::SubmitSm(m));
+    assert_eq!(r.status, status::ESME_ROK);
+    let maskd_id = message_id(&r);
+    assert!(
+        b.wait_messages(1, Duration::from_secs(10)),
+        "forwarded to B"
+    );
+    assert_eq!(
+        (
+            b.messages[0].source.addr.as_str(),
+            b.messages[0].dest.addr.as_str()
+        ),
+        (pb, &B[1..])
+    );
+    let i = leg_reaches(&d, "chat", &maskd_id, "delivered");
+    let sid = i["sid"].as_str().unwrap().to_string();
+
+    assert!(
+        a.wait_messages(1, Duration::from_secs(10)),
+        "A gets a receipt"
+    );
+    let rc = &a.messages[0];
+    assert_eq!(rc.esm_class & 0x3C, 0x04, "receipt esm_class: {rc:?}");
+    assert_eq!(
+        (rc.source.addr.as_str(), rc.dest.addr.as_str()),
+        (pa, &A[1..]),
+        "from A's proxy number to A"
+    );
+    let parsed = receipt::parse(rc).expect("a readable receipt");
+    assert_eq!(
+        (parsed.message_id.as_str(), parsed.stat.as_str()),
+        (maskd_id.as_str(), "DELIVRD")
+    );
+    assert_eq!(rc.tlv(0x0427), Some(&[2u8][..]), "message_state DELIVERED");
+    let body = String::from_utf8(rc.short_message.clone()).unwrap();
+    let date = |key: &str| -> String {
+        let at = body.find(key).unwrap_or_else(|| panic!("{key} in {body}")) + key.len();
+        body[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect()
+    };
+    let (submit, done) = (date("submit date:"), date("done date:"));
+    assert_eq!((submit.len(), done.len()), (10, 10), "YYMMDDhhmm: {body}");
+    assert!(submit <= done, "{body}");
+    assert!(body.contains(&format!("id:{maskd_id} ")), "{body}");
+
+    // The status callbacks: queued, then delivered.
+    let got = hook.wait("/status", 2, Duration::from_secs(10));
+    let statuses: Vec<&str> = got
+        .iter()
+        .filter(|r| r.param("interactionSid") == Some(sid.as_str()))
+        .map(|r| r.param("outboundResourceStatus").unwrap())
+        .collect();
+    assert_eq!(statuses, ["queued", "delivered"]);
+
+    // No receipt asked for: delivered, and A gets nothing.
+    let r = a.request(Body::SubmitSm(sm(&A[1..], pa, b"no receipt please")));
+    let quiet_id = message_id(&r);
+    assert!(b.wait_messages(2, Duration::from_secs(10)));
+    leg_reaches(&d, "chat", &quiet_id, "delivered");
+    assert!(
+        !a.wait_messages(2, Duration::from_millis(500)),
+        "no receipt"
+    );
 }
 
 fn gsm_sm(from: &str, to: &str, dc: u8, text_: &str) -> ShortMessage {
@@ -185,6 +310,13 @@ fn addresses_are_read_with_their_ton_and_npi() {
             "from B's proxy, international"
         );
         assert_eq!(m.dest, addr(1, 1, &B[1..]));
+    }
+    // The receipts go back to the sender in international form.
+    assert!(n.wait_messages(2, Duration::from_secs(10)), "receipts");
+    for rc in &n.messages {
+        assert_eq!(rc.esm_class & 0x3C, 0x04);
+        assert_eq!(rc.source, addr(1, 1, &pn[1..]));
+        assert_eq!(rc.dest, addr(1, 1, &n_real[1..]));
     }
 
     // carrier-a has no default_country: national, alphanumeric or unreadable addresses are

@@ -26,9 +26,10 @@ use crate::core::store::{OutboundItem, ReceiptOrigin, RemoteRef, WriteOp};
 use crate::core::{Sid, SidKind, E164};
 use crate::smpp::codec::{decode, encode, error_response};
 use crate::smpp::pdu::{self, status, Bind, BindKind, Body, Pdu, ShortMessage, Tlv};
-use crate::smpp::{receipt, text};
+use crate::smpp::text;
 
 mod address;
+mod receipts;
 
 /// Opt-out keywords (reference §4.7): such a message is acknowledged, never forwarded.
 const OPT_OUT: &[&str] = &[
@@ -1449,130 +1450,6 @@ impl SmppPlane {
         sid
     }
 
-    async fn accept_receipt(
-        self: &Arc<Self>,
-        peer: &str,
-        msg: ShortMessage,
-    ) -> (u32, String, Vec<OutboundItem>) {
-        let Some(r) = receipt::parse(&msg) else {
-            crate::metrics::get()
-                .smpp_receipts
-                .with_label_values(&["unreadable"])
-                .inc();
-            return (status::ESME_ROK, String::new(), Vec::new());
-        };
-        // A fast peer's receipt can overtake maskd's own bookkeeping of the id it answered
-        // with (the delivery task records it right after the answer): look again briefly.
-        let mut found = None;
-        for attempt in 0..6u64 {
-            found = self.lookup_ref(peer, &r.message_id).await;
-            if found.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
-        }
-        let Some(rr) = found else {
-            crate::metrics::get()
-                .smpp_receipts
-                .with_label_values(&["unknown"])
-                .inc();
-            return (status::ESME_ROK, String::new(), Vec::new());
-        };
-        crate::metrics::get()
-            .smpp_receipts
-            .with_label_values(&["matched"])
-            .inc();
-        let st = match r.stat.as_str() {
-            "DELIVRD" => ResourceStatus::Delivered,
-            "UNDELIV" => ResourceStatus::Undelivered,
-            "ACCEPTD" | "ENROUTE" => ResourceStatus::Sent,
-            _ => ResourceStatus::Failed,
-        };
-        let now = now_s();
-        let mut ops = vec![WriteOp::SetOutboundStatus {
-            interaction: rr.interaction,
-            status: st,
-            resource_sid: None,
-            at: now,
-        }];
-        let mut items = Vec::new();
-        if let (Some(o), false) = (&rr.origin, st == ResourceStatus::Sent) {
-            let is_upstream = self.upstreams.iter().any(|u| u.name == o.peer);
-            if let (false, Ok(from), Ok(to)) =
-                (is_upstream, E164::parse(&o.dest), E164::parse(&o.source))
-            {
-                let stamp = crate::core::datetime::format(now);
-                let yymmddhhmm = format!(
-                    "{}{}{}{}{}",
-                    &stamp[2..4],
-                    &stamp[5..7],
-                    &stamp[8..10],
-                    &stamp[11..13],
-                    &stamp[14..16]
-                );
-                let body = receipt::text(&o.message_id, &r.stat, &yymmddhhmm, &yymmddhhmm);
-                let m = ShortMessage {
-                    source: address::international(from),
-                    dest: address::international(to),
-                    esm_class: pdu::esm::DELIVERY_RECEIPT,
-                    short_message: body.into_bytes(),
-                    tlvs: vec![
-                        // receipted_message_id is a C-Octet string: NUL-terminated.
-                        Tlv {
-                            tag: pdu::tag::RECEIPTED_MESSAGE_ID,
-                            value: [o.message_id.as_bytes(), &[0]].concat(),
-                        },
-                        Tlv {
-                            tag: pdu::tag::MESSAGE_STATE,
-                            value: vec![receipt::state_of(&r.stat)],
-                        },
-                    ],
-                    ..ShortMessage::default()
-                };
-                let item = OutboundItem {
-                    id: self.engine.next_seq(),
-                    interaction: rr.interaction,
-                    from,
-                    to,
-                    via: Some(o.peer.clone()),
-                    origin: None,
-                    payload: encode_payload(m),
-                    created: crate::app::now_ms(),
-                };
-                ops.push(WriteOp::PutOutbound(item.clone()));
-                items.push(item);
-            }
-        }
-        for i in &items {
-            self.reserve(i.id);
-        }
-        match self.engine.record(ops, None).await {
-            Ok(()) => (status::ESME_ROK, String::new(), items),
-            Err(_) => {
-                for i in &items {
-                    self.release(i.id);
-                }
-                (status::ESME_RSYSERR, String::new(), Vec::new())
-            }
-        }
-    }
-
-    /// The message a receipt from `peer` is about: ids are only unique per peer, and a peer
-    /// can only report on messages maskd handed to it.
-    async fn lookup_ref(&self, peer: &str, remote_id: &str) -> Option<RemoteRef> {
-        let key = (peer.to_string(), remote_id.to_string());
-        if let Some(rr) = self.recent_refs.lock().0.get(&key).cloned() {
-            return Some(rr);
-        }
-        let store = self.engine.store().clone();
-        let (peer, id) = key;
-        tokio::task::spawn_blocking(move || store.remote_ref(&peer, &id))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
-    }
-
     async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<OutboundItem>) {
         let slots = Arc::new(Semaphore::new(MAX_DELIVERIES));
         while let Some(item) = rx.recv().await {
@@ -1633,9 +1510,12 @@ impl SmppPlane {
                                 );
                                 return if item.via.is_some() {
                                     self.finish_receipt(&item).await
-                                } else {
+                                } else if link.upstream {
+                                    // An SMSC took it: its receipt, matched by this id, tells.
                                     self.finish(&item, &peer, ResourceStatus::Sent, Some(remote))
                                         .await
+                                } else {
+                                    self.delivered(&item, &peer, remote).await
                                 };
                             }
                             status::ESME_RTHROTTLED
@@ -1697,19 +1577,7 @@ impl SmppPlane {
                 interaction: item.interaction,
                 origin: item.origin.clone(),
             };
-            {
-                let mut guard = self.recent_refs.lock();
-                let (map, order) = &mut *guard;
-                let key = (rr.peer.clone(), rr.remote_id.clone());
-                if map.insert(key.clone(), rr.clone()).is_none() {
-                    order.push_back(key);
-                }
-                while order.len() > MAX_RECENT_REFS {
-                    if let Some(old) = order.pop_front() {
-                        map.remove(&old);
-                    }
-                }
-            }
+            self.remember_ref(&rr);
             ops.push(WriteOp::PutRemoteRef(rr));
         }
         self.engine.record(ops, None).await.is_ok()
