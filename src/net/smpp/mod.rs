@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Validated;
 use crate::core::engine::{Engine, OutboundMessage, Outbox};
@@ -27,8 +27,11 @@ use crate::core::{Sid, SidKind, E164};
 use crate::smpp::codec::{decode, encode, error_response};
 use crate::smpp::pdu::{self, status, Bind, BindKind, Body, Pdu, ShortMessage, Tlv};
 use crate::smpp::text;
+use order::InOrder;
 
 mod address;
+mod dispatch;
+mod order;
 mod receipts;
 
 /// Opt-out keywords (reference §4.7): such a message is acknowledged, never forwarded.
@@ -140,7 +143,8 @@ pub struct SmppPlane {
     buckets: Mutex<HashMap<String, Bucket>>,
     partials: Mutex<Partials>,
     next_link: AtomicU64,
-    round_robin: AtomicUsize,
+    /// Woken whenever a link that can carry messages is registered (feeds wait on it).
+    linked: tokio::sync::Notify,
     /// The dispatcher's channel: it never holds more than `held.cap` items.
     queue: mpsc::UnboundedSender<OutboundItem>,
     held: Mutex<Held>,
@@ -303,7 +307,7 @@ impl SmppPlane {
             buckets: Mutex::new(HashMap::new()),
             partials: Mutex::new((HashMap::new(), VecDeque::new())),
             next_link: AtomicU64::new(1),
-            round_robin: AtomicUsize::new(0),
+            linked: tokio::sync::Notify::new(),
             queue: tx,
             held: Mutex::new(Held {
                 ids: HashSet::new(),
@@ -624,6 +628,7 @@ impl SmppPlane {
             .entry(peer.to_string())
             .or_default()
             .push(link);
+        self.linked.notify_waiters();
     }
 
     fn unregister(&self, peer: &str, id: u64, counted: bool) {
@@ -637,13 +642,16 @@ impl SmppPlane {
         }
     }
 
-    fn pick_link(&self, peer: &str) -> Option<Link> {
+    /// A link of `peer` for a message to `to`: the same one for the same destination while
+    /// the peer's links stay, so what one bind sends one number keeps its order when the
+    /// peer has several binds (destinations spread the load).
+    fn pick_link(&self, peer: &str, to: E164) -> Option<Link> {
         let links = self.links.lock();
         let v = links.get(peer)?;
         if v.is_empty() {
             return None;
         }
-        let i = self.round_robin.fetch_add(1, Ordering::Relaxed) % v.len();
+        let i = (to.as_u64() % v.len() as u64) as usize;
         Some(v[i].clone())
     }
 
@@ -743,6 +751,7 @@ impl SmppPlane {
             send(&frames_tx, &bind);
         }
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let order = Arc::new(Mutex::new(InOrder::default()));
         let mut buf: Vec<u8> = Vec::with_capacity(8192);
         let mut chunk = vec![0u8; 16 * 1024];
         let mut last_rx = Instant::now();
@@ -778,7 +787,7 @@ impl SmppPlane {
                             Ok(Some((pdu, used))) => {
                                 used_total += used;
                                 pdus("in", pdu.body.name(), pdu.status);
-                                match self.on_pdu(pdu, &mut peer, &upstream, peer_ip, link_id, &req_tx, &frames_tx, &in_flight, &mut pending).await {
+                                match self.on_pdu(pdu, &mut peer, &upstream, peer_ip, link_id, &req_tx, &frames_tx, &in_flight, &order, &mut pending).await {
                                     Flow::Continue => {}
                                     Flow::Close => break 'conn,
                                 }
@@ -884,6 +893,7 @@ impl SmppPlane {
         req_tx: &mpsc::Sender<Request>,
         frames: &mpsc::Sender<Vec<u8>>,
         in_flight: &Arc<AtomicUsize>,
+        order: &Arc<Mutex<InOrder<OutboundItem>>>,
         pending: &mut Pending,
     ) -> Flow {
         let reply = |body: Body, st: u32| {
@@ -1073,9 +1083,18 @@ impl SmppPlane {
                 let in_flight = in_flight.clone();
                 let seq = pdu.seq;
                 let body_kind = pdu.body.command_id();
+                // Its place in the bind's order, and its queue id, taken in arrival order:
+                // the store gives queued messages back in id order too.
+                let mut turn = Turn {
+                    plane: self.clone(),
+                    order: order.clone(),
+                    ticket: order.lock().ticket(),
+                    items: Vec::new(),
+                };
+                let queue_id = self.engine.next_seq();
                 tokio::spawn(async move {
                     let started = Instant::now();
-                    let (st, id, item) = me.accept_message(&name, msg).await;
+                    let (st, id, item) = me.accept_message(&name, msg, queue_id).await;
                     let body = match body_kind {
                         pdu::cmd::SUBMIT_SM => Body::SubmitSmResp { message_id: id },
                         pdu::cmd::DELIVER_SM => Body::DeliverSmResp { message_id: id },
@@ -1099,10 +1118,10 @@ impl SmppPlane {
                     if let Err(mpsc::error::TrySendError::Full(buf)) = frames.try_send(buf) {
                         let _ = tokio::time::timeout(me.response_timeout, frames.send(buf)).await;
                     }
-                    // Durable already: forwarded whatever happened to the answer.
-                    for i in item {
-                        me.dispatch(i);
-                    }
+                    // Durable already: forwarded whatever happened to the answer, after what
+                    // the bind sent before it.
+                    turn.items = item;
+                    drop(turn);
                     crate::metrics::get()
                         .smpp_accept_latency
                         .observe(started.elapsed().as_secs_f64());
@@ -1131,6 +1150,7 @@ impl SmppPlane {
         self: &Arc<Self>,
         peer: &str,
         msg: ShortMessage,
+        queue_id: u64,
     ) -> (u32, String, Vec<OutboundItem>) {
         if msg.is_receipt() {
             return self.accept_receipt(peer, msg).await;
@@ -1298,7 +1318,7 @@ impl SmppPlane {
             dest: address::digits(dst),
         });
         let item = OutboundItem {
-            id: self.engine.next_seq(),
+            id: queue_id,
             interaction: interaction_sid,
             from: route.counterpart_proxy,
             to: route.counterpart_real,
@@ -1449,152 +1469,31 @@ impl SmppPlane {
         }
         sid
     }
-
-    async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<OutboundItem>) {
-        let slots = Arc::new(Semaphore::new(MAX_DELIVERIES));
-        while let Some(item) = rx.recv().await {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let me = self.clone();
-            tokio::spawn(async move {
-                let id = item.id;
-                // A row whose delete failed keeps its slot (the store stops taking writes
-                // then): a sweep must not send it again.
-                if me.deliver(item).await {
-                    me.done(id);
-                }
-                drop(permit);
-            });
-        }
-    }
-
-    /// Sends one queued message until the peer accepts it, it fails for good, or attempts
-    /// run out; the queue item leaves the store only then.
-    /// Returns whether the item left the store.
-    async fn deliver(self: &Arc<Self>, item: OutboundItem) -> bool {
-        let Some(Body::SubmitSm(m)) = decode_payload(&item.payload) else {
-            return self.give_up(&item).await;
-        };
-        let mut backoff = Duration::from_millis(250);
-        // Transient trouble (no bind, link down, timeout, throttling, a full queue) is
-        // retried with backoff for as long as the message is young enough; only a permanent
-        // refusal or age marks it failed.
-        loop {
-            let peer = item.via.clone().or_else(|| self.route_for(item.to));
-            let Some(peer) = peer else {
-                tracing::warn!(to = %item.to.masked(), "no smpp route for destination");
-                return self.give_up(&item).await;
-            };
-            if let Some(link) = self.pick_link(&peer) {
-                let body = if link.upstream {
-                    Body::SubmitSm(m.clone())
-                } else {
-                    Body::DeliverSm(m.clone())
-                };
-                let (tx, rx) = oneshot::channel();
-                if link.tx.send(Request { body, reply: tx }).await.is_ok() {
-                    if let Ok(Ok(Ok(resp))) =
-                        tokio::time::timeout(self.response_timeout + Duration::from_secs(1), rx)
-                            .await
-                    {
-                        match resp.status {
-                            status::ESME_ROK => {
-                                let remote = match resp.body {
-                                    Body::SubmitSmResp { message_id }
-                                    | Body::DeliverSmResp { message_id } => message_id,
-                                    _ => String::new(),
-                                };
-                                crate::metrics::get().smpp_forward_latency.observe(
-                                    (crate::app::now_ms() - item.created).max(0) as f64 / 1000.0,
-                                );
-                                return if item.via.is_some() {
-                                    self.finish_receipt(&item).await
-                                } else if link.upstream {
-                                    // An SMSC took it: its receipt, matched by this id, tells.
-                                    self.finish(&item, &peer, ResourceStatus::Sent, Some(remote))
-                                        .await
-                                } else {
-                                    self.delivered(&item, &peer, remote).await
-                                };
-                            }
-                            status::ESME_RTHROTTLED
-                            | status::ESME_RMSGQFUL
-                            | status::ESME_RX_T_APPN
-                            | status::ESME_RSYSERR => {}
-                            st => {
-                                tracing::info!(
-                                    status = pdu::status_name(st),
-                                    "smpp peer refused a message for good"
-                                );
-                                return self.give_up(&item).await;
-                            }
-                        }
-                    }
-                }
-            }
-            if crate::app::now_ms() - item.created > MAX_AGE_MS {
-                tracing::warn!(to = %item.to.masked(), "smpp message expired undelivered");
-                return self.give_up(&item).await;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-        }
-    }
-
-    /// A message that cannot be sent: its leg is failed and it leaves the queue. A receipt
-    /// maskd owed a sender only leaves the queue (the message's own status stands).
-    async fn give_up(&self, item: &OutboundItem) -> bool {
-        if item.via.is_some() {
-            self.finish_receipt(item).await
-        } else {
-            self.finish(item, "", ResourceStatus::Failed, None).await
-        }
-    }
-
-    /// Returns whether the item's delete is durable.
-    async fn finish(
-        &self,
-        item: &OutboundItem,
-        peer: &str,
-        st: ResourceStatus,
-        remote: Option<String>,
-    ) -> bool {
-        let now = now_s();
-        let mut ops = vec![
-            WriteOp::DeleteOutbound(item.id),
-            WriteOp::SetOutboundStatus {
-                interaction: item.interaction,
-                status: st,
-                resource_sid: remote.clone().filter(|r| !r.is_empty()),
-                at: now,
-            },
-        ];
-        if let Some(r) = remote.filter(|r| !r.is_empty()) {
-            let rr = RemoteRef {
-                peer: peer.to_string(),
-                remote_id: r,
-                interaction: item.interaction,
-                origin: item.origin.clone(),
-            };
-            self.remember_ref(&rr);
-            ops.push(WriteOp::PutRemoteRef(rr));
-        }
-        self.engine.record(ops, None).await.is_ok()
-    }
-
-    /// Returns whether the item's delete is durable.
-    async fn finish_receipt(&self, item: &OutboundItem) -> bool {
-        self.engine
-            .record(vec![WriteOp::DeleteOutbound(item.id)], None)
-            .await
-            .is_ok()
-    }
 }
 
 enum Flow {
     Continue,
     Close,
+}
+
+/// One message's place in its bind's order: when it is dropped (also if its task ends
+/// early), what the message queued is handed to the dispatcher after everything its bind
+/// sent before it.
+struct Turn {
+    plane: Arc<SmppPlane>,
+    order: Arc<Mutex<InOrder<OutboundItem>>>,
+    ticket: u64,
+    items: Vec<OutboundItem>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        // Under the lock: two turns finishing at once still hand their items on in order.
+        let mut order = self.order.lock();
+        for item in order.finish(self.ticket, std::mem::take(&mut self.items)) {
+            self.plane.dispatch(item);
+        }
+    }
 }
 
 /// The queue payload: the outbound message as an encoded submit_sm (decoded again at send
