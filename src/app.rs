@@ -55,7 +55,7 @@ impl AppError {
     }
 }
 
-pub use crate::clock::now_ms;
+use crate::clock::now_ms;
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr)

@@ -251,6 +251,10 @@ pub struct SmppAccount {
     /// PDUs per second before ESME_RTHROTTLED.
     #[serde(default = "default_max_rate")]
     pub max_rate: u32,
+    /// ISO 3166 alpha-2 country (e.g. `US`) whose national format this peer's addresses
+    /// with TON 2, or TON 0 without a leading `+`, are in.
+    #[serde(default)]
+    pub default_country: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -264,6 +268,10 @@ pub struct SmppUpstream {
     pub bind: String,
     #[serde(default = "default_window")]
     pub window: u32,
+    /// ISO 3166 alpha-2 country (e.g. `US`) whose national format this upstream's
+    /// addresses with TON 2, or TON 0 without a leading `+`, are in.
+    #[serde(default)]
+    pub default_country: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -475,6 +483,19 @@ impl Problems {
             }
         }
     }
+    fn country(&mut self, key: &str, v: &Option<String>) {
+        if let Some(c) = v {
+            if E164::calling_code_of(c).is_none() {
+                self.add(
+                    key,
+                    format!(
+                        "\"{c}\" is not an ISO 3166 alpha-2 country code with a calling code \
+                         (upper case, e.g. \"US\", \"GB\", \"DE\")"
+                    ),
+                );
+            }
+        }
+    }
     fn one_of(&mut self, key: &str, v: &str, allowed: &[&str]) {
         if !allowed.contains(&v) {
             self.add(
@@ -604,6 +625,7 @@ impl Config {
             if a.max_rate == 0 {
                 p.add(format!("{k}.max_rate"), "must be at least 1");
             }
+            p.country(&format!("{k}.default_country"), &a.default_country);
         }
         for (i, u) in smpp.upstreams.iter().enumerate() {
             let k = format!("smpp.upstreams[{i}]");
@@ -631,6 +653,7 @@ impl Config {
             if u.window == 0 {
                 p.add(format!("{k}.window"), "must be at least 1");
             }
+            p.country(&format!("{k}.default_country"), &u.default_country);
         }
         for (i, r) in smpp.routes.iter().enumerate() {
             let k = format!("smpp.routes[{i}]");

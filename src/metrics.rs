@@ -42,6 +42,7 @@ pub const CALLBACK_DURATION: &str = "maskd_callback_duration_seconds";
 pub const SMPP_OUT_OF_SESSION: &str = "maskd_smpp_out_of_session_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
+pub const SMPP_INVALID_ADDRESS: &str = "maskd_smpp_invalid_address_total";
 pub const SMPP_FORWARD_LATENCY: &str = "maskd_smpp_forward_latency_seconds";
 pub const HEAP_LIVE: &str = "maskd_heap_live_bytes";
 pub const SMPP_ACCEPT_LATENCY: &str = "maskd_smpp_accept_latency_seconds";
@@ -81,6 +82,7 @@ pub struct Metrics {
     pub smpp_out_of_session: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
     pub smpp_receipts: IntCounterVec,
+    pub smpp_invalid_address: IntCounterVec,
     pub smpp_forward_latency: Histogram,
     pub smpp_accept_latency: Histogram,
 }
@@ -252,6 +254,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["outcome"],
         )?,
+        smpp_invalid_address: IntCounterVec::new(
+            Opts::new(
+                SMPP_INVALID_ADDRESS,
+                "Messages refused because an address cannot be read as a phone number with \
+                 its TON/NPI, by field (source_addr, destination_addr)",
+            ),
+            &["field"],
+        )?,
         smpp_forward_latency: Histogram::with_opts(
             HistogramOpts::new(
                 SMPP_FORWARD_LATENCY,
@@ -312,6 +322,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.smpp_out_of_session.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;
     m.registry.register(Box::new(m.smpp_receipts.clone()))?;
+    m.registry
+        .register(Box::new(m.smpp_invalid_address.clone()))?;
     m.registry
         .register(Box::new(m.smpp_forward_latency.clone()))?;
     m.registry

@@ -76,8 +76,8 @@ fn status_callbacks_follow_a_message_in_order_and_500_is_retried() {
     let first = hook.wait("/status", 1, Duration::from_secs(5));
     assert!(!first.is_empty(), "a status callback arrived");
     hook.reply("/status", Reply::Status(200));
-    // queued (created) then sent (forwarded): at least two distinct callbacks, retried
-    // ones repeated, in order.
+    // queued (created) then delivered (carrier B's bind took it): at least two distinct
+    // callbacks, retried ones repeated, in order.
     let got = hook.wait("/status", 3, Duration::from_secs(10));
     assert!(got.len() >= 3, "the 500 was retried: {}", got.len());
     let statuses: Vec<&str> = got
@@ -88,7 +88,7 @@ fn status_callbacks_follow_a_message_in_order_and_500_is_retried() {
     distinct.dedup();
     assert_eq!(
         distinct,
-        ["queued", "sent"],
+        ["queued", "delivered"],
         "in order, each until accepted: {statuses:?}"
     );
     let r = &got[0];
@@ -458,7 +458,7 @@ fn out_of_session_timeout_refused_and_plain_2xx_mean_no_session_and_status_403_i
         .collect();
     assert_eq!(
         statuses,
-        ["queued", "sent"],
+        ["queued", "delivered"],
         "each once, no retry after 403"
     );
     // Nothing more arrives within the first retry's backoff.
@@ -486,7 +486,7 @@ fn status_callbacks_beyond_the_memory_bound_wait_in_the_store_and_all_go_out_in_
         assert_eq!(send_from_a(&mut a, &pa, &format!("m{i}")), status::ESME_ROK);
     }
     assert!(b.wait_messages(10, Duration::from_secs(10)), "forwarded");
-    // queued and sent for each of the ten messages.
+    // queued and delivered for each of the ten messages.
     let got = hook.wait("/status", 20, Duration::from_secs(20));
     let mut by_interaction: std::collections::HashMap<&str, Vec<&str>> = Default::default();
     for r in &got {
@@ -497,7 +497,7 @@ fn status_callbacks_beyond_the_memory_bound_wait_in_the_store_and_all_go_out_in_
     }
     assert_eq!(by_interaction.len(), 10, "{by_interaction:?}");
     for (sid, statuses) in &by_interaction {
-        assert_eq!(statuses, &["queued", "sent"], "{sid}");
+        assert_eq!(statuses, &["queued", "delivered"], "{sid}");
     }
     assert!(
         d.try_wait_for_log("wait in the store", Duration::from_secs(1))

@@ -205,7 +205,6 @@ fn api_message_interactions_are_sent_from_the_proxy_number() {
     let d = Daemon::start_with(dir.path(), &config("", "", "carrier-b"));
     let (_pa, pb) = session(&d);
     let mut b = bound(&d, "carrier-b", "secret-b", BindKind::Receiver);
-    b.answer_id = "b-".into();
     let parts = d.get("/v1/Services/sms/Sessions/chat/Participants").json();
     let kp_b = parts["participants"][1]["sid"]
         .as_str()
@@ -228,18 +227,19 @@ fn api_message_interactions_are_sent_from_the_proxy_number() {
         maskd::smpp::text::decode(m.data_coding, &m.short_message),
         "Your driver is here €"
     );
-    // The leg moves to sent with the carrier's message id (poll, bounded).
+    // Carrier B's bind took it (deliver_sm_resp, ESME_ROK, no message_id as SMPP 3.4
+    // §4.6.2 says): the leg is delivered (poll, bounded).
     let path = format!("/v1/Services/sms/Sessions/chat/Interactions/{ki}");
-    let sent = (0..100).find_map(|_| {
+    let delivered = (0..100).find_map(|_| {
         let i = d.get(&path).json();
-        if i["outbound_resource_status"] == "sent" {
+        if i["outbound_resource_status"] == "delivered" {
             return Some(i);
         }
         std::thread::sleep(Duration::from_millis(20));
         None
     });
-    let sent = sent.expect("status sent");
-    assert_eq!(sent["outbound_resource_sid"], "b-1");
+    let delivered = delivered.expect("status delivered");
+    assert_eq!(delivered["outbound_resource_sid"], serde_json::Value::Null);
 }
 
 /// An upstream SMSC of the project's own: accepts maskd's bind, takes submit_sm, answers

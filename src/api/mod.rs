@@ -24,6 +24,7 @@ use axum::Router;
 use base64::Engine as _;
 
 use crate::core::Engine;
+use crate::secret::constant_time_eq;
 use error::ApiError;
 
 /// What every handler needs.
@@ -120,8 +121,6 @@ async fn limit(State(state): State<Shared>, req: Request, next: Next) -> Respons
     }
     next.run(req).await
 }
-
-pub use crate::secret::constant_time_eq;
 
 fn authorized(headers: &HeaderMap, state: &ApiState) -> bool {
     let Some(value) = headers

@@ -66,6 +66,50 @@ impl E164 {
         Ok(number)
     }
 
+    /// Parses a number in the national format of the country with `calling_code` (as dialled
+    /// inside it, SMPP's TON 2): separators ignored, one leading trunk prefix dropped (`0` in
+    /// most countries; `1` in NANP and `8` in Russia and Kazakhstan before 10 digits, `06`
+    /// in Hungary, none in Italy and San Marino, where a leading 0 belongs to the number),
+    /// then the calling code put in front. NANP numbers must then have 10 digits.
+    pub fn parse_national(text: &str, calling_code: u16) -> Result<E164, E164Error> {
+        let mut digits = String::with_capacity(text.len());
+        for c in text.trim().chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '.' | '(' | ')' => {}
+                _ => return Err(E164Error::BadCharacter),
+            }
+        }
+        if digits.is_empty() {
+            return Err(E164Error::Empty);
+        }
+        if digits.len() > 15 {
+            return Err(E164Error::BadLength);
+        }
+        let trunk = match (calling_code, digits.len()) {
+            (1, 11) => "1",
+            (7, 11) => "8",
+            (1 | 7, _) | (39 | 378, _) => "",
+            (36, _) => "06",
+            _ => "0",
+        };
+        let national = digits.strip_prefix(trunk).unwrap_or(&digits);
+        if calling_code == 1 && national.len() != 10 {
+            return Err(E164Error::BadLength);
+        }
+        E164::parse(&format!("+{calling_code}{national}"))
+    }
+
+    /// The calling code of an ISO 3166 alpha-2 country code (upper case), for the countries
+    /// the calling-code table knows, those sharing a code included (`CA` → 1, `JE` → 44).
+    pub fn calling_code_of(iso: &str) -> Option<u16> {
+        CALLING_CODES
+            .iter()
+            .chain(SHARED_CODES)
+            .find(|(_, i)| *i == iso)
+            .map(|(c, _)| *c)
+    }
+
     /// Builds a number from its digits value, as stored; checks it like `parse`.
     pub fn from_u64(value: u64) -> Option<E164> {
         let digits = digit_count(value);
@@ -219,6 +263,48 @@ fn nanp_country(npa: u16) -> &'static str {
         .map(|(_, iso)| *iso)
         .unwrap_or("US")
 }
+
+/// Countries that share a calling code with the one the table below names for it.
+static SHARED_CODES: &[(u16, &str)] = &[
+    (1, "CA"),
+    (1, "AG"),
+    (1, "AI"),
+    (1, "AS"),
+    (1, "BB"),
+    (1, "BM"),
+    (1, "BS"),
+    (1, "DM"),
+    (1, "DO"),
+    (1, "GD"),
+    (1, "GU"),
+    (1, "JM"),
+    (1, "KN"),
+    (1, "KY"),
+    (1, "LC"),
+    (1, "MP"),
+    (1, "MS"),
+    (1, "PR"),
+    (1, "SX"),
+    (1, "TC"),
+    (1, "TT"),
+    (1, "VC"),
+    (1, "VG"),
+    (1, "VI"),
+    (7, "KZ"),
+    (39, "VA"),
+    (44, "GG"),
+    (44, "IM"),
+    (44, "JE"),
+    (47, "SJ"),
+    (61, "CC"),
+    (61, "CX"),
+    (212, "EH"),
+    (262, "YT"),
+    (358, "AX"),
+    (590, "BL"),
+    (590, "MF"),
+    (599, "BQ"),
+];
 
 /// ITU-T E.164 country calling codes, sorted, with the main ISO 3166 country of each.
 /// Shared codes map to their largest member (7 → RU, 44 → GB, 47 → NO, 61 → AU, 262 → RE,
@@ -484,6 +570,56 @@ mod tests {
             E164::parse("+8001234567"),
             Err(E164Error::UnknownCountryCode)
         );
+    }
+
+    #[test]
+    fn national_numbers_through_a_country() {
+        let n = |s| E164::parse(s).unwrap();
+        let us = E164::calling_code_of("US").unwrap();
+        assert_eq!(us, 1);
+        assert_eq!(
+            E164::parse_national("5551230001", us),
+            Ok(n("+15551230001"))
+        );
+        assert_eq!(
+            E164::parse_national("1 (555) 123-0001", us),
+            Ok(n("+15551230001"))
+        );
+        assert_eq!(
+            E164::parse_national("555123000", us),
+            Err(E164Error::BadLength)
+        );
+        let gb = E164::calling_code_of("GB").unwrap();
+        assert_eq!(
+            E164::parse_national("07700 900123", gb),
+            Ok(n("+447700900123"))
+        );
+        assert_eq!(E164::calling_code_of("JE"), Some(44));
+        assert_eq!(E164::calling_code_of("CA"), Some(1));
+        assert_eq!(
+            E164::parse_national("0612345678", 33),
+            Ok(n("+33612345678"))
+        );
+        assert_eq!(
+            E164::parse_national("06 30 123 4567", 36),
+            Ok(n("+36301234567"))
+        );
+        assert_eq!(
+            E164::parse_national("89161234567", 7),
+            Ok(n("+79161234567"))
+        );
+        // Italy keeps its leading 0 (landlines).
+        assert_eq!(
+            E164::parse_national("0612345678", 39),
+            Ok(n("+390612345678"))
+        );
+        assert_eq!(E164::parse_national("", 44), Err(E164Error::Empty));
+        assert_eq!(
+            E164::parse_national("0770x", 44),
+            Err(E164Error::BadCharacter)
+        );
+        assert_eq!(E164::calling_code_of("XX"), None);
+        assert_eq!(E164::calling_code_of("us"), None);
     }
 
     #[test]

@@ -222,7 +222,7 @@ impl Webhooks {
             tracing::warn!("out-of-session answer without participantIdentifier: no session");
             return false;
         };
-        let now = crate::app::now_ms() / 1000;
+        let now = crate::clock::now_ms() / 1000;
         let created = self.engine.create_session(
             ctx.service,
             NewSession {
@@ -484,7 +484,7 @@ async fn status_loop(
                     Done::Retry => {
                         let Some(h) = qs.by_interaction.get_mut(&sid).and_then(|q| q.front_mut()) else { continue };
                         h.attempts += 1;
-                        let age = (crate::app::now_ms() / 1000) - h.item.created;
+                        let age = (crate::clock::now_ms() / 1000) - h.item.created;
                         if age > GIVE_UP_AFTER_S {
                             tracing::warn!(interaction = %h.item.interaction, attempts = h.attempts, "status callback given up");
                             crate::metrics::get().callbacks.with_label_values(&["status", "dropped"]).inc();

@@ -9,6 +9,8 @@ pub struct Receipt {
     pub message_id: String,
     /// `DELIVRD`, `UNDELIV`, `EXPIRED`, `REJECTD`, `ACCEPTD`, `UNKNOWN`, `DELETED`, `ENROUTE`.
     pub stat: String,
+    /// The text's `submit date:` (`YYMMDDhhmm`, or with seconds), when it has one.
+    pub submit_date: Option<String>,
 }
 
 /// message_state values (SMPP 3.4 §5.2.28) as receipt stat words.
@@ -43,7 +45,14 @@ pub fn parse(m: &ShortMessage) -> Option<Receipt> {
         Some([s]) => state_word(*s).to_string(),
         _ => field(&text, "stat:").unwrap_or("UNKNOWN").to_string(),
     };
-    Some(Receipt { message_id, stat })
+    let submit_date = field(&text, "submit date:")
+        .filter(|d| matches!(d.len(), 10 | 12) && d.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string);
+    Some(Receipt {
+        message_id,
+        stat,
+        submit_date,
+    })
 }
 
 /// The receipt text maskd sends for its own message id.
@@ -63,5 +72,27 @@ pub fn state_of(stat: &str) -> u8 {
         "ACCEPTD" => 6,
         "REJECTD" => 8,
         _ => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_id_stat_and_submit_date() {
+        let m = ShortMessage {
+            esm_class: 0x04,
+            short_message: text("SM1", "DELIVRD", "2611240000", "2611240001").into_bytes(),
+            ..ShortMessage::default()
+        };
+        let r = parse(&m).unwrap();
+        assert_eq!((r.message_id.as_str(), r.stat.as_str()), ("SM1", "DELIVRD"));
+        assert_eq!(r.submit_date.as_deref(), Some("2611240000"));
+        let bare = ShortMessage {
+            short_message: b"id:X stat:UNDELIV".to_vec(),
+            ..ShortMessage::default()
+        };
+        assert_eq!(parse(&bare).unwrap().submit_date, None);
     }
 }

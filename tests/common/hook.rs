@@ -83,6 +83,60 @@ impl Hook {
             .collect()
     }
 
+    /// The GET requests to `path` (whatever their query string), each as its query's
+    /// parameters, decoded as UTF-8 (invalid bytes replaced).
+    pub fn queries(&self, path: &str) -> Vec<Vec<(String, String)>> {
+        let g = self.shared.0.lock().unwrap();
+        g.requests
+            .iter()
+            .filter_map(|r| {
+                let (p, q) = r.path.split_once('?').unwrap_or((&r.path, ""));
+                (p == path).then(|| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    /// The raw (percent-decoded) bytes of parameter `name` in each GET request to `path`:
+    /// for binary or UCS-2 text, which is no UTF-8.
+    pub fn query_bytes(&self, path: &str, name: &str) -> Vec<Vec<u8>> {
+        let g = self.shared.0.lock().unwrap();
+        g.requests
+            .iter()
+            .filter_map(|r| {
+                let (p, q) = r.path.split_once('?')?;
+                (p == path).then_some(q)?;
+                q.split('&').find_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    (k == name).then(|| percent_decode(v))
+                })
+            })
+            .collect()
+    }
+
+    /// Waits (bounded) until requests to `path` (query strings ignored) satisfy `done`.
+    pub fn wait_queries(
+        &self,
+        path: &str,
+        timeout: Duration,
+        done: impl Fn(&[Vec<(String, String)>]) -> bool,
+    ) -> Vec<Vec<(String, String)>> {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.shared;
+        loop {
+            let got = self.queries(path);
+            let now = Instant::now();
+            if done(&got) || now >= deadline {
+                return got;
+            }
+            let g = m.lock().unwrap();
+            let _ = cv.wait_timeout(g, (deadline - now).min(Duration::from_millis(100)));
+        }
+    }
+
     /// Waits (bounded) until `path` has received at least `n` requests.
     pub fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Request> {
         let deadline = Instant::now() + timeout;
@@ -102,6 +156,30 @@ impl Hook {
             g = cv.wait_timeout(g, deadline - now).unwrap().0;
         }
     }
+}
+
+/// `%XX` and `+` decoded into bytes.
+fn percent_decode(v: &str) -> Vec<u8> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    out
 }
 
 fn serve(mut conn: TcpStream, shared: &Arc<(Mutex<Shared>, Condvar)>) {

@@ -18,7 +18,8 @@ pub struct Peer {
     pub messages: Vec<ShortMessage>,
     /// Other PDUs received that nobody waited for.
     pub other: Vec<Pdu>,
-    /// The message_id this peer puts in its answers ("" = none).
+    /// The message_id prefix this peer puts in its submit_sm_resp (as an SMSC); its
+    /// deliver_sm_resp carries none.
     pub answer_id: String,
     answered: u32,
     pub closed: bool,
@@ -110,15 +111,14 @@ impl Peer {
 
     fn auto_answer(&mut self, pdu: &Pdu) {
         let resp = match &pdu.body {
+            // An ESME leaves deliver_sm_resp's message_id empty (SMPP 3.4 §4.6.2), as
+            // Kannel does: the peer behaves like the standard, whatever role it plays.
             Body::DeliverSm(m) => {
                 self.messages.push(m.clone());
                 self.answered += 1;
-                let id = if self.answer_id.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}{}", self.answer_id, self.answered)
-                };
-                Some(Body::DeliverSmResp { message_id: id })
+                Some(Body::DeliverSmResp {
+                    message_id: String::new(),
+                })
             }
             Body::SubmitSm(m) => {
                 self.messages.push(m.clone());
