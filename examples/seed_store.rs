@@ -21,7 +21,7 @@ fn main() {
         maskd::store::SqliteStore::open(std::path::Path::new(path), Box::new(|_| {}))
             .expect("open the store"),
     );
-    let now_ms = maskd::app::now_ms();
+    let now_ms = maskd::clock::now_ms();
     let engine = Engine::open(store, EngineOptions::default(), now_ms).expect("load the store");
     let now = now_ms / 1000;
     // The pool: 100 numbers; each participant gets one it does not already use.

@@ -142,7 +142,7 @@ fn kill_9_loses_nothing_that_was_acknowledged() {
     let store = Arc::new(
         maskd::store::SqliteStore::open(&dir.path().join("maskd.db"), Box::new(|_| {})).unwrap(),
     );
-    let engine = Engine::open(store, EngineOptions::default(), maskd::app::now_ms()).unwrap();
+    let engine = Engine::open(store, EngineOptions::default(), maskd::clock::now_ms()).unwrap();
     engine.check_invariants().unwrap();
     for parts in acked.values().filter(|p| p.len() == 2) {
         let (a, pa) = (
