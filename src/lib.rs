@@ -39,6 +39,7 @@ pub mod net;
 pub mod secret;
 pub mod sip;
 pub mod smpp;
+pub mod spill;
 pub mod store;
 pub mod telemetry;
 pub mod timer;

@@ -329,3 +329,76 @@ fn a_failed_voice_plane_makes_maskd_exit_70() {
     let log = d.drain_log().join("\n");
     assert!(log.contains("voice plane failed"), "{log}");
 }
+
+/// Whether maskd closes `s` within `within` (a read returns end of stream or an error).
+fn closed_by_maskd(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn tcp_connections_are_capped_checked_at_accept_and_closed_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_trunk, trunk_port) = socket();
+    let (d, _, _) = start(
+        dir.path(),
+        trunk_port,
+        "  trusted_cidrs: [\"127.0.0.1/32\"]\n  tcp_max_connections: 2\n  tcp_idle_timeout: \"1s\"\n",
+    );
+    // From outside trusted_cidrs (127.0.0.2): closed at once, nothing read.
+    let mut stranger = connect_from("127.0.0.2", d.sip);
+    assert!(
+        closed_by_maskd(&mut stranger, Duration::from_secs(5)),
+        "an untrusted connection is closed at accept"
+    );
+    // Two trusted connections stay open; a third is closed at accept.
+    let mut c1 = TcpStream::connect(d.sip).unwrap();
+    let mut c2 = TcpStream::connect(d.sip).unwrap();
+    // Each says something, so both are counted before the third arrives.
+    for c in [&mut c1, &mut c2] {
+        c.write_all(b"\r\n\r\n").unwrap();
+    }
+    let mut c3 = TcpStream::connect(d.sip).unwrap();
+    assert!(
+        closed_by_maskd(&mut c3, Duration::from_secs(5)),
+        "the connection past sip.tcp_max_connections is closed"
+    );
+    let m = d.metrics_text();
+    assert!(
+        m.contains("maskd_sip_tcp_connections_refused_total{reason=\"limit\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("maskd_sip_tcp_connections_refused_total{reason=\"untrusted\"} 1"),
+        "{m}"
+    );
+    // Silent connections that no call uses are closed after the idle timeout.
+    let started = Instant::now();
+    assert!(closed_by_maskd(&mut c1, Duration::from_secs(5)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(closed_by_maskd(&mut c2, Duration::from_secs(5)));
+}
+
+/// A TCP connection to `to` from source address `from` (any port): bound before it
+/// connects, which std cannot do, so through tokio's socket.
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let stream = s.connect(to).await.unwrap().into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
+}

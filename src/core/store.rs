@@ -140,8 +140,13 @@ pub trait Store: Send + Sync + 'static {
     /// How many items the persistent outbound queue holds.
     fn outbound_count(&self) -> Result<u64, StoreError>;
     fn remote_ref(&self, peer: &str, remote_id: &str) -> Result<Option<RemoteRef>, StoreError>;
-    /// The oldest `limit` entries of the status callback queue, oldest first.
-    fn callbacks(&self, limit: usize) -> Result<Vec<super::callback::CallbackItem>, StoreError>;
+    /// Up to `limit` entries of the status callback queue with ids above `after`, oldest
+    /// first.
+    fn callbacks_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<super::callback::CallbackItem>, StoreError>;
 }
 
 #[derive(Default)]

@@ -4,7 +4,7 @@
 //! form-encoded POST signed with `X-Twilio-Signature` the way Twilio signs its webhooks.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::core::engine::{CallbackSink, Engine, NewParticipant, NewSession};
 use crate::core::model::Mode;
 use crate::core::store::WriteOp;
 use crate::core::{datetime, Sid, E164};
+use crate::spill::{Admit, Pass, Spill};
 
 /// Status callbacks in flight at once, over all interactions.
 const MAX_IN_FLIGHT: usize = 32;
@@ -325,39 +326,39 @@ pub fn start_status_sender(
 }
 
 /// The sender's memory: per interaction its callbacks in order (only the head is ever in
-/// flight), and a heap of the heads that may be sent and when.
+/// flight), a heap of the heads that may be sent and when, and the memory bound.
 struct Queues {
     by_interaction: HashMap<Sid, VecDeque<Queued>>,
     /// (when, interaction): one entry per interaction whose head is waiting to be sent.
     ready: BinaryHeap<Reverse<(Instant, Sid)>>,
-    /// Callback ids in memory, so one read from the store and from the engine again is
-    /// queued once.
-    ids: HashSet<u64>,
-    len: usize,
-    cap: usize,
-    /// Callbacks left to the store because memory was full: until the store has been read
-    /// back up to date, every new one is left there too (so each interaction stays in order).
-    overflow: bool,
-    left_in_store: usize,
+    /// At most `cap` callbacks in memory; past that the store is the queue, read back in id
+    /// order (the order the engine queued them in) once memory is half empty.
+    spill: Spill,
 }
 
 impl Queues {
+    /// A callback the engine queued (its store write submitted before): held in memory if
+    /// there is room, else left to the store for a sweep.
     fn push(&mut self, item: CallbackItem) {
-        if self.overflow || self.len >= self.cap {
-            if !self.overflow {
-                tracing::warn!(
-                    cap = self.cap,
-                    "status callback queue full in memory; the rest wait in the store"
-                );
-            }
-            self.overflow = true;
-            self.left_in_store += 1;
+        if self.spill.holds(item.id) {
             return;
         }
-        if !self.ids.insert(item.id) {
-            return;
+        let was_spilled = self.spill.spilled();
+        if self.spill.reserve(item.id) == Admit::Store && !was_spilled {
+            tracing::warn!(
+                cap = self.spill.cap(),
+                "status callback queue full in memory; the rest wait in the store"
+            );
         }
-        self.len += 1;
+        // Durable as far as a sweep is concerned: every sweep read follows a barrier that
+        // waits for the writes submitted before it.
+        if self.spill.durable(item.id) {
+            self.hold(item);
+        }
+    }
+
+    /// Puts a callback in memory behind its interaction's earlier ones.
+    fn hold(&mut self, item: CallbackItem) {
         let sid = item.interaction;
         let q = self.by_interaction.entry(sid).or_default();
         q.push_back(Queued { item, attempts: 0 });
@@ -370,8 +371,7 @@ impl Queues {
     fn pop(&mut self, sid: Sid) -> Option<Queued> {
         let q = self.by_interaction.get_mut(&sid)?;
         let h = q.pop_front()?;
-        self.len -= 1;
-        self.ids.remove(&h.item.id);
+        self.spill.done(h.item.id);
         if q.is_empty() {
             self.by_interaction.remove(&sid);
         } else {
@@ -379,12 +379,74 @@ impl Queues {
         }
         Some(h)
     }
+
+    /// Reads the store back into memory while the bound asks for it (see `Spill`), after a
+    /// barrier so that everything queued so far is durable.
+    async fn sweep(&mut self, wh: &Webhooks, first_read: &mut bool) {
+        if !self.spill.start_sweep() {
+            return;
+        }
+        let mut from = 0u64;
+        loop {
+            let mut cursor = from;
+            let full = loop {
+                self.spill.begin_read();
+                let store = wh.engine.store().clone();
+                let after = cursor;
+                let read = match wh.engine.record(vec![], None).await {
+                    Ok(()) => tokio::task::spawn_blocking(move || {
+                        store.callbacks_after(after, SWEEP_CHUNK)
+                    })
+                    .await
+                    .ok(),
+                    Err(_) => None,
+                };
+                let items = match read {
+                    Some(Ok(items)) => items,
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "cannot read the status callback queue");
+                        self.spill.abort();
+                        return;
+                    }
+                    None => {
+                        self.spill.abort();
+                        return;
+                    }
+                };
+                let n = items.len();
+                if std::mem::take(first_read) && n > 0 {
+                    tracing::info!(
+                        count = n,
+                        "status callbacks pending from before the restart"
+                    );
+                }
+                let ids: Vec<u64> = items.iter().map(|i| i.id).collect();
+                let (looked, taken) = self.spill.take(&ids);
+                for (item, take) in items.into_iter().zip(taken) {
+                    cursor = item.id;
+                    if take {
+                        self.hold(item);
+                    }
+                }
+                let full = looked < n;
+                if full || n < SWEEP_CHUNK {
+                    break full;
+                }
+            };
+            match self.spill.end_pass(full) {
+                Pass::Stop => return,
+                Pass::From(m) => from = m,
+            }
+        }
+    }
 }
 
+/// Callbacks read from the store at a time when it is read back into memory.
+const SWEEP_CHUNK: usize = 1024;
+
 /// Delivers status callbacks: at most `MAX_IN_FLIGHT` at once, one per interaction, retried
-/// with backoff. Memory holds at most `cap` of them; past that the store is the queue: once
-/// memory has drained, the store is read back (after a barrier, in id order — the order the
-/// engine queued them in), up to `cap / 2` at a time, until it is caught up.
+/// with backoff. Memory holds at most `cap` of them; past that the store is the queue, read
+/// back in id order (the order the engine queued them in) once memory is half empty.
 async fn status_loop(
     wh: Arc<Webhooks>,
     mut rx: mpsc::UnboundedReceiver<Vec<CallbackItem>>,
@@ -394,11 +456,7 @@ async fn status_loop(
     let mut qs = Queues {
         by_interaction: HashMap::new(),
         ready: BinaryHeap::new(),
-        ids: HashSet::new(),
-        len: 0,
-        cap: cap.max(1),
-        overflow: true,
-        left_in_store: 0,
+        spill: Spill::new(cap),
     };
     let mut first_read = true;
     let mut in_flight = 0usize;
@@ -424,42 +482,9 @@ async fn status_loop(
                 let _ = done.send((sid, result));
             });
         }
-        if qs.overflow && qs.len == 0 && in_flight == 0 {
-            // Memory has drained: read the store back (it holds everything left there).
-            let limit = qs.cap.div_ceil(2);
-            if wh.engine.record(vec![], None).await.is_ok() {
-                let store = wh.engine.store().clone();
-                let read = tokio::task::spawn_blocking(move || store.callbacks(limit)).await;
-                match read {
-                    Ok(Ok(items)) => {
-                        let caught_up = items.len() < limit;
-                        let n = items.len();
-                        if std::mem::take(&mut first_read) && n > 0 {
-                            tracing::info!(
-                                count = n,
-                                more = !caught_up,
-                                "status callbacks pending from before the restart"
-                            );
-                        }
-                        qs.overflow = false;
-                        for item in items {
-                            qs.push(item);
-                        }
-                        // Until the store is caught up, what the engine queues stays there.
-                        qs.overflow = !caught_up;
-                        qs.left_in_store = qs.left_in_store.saturating_sub(n);
-                        if caught_up {
-                            qs.left_in_store = 0;
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "cannot read the status callback queue")
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-        gauge.set((qs.len + qs.left_in_store) as i64);
+        // Memory at most half full and callbacks wait in the store: read them back.
+        qs.sweep(&wh, &mut first_read).await;
+        gauge.set(qs.spill.depth() as i64);
         let next_wake = if in_flight < MAX_IN_FLIGHT {
             qs.ready
                 .peek()

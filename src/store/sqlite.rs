@@ -780,13 +780,15 @@ impl Store for SqliteStore {
         Ok(n.max(0) as u64)
     }
 
-    fn callbacks(&self, limit: usize) -> Result<Vec<CallbackItem>, StoreError> {
+    fn callbacks_after(&self, after: u64, limit: usize) -> Result<Vec<CallbackItem>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn
-            .prepare("SELECT * FROM callbacks ORDER BY id LIMIT ?1")
+            .prepare_cached("SELECT * FROM callbacks WHERE id > ?1 ORDER BY id LIMIT ?2")
             .map_err(io)?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map([limit.min(i64::MAX as usize) as i64], |r| {
+            .query_map([after, limit], |r| {
                 let out_status: Option<String> = r.get(4)?;
                 let outbound = match out_status {
                     Some(st) => Some((

@@ -118,7 +118,7 @@ pub struct SmppPlane {
     next_link: AtomicU64,
     /// Woken whenever a link that can carry messages is registered (feeds wait on it).
     linked: tokio::sync::Notify,
-    /// The dispatcher's channel: it never holds more than `held.cap` items.
+    /// The dispatcher's channel: it never holds more than the memory bound's `cap` items.
     queue: mpsc::UnboundedSender<OutboundItem>,
     held: Mutex<Held>,
     /// Downstream ids answered recently, before their store write is durable: a fast peer's

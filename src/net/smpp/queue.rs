@@ -3,73 +3,39 @@
 //! or being delivered). Past that the store is the queue, and a sweep reads it back in id
 //! order as memory frees up.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::SmppPlane;
 use crate::core::store::OutboundItem;
+use crate::spill::{Admit, Pass, Spill};
 
 /// Rows read from the store at a time when it is read back into memory.
 const SWEEP_CHUNK: usize = 1024;
 
-/// The outbound queue's memory. Every queued message is in the store; at most `cap` of them
-/// are also held in memory (in the dispatcher's channel or being delivered). Past that the
-/// store is the queue, and a sweep reads it back in id order as memory frees up.
-pub(super) struct Held {
-    /// Ids held in memory, reserved ones included.
-    ids: HashSet<u64>,
-    /// Ids given a slot before their store write: handed to the dispatcher once durable.
-    reserved: HashSet<u64>,
-    cap: usize,
-    /// Messages were left in the store: until a sweep has read it back up to date, every new
-    /// one is left there too (so older messages go first).
-    spilled: bool,
-    sweeping: bool,
-    /// The smallest id left in the store (and durable) since the sweep's pass began.
-    missed_from: Option<u64>,
-    /// Messages waiting in the store only (for the depth gauge).
-    in_store: usize,
-    /// Messages left to the store whose write has not been dispatched yet (a sweep may
-    /// read them before their dispatch, or not): bounded by the writes in flight.
-    unsent: HashSet<u64>,
-    /// A sweep is reading the store: ids that leave memory meanwhile are noted in `gone`,
-    /// since the read may still have seen their rows.
-    reading: bool,
-    gone: HashSet<u64>,
-}
+/// The outbound queue's memory: the bound (`crate::spill::Spill`, shared with the status
+/// callback queue) and the gauges.
+pub(super) struct Held(Spill);
 
 impl Held {
     /// An empty memory half of `cap` slots; what the store holds from before a restart is
     /// read back by a sweep.
     pub(super) fn new(cap: usize) -> Held {
-        Held {
-            ids: HashSet::new(),
-            reserved: HashSet::new(),
-            cap: cap.max(1),
-            spilled: true,
-            sweeping: false,
-            missed_from: None,
-            in_store: 0,
-            unsent: HashSet::new(),
-            reading: false,
-            gone: HashSet::new(),
-        }
+        Held(Spill::new(cap))
     }
 
-    /// `pending` messages are in the store from before the start: a sweep (started next)
+    /// `pending` messages are in the store from before the start: the sweep started next
     /// reads them back.
     pub(super) fn found_at_start(&mut self, pending: u64) {
-        self.in_store = usize::try_from(pending).unwrap_or(usize::MAX);
-        self.sweeping = true;
-        self.missed_from = None;
+        self.0.found_at_start(pending);
+        let started = self.0.start_sweep();
+        debug_assert!(started, "a new queue is spilled and empty");
     }
 
     pub(super) fn gauges(&self) {
         let m = crate::metrics::get();
-        m.smpp_queue_in_memory.set(self.ids.len() as i64);
-        m.smpp_queue_depth
-            .set((self.ids.len() + self.in_store) as i64);
+        m.smpp_queue_in_memory.set(self.0.in_memory() as i64);
+        m.smpp_queue_depth.set(self.0.depth() as i64);
     }
 }
 
@@ -80,19 +46,12 @@ impl SmppPlane {
     /// [`release`](Self::release) follows the write.
     pub(super) fn reserve(&self, id: u64) {
         let mut h = self.held.lock();
-        if h.spilled || h.ids.len() >= h.cap {
-            if !h.spilled {
-                tracing::warn!(
-                    cap = h.cap,
-                    "smpp outbound queue full in memory; the rest wait in the store"
-                );
-            }
-            h.spilled = true;
-            h.in_store += 1;
-            h.unsent.insert(id);
-        } else {
-            h.ids.insert(id);
-            h.reserved.insert(id);
+        let was_spilled = h.0.spilled();
+        if h.0.reserve(id) == Admit::Store && !was_spilled {
+            tracing::warn!(
+                cap = h.0.cap(),
+                "smpp outbound queue full in memory; the rest wait in the store"
+            );
         }
         h.gauges();
     }
@@ -101,28 +60,16 @@ impl SmppPlane {
     /// slot is noted for the sweep (it can only be read back now that it is durable).
     pub(super) fn dispatch(self: &Arc<Self>, item: OutboundItem) {
         let mut h = self.held.lock();
-        if h.reserved.remove(&item.id) {
+        if h.0.durable(item.id) {
             let _ = self.queue.send(item);
             return;
         }
-        h.unsent.remove(&item.id);
-        if h.ids.contains(&item.id) {
-            // A sweep has read it already.
-            return;
-        }
-        // A sweep may also have read and delivered it already (if one caught up meanwhile):
-        // only the store knows, so it is left to a sweep.
-        h.spilled = true;
-        h.missed_from = Some(h.missed_from.map_or(item.id, |m| m.min(item.id)));
         self.sweep_if_room(&mut h);
     }
 
     /// Starts a sweep when messages wait in the store and memory is at most half full.
     pub(super) fn sweep_if_room(self: &Arc<Self>, h: &mut Held) {
-        if h.spilled && !h.sweeping && h.ids.len() <= h.cap / 2 {
-            h.sweeping = true;
-            // A sweep starts from the first id: it reads everything durable by now.
-            h.missed_from = None;
+        if h.0.start_sweep() {
             let me = self.clone();
             tokio::spawn(async move { me.sweep().await });
         }
@@ -131,11 +78,7 @@ impl SmppPlane {
     /// A message's store write failed (it was refused): its slot is free again.
     pub(super) fn release(self: &Arc<Self>, id: u64) {
         let mut h = self.held.lock();
-        if h.reserved.remove(&id) {
-            h.ids.remove(&id);
-        } else if h.unsent.remove(&id) {
-            h.in_store = h.in_store.saturating_sub(1);
-        }
+        h.0.release(id);
         h.gauges();
         self.sweep_if_room(&mut h);
     }
@@ -144,10 +87,7 @@ impl SmppPlane {
     /// is half empty, what waits in the store is read back.
     pub(super) fn done(self: &Arc<Self>, id: u64) {
         let mut h = self.held.lock();
-        h.ids.remove(&id);
-        if h.reading {
-            h.gone.insert(id);
-        }
+        h.0.done(id);
         h.gauges();
         self.sweep_if_room(&mut h);
     }
@@ -161,7 +101,7 @@ impl SmppPlane {
         loop {
             let mut cursor = from;
             let full = loop {
-                self.held.lock().reading = true;
+                self.held.lock().0.begin_read();
                 let store = self.engine.store().clone();
                 let after = cursor;
                 let rows = match tokio::task::spawn_blocking(move || {
@@ -172,58 +112,37 @@ impl SmppPlane {
                     Ok(Ok(rows)) => rows,
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "cannot read the smpp outbound queue");
-                        self.held.lock().reading = false;
+                        self.held.lock().0.read_failed();
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
                     Err(_) => {
-                        let mut h = self.held.lock();
-                        h.reading = false;
-                        h.sweeping = false;
+                        self.held.lock().0.abort();
                         return;
                     }
                 };
                 let n = rows.len();
+                let ids: Vec<u64> = rows.iter().map(|r| r.id).collect();
                 let mut h = self.held.lock();
-                h.reading = false;
-                let gone = std::mem::take(&mut h.gone);
-                let mut full = false;
-                for item in rows {
-                    if h.ids.len() >= h.cap {
-                        full = true;
-                        break;
-                    }
+                let (looked, taken) = h.0.take(&ids);
+                for (item, take) in rows.into_iter().zip(taken) {
                     cursor = item.id;
-                    // Delivered while the read ran: its row is deleted by now.
-                    if gone.contains(&item.id) {
-                        continue;
-                    }
-                    if h.ids.insert(item.id) {
-                        h.in_store = h.in_store.saturating_sub(1);
+                    if take {
                         let _ = self.queue.send(item);
                     }
                 }
                 h.gauges();
+                let full = looked < n;
                 if full || n < SWEEP_CHUNK {
                     break full;
                 }
             };
             let mut h = self.held.lock();
-            if full {
-                // The next sweep starts over once memory has drained.
-                h.sweeping = false;
-                return;
-            }
-            match h.missed_from.take() {
-                None => {
-                    h.spilled = false;
-                    h.sweeping = false;
-                    // Only the writes not yet dispatched may still wait in the store.
-                    h.in_store = h.unsent.iter().filter(|i| !h.ids.contains(i)).count();
-                    h.gauges();
-                    return;
-                }
-                Some(m) => from = m.saturating_sub(1),
+            let next = h.0.end_pass(full);
+            h.gauges();
+            match next {
+                Pass::Stop => return,
+                Pass::From(m) => from = m,
             }
         }
     }
