@@ -438,12 +438,19 @@ fn flush(
     frames: &mpsc::Sender<Vec<u8>>,
 ) {
     while stalled.is_none() {
-        let Some(pdu) = session.poll_transmit() else {
+        // Everything the session has to send now goes to the writer as one frame: one
+        // allocation and one channel hand-over per batch, not per PDU.
+        let mut buf = Vec::with_capacity(512);
+        while buf.len() < 64 * 1024 {
+            let Some(pdu) = session.poll_transmit() else {
+                break;
+            };
+            encode(&pdu, &mut buf);
+            pdus("out", pdu.body.name(), pdu.status);
+        }
+        if buf.is_empty() {
             return;
-        };
-        let mut buf = Vec::with_capacity(64);
-        encode(&pdu, &mut buf);
-        pdus("out", pdu.body.name(), pdu.status);
+        }
         if let Err(mpsc::error::TrySendError::Full(buf)) = frames.try_send(buf) {
             *stalled = Some(buf);
         }
