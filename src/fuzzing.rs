@@ -128,6 +128,24 @@ impl Core for AnySession {
     }
 }
 
+/// The B2BUA the fuzz properties drive: trunk `trunk`, loopback trusted, small bounds.
+fn settings(trunk: SocketAddr) -> Settings {
+    Settings {
+        advertised_host: "127.0.0.1".into(),
+        local_port: 5060,
+        trunk,
+        trusted: vec!["127.0.0.0/8".parse().expect("a CIDR")],
+        assert_identity: false,
+        max_calls: 10,
+        max_transactions: 200,
+        timers: Default::default(),
+        keep_calls_on_close: false,
+        trunk_tcp: false,
+        server_header: Some("maskd".into()),
+        ring_timeout: 120_000,
+    }
+}
+
 /// SDP handling: an INVITE carrying `body` as its session description goes through the
 /// B2BUA without a panic, and leg B's INVITE carries exactly the same body (maskd relays
 /// SDP unchanged).
@@ -136,20 +154,7 @@ pub fn sdp(body: &[u8]) {
         return; // beyond one datagram with its headers: refused before the B2BUA
     }
     let trunk: SocketAddr = ([127, 0, 0, 1], 5070).into();
-    let mut b = B2bua::new(Settings {
-        advertised_host: "127.0.0.1".into(),
-        local_port: 5060,
-        trunk,
-        trusted: vec!["127.0.0.0/8".parse().expect("a CIDR")],
-        assert_identity: false,
-        max_calls: 10,
-        max_transactions: 100,
-        timers: Default::default(),
-        keep_calls_on_close: false,
-        trunk_tcp: false,
-        server_header: Some("maskd".into()),
-        ring_timeout: 120_000,
-    });
+    let mut b = B2bua::new(settings(trunk));
     let mut invite = format!(
         "INVITE sip:+14155550101@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKfz1\r\n\
          From: <sip:+14155551001@127.0.0.1>;tag=f1\r\nTo: <sip:+14155550101@127.0.0.1>\r\nCall-ID: fz1\r\n\
@@ -197,20 +202,7 @@ pub fn b2bua(data: &[u8]) {
     let a_tcp = Remote::tcp(([127, 0, 0, 1], 5081).into());
     let trunk: SocketAddr = ([127, 0, 0, 1], 5070).into();
     let stranger = Remote::udp(([192, 0, 2, 1], 5060).into());
-    let mut b = B2bua::new(Settings {
-        advertised_host: "127.0.0.1".into(),
-        local_port: 5060,
-        trunk,
-        trusted: vec!["127.0.0.0/8".parse().expect("a CIDR")],
-        assert_identity: false,
-        max_calls: 10,
-        max_transactions: 200,
-        timers: Default::default(),
-        keep_calls_on_close: false,
-        trunk_tcp: false,
-        server_header: None,
-        ring_timeout: 120_000,
-    });
+    let mut b = B2bua::new(settings(trunk));
     let mut now = 1_000_000u64;
     // What each side sent (caller: 0, trunk: 1), and what maskd sent each side's headers.
     let mut seen: [String; 2] = Default::default();

@@ -193,6 +193,22 @@ pub(super) fn branch_of(m: &Message<'_>) -> Option<String> {
     param(via.split_once(';').map_or("", |x| x.1), "branch").map(str::to_string)
 }
 
+/// Every Via of request `m` from `src`, as its answers carry them: the top one stamped.
+pub(super) fn answer_vias(m: &Message<'_>, src: SocketAddr) -> Vec<String> {
+    m.headers
+        .iter()
+        .filter(|h| h.name == HeaderName::Via)
+        .enumerate()
+        .map(|(i, h)| {
+            if i == 0 {
+                stamp_via(&h.value, src)
+            } else {
+                h.value.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The top Via of a request from `src`, as the response carries it (RFC 3581, RFC 3261
 /// §18.2.1): `received` when the sent-by host is not the source address, and `rport`
 /// filled in when the client asked for it.

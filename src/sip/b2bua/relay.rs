@@ -3,7 +3,7 @@
 //! final answer goes back to the sender, and a request nobody answers gets 408 and is freed.
 
 use super::call::{CallState, ClientEntry, Purpose, Relayed, ServerEntry};
-use super::dialog::{stamp_via, token};
+use super::dialog::{answer_vias, token};
 use super::setup::passes;
 use super::{B2bua, Ctx, Incoming, Remote};
 use crate::sip::message::{HeaderName, Message, Outgoing};
@@ -26,10 +26,7 @@ impl B2bua {
                 .is_some_and(|c| c.state != CallState::Ended && c.state != CallState::Ending)
         });
         let Some((id, from_a)) = live else {
-            let r = self
-                .reply(m, req.src, 481, "Call/Transaction Does Not Exist", None)
-                .encode();
-            return self.server_answer(req, 481, r, cx);
+            return self.no_such_call(req, cx);
         };
         let branch = token();
         let streams = &self.stream_peers;
@@ -52,19 +49,7 @@ impl B2bua {
         let relayed = Relayed {
             server_key: (req.branch.clone(), false),
             reply_to: req.src,
-            vias: m
-                .headers
-                .iter()
-                .filter(|h| h.name == HeaderName::Via)
-                .enumerate()
-                .map(|(i, h)| {
-                    if i == 0 {
-                        stamp_via(&h.value, req.src.addr)
-                    } else {
-                        h.value.to_string()
-                    }
-                })
-                .collect(),
+            vias: answer_vias(m, req.src.addr),
             from: m.header(HeaderName::From).unwrap_or("").to_string(),
             to: m.header(HeaderName::To).unwrap_or("").to_string(),
             call_id: req.call_id.clone(),

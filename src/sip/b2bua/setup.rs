@@ -4,7 +4,7 @@
 //! cancels, the callee answers or refuses, or `ring_timeout` passes.
 
 use super::call::{Call, CallState, Decided, Held, InviteIn, Purpose, Retransmit};
-use super::dialog::{contact_uri, number_of, stamp_via, strip_tag, tag_of, token, Dialog};
+use super::dialog::{answer_vias, contact_uri, number_of, strip_tag, tag_of, token, Dialog};
 use super::log::voice_interaction;
 use super::{Ask, B2bua, Ctx, Incoming, Remote, Resume};
 use crate::core::model::ResourceStatus;
@@ -272,19 +272,7 @@ impl B2bua {
         };
         let a_invite = InviteIn {
             branch: req.branch.clone(),
-            vias: m
-                .headers
-                .iter()
-                .filter(|h| h.name == HeaderName::Via)
-                .enumerate()
-                .map(|(i, h)| {
-                    if i == 0 {
-                        stamp_via(&h.value, req.src.addr)
-                    } else {
-                        h.value.to_string()
-                    }
-                })
-                .collect(),
+            vias: answer_vias(m, req.src.addr),
             from: a_from,
             record_route: m
                 .headers

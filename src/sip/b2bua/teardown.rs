@@ -34,21 +34,26 @@ impl B2bua {
                 .get(id)
                 .is_some_and(|c| matches!(c.state, CallState::Setup | CallState::Early))
         }) else {
-            let r = self
-                .reply(
-                    req.m,
-                    req.src,
-                    481,
-                    "Call/Transaction Does Not Exist",
-                    Some(&token()),
-                )
-                .encode();
-            return self.server_answer(req, 481, r, cx);
+            return self.no_such_call(req, cx);
         };
         let tag = self.calls[&id].a.local_tag.clone();
         let r = self.reply(req.m, req.src, 200, "OK", Some(&tag)).encode();
         self.server_answer(req, 200, r, cx);
         self.abandon_setup(id, 487, "Request Terminated", ResourceStatus::Canceled, cx);
+    }
+
+    /// 481 for a request that names no call (or none in a state it can act on).
+    pub(super) fn no_such_call(&mut self, req: &Incoming, cx: &mut Ctx) {
+        let r = self
+            .reply(
+                req.m,
+                req.src,
+                481,
+                "Call/Transaction Does Not Exist",
+                Some(&token()),
+            )
+            .encode();
+        self.server_answer(req, 481, r, cx);
     }
 
     /// Ends a call that is not answered yet: leg A gets its final answer now (`code`),
@@ -119,16 +124,7 @@ impl B2bua {
             (Some(id), _) => (*id, true),
             (None, Some(id)) => (*id, false),
             _ => {
-                let r = self
-                    .reply(
-                        req.m,
-                        req.src,
-                        481,
-                        "Call/Transaction Does Not Exist",
-                        Some(&token()),
-                    )
-                    .encode();
-                return self.server_answer(req, 481, r, cx);
+                return self.no_such_call(req, cx);
             }
         };
         let r = self.reply(req.m, req.src, 200, "OK", None).encode();
