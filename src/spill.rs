@@ -211,10 +211,12 @@ impl Spill {
         }
         match self.missed_from.take() {
             None => {
-                self.spilled = false;
                 self.sweeping = false;
-                // Only the writes not yet durable may still wait in the store.
+                // Only the writes not yet durable may still wait in the store. While any
+                // does, new items still go to the store, behind it: ending the spill now
+                // would let them overtake it. Its `durable` starts the next sweep.
                 self.in_store = self.unsent.iter().filter(|i| !self.ids.contains(i)).count();
+                self.spilled = self.in_store > 0;
                 Pass::Stop
             }
             Some(m) => Pass::From(m.saturating_sub(1)),
@@ -337,6 +339,35 @@ mod tests {
         assert_eq!(taken, vec![true]);
         assert_eq!(s.end_pass(false), Pass::Stop);
         assert_eq!(s.reserve(6), Admit::Memory);
+    }
+
+    #[test]
+    fn a_pass_that_ends_while_a_write_to_the_store_is_pending_keeps_the_spill() {
+        let mut s = Spill::new(2);
+        let _ = s.start_sweep();
+        let _ = s.take(&[]);
+        let _ = s.end_pass(false);
+        s.reserve(1);
+        s.durable(1);
+        s.reserve(2);
+        s.durable(2);
+        assert_eq!(s.reserve(3), Admit::Store); // part 1 of something, not durable yet
+        s.done(1);
+        s.done(2);
+        assert!(s.start_sweep());
+        s.begin_read();
+        let _ = s.take(&[]);
+        assert_eq!(s.end_pass(false), Pass::Stop);
+        // Part 2 must not overtake part 1: it waits in the store behind it.
+        assert_eq!(s.reserve(4), Admit::Store);
+        assert!(!s.durable(3));
+        assert!(!s.durable(4));
+        assert!(s.start_sweep());
+        s.begin_read();
+        let (_, taken) = s.take(&[3, 4]);
+        assert_eq!(taken, vec![true, true]);
+        assert_eq!(s.end_pass(false), Pass::Stop);
+        assert!(!s.spilled());
     }
 
     #[test]

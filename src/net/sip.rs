@@ -214,31 +214,39 @@ struct Streams {
 }
 
 impl Streams {
-    /// Sends `data` to `peer` over its connection, opening one when there is none. A
-    /// message that cannot be queued is dropped: the transaction's timers deal with it.
+    /// Sends `data` to `peer` over its connection, opening one when there is none. `false`
+    /// when it cannot go (the connection's queue is full or closed, too many messages wait
+    /// for the connection, or no connection may be opened): a transport error for the
+    /// B2BUA, since TCP has no retransmission to make up for it.
     fn send(
         &mut self,
         peer: SocketAddr,
         data: Vec<u8>,
         events: &mpsc::Sender<Event>,
         limits: TcpLimits,
-    ) {
+    ) -> bool {
         if let Some(w) = self.writers.get(&peer) {
-            let _ = w.try_send(data);
-            return;
+            if w.try_send(data).is_ok() {
+                return true;
+            }
+            // The peer does not read (or the connection is gone): give it up.
+            self.writers.remove(&peer);
+            return false;
         }
         if let Some(q) = self.pending.get_mut(&peer) {
             if q.len() < MAX_PENDING_PER_PEER {
                 q.push(data);
+                return true;
             }
-            return;
+            return false;
         }
         if self.count >= limits.max_connections {
-            return;
+            return false;
         }
         self.count += 1;
         self.pending.insert(peer, vec![data]);
         connect(peer, events.clone(), limits.idle_timeout);
+        true
     }
 
     fn opened(&mut self, peer: SocketAddr, w: mpsc::Sender<Vec<u8>>) {
@@ -354,6 +362,8 @@ pub async fn run(
                     streams.writers.remove(&peer);
                     streams.count = streams.count.saturating_sub(1);
                     b2bua.stream_peer(peer, false);
+                    // Answers to our requests on it would have come back over it.
+                    b2bua.transport_error(Remote::tcp(peer), now(), &core, &mut out);
                 }
                 Event::ConnectFailed(peer) => {
                     streams.pending.remove(&peer);
@@ -382,14 +392,31 @@ pub async fn run(
         for a in b2bua.asks.drain(..) {
             ask(&webhooks, a, &ev_tx);
         }
-        for d in out.drain(..) {
-            crate::metrics::sip_message(false, &d.data);
-            if d.to.tcp {
-                streams.send(d.to.addr, d.data, &ev_tx, limits);
-            } else {
-                let _ = sock.send_to(&d.data, d.to.addr).await;
+        // What the B2BUA sends; a TCP peer that cannot take it is a transport error, whose
+        // answers (503s to callers) go out in a second round (its own failures are left to
+        // the transactions' timers).
+        for round in 0..2 {
+            let mut failed: Vec<SocketAddr> = Vec::new();
+            for d in std::mem::take(&mut out) {
+                crate::metrics::sip_message(false, &d.data);
+                if d.to.tcp {
+                    let sent = streams.send(d.to.addr, d.data, &ev_tx, limits);
+                    if !sent && !failed.contains(&d.to.addr) {
+                        failed.push(d.to.addr);
+                    }
+                } else {
+                    let _ = sock.send_to(&d.data, d.to.addr).await;
+                }
+            }
+            if round == 1 || failed.is_empty() {
+                break;
+            }
+            for peer in failed {
+                tracing::warn!(%peer, "SIP TCP peer cannot take what maskd sends");
+                b2bua.transport_error(Remote::tcp(peer), now(), &core, &mut out);
             }
         }
+        out.clear();
         m.sip_calls_active.set(b2bua.active_calls() as i64);
         m.sip_transactions.set(b2bua.transactions() as i64);
         m.sip_tcp_connections.set(streams.count as i64);

@@ -4,7 +4,7 @@
 //! form-encoded POST signed with `X-Twilio-Signature` the way Twilio signs its webhooks.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -334,13 +334,24 @@ struct Queues {
     /// At most `cap` callbacks in memory; past that the store is the queue, read back in id
     /// order (the order the engine queued them in) once memory is half empty.
     spill: Spill,
+    /// Callbacks a sweep read from the store before the engine's hand-over of them came
+    /// (the engine submits the write, then hands the item over): that hand-over is
+    /// ignored, so a callback read, sent and finished is never sent again.
+    from_store: HashSet<u64>,
+    /// The highest id the engine handed over: only newer ones read from the store can
+    /// still have their hand-over coming (ids are handed over in the order they are made,
+    /// give or take requests racing each other), so only those are remembered in
+    /// `from_store`; none before the first hand-over (the store then holds what was queued
+    /// before a restart, which never comes that way).
+    max_handed: Option<u64>,
 }
 
 impl Queues {
     /// A callback the engine queued (its store write submitted before): held in memory if
     /// there is room, else left to the store for a sweep.
     fn push(&mut self, item: CallbackItem) {
-        if self.spill.holds(item.id) {
+        self.max_handed = Some(self.max_handed.map_or(item.id, |m| m.max(item.id)));
+        if self.from_store.remove(&item.id) || self.spill.holds(item.id) {
             return;
         }
         let was_spilled = self.spill.spilled();
@@ -425,6 +436,9 @@ impl Queues {
                 for (item, take) in items.into_iter().zip(taken) {
                     cursor = item.id;
                     if take {
+                        if self.max_handed.is_some_and(|m| item.id > m) {
+                            self.from_store.insert(item.id);
+                        }
                         self.hold(item);
                     }
                 }
@@ -457,6 +471,8 @@ async fn status_loop(
         by_interaction: HashMap::new(),
         ready: BinaryHeap::new(),
         spill: Spill::new(cap),
+        from_store: HashSet::new(),
+        max_handed: None,
     };
     let mut first_read = true;
     let mut in_flight = 0usize;

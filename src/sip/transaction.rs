@@ -208,6 +208,9 @@ impl ClientTx {
 pub enum ServerState {
     Trying,
     Proceeding,
+    /// A 2xx to an INVITE went out: retransmissions of the INVITE are absorbed until
+    /// Timer L (64×T1), RFC 6026 §7.1, so a late copy never starts a second call.
+    Accepted,
     Completed,
     Confirmed,
     Terminated,
@@ -271,9 +274,10 @@ impl ServerTx {
         match status {
             100..=199 => self.state = Proceeding,
             200..=299 if self.invite => {
-                // 2xx to INVITE: the transaction ends; the user retransmits the 2xx until
-                // the ACK arrives (§13.3.1.4).
-                self.finish(out);
+                // 2xx to INVITE: the user retransmits the 2xx until the ACK arrives
+                // (§13.3.1.4); the transaction only absorbs INVITE copies (RFC 6026).
+                self.state = Accepted;
+                self.deadline = Some(now + 64 * self.timers.t1); // timer L
             }
             _ => {
                 self.state = Completed;
@@ -327,7 +331,7 @@ impl ServerTx {
             if self.state == ServerState::Completed && self.invite {
                 out.push(Action::Timeout); // timer H: no ACK
             }
-            self.finish(out); // or timer I / J
+            self.finish(out); // or timer I / J / L
             return;
         }
         if let Some(at) = self.retransmit_at.filter(|at| now >= *at) {
@@ -517,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn invite_server_times_out_without_ack_and_2xx_ends_at_once() {
+    fn invite_server_times_out_without_ack_and_2xx_absorbs_copies_until_timer_l() {
         let mut tx = ServerTx::new(true, false, T);
         let mut out = Vec::new();
         tx.respond(503, b"503".to_vec(), 0, &mut out);
@@ -526,6 +530,13 @@ mod tests {
         let mut tx = ServerTx::new(true, false, T);
         let mut out = Vec::new();
         tx.respond(200, b"200".to_vec(), 0, &mut out);
+        assert_eq!(tx.state(), ServerState::Accepted);
+        // A copy of the INVITE is absorbed: nothing sent (the 2xx is the user's to repeat).
+        let mut again = Vec::new();
+        tx.on_request_retransmission(&mut again);
+        assert_eq!(again, vec![Action::Retransmission]);
+        assert_eq!(tx.poll_timeout(), Some(32_000), "timer L");
+        tx.on_timer(32_000, &mut out);
         assert_eq!(out.last(), Some(&Action::Terminated));
         assert_eq!(tx.poll_timeout(), None);
     }

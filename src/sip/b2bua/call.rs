@@ -86,6 +86,9 @@ pub(super) struct Call {
     pub ring_until: Option<u64>,
     /// While ending: when leg B's INVITE is given up if its final answer never comes.
     pub give_up_at: Option<u64>,
+    /// Leg B is to be cancelled, but has sent no provisional answer yet: a CANCEL may only
+    /// follow one (RFC 3261 §9.1); it goes when the first arrives.
+    pub cancel_pending: bool,
 }
 
 impl Call {

@@ -28,6 +28,10 @@ pub(super) struct Dialog {
     /// Where our requests go, and over which transport: the peer the dialog was set up
     /// with (the trunk, or the source of leg A's INVITE).
     pub flow: Remote,
+    /// The flow is a TCP connection the peer opened (its source port listens for nothing):
+    /// once it closes, requests go to the peer's Contact instead. A flow maskd opened (the
+    /// trunk) is opened again.
+    pub peer_opened: bool,
     /// The user of our Contact on this leg: the proxy number this side knows.
     pub user: String,
 }
@@ -48,7 +52,7 @@ impl Dialog {
     /// connection the peer opened and it has closed, to the peer's Contact address over a
     /// new connection (a connection's source port is not a listening port).
     pub fn next_hop(&self, open_streams: &dyn Fn(SocketAddr) -> bool) -> Remote {
-        if self.flow.tcp && !open_streams(self.flow.addr) {
+        if self.flow.tcp && self.peer_opened && !open_streams(self.flow.addr) {
             if let Some(addr) = uri_addr(&self.target) {
                 return Remote::tcp(addr);
             }

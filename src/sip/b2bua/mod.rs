@@ -497,12 +497,20 @@ impl B2bua {
     /// An ACK: for a non-2xx final answer of ours (it completes that server transaction),
     /// or in-dialog for our 2xx to leg A (it stops the 2xx's retransmission).
     fn on_ack(&mut self, req: &Incoming, cx: &mut Ctx) {
-        if let Some(e) = self.server.get_mut(&(req.branch.clone(), false)) {
-            let mut acts = Vec::new();
-            e.tx.on_ack(cx.now, &mut acts);
-            let to = e.to;
-            cx.send_all(to, acts);
-            return;
+        let key = (req.branch.clone(), false);
+        if let Some(e) = self.server.get_mut(&key) {
+            // (An ACK for a 2xx that reuses the INVITE's branch goes on to the dialog.)
+            if e.tx.state() != super::transaction::ServerState::Accepted {
+                let mut acts = Vec::new();
+                e.tx.on_ack(cx.now, &mut acts);
+                let to = e.to;
+                // Over TCP the transaction ends at once (Timer I is zero).
+                if acts.contains(&Action::Terminated) {
+                    self.server.remove(&key);
+                }
+                cx.send_all(to, acts);
+                return;
+            }
         }
         if let Some(id) = self.by_a.get(&req.call_id).copied() {
             if let Some(c) = self.calls.get_mut(&id) {
@@ -537,9 +545,10 @@ impl B2bua {
         cx.send_all(req.src, acts);
     }
 
-    /// The driver could not reach `to` (a TCP connect failed or the connection broke
-    /// before a write): every transaction of ours towards it fails at once (RFC 3261
-    /// §17.1.4), as if it had timed out, and its server transactions are dropped.
+    /// The driver could not reach `to` (a TCP connect failed, the connection closed, or it
+    /// could not take a message): every client transaction of ours towards it fails at
+    /// once (RFC 3261 §17.1.4), as if it had timed out. Server transactions end by their
+    /// own timers.
     pub fn transport_error(
         &mut self,
         to: Remote,

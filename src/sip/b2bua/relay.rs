@@ -42,7 +42,7 @@ impl B2bua {
         let out_cseq = other.cseq;
         for h in &m.headers {
             if let Some(name) = passes(h.raw_name) {
-                out_req = out_req.header(name, h.value.to_string());
+                out_req = out_req.header(name, super::setup::without_100rel(name, &h.value));
             }
         }
         out_req.body = m.body.to_vec();
@@ -125,6 +125,9 @@ impl B2bua {
                 let ack = d.request_with("ACK", r.out_cseq, branch, to, &self.cfg);
                 let mut acts = Vec::new();
                 e.tx.ack(ack.encode(), &mut acts);
+                if acts.contains(&Action::Terminated) {
+                    self.client.remove(branch);
+                }
                 cx.send_all(to, acts);
             }
         }

@@ -23,8 +23,10 @@ pub(super) const PASS: &[&str] = &[
     "Min-SE",
     "Accept",
 ];
-/// Option tags maskd lets through in Require (others: 420 Bad Extension).
-const KNOWN_EXTENSIONS: &[&str] = &["timer", "100rel", "replaces"];
+/// Option tags maskd lets through in Require (others: 420 Bad Extension). Not `100rel`:
+/// reliable provisionals would need RSeq/RAck mapped across the legs, so maskd neither
+/// requires nor offers it and leg B's 18x reach A unreliably.
+const KNOWN_EXTENSIONS: &[&str] = &["timer", "replaces"];
 
 /// Whether header `raw_name` (long or compact form) is one of the whitelisted ones, and
 /// which.
@@ -34,6 +36,20 @@ pub(super) fn passes(raw_name: &str) -> Option<&'static str> {
             || HeaderName::from_name(raw_name) == HeaderName::from_name(p)
                 && HeaderName::from_name(p) != HeaderName::Other
     })
+}
+
+/// A whitelisted header's value as it crosses: `100rel` taken out of Supported (maskd does
+/// not relay reliable provisionals).
+pub(super) fn without_100rel(name: &str, value: &str) -> String {
+    if !name.eq_ignore_ascii_case("Supported") {
+        return value.to_string();
+    }
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("100rel"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The dialled proxy number and the caller (From, or P-Asserted-Identity when From is
@@ -268,6 +284,7 @@ impl B2bua {
                 .map(str::to_string)
                 .collect(),
             flow: req.src,
+            peer_opened: req.src.tcp,
             user: proxy.to_string(),
         };
         let a_invite = InviteIn {
@@ -299,6 +316,7 @@ impl B2bua {
             target: b_ruri.clone(),
             routes: Vec::new(),
             flow: trunk,
+            peer_opened: false,
             user: proxy_b.clone(),
         };
         let b_branch = token();
@@ -321,7 +339,7 @@ impl B2bua {
         }
         for h in &m.headers {
             if let Some(name) = passes(h.raw_name) {
-                invite = invite.header(name, h.value.to_string());
+                invite = invite.header(name, without_100rel(name, &h.value));
             }
         }
         if let Some(r) = m.header(HeaderName::Require) {
@@ -369,6 +387,7 @@ impl B2bua {
             answered_at: None,
             ring_until: Some(cx.now + self.cfg.ring_timeout),
             give_up_at: None,
+            cancel_pending: false,
         };
         self.by_a.insert(call.a.call_id.clone(), id);
         self.by_b.insert(call.b.call_id.clone(), id);
@@ -435,15 +454,10 @@ impl B2bua {
             branch.push_str("-cancel");
         }
         let Some(entry) = self.client.get_mut(&branch) else {
-            // A 2xx retransmission after the INVITE transaction ended: ACK it again.
-            if (200..300).contains(&code) {
-                let call_id = m.header(HeaderName::CallId).unwrap_or("");
-                if let Some(c) = self.by_b.get(call_id).and_then(|id| self.calls.get(id)) {
-                    if let Some(ack) = &c.ack_to_b {
-                        self.counters.retransmissions += 1;
-                        cx.send(c.b.flow, ack.clone());
-                    }
-                }
+            // A 2xx to one of our INVITEs after its transaction ended (a retransmission, or
+            // a late answer to a re-INVITE given up on): ACK it in its dialog, with its CSeq.
+            if (200..300).contains(&code) && m.cseq().is_some_and(|(_, me)| me == "INVITE") {
+                self.ack_stray_2xx(m, cx);
             }
             return;
         };
@@ -513,6 +527,12 @@ impl B2bua {
                     self.ack_b_failure(id, branch, m, cx);
                     self.finish_ending(id);
                 }
+                101..=199 => {
+                    if let Some(c) = self.calls.get_mut(&id).filter(|c| c.cancel_pending) {
+                        c.cancel_pending = false;
+                        self.cancel_leg_b(id, cx);
+                    }
+                }
                 _ => {}
             }
             return;
@@ -546,20 +566,17 @@ impl B2bua {
             }
             200..=299 => {
                 let bytes = self.to_a(&self.calls[&id], 200, "OK", body_ref);
-                let key = (self.calls[&id].a_invite.branch.clone(), false);
-                if let Some(mut e) = self.server.remove(&key) {
-                    let mut acts = Vec::new();
-                    e.tx.respond(200, bytes.clone(), cx.now, &mut acts);
-                    cx.send_all(e.to, acts);
-                }
+                // The INVITE's transaction stays (Accepted) to absorb late copies of it.
+                self.answer_a(id, 200, bytes.clone(), cx);
                 self.ack_b_2xx(id, cx);
                 let t1 = self.cfg.timers.t1;
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.state = CallState::Answered;
                     c.answered_at = Some(cx.now);
                     c.ring_until = None;
-                    // Over TCP the 2xx is not retransmitted (the transport is reliable).
-                    c.ok_to_a = (!c.a.flow.tcp).then_some(Retransmit {
+                    // Retransmitted whatever A's transport: a proxy on A's path may
+                    // forward it over UDP (RFC 3261 §13.3.1.4).
+                    c.ok_to_a = Some(Retransmit {
                         bytes,
                         at: cx.now + t1,
                         interval: t1,
@@ -589,6 +606,31 @@ impl B2bua {
         }
     }
 
+    fn ack_stray_2xx(&mut self, m: &Message<'_>, cx: &mut Ctx) {
+        let call_id = m.header(HeaderName::CallId).unwrap_or("");
+        let cseq = m.cseq().map_or(1, |c| c.0);
+        let (id, leg_b) = match (self.by_b.get(call_id), self.by_a.get(call_id)) {
+            (Some(id), _) => (*id, true),
+            (None, Some(id)) => (*id, false),
+            _ => return,
+        };
+        self.counters.retransmissions += 1;
+        let streams = &self.stream_peers;
+        let Some(c) = self.calls.get(&id) else { return };
+        if leg_b && cseq == 1 {
+            if let Some(ack) = &c.ack_to_b {
+                cx.send(c.b.flow, ack.clone());
+                return;
+            }
+        }
+        let d = if leg_b { &c.b } else { &c.a };
+        let to = d.next_hop(&|a| streams.contains(&a));
+        let ack = d
+            .request_with("ACK", cseq, &token(), to, &self.cfg)
+            .encode();
+        cx.send(to, ack);
+    }
+
     /// ACKs leg B's 2xx (end to end, a new branch, to B's remote target).
     fn ack_b_2xx(&mut self, id: u64, cx: &mut Ctx) {
         let streams = &self.stream_peers;
@@ -615,6 +657,10 @@ impl B2bua {
             let mut acts = Vec::new();
             e.tx.ack(ack, &mut acts);
             let to = e.to;
+            // Over TCP the transaction ends with the ACK (Timer D is zero).
+            if acts.contains(&Action::Terminated) {
+                self.client.remove(branch);
+            }
             cx.send_all(to, acts);
         }
     }

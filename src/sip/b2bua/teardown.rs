@@ -71,18 +71,27 @@ impl B2bua {
         let bytes = self.to_a(c, code, reason, None);
         self.answer_a(id, code, bytes, cx);
         self.set_leg(id, outbound, Some(ResourceStatus::Completed), cx);
-        self.cancel_leg_b(id, cx);
+        // No CANCEL before leg B's first provisional answer (RFC 3261 §9.1): it goes when
+        // one comes; until then Timer B bounds the INVITE.
+        let ringing = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.state == CallState::Early);
+        if ringing {
+            self.cancel_leg_b(id, cx);
+        }
         let give_up = cx.now + 64 * self.cfg.timers.t1;
         if let Some(c) = self.calls.get_mut(&id) {
             c.state = CallState::Ending;
             c.ring_until = None;
             c.give_up_at = Some(give_up);
+            c.cancel_pending = !ringing;
         }
     }
 
     /// Sends CANCEL for leg B's INVITE (same Request-URI, branch, Call-ID, From, To and
     /// CSeq number, RFC 3261 §9.1).
-    fn cancel_leg_b(&mut self, id: u64, cx: &mut Ctx) {
+    pub(super) fn cancel_leg_b(&mut self, id: u64, cx: &mut Ctx) {
         let Some(c) = self.calls.get(&id) else {
             return;
         };
@@ -230,6 +239,7 @@ impl B2bua {
         if let Some(c) = self.calls.get_mut(&id) {
             c.state = CallState::Ended;
             c.ring_until = None;
+            c.ok_to_a = None;
         }
         // Keep the call until its transactions are gone (the 2xx retransmission and ACKs);
         // the sweep drops ended calls with nothing left to do.

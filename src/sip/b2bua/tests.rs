@@ -587,3 +587,95 @@ fn an_unreachable_tcp_trunk_fails_the_call_at_once() {
     assert_eq!(codes(&h.take_a()), vec![503]);
     assert_eq!(h.core.outbound(), Some(ResourceStatus::Failed));
 }
+
+#[test]
+fn a_failed_call_over_tcp_leaves_no_transaction_or_call_behind() {
+    let mut h = Harness::new(Remote::tcp(addr(40200)), true);
+    let inv = h.call();
+    h.answer_b(&inv, 486, "");
+    let busy = h.take_a();
+    assert_eq!(codes(&busy), vec![486]);
+    assert_eq!(methods(&h.take_b()), vec!["ACK"]);
+    // A ACKs the 486 over its connection (same branch as its INVITE).
+    let ack = format!(
+        "ACK sip:{PROXY_A}@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 127.0.0.1:40200;branch=z9hG4bKa1;rport\r\n\
+         From: <sip:{CALLER}@127.0.0.1>;tag=fa\r\nTo: {}\r\n\
+         Call-ID: call-a\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        busy[0].header(HeaderName::To)
+    );
+    let a = h.a;
+    h.deliver(a, &ack);
+    h.advance(2_000);
+    assert_eq!(h.b2bua.transactions(), 0, "TCP transactions end with their ACK");
+    assert_eq!(h.b2bua.active_calls(), 0, "the call is swept");
+}
+
+#[test]
+fn a_late_copy_of_an_answered_invite_starts_no_second_call() {
+    let mut h = Harness::new(Remote::udp(addr(5080)), false);
+    let inv = h.call();
+    h.answer_b(&inv, 200, "");
+    assert_eq!(codes(&h.take_a()), vec![200]);
+    h.take_b();
+    // The caller missed the 200 and sends its INVITE again.
+    h.invite_from_a("");
+    assert!(h.take_b().is_empty(), "no second leg B");
+    assert_eq!(h.b2bua.counters.calls_started, 1);
+    // The 200 keeps coming (retransmitted until the ACK).
+    h.advance(600);
+    assert_eq!(codes(&h.take_a()), vec![200]);
+}
+
+#[test]
+fn a_cancel_before_any_provisional_waits_for_one() {
+    let mut h = Harness::new(Remote::udp(addr(5080)), false);
+    let inv = h.call();
+    let cancel = format!(
+        "CANCEL sip:{PROXY_A}@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKa1;rport\r\n\
+         From: <sip:{CALLER}@127.0.0.1>;tag=fa\r\nTo: <sip:{PROXY_A}@127.0.0.1>\r\n\
+         Call-ID: call-a\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let a = h.a;
+    h.deliver(a, &cancel);
+    let mut got = codes(&h.take_a());
+    got.sort();
+    assert_eq!(got, vec![200, 487]);
+    // RFC 3261 §9.1: no CANCEL before leg B's first provisional answer.
+    assert!(methods(&h.take_b()).iter().all(|m| m != "CANCEL"));
+    h.answer_b(&inv, 180, "");
+    assert_eq!(methods(&h.take_b()), vec!["CANCEL"]);
+    assert!(h.take_a().is_empty(), "the 180 is not relayed to a cancelled caller");
+}
+
+#[test]
+fn an_answer_never_acked_ends_the_call_on_both_legs() {
+    let mut h = Harness::new(Remote::udp(addr(5080)), false);
+    let inv = h.call();
+    h.answer_b(&inv, 200, "");
+    h.take_a();
+    h.take_b();
+    // A never ACKs: the 200 is retransmitted for 64×T1, then both legs get BYE.
+    h.advance(33_000);
+    let a = h.take_a();
+    assert!(codes(&a).iter().filter(|c| **c == 200).count() >= 5);
+    // (BYE over UDP is retransmitted until answered.)
+    let bye_a = methods(&a);
+    assert!(!bye_a.is_empty() && bye_a.iter().all(|m| m == "BYE"), "{bye_a:?}");
+    let bye_b = methods(&h.take_b());
+    assert!(!bye_b.is_empty() && bye_b.iter().all(|m| m == "BYE"), "{bye_b:?}");
+    assert_eq!(h.core.outbound(), Some(ResourceStatus::Completed));
+}
+
+#[test]
+fn supported_100rel_is_not_offered_on_leg_b() {
+    let mut h = Harness::new(Remote::udp(addr(5080)), false);
+    h.invite_from_a("Supported: 100rel, timer\r\n");
+    let inv = h.take_b().remove(0);
+    assert_eq!(inv.header(HeaderName::Supported), "timer");
+    let mut h = Harness::new(Remote::udp(addr(5080)), false);
+    h.invite_from_a("Require: 100rel\r\n");
+    assert_eq!(codes(&h.take_a()), vec![420]);
+    assert!(h.take_b().is_empty());
+}

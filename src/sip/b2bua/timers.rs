@@ -145,6 +145,7 @@ impl B2bua {
         let t2 = self.cfg.timers.t2;
         let mut ring_out = Vec::new();
         let mut given_up = Vec::new();
+        let mut no_ack = Vec::new();
         for (id, c) in self.calls.iter_mut() {
             if c.ring_until.is_some_and(|t| t <= now)
                 && matches!(c.state, CallState::Setup | CallState::Early)
@@ -157,7 +158,11 @@ impl B2bua {
             if let Some(r) = c.ok_to_a.as_mut() {
                 if r.at <= now {
                     if now >= r.give_up {
+                        // No ACK for 64×T1: the session is ended (RFC 3261 §13.3.1.4).
                         c.ok_to_a = None;
+                        if c.state == CallState::Answered {
+                            no_ack.push(*id);
+                        }
                         continue;
                     }
                     self.counters.retransmissions += 1;
@@ -166,9 +171,12 @@ impl B2bua {
                         data: r.bytes.clone(),
                     });
                     r.interval = (r.interval * 2).min(t2);
-                    r.at = now + r.interval;
+                    r.at = (now + r.interval).min(r.give_up);
                 }
             }
+        }
+        for id in no_ack {
+            self.end_answered(id, cx);
         }
         for id in ring_out {
             // Rang too long: CANCEL leg B, 408 to A, logged no-answer.
@@ -205,8 +213,14 @@ impl B2bua {
             .collect();
         for id in gone {
             if let Some(c) = self.calls.remove(&id) {
-                self.by_a.remove(&c.a.call_id);
-                self.by_b.remove(&c.b.call_id);
+                // A newer call may have reused leg A's Call-ID (a retry after 401/422):
+                // its mapping stays.
+                if self.by_a.get(&c.a.call_id) == Some(&id) {
+                    self.by_a.remove(&c.a.call_id);
+                }
+                if self.by_b.get(&c.b.call_id) == Some(&id) {
+                    self.by_b.remove(&c.b.call_id);
+                }
             }
         }
         // After a burst, give the tables' memory back.
