@@ -437,6 +437,11 @@ impl B2bua {
         if let Some(e) = self.server.get_mut(&key) {
             let mut acts = Vec::new();
             e.tx.respond(code, bytes, cx.now, &mut acts);
+            if (200..300).contains(&code) {
+                // Accepted, it only absorbs copies of the INVITE: it does not hold the
+                // call in memory (the sweep may drop it once it ends).
+                e.call = None;
+            }
             cx.send_all(to, acts);
         }
     }
