@@ -607,7 +607,11 @@ fn a_failed_call_over_tcp_leaves_no_transaction_or_call_behind() {
     let a = h.a;
     h.deliver(a, &ack);
     h.advance(2_000);
-    assert_eq!(h.b2bua.transactions(), 0, "TCP transactions end with their ACK");
+    assert_eq!(
+        h.b2bua.transactions(),
+        0,
+        "TCP transactions end with their ACK"
+    );
     assert_eq!(h.b2bua.active_calls(), 0, "the call is swept");
 }
 
@@ -646,7 +650,10 @@ fn a_cancel_before_any_provisional_waits_for_one() {
     assert!(methods(&h.take_b()).iter().all(|m| m != "CANCEL"));
     h.answer_b(&inv, 180, "");
     assert_eq!(methods(&h.take_b()), vec!["CANCEL"]);
-    assert!(h.take_a().is_empty(), "the 180 is not relayed to a cancelled caller");
+    assert!(
+        h.take_a().is_empty(),
+        "the 180 is not relayed to a cancelled caller"
+    );
 }
 
 #[test]
@@ -662,9 +669,15 @@ fn an_answer_never_acked_ends_the_call_on_both_legs() {
     assert!(codes(&a).iter().filter(|c| **c == 200).count() >= 5);
     // (BYE over UDP is retransmitted until answered.)
     let bye_a = methods(&a);
-    assert!(!bye_a.is_empty() && bye_a.iter().all(|m| m == "BYE"), "{bye_a:?}");
+    assert!(
+        !bye_a.is_empty() && bye_a.iter().all(|m| m == "BYE"),
+        "{bye_a:?}"
+    );
     let bye_b = methods(&h.take_b());
-    assert!(!bye_b.is_empty() && bye_b.iter().all(|m| m == "BYE"), "{bye_b:?}");
+    assert!(
+        !bye_b.is_empty() && bye_b.iter().all(|m| m == "BYE"),
+        "{bye_b:?}"
+    );
     assert_eq!(h.core.outbound(), Some(ResourceStatus::Completed));
 }
 
