@@ -263,6 +263,7 @@ pub async fn run(
         // The voice plane only returns after the stop: ending before it (a panic) means
         // calls are no longer served. Not ready from now on, and a non-zero exit so the
         // service manager restarts maskd (the store holds every session).
+        // `sip_task` is Some here: it is set to None only inside this very branch.
         r = async { sip_task.as_mut().expect("taken only here").await } => {
             sip_task = None;
             let why = match r {
