@@ -188,8 +188,8 @@ pub fn sdp(body: &[u8]) {
 /// untrusted source, after moving the clock `ms` on; lines end with LF or CRLF). In a
 /// message, `@VIA@`, `@CALLID@`, `@FROM@` and `@TO@` stand for those headers of the last
 /// request maskd sent the trunk, and `@ATO@` for the To of its last answer to the caller, so
-/// seeds can follow whole calls. Properties: no panic; everything maskd builds parses (an
-/// answer echoing a caller's malformed headers may not); and
+/// seeds can follow whole calls. Properties: no panic; every request maskd builds parses (an
+/// answer echoing a requester's malformed headers may not); and
 /// no number crosses: a number that one side never sent does not appear in the headers maskd
 /// sends that side, unless it came from the other side in one of the whitelisted headers
 /// that pass verbatim (bodies pass unchanged until the media plane rewrites SDP).
@@ -203,6 +203,9 @@ pub fn b2bua(data: &[u8]) {
     let trunk: SocketAddr = ([127, 0, 0, 1], 5070).into();
     let stranger = Remote::udp(([192, 0, 2, 1], 5060).into());
     let mut b = B2bua::new(settings(trunk));
+    // The caller's TCP connection is open throughout, as the driver reports it before its
+    // first message (else maskd would address the caller's Contact, wherever it points).
+    b.stream_peer(a_tcp.addr, true);
     let mut now = 1_000_000u64;
     // What each side sent (caller: 0, trunk: 1), and what maskd sent each side's headers.
     let mut seen: [String; 2] = Default::default();
@@ -247,11 +250,13 @@ pub fn b2bua(data: &[u8]) {
         for d in out {
             let to_trunk = d.to.addr == trunk;
             let Ok(Some((m, _))) = parse(&d.data, Transport::Datagram) else {
-                // Only an answer to the caller may fail to parse: it echoes the caller's
-                // own From/To/Via, as RFC 3261 requires, even when they are malformed.
+                // Only an answer may fail to parse: it echoes the requester's own From,
+                // To and Via, as RFC 3261 requires, even when they are malformed (a 400).
                 assert!(
-                    !to_trunk && d.data.starts_with(b"SIP/2.0 "),
-                    "maskd sent what does not parse"
+                    d.data.starts_with(b"SIP/2.0 "),
+                    "maskd sent what does not parse ({:?}):\n{}",
+                    parse(&d.data, Transport::Datagram).err(),
+                    String::from_utf8_lossy(&d.data)
                 );
                 continue;
             };
@@ -287,12 +292,29 @@ pub fn b2bua(data: &[u8]) {
     }
 }
 
-/// Runs of 8 to 15 ASCII digits in `s`.
+/// Runs of 8 to 15 ASCII digits in `s` that stand alone (no letter or digit on either
+/// side), as numbers do in SIP (`+14155551001@`, `:14155551001;`); digits inside a longer
+/// token (maskd's random tags and branches are hex) are not numbers.
 fn digit_runs(s: &str) -> Vec<String> {
-    s.split(|c: char| !c.is_ascii_digit())
-        .filter(|r| (8..=15).contains(&r.len()))
-        .map(str::to_string)
-        .collect()
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let alone = (start == 0 || !b[start - 1].is_ascii_alphanumeric())
+            && (i == b.len() || !b[i].is_ascii_alphanumeric());
+        if alone && (8..=15).contains(&(i - start)) {
+            out.push(s[start..i].to_string());
+        }
+    }
+    out
 }
 
 /// Numbers maskd itself may put on either side: the proxy numbers and the callee's real
