@@ -91,20 +91,6 @@ pub(super) struct Call {
     pub cancel_pending: bool,
 }
 
-impl Call {
-    /// The earliest call-level timer.
-    pub fn deadline(&self) -> Option<u64> {
-        [
-            self.ring_until,
-            self.give_up_at,
-            self.ok_to_a.as_ref().map(|r| r.at),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Purpose {
     Invite,

@@ -319,6 +319,16 @@ fn in_dialog_from_b(inv: &Sent, method: &str, cseq: u32, branch: &str) -> String
     )
 }
 
+/// The caller's CANCEL of its INVITE (as `Harness::invite_from_a` sends it over UDP).
+fn cancel_from_a() -> String {
+    format!(
+        "CANCEL sip:{PROXY_A}@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKa1;rport\r\n\
+         From: <sip:{CALLER}@127.0.0.1>;tag=fa\r\nTo: <sip:{PROXY_A}@127.0.0.1>\r\n\
+         Call-ID: call-a\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
 fn codes(sent: &[Sent]) -> Vec<u16> {
     sent.iter().filter_map(Sent::code).collect()
 }
@@ -392,12 +402,7 @@ fn a_cancelled_call_whose_200_crosses_the_cancel_is_hung_up_on_b() {
     let inv = h.call();
     h.answer_b(&inv, 180, "");
     h.take_a();
-    let cancel = format!(
-        "CANCEL sip:{PROXY_A}@127.0.0.1:5060 SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKa1;rport\r\n\
-         From: <sip:{CALLER}@127.0.0.1>;tag=fa\r\nTo: <sip:{PROXY_A}@127.0.0.1>\r\n\
-         Call-ID: call-a\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
+    let cancel = cancel_from_a();
     let a = h.a;
     h.deliver(a, &cancel);
     let mut got = codes(&h.take_a());
@@ -635,12 +640,7 @@ fn a_late_copy_of_an_answered_invite_starts_no_second_call() {
 fn a_cancel_before_any_provisional_waits_for_one() {
     let mut h = Harness::new(Remote::udp(addr(5080)), false);
     let inv = h.call();
-    let cancel = format!(
-        "CANCEL sip:{PROXY_A}@127.0.0.1:5060 SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKa1;rport\r\n\
-         From: <sip:{CALLER}@127.0.0.1>;tag=fa\r\nTo: <sip:{PROXY_A}@127.0.0.1>\r\n\
-         Call-ID: call-a\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
+    let cancel = cancel_from_a();
     let a = h.a;
     h.deliver(a, &cancel);
     let mut got = codes(&h.take_a());

@@ -24,16 +24,6 @@ impl B2bua {
         self.server.settle();
     }
 
-    /// The earliest instant anything is due (for a driver or harness that sleeps until
-    /// then instead of ticking). Looks at every call and transaction: not for hot paths.
-    pub fn next_timeout(&self) -> Option<u64> {
-        use super::super::timed::Deadline;
-        let calls = self.calls.values().filter_map(|c| c.deadline());
-        let client = self.client.values().filter_map(|e| e.deadline());
-        let server = self.server.values().filter_map(|e| e.deadline());
-        calls.chain(client).chain(server).min()
-    }
-
     fn fire_transactions(&mut self, cx: &mut Ctx) {
         let now = cx.now;
         let mut timed_out = Vec::new();
