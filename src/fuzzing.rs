@@ -143,6 +143,7 @@ fn settings(trunk: SocketAddr) -> Settings {
         trunk_tcp: false,
         server_header: Some("maskd".into()),
         ring_timeout: 120_000,
+        media_ip: "127.0.0.1".parse().expect("an IP"),
     }
 }
 

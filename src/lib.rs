@@ -34,6 +34,7 @@ pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod heap;
+pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod secret;

@@ -89,6 +89,11 @@ pub(super) struct Call {
     /// Leg B is to be cancelled, but has sent no provisional answer yet: a CANCEL may only
     /// follow one (RFC 3261 §9.1); it goes when the first arrives.
     pub cancel_pending: bool,
+    /// Anchored media (`None` in passthrough, or once released).
+    pub media: Option<super::media::CallMedia>,
+    /// Leg A's INVITE had no SDP (late offer): B's 2xx carries the offer, and leg B's ACK
+    /// waits for A's, which carries the answer.
+    pub late_offer: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,7 @@
 mod call;
 mod dialog;
 mod log;
+mod media;
 mod relay;
 mod setup;
 mod teardown;
@@ -56,6 +57,11 @@ pub trait Core: Send + Sync {
     /// Whether the service owning `proxy` has an out-of-session callback URL.
     fn has_out_of_session(&self, _proxy: E164) -> bool {
         false
+    }
+    /// A call of `session` was answered: if the session is recorded, its Recording (status
+    /// in-progress) is created and its SID and file path returned.
+    fn start_recording(&self, _session: Sid, _call_sid: &str) -> Option<(String, std::path::PathBuf)> {
+        None
     }
 }
 
@@ -111,6 +117,8 @@ pub struct Settings {
     pub trunk_tcp: bool,
     /// How long leg B may ring before maskd gives up: CANCEL to B, 408 to A (ms).
     pub ring_timeout: u64,
+    /// maskd's media address, written into every SDP it anchors.
+    pub media_ip: IpAddr,
 }
 
 impl Settings {
@@ -199,6 +207,8 @@ pub struct B2bua {
     /// Questions for the driver (drained by it after each call).
     pub asks: Vec<Ask>,
     pub counters: Counters,
+    /// The media relay when media is anchored (`None`: SDP bodies cross untouched).
+    media: Option<std::sync::Arc<dyn crate::media::Media>>,
 }
 
 /// What one step works with: the time, the core, and where messages to send go.
@@ -250,7 +260,14 @@ impl B2bua {
             draining: false,
             asks: Vec::new(),
             counters: Counters::default(),
+            media: None,
         }
+    }
+
+    /// Anchors media through `relay` (SPEC §2.4): every SDP crossing is rewritten.
+    pub fn with_media(mut self, relay: std::sync::Arc<dyn crate::media::Media>) -> B2bua {
+        self.media = Some(relay);
+        self
     }
 
     pub fn active_calls(&self) -> usize {
@@ -513,10 +530,31 @@ impl B2bua {
             }
         }
         if let Some(id) = self.by_a.get(&req.call_id).copied() {
+            let mut answer_late_offer = false;
             if let Some(c) = self.calls.get_mut(&id) {
                 if req.m.cseq().is_some_and(|(n, _)| n == c.a_invite.cseq) {
                     c.ok_to_a = None;
+                    answer_late_offer = c.late_offer
+                        && c.ack_to_b.is_none()
+                        && c.state == CallState::Answered;
                 }
+            }
+            if answer_late_offer {
+                // A's ACK carries the answer to B's offer: B's ACK goes now, with it.
+                let ct = req.m.header(HeaderName::ContentType);
+                let body = if req.m.body.is_empty() {
+                    None
+                } else {
+                    match self.anchor_body(id, media::Side::A, ct, req.m.body) {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            tracing::info!(reason = e.status().1, "late-offer answer dropped");
+                            None
+                        }
+                    }
+                };
+                let ct = ct.unwrap_or("application/sdp").to_string();
+                self.ack_b_2xx(id, body.as_deref().map(|b| (ct.as_str(), b)), cx);
             }
         }
     }

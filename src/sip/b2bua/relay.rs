@@ -4,6 +4,7 @@
 
 use super::call::{CallState, ClientEntry, Purpose, Relayed, ServerEntry};
 use super::dialog::{answer_vias, token};
+use super::media::{is_sdp, Side};
 use super::setup::passes;
 use super::{B2bua, Ctx, Incoming, Remote};
 use crate::sip::message::{HeaderName, Message, Outgoing};
@@ -28,6 +29,23 @@ impl B2bua {
         let Some((id, from_a)) = live else {
             return self.no_such_call(req, cx);
         };
+        // An offer or answer inside the dialog: anchored like the first.
+        let mut body = m.body.to_vec();
+        if self.anchoring() && !m.body.is_empty() && matches!(method, "INVITE" | "UPDATE" | "PRACK")
+        {
+            let side = if from_a { Side::A } else { Side::B };
+            match self.anchor_body(id, side, m.header(HeaderName::ContentType), m.body) {
+                Ok(b) => body = b,
+                Err(e) => {
+                    let (code, reason) = e.status();
+                    let mut r = self.reply(m, req.src, code, reason, None);
+                    if code == 415 {
+                        r = r.header("Accept", "application/sdp");
+                    }
+                    return self.server_answer(req, code, r.encode(), cx);
+                }
+            }
+        }
         let branch = token();
         let streams = &self.stream_peers;
         let Some(c) = self.calls.get_mut(&id) else {
@@ -45,7 +63,7 @@ impl B2bua {
                 out_req = out_req.header(name, super::setup::without_100rel(name, &h.value));
             }
         }
-        out_req.body = m.body.to_vec();
+        out_req.body = body;
         let relayed = Relayed {
             server_key: (req.branch.clone(), false),
             reply_to: req.src,
@@ -110,7 +128,7 @@ impl B2bua {
             // branch, in the dialog), a failure through the transaction (same branch).
             let streams = &self.stream_peers;
             let Some(c) = self.calls.get_mut(&id) else {
-                return self.relay_final(r, m, code, cx);
+                return self.relay_final(id, r, m, code, cx);
             };
             let d = if r.from_a { &mut c.b } else { &mut c.a };
             if (200..300).contains(&code) {
@@ -131,16 +149,32 @@ impl B2bua {
                 cx.send_all(to, acts);
             }
         }
-        self.relay_final(r, m, code, cx);
+        self.relay_final(id, r, m, code, cx);
     }
 
     /// Answers the sender of a relayed request with `code` (the other leg's answer, or
     /// 408 when it never came), through the request's server transaction.
-    pub(super) fn relay_final(&mut self, r: &Relayed, m: &Message<'_>, code: u16, cx: &mut Ctx) {
-        let body = m
+    pub(super) fn relay_final(
+        &mut self,
+        id: u64,
+        r: &Relayed,
+        m: &Message<'_>,
+        code: u16,
+        cx: &mut Ctx,
+    ) {
+        let mut body = m
             .header(HeaderName::ContentType)
             .filter(|_| !m.body.is_empty())
             .map(|ct| (ct.to_string(), m.body.to_vec()));
+        if self.anchoring() && (200..300).contains(&code) {
+            if let Some((ct, b)) = body.take().filter(|(ct, _)| is_sdp(ct)) {
+                let side = if r.from_a { Side::B } else { Side::A };
+                match self.anchor_body(id, side, Some(&ct), &b) {
+                    Ok(nb) => body = Some((ct, nb)),
+                    Err(e) => tracing::info!(reason = e.status().1, "answer SDP dropped"),
+                }
+            }
+        }
         self.answer_relayed(r, code, body, cx);
     }
 

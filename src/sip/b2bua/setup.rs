@@ -197,10 +197,10 @@ impl B2bua {
 
     fn refuse(&mut self, req: &Incoming, code: u16, reason: &str, cx: &mut Ctx) {
         let r = self.reply(req.m, req.src, code, reason, Some(&token()));
-        let r = if code == 503 {
-            r.header("Retry-After", "5")
-        } else {
-            r
+        let r = match code {
+            503 => r.header("Retry-After", "5"),
+            415 => r.header("Accept", "application/sdp"),
+            _ => r,
         };
         self.server_answer(req, code, r.encode(), cx);
     }
@@ -262,6 +262,32 @@ impl B2bua {
             .unwrap_or(70);
         let id = self.next;
         self.next += 1;
+        // Anchored media: A's offer gets relay ports and is rewritten for B.
+        let mut media = self.new_media();
+        let b_body = match (&mut media, self.media.as_deref()) {
+            (Some(cm), Some(relay)) if !m.body.is_empty() => {
+                match super::media::anchor(
+                    relay,
+                    self.cfg.media_ip,
+                    id,
+                    cm,
+                    crate::media::Side::A,
+                    m.header(HeaderName::ContentType),
+                    m.body,
+                ) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        if !cm.ports.is_empty() {
+                            relay.release(id);
+                        }
+                        let (code, reason) = e.status();
+                        tracing::info!(code, reason, "INVITE refused: its SDP cannot be anchored");
+                        return self.refuse(req, code, reason, cx);
+                    }
+                }
+            }
+            _ => m.body.to_vec(),
+        };
         // 100 Trying at once (already sent if the INVITE waited for a callback).
         self.trying(req, Some(id), cx);
 
@@ -345,7 +371,7 @@ impl B2bua {
         if let Some(r) = m.header(HeaderName::Require) {
             invite = invite.header("Require", r.to_string());
         }
-        invite.body = m.body.to_vec();
+        invite.body = b_body;
         let mut acts = Vec::new();
         let tx = ClientTx::start(
             true,
@@ -388,6 +414,8 @@ impl B2bua {
             ring_until: Some(cx.now + self.cfg.ring_timeout),
             give_up_at: None,
             cancel_pending: false,
+            late_offer: m.body.is_empty(),
+            media,
         };
         self.by_a.insert(call.a.call_id.clone(), id);
         self.by_b.insert(call.b.call_id.clone(), id);
@@ -524,7 +552,7 @@ impl B2bua {
             match code {
                 200..=299 => {
                     // Answered while our CANCEL crossed it: ACK, then hang up leg B.
-                    self.ack_b_2xx(id, cx);
+                    self.ack_b_2xx(id, None, cx);
                     self.bye(id, false, cx);
                     self.finish_ending(id);
                 }
@@ -549,10 +577,35 @@ impl B2bua {
                     .observe(cx.now.saturating_sub(from) as f64 / 1000.0);
             }
         }
-        let body = m
+        let mut body = m
             .header(HeaderName::ContentType)
             .filter(|_| !m.body.is_empty())
             .map(|ct| (ct.to_string(), m.body.to_vec()));
+        if code < 300 && self.anchoring() {
+            if let Some((ct, b)) = body.take() {
+                match self.anchor_body(id, crate::media::Side::B, Some(&ct), &b) {
+                    Ok(nb) => body = Some((ct, nb)),
+                    Err(e) if code >= 200 => {
+                        // An answer maskd cannot anchor: leg B is hung up, A gets 502.
+                        tracing::warn!(reason = e.status().1, "leg B's 2xx SDP cannot be anchored");
+                        self.ack_b_2xx(id, None, cx);
+                        self.bye(id, false, cx);
+                        let bytes = self.to_a(&self.calls[&id], 502, "Bad Gateway", None);
+                        self.answer_a(id, 502, bytes, cx);
+                        self.set_leg(
+                            id,
+                            ResourceStatus::Failed,
+                            Some(ResourceStatus::Completed),
+                            cx,
+                        );
+                        self.end_call(id);
+                        return;
+                    }
+                    // A provisional answer goes on without the body maskd cannot anchor.
+                    Err(e) => tracing::info!(reason = e.status().1, "18x SDP dropped"),
+                }
+            }
+        }
         let body_ref = body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice()));
         match code {
             100 => {}
@@ -573,7 +626,16 @@ impl B2bua {
                 let bytes = self.to_a(&self.calls[&id], 200, "OK", body_ref);
                 // The INVITE's transaction stays (Accepted) to absorb late copies of it.
                 self.answer_a(id, 200, bytes.clone(), cx);
-                self.ack_b_2xx(id, cx);
+                // Late offer: B's 2xx carried the offer; its ACK waits for A's answer.
+                let late = self.calls.get(&id).is_some_and(|c| c.late_offer) && body.is_some();
+                if late {
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.ack_to_b = None;
+                    }
+                } else {
+                    self.ack_b_2xx(id, None, cx);
+                }
+                self.media_answered(id, cx);
                 let t1 = self.cfg.timers.t1;
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.state = CallState::Answered;
@@ -627,6 +689,10 @@ impl B2bua {
                 cx.send(c.b.flow, ack.clone());
                 return;
             }
+            if c.late_offer && c.state == CallState::Answered {
+                // B's offer awaits A's answer, which comes in A's ACK.
+                return;
+            }
         }
         let d = if leg_b { &c.b } else { &c.a };
         let to = d.next_hop(&|a| streams.contains(&a));
@@ -636,14 +702,19 @@ impl B2bua {
         cx.send(to, ack);
     }
 
-    /// ACKs leg B's 2xx (end to end, a new branch, to B's remote target).
-    fn ack_b_2xx(&mut self, id: u64, cx: &mut Ctx) {
+    /// ACKs leg B's 2xx (end to end, a new branch, to B's remote target), with the SDP
+    /// answer of a late offer.
+    pub(super) fn ack_b_2xx(&mut self, id: u64, body: Option<(&str, &[u8])>, cx: &mut Ctx) {
         let streams = &self.stream_peers;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         let to = c.b.next_hop(&|a| streams.contains(&a));
-        let ack = c.b.request_with("ACK", 1, &token(), to, &self.cfg).encode();
+        let mut ack = c.b.request_with("ACK", 1, &token(), to, &self.cfg);
+        if let Some((ct, b)) = body {
+            ack = ack.body(Some(ct), b);
+        }
+        let ack = ack.encode();
         cx.send(to, ack.clone());
         c.ack_to_b = Some(ack);
     }

@@ -236,6 +236,7 @@ impl B2bua {
     }
 
     pub(super) fn end_call(&mut self, id: u64) {
+        self.release_media(id);
         if let Some(c) = self.calls.get_mut(&id) {
             c.state = CallState::Ended;
             c.ring_until = None;

@@ -146,6 +146,7 @@ fn settings(trunk_tcp: bool) -> Settings {
         server_header: None,
         trunk_tcp,
         ring_timeout: 120_000,
+        media_ip: "127.0.0.1".parse().expect("an IP"),
     }
 }
 

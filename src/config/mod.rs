@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use crate::core::{sid::SidKind, Sid, E164};
 
+mod media;
+pub use media::{MediaConfig, MediaSettings, RecordingConfig};
+
 /// Why a config cannot be used. `run` and `check-config` exit 64 on any of these.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -54,6 +57,9 @@ pub struct Config {
     /// Outgoing callbacks.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// Media plane: RTP anchoring and recording.
+    #[serde(default)]
+    pub media: MediaConfig,
     /// Services created or updated at start, idempotently.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
@@ -312,6 +318,9 @@ pub struct ServiceConfig {
     /// Keep a route key from a different counterpart this long after close.
     #[serde(default)]
     pub cooloff: Option<String>,
+    /// Record answered calls of this service's sessions (SPEC §2.5).
+    #[serde(default)]
+    pub record: bool,
 }
 
 fn default_grace() -> String {
@@ -381,6 +390,7 @@ pub struct Validated {
     pub webhook_timeout: Duration,
     pub smpp: SmppTimers,
     pub sip: SipSettings,
+    pub media: MediaSettings,
     pub services: Vec<ValidService>,
 }
 
@@ -413,6 +423,7 @@ pub struct ValidService {
     pub default_ttl: u64,
     pub cooloff: Duration,
     pub numbers: Vec<E164>,
+    pub record: bool,
 }
 
 /// Reads and parses `path` (no validation).
@@ -692,6 +703,7 @@ impl Config {
                 );
             }
         }
+        let media = self.media.validate(&mut p);
         let mut services = Vec::new();
         let mut svc_names = HashSet::new();
         let mut all_numbers = HashSet::new();
@@ -726,6 +738,7 @@ impl Config {
                 default_ttl: s.default_ttl,
                 cooloff,
                 numbers,
+                record: s.record,
             });
         }
         if !p.0.is_empty() {
@@ -773,6 +786,7 @@ impl Config {
             Some(smpp_inactivity),
             Some(smpp_response),
             Some(sip_settings),
+            Some(media),
         ) = (
             api_listen,
             metrics_listen,
@@ -784,6 +798,7 @@ impl Config {
             smpp_inactivity,
             smpp_response,
             sip_settings,
+            media,
         )
         else {
             return Err(ConfigError::Invalid(vec![(
@@ -800,6 +815,7 @@ impl Config {
             timer_tick,
             webhook_timeout,
             sip: sip_settings,
+            media,
             smpp: SmppTimers {
                 listen: smpp_listen,
                 enquire_link_interval: smpp_enquire,
@@ -815,7 +831,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    const SHIPPED: &str = include_str!("../config.yaml");
+    const SHIPPED: &str = include_str!("../../config.yaml");
 
     #[test]
     fn shipped_config_is_valid() {

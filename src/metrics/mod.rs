@@ -4,6 +4,8 @@
 
 use std::sync::OnceLock;
 
+pub mod media;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -85,6 +87,7 @@ pub struct Metrics {
     pub smpp_invalid_address: IntCounterVec,
     pub smpp_forward_latency: Histogram,
     pub smpp_accept_latency: Histogram,
+    pub media: media::MediaMetrics,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -280,6 +283,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
             ]),
         )?,
+        media: media::MediaMetrics::build()?,
         registry,
     };
     m.registry.register(Box::new(m.api_requests.clone()))?;
@@ -328,6 +332,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.smpp_forward_latency.clone()))?;
     m.registry
         .register(Box::new(m.smpp_accept_latency.clone()))?;
+    m.media.register(&m.registry)?;
     Ok(m)
 }
 

@@ -1,0 +1,171 @@
+//! The recording thread: relay threads hand it copies of a recorded call's RTP (through a
+//! bounded queue: when it is full, the packet is left out of the recording and counted,
+//! and the relay never waits), and it decodes and writes each call's WAV file with
+//! `media::record::Recorder`. When a call ends its file is finalised and the sink told how
+//! the recording ended.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Millis;
+use crate::media::record::{Channel, Payload, Recorder};
+use crate::media::{RecordSpec, RecordingOutcome, RecordingSink};
+
+/// Packets queued for the recorder at most (about 2 s of 1,000 recorded calls).
+const QUEUE: usize = 100_000;
+/// How often files advance through silence.
+const TICK_MS: u64 = 200;
+
+enum Msg {
+    Start(u64, Box<RecordSpec>, u64),
+    Packet(u64, Channel, u64, Vec<u8>),
+    End(u64, u64),
+    Tick(u64),
+}
+
+/// The relay threads' handle to the recording thread.
+#[derive(Clone)]
+pub(super) struct Recordings {
+    tx: mpsc::SyncSender<Msg>,
+}
+
+impl Recordings {
+    pub fn start(&self, call: u64, spec: RecordSpec, now: u64) {
+        // Start and End wait for room: they are rare, and losing one would lose a file.
+        let _ = self.tx.send(Msg::Start(call, Box::new(spec), now));
+    }
+    /// False when the queue is full (the packet is not recorded).
+    pub fn packet(&self, call: u64, ch: Channel, now: u64, rtp: &[u8]) -> bool {
+        self.tx
+            .try_send(Msg::Packet(call, ch, now, rtp.to_vec()))
+            .is_ok()
+    }
+    pub fn end(&self, call: u64, now: u64) {
+        let _ = self.tx.send(Msg::End(call, now));
+    }
+    pub fn tick(&self, now: u64) {
+        let _ = self.tx.try_send(Msg::Tick(now));
+    }
+}
+
+struct Active {
+    sid: String,
+    recorder: Option<Recorder>,
+    payloads: Vec<(u8, Payload)>,
+    absent: Option<String>,
+    failed: Option<String>,
+}
+
+pub(super) fn start(clock: Millis, sink: Arc<dyn RecordingSink>) -> std::io::Result<Recordings> {
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    std::thread::Builder::new()
+        .name("maskd-recorder".into())
+        .spawn(move || run(rx, clock, sink))?;
+    Ok(Recordings { tx })
+}
+
+fn run(rx: mpsc::Receiver<Msg>, clock: Millis, sink: Arc<dyn RecordingSink>) {
+    let mut active: HashMap<u64, Active> = HashMap::new();
+    let m = &crate::metrics::get().media;
+    loop {
+        let msg = match rx.recv_timeout(Duration::from_millis(TICK_MS)) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => Msg::Tick(clock.now()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        match msg {
+            Msg::Start(call, spec, now) => {
+                let mut a = Active {
+                    sid: spec.sid.clone(),
+                    recorder: None,
+                    payloads: spec.payloads.clone(),
+                    absent: spec.absent.clone(),
+                    failed: None,
+                };
+                if a.absent.is_none() {
+                    if let Some(dir) = spec.path.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    match Recorder::create(&spec.path, now) {
+                        Ok(r) => a.recorder = Some(r),
+                        Err(e) => a.failed = Some(format!("cannot create the file: {e}")),
+                    }
+                }
+                m.recordings_active.inc();
+                active.insert(call, a);
+            }
+            Msg::Packet(call, ch, at, data) => {
+                if let Some(a) = active.get_mut(&call) {
+                    let payloads = &a.payloads;
+                    let kind = |pt: u8| {
+                        payloads
+                            .iter()
+                            .find(|(p, _)| *p == pt)
+                            .map_or(Payload::Other, |(_, k)| *k)
+                    };
+                    if let Some(r) = a.recorder.as_mut() {
+                        if let Err(e) = r.packet(ch, at, &data, kind) {
+                            a.failed = Some(format!("write failed: {e}"));
+                            a.recorder = None;
+                        }
+                    }
+                }
+            }
+            Msg::Tick(now) => {
+                for a in active.values_mut() {
+                    if let Some(r) = a.recorder.as_mut() {
+                        if let Err(e) = r.tick(now) {
+                            a.failed = Some(format!("write failed: {e}"));
+                            a.recorder = None;
+                        }
+                    }
+                }
+            }
+            Msg::End(call, now) => {
+                if let Some(a) = active.remove(&call) {
+                    m.recordings_active.dec();
+                    let sid = a.sid.clone();
+                    let outcome = finish(a, now);
+                    let label = match &outcome {
+                        RecordingOutcome::Completed { .. } => "completed",
+                        RecordingOutcome::Absent { .. } => "absent",
+                        RecordingOutcome::Failed { .. } => "failed",
+                    };
+                    m.recordings.with_label_values(&[label]).inc();
+                    sink.ended(&sid, outcome);
+                }
+            }
+        }
+    }
+    // The relay is gone (shutdown): finish every file still open.
+    let now = clock.now();
+    for (_, a) in active.drain() {
+        let sid = a.sid.clone();
+        let outcome = finish(a, now);
+        sink.ended(&sid, outcome);
+    }
+}
+
+fn finish(a: Active, now: u64) -> RecordingOutcome {
+    if let Some(reason) = a.absent {
+        return RecordingOutcome::Absent { reason };
+    }
+    if let Some(reason) = a.failed {
+        return RecordingOutcome::Failed { reason };
+    }
+    match a.recorder {
+        Some(r) => match r.finish(now) {
+            Ok(s) => RecordingOutcome::Completed {
+                duration_ms: s.duration_ms,
+            },
+            Err(e) => RecordingOutcome::Failed {
+                reason: format!("finalising failed: {e}"),
+            },
+        },
+        None => RecordingOutcome::Failed {
+            reason: "no file".into(),
+        },
+    }
+}
