@@ -57,6 +57,50 @@ impl AppError {
 
 use crate::clock::now_ms;
 
+/// The media relay, when `media.mode` is `anchor`: its threads start here, after a probe that
+/// `media.listen_ip` is an address of this host.
+fn start_media(cfg: &Validated) -> Result<Option<crate::net::sip::MediaPlane>, AppError> {
+    if !cfg.media.anchor {
+        return Ok(None);
+    }
+    let probe = SocketAddr::new(cfg.media.listen_ip, 0);
+    std::net::UdpSocket::bind(probe).map_err(|source| AppError::Bind {
+        key: "media.listen_ip",
+        addr: probe,
+        source,
+    })?;
+    crate::net::media::raise_fd_limit();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let relay = crate::net::media::Relay::start(
+        crate::net::media::RelayConfig {
+            listen_ip: cfg.media.listen_ip,
+            ports: cfg.media.ports,
+            timeout: cfg.media.timeout,
+            threads: cfg.media.threads,
+        },
+        crate::clock::Millis::start(),
+        tx,
+        Arc::new(RecordingLog),
+    )
+    .map_err(|source| AppError::Bind {
+        key: "media.listen_ip",
+        addr: probe,
+        source,
+    })?;
+    Ok(Some(crate::net::sip::MediaPlane {
+        relay: Arc::new(relay),
+        timeouts: rx,
+    }))
+}
+
+struct RecordingLog;
+
+impl crate::media::RecordingSink for RecordingLog {
+    fn ended(&self, sid: &str, outcome: crate::media::RecordingOutcome) {
+        tracing::info!(sid, ?outcome, "recording ended");
+    }
+}
+
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr)
         .await
@@ -133,6 +177,7 @@ pub async fn run(
     })?;
     // TCP on the same address and port as UDP.
     let sip_tcp = bind("sip.listen", sip_addr).await?;
+    let media = start_media(&cfg)?;
     let smpp_addr = smpp_listener
         .local_addr()
         .map_err(|source| AppError::Bind {
@@ -243,6 +288,7 @@ pub async fn run(
         webhooks.clone(),
         stop_rx.clone(),
         cfg.shutdown_grace,
+        media,
     ));
     let api_task = serve(api_listener, api::router(state), stop_rx.clone());
     let ops_task = serve(

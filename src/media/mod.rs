@@ -61,6 +61,9 @@ pub struct PeerMedia {
     /// The stream is not RTP (T.38 over UDPTL, say): datagrams pass as they come, with no
     /// RTP check and no RTCP.
     pub not_rtp: bool,
+    /// SRTP (RTP/SAVP, keys exchanged end to end in a=crypto): its RTCP is encrypted and
+    /// authenticated, so it crosses unchanged (maskd cannot scrub what it cannot read).
+    pub srtp: bool,
 }
 
 /// What a recorded call needs once answered: where to write and how to decode.

@@ -78,6 +78,11 @@ impl Stream {
         self.legs[side.index()].sdp.hold
     }
 
+    /// Whether `side`'s stream is SRTP (its RTCP crosses unchanged).
+    pub fn srtp(&self, side: Side) -> bool {
+        self.legs[side.index()].sdp.srtp
+    }
+
     /// Whether any side holds.
     pub fn on_hold(&self) -> bool {
         self.held(Side::A) || self.held(Side::B)

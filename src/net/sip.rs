@@ -20,6 +20,12 @@ use crate::net::webhook::{self, Webhooks};
 use crate::sip::b2bua::{Ask, B2bua, Core, Counters, Datagram, Remote, Resume, Settings};
 use crate::sip::{parse, Transport};
 
+/// The media relay, when media is anchored, and the calls it finds silent.
+pub struct MediaPlane {
+    pub relay: Arc<dyn crate::media::Media>,
+    pub timeouts: mpsc::UnboundedReceiver<u64>,
+}
+
 struct EngineCore(Arc<Engine>);
 
 impl Core for EngineCore {
@@ -290,6 +296,7 @@ pub async fn run(
     webhooks: Arc<Webhooks>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    media: Option<MediaPlane>,
 ) {
     let core = EngineCore(engine);
     // After `stop`: new calls are refused; (when to hang up what is left, when to give up).
@@ -299,6 +306,17 @@ pub async fn run(
     // Fault injection for the supervision test: the plane panics on the first OPTIONS.
     let fault_panic = std::env::var("MASKD_FAULT_INJECT").is_ok_and(|v| v == "sip-panic");
     let mut b2bua = B2bua::new(settings);
+    // Calls the relay found silent for media.timeout (a closed channel in passthrough).
+    let (mut media_timeouts, _no_relay) = match media {
+        Some(p) => {
+            b2bua = b2bua.with_media(p.relay);
+            (p.timeouts, None)
+        }
+        None => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (rx, Some(tx))
+        }
+    };
     let mut buf = vec![0u8; 65_535];
     let mut out: Vec<Datagram> = Vec::new();
     let m = crate::metrics::get();
@@ -378,6 +396,9 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 b2bua.on_timer(now(), &core, &mut out);
+            }
+            Some(id) = media_timeouts.recv() => {
+                b2bua.media_timeout(id, now(), &core, &mut out);
             }
             _ = stop.changed(), if draining.is_none() => {
                 drain_if_stopped(true, &mut draining, &mut b2bua, grace);

@@ -87,6 +87,7 @@ pub struct Relay {
     cfg: RelayConfig,
     shared: Arc<Shared>,
     threads: Vec<Thread>,
+    recorder: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Relay {
@@ -107,7 +108,7 @@ impl Relay {
         let shared = Arc::new(Shared {
             pool: Mutex::new(pool),
         });
-        let recordings = recorder::start(clock, sink)?;
+        let (recordings, recorder) = recorder::start(clock, sink)?;
         let mut threads = Vec::new();
         for i in 0..cfg.threads.max(1) {
             let poll = mio::Poll::new()?;
@@ -135,6 +136,7 @@ impl Relay {
             cfg,
             shared,
             threads,
+            recorder: Some(recorder),
         })
     }
 
@@ -168,9 +170,14 @@ impl Relay {
             let Some(p) = pool.take() else { break };
             match self.bind_pair(p) {
                 Ok(s) => return Ok((p, s)),
-                Err(e) => {
-                    tracing::warn!(port = p, error = %e, "media port busy; skipped");
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tracing::warn!(port = p, "media port held by another program; skipped");
                     pool.give(p);
+                }
+                Err(e) => {
+                    tracing::error!(port = p, error = %e, "media port cannot be bound");
+                    pool.give(p);
+                    break;
                 }
             }
         }
@@ -187,6 +194,10 @@ impl Relay {
             if let Some(j) = t.join.take() {
                 let _ = j.join();
             }
+        }
+        // The threads held the last handles to the recorder: it finishes its files and ends.
+        if let Some(j) = self.recorder.take() {
+            let _ = j.join();
         }
     }
 }

@@ -58,12 +58,17 @@ struct Active {
     failed: Option<String>,
 }
 
-pub(super) fn start(clock: Millis, sink: Arc<dyn RecordingSink>) -> std::io::Result<Recordings> {
+/// Starts the recording thread; it ends (finishing every open file) once every handle is
+/// gone.
+pub(super) fn start(
+    clock: Millis,
+    sink: Arc<dyn RecordingSink>,
+) -> std::io::Result<(Recordings, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
-    std::thread::Builder::new()
+    let join = std::thread::Builder::new()
         .name("maskd-recorder".into())
         .spawn(move || run(rx, clock, sink))?;
-    Ok(Recordings { tx })
+    Ok((Recordings { tx }, join))
 }
 
 fn run(rx: mpsc::Receiver<Msg>, clock: Millis, sink: Arc<dyn RecordingSink>) {

@@ -376,7 +376,7 @@ impl Worker {
                     Ok(f) => {
                         let out_token = st.tokens[f.side.index()][f.rtcp_socket as usize];
                         let start = io.out.len();
-                        if f.rtcp {
+                        if f.rtcp && !st.stream.srtp(side) {
                             match rtcp::scrub(data, &st.cname[side.index()], &mut io.out) {
                                 Ok(s) => self.stats.rtcp_removed += s.removed as u64,
                                 Err(_) => {

@@ -99,6 +99,7 @@ fn peer_of(d: &sdp::MediaDesc) -> PeerMedia {
         mux: d.rtcp_mux,
         hold: d.on_hold(),
         not_rtp,
+        srtp: d.proto.to_ascii_uppercase().contains("SAVP"),
     }
 }
 
