@@ -818,14 +818,65 @@ fn baresip_tcp_call_hung_up_by_callee() {
     check(Transport::Tcp, Side::B);
 }
 
-/// baresip writes its account's AOR into the SDP (`a=ssrc:... cname:sip:NUMBER@host`); maskd
-/// relays the SDP, so a real number must not reach the other side there either.
+/// baresip writes its account's AOR into the SDP (`a=ssrc:... cname:sip:NUMBER@host`) and
+/// sends it in every RTCP SDES packet. maskd anchors the media: the SDP each side receives
+/// names maskd's ports and carries no ssrc/ICE line and no number, and the RTCP that
+/// crossed had its SDES items replaced (counted by maskd).
 #[test]
-#[ignore = "issue 13 (media plane): maskd relays SDP untouched until it anchors media; run with --ignored to see the leak"]
-fn baresip_sdp_carries_no_real_number_across() {
+fn baresip_sdp_and_rtcp_carry_no_real_number_across() {
     let c = call(Transport::Udp, Side::A);
     let maskd = c.maskd();
     let mut p = Vec::new();
+    for (from, to) in [(&c.a, &c.b), (&c.b, &c.a)] {
+        let sent_ports: Vec<String> = from
+            .sent(maskd)
+            .iter()
+            .flat_map(|m| m.body().lines().map(str::to_string).collect::<Vec<_>>())
+            .filter(|l| l.starts_with("m="))
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect();
+        for m in to.received(maskd) {
+            for line in m.body().lines() {
+                let lower = line.to_ascii_lowercase();
+                if lower.starts_with("a=ssrc")
+                    || lower.starts_with("a=candidate")
+                    || lower.starts_with("a=ice")
+                {
+                    p.push(format!("{} received {line:?} in {}", to.name, m.summary()));
+                }
+                if let Some(port) = line
+                    .strip_prefix("m=")
+                    .and_then(|l| l.split_whitespace().nth(1))
+                {
+                    if sent_ports.iter().any(|s| s == port) {
+                        p.push(format!(
+                            "{} received the other side's own RTP port {port} in {}",
+                            to.name,
+                            m.summary()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let metrics = c.d.metrics_text();
+    let scrubbed: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("maskd_media_rtcp_items_removed_total "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0);
+    if scrubbed < 1.0 {
+        p.push(format!(
+            "no RTCP SDES item was replaced (maskd_media_rtcp_items_removed_total {scrubbed})"
+        ));
+    }
+    let relayed = metrics
+        .lines()
+        .filter(|l| l.starts_with("maskd_media_packets_total{"))
+        .count();
+    if relayed < 2 {
+        p.push("maskd relayed no media both ways (maskd_media_packets_total)".into());
+    }
     for m in c.b.received(maskd) {
         for line in m.body().lines().filter(|l| l.contains(&A[1..])) {
             p.push(format!(
