@@ -1,0 +1,664 @@
+//! The media plane end to end (SPEC §2.4), over loopback with scripted peers: a caller and a
+//! trunk that speak SIP over UDP and send RTP and RTCP from their own sockets, through
+//! maskd's relay. Each test fails without anchoring: the SDP each side gets must name
+//! maskd's ports and nothing of the other side, and packets must arrive from maskd.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::sip::{header, recv_until, socket};
+use common::Daemon;
+
+const CALLER: &str = "+14155551001";
+const CALLEE: &str = "+14155552002";
+
+/// A daemon whose trunk is `trunk_port`, relaying on ports `range`, with `media_extra` keys
+/// under `media:`, and one session between CALLER and CALLEE; returns (daemon, P_A).
+fn start(
+    dir: &std::path::Path,
+    trunk_port: u16,
+    range: &str,
+    media_extra: &str,
+) -> (Daemon, String) {
+    start_with_services(dir, trunk_port, range, media_extra, "")
+}
+
+fn start_with_services(
+    dir: &std::path::Path,
+    trunk_port: u16,
+    range: &str,
+    media_extra: &str,
+    service_extra: &str,
+) -> (Daemon, String) {
+    let cfg = format!(
+        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{trunk_port}\"\n\
+         media:\n  port_range: \"{range}\"\n  recording:\n    dir: \"{rec}\"\n{media_extra}\
+         services:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n{service_extra}",
+        rec = dir.join("recordings").display()
+    );
+    let d = Daemon::start_with(dir, &cfg);
+    let (pa, _) = common::two_party_session(&d, "voice", "call", CALLER, CALLEE);
+    (d, pa)
+}
+
+/// An SDP offer or answer from `user`, receiving RTP on `rtp` and RTCP on `rtcp`, with what
+/// real user agents add that must never cross (ssrc CNAME with the number, ICE).
+fn sdp(user: &str, rtp: u16, rtcp: u16, formats: &str, extra: &str) -> String {
+    let mut maps = String::new();
+    for f in formats.split_whitespace() {
+        match f {
+            "0" => maps.push_str("a=rtpmap:0 PCMU/8000\r\n"),
+            "8" => maps.push_str("a=rtpmap:8 PCMA/8000\r\n"),
+            "101" => maps.push_str("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"),
+            _ => {}
+        }
+    }
+    format!(
+        "v=0\r\no={user} 4242 1 IN IP4 127.0.0.1\r\ns=call of {user}\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {rtp} RTP/AVP {formats}\r\n{maps}a=rtcp:{rtcp}\r\na=ptime:20\r\n\
+         a=ssrc:305419896 cname:sip:{user}@127.0.0.1\r\na=ice-ufrag:{rtp}x\r\n\
+         a=candidate:1 1 UDP 2130706431 127.0.0.1 {rtp} typ host\r\n{extra}"
+    )
+}
+
+fn body(msg: &str) -> &str {
+    msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// The RTP address an SDP names (its c= and first m= port).
+fn media_addr(msg: &str) -> SocketAddr {
+    let b = body(msg);
+    let ip = b
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .expect("a c= line")
+        .trim();
+    let port = b
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("an m=audio line");
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+fn origin_version(msg: &str) -> u64 {
+    body(msg)
+        .lines()
+        .find_map(|l| l.strip_prefix("o="))
+        .and_then(|o| o.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .expect("an o= line with a version")
+}
+
+fn with_sdp(head: &str, sdp: &str) -> String {
+    let head: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.starts_with("Content-Length:"))
+        .collect();
+    let head = head.join("\r\n");
+    format!(
+        "{head}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// The trunk answers `req` with `code` and `sdp` (None: no body).
+fn answer(trunk: &UdpSocket, req: &str, to: SocketAddr, code: u16, sdp: Option<&str>) {
+    let tag = if header(req, "To").contains("tag=") {
+        ""
+    } else {
+        ";tag=far"
+    };
+    let head = format!(
+        "SIP/2.0 {code} OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}{tag}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+         Contact: <sip:{CALLEE}@127.0.0.1:{}>\r\nContent-Length: 0\r\n",
+        header(req, "Via"),
+        header(req, "From"),
+        header(req, "To"),
+        header(req, "Call-ID"),
+        header(req, "CSeq"),
+        trunk.local_addr().unwrap().port(),
+    );
+    let msg = match sdp {
+        Some(s) => with_sdp(&head, s),
+        None => format!("{head}\r\n"),
+    };
+    trunk.send_to(msg.as_bytes(), to).unwrap();
+}
+
+/// A request from the caller in the dialog maskd's 200 `ok` set up.
+fn in_dialog(
+    method: &str,
+    cseq: u32,
+    id: &str,
+    port: u16,
+    ok: &str,
+    proxy: &str,
+    sdp: Option<&str>,
+) -> String {
+    let head = format!(
+        "{method} sip:{proxy}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{id}\r\n\
+         From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n\
+         Contact: <sip:{CALLER}@127.0.0.1:{port}>\r\nContent-Length: 0\r\n",
+        header(ok, "From"),
+        header(ok, "To"),
+        header(ok, "Call-ID"),
+    );
+    match sdp {
+        Some(s) => with_sdp(&head, s),
+        None => format!("{head}\r\n"),
+    }
+}
+
+/// The two sides' sockets: SIP, RTP and RTCP for the caller; RTP and RTCP for the callee
+/// (its SIP socket is the trunk's).
+struct Peers {
+    a_sip: UdpSocket,
+    a_rtp: UdpSocket,
+    a_rtcp: UdpSocket,
+    b_rtp: UdpSocket,
+    b_rtcp: UdpSocket,
+}
+
+fn udp() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
+fn port(s: &UdpSocket) -> u16 {
+    s.local_addr().unwrap().port()
+}
+
+impl Peers {
+    fn new() -> Peers {
+        Peers {
+            a_sip: socket().0,
+            a_rtp: udp(),
+            a_rtcp: udp(),
+            b_rtp: udp(),
+            b_rtcp: udp(),
+        }
+    }
+}
+
+/// An answered call: what each side got, and maskd's relay addresses each side sends to.
+struct Answered {
+    /// Leg B's INVITE at the trunk.
+    invite_b: String,
+    /// maskd's 200 to the caller.
+    ok_a: String,
+    /// Where the caller sends RTP (maskd's A-facing port), and the callee.
+    relay_a: SocketAddr,
+    relay_b: SocketAddr,
+}
+
+/// The caller offers `offer` (an SDP), the trunk answers 200 with `answer_sdp`, the caller
+/// ACKs.
+fn call(
+    d: &Daemon,
+    p: &Peers,
+    trunk: &UdpSocket,
+    pa: &str,
+    id: &str,
+    offer: &str,
+    answer_sdp: &str,
+) -> Answered {
+    let a_port = port(&p.a_sip);
+    let inv = with_sdp(&common::sip::invite(a_port, CALLER, pa, id), offer);
+    p.a_sip.send_to(inv.as_bytes(), d.sip).unwrap();
+    let (invite_b, b_from) = recv_until(trunk, "INVITE ");
+    answer(trunk, &invite_b, b_from, 200, Some(answer_sdp));
+    recv_until(trunk, "ACK ");
+    let (ok_a, _) = recv_until(&p.a_sip, "SIP/2.0 200");
+    let ack = in_dialog("ACK", 1, &format!("{id}ack"), a_port, &ok_a, pa, None);
+    p.a_sip.send_to(ack.as_bytes(), d.sip).unwrap();
+    Answered {
+        relay_a: media_addr(&ok_a),
+        relay_b: media_addr(&invite_b),
+        invite_b,
+        ok_a,
+    }
+}
+
+/// An RTP packet: PT `pt`, sequence `seq`, 160 bytes of payload `fill`.
+fn rtp(pt: u8, seq: u16, ssrc: u32, fill: u8) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[fill; 160]);
+    p
+}
+
+/// An RTCP compound: an SR, then SDES with CNAME, NAME and PHONE naming `number`.
+fn rtcp_with_identity(ssrc: u32, number: &str) -> Vec<u8> {
+    let mut sr = vec![0x80, 200, 0, 6];
+    sr.extend_from_slice(&ssrc.to_be_bytes());
+    sr.extend_from_slice(&[0x11; 20]);
+    let mut chunk = ssrc.to_be_bytes().to_vec();
+    for (item, text) in [
+        (1u8, format!("sip:{number}@127.0.0.1")),
+        (2, format!("Caller {number}")),
+        (4, number.to_string()),
+    ] {
+        chunk.push(item);
+        chunk.push(text.len() as u8);
+        chunk.extend_from_slice(text.as_bytes());
+    }
+    chunk.push(0);
+    while chunk.len() % 4 != 0 {
+        chunk.push(0);
+    }
+    let words = (chunk.len() / 4) as u16;
+    let mut sdes = vec![0x81, 202];
+    sdes.extend_from_slice(&words.to_be_bytes());
+    sdes.extend_from_slice(&chunk);
+    sr.extend_from_slice(&sdes);
+    sr
+}
+
+/// The next datagram on `s` (None after its read timeout), with its source.
+fn recv(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut buf = [0u8; 2048];
+    let (n, from) = s.recv_from(&mut buf).ok()?;
+    Some((buf[..n].to_vec(), from))
+}
+
+fn metric(d: &Daemon, prefix: &str) -> f64 {
+    d.metrics_text()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn rtp_and_rtcp_cross_through_maskd_and_no_identity_crosses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trunk, trunk_port) = socket();
+    let (d, pa) = start(dir.path(), trunk_port, "31000-31099", "");
+    let p = Peers::new();
+    let offer = sdp(CALLER, port(&p.a_rtp), port(&p.a_rtcp), "0 8 101", "");
+    let ans = sdp(CALLEE, port(&p.b_rtp), port(&p.b_rtcp), "0 101", "");
+    let c = call(&d, &p, &trunk, &pa, "m1", &offer, &ans);
+
+    // The SDP each side got: maskd's address and ports, maskd's origin, no trace of the
+    // other side (number, its own ports, ssrc, ICE), the codecs kept.
+    for (got, other, other_ports) in [
+        (&c.invite_b, CALLER, [port(&p.a_rtp), port(&p.a_rtcp)]),
+        (&c.ok_a, CALLEE, [port(&p.b_rtp), port(&p.b_rtcp)]),
+    ] {
+        let b = body(got);
+        assert!(
+            !b.contains(&other[1..]),
+            "the other side's number crossed:\n{b}"
+        );
+        for op in other_ports {
+            assert!(
+                !b.contains(&op.to_string()),
+                "the other side's port {op} crossed:\n{b}"
+            );
+        }
+        for bad in ["a=ssrc", "a=candidate", "a=ice-"] {
+            assert!(!b.contains(bad), "{bad} crossed:\n{b}");
+        }
+        assert!(b.contains("o=maskd "), "{b}");
+        assert!(b.contains("a=rtpmap:0 PCMU/8000"), "{b}");
+        assert!(b.contains("s=-"), "{b}");
+    }
+    assert!((31000..=31099).contains(&c.relay_a.port()), "{}", c.ok_a);
+    assert!(
+        (31000..=31099).contains(&c.relay_b.port()),
+        "{}",
+        c.invite_b
+    );
+    assert_ne!(c.relay_a, c.relay_b);
+
+    // RTP both ways, unchanged, from maskd's ports.
+    for seq in 0..5u16 {
+        let pkt = rtp(0, seq, 0xA1A1A1A1, 0x11);
+        p.a_rtp.send_to(&pkt, c.relay_a).unwrap();
+        let (got, from) = recv(&p.b_rtp).expect("A's RTP at B");
+        assert_eq!(got, pkt);
+        assert_eq!(
+            from, c.relay_b,
+            "B gets A's media from maskd's B-facing port"
+        );
+        let pkt = rtp(0, seq, 0xB2B2B2B2, 0x22);
+        p.b_rtp.send_to(&pkt, c.relay_b).unwrap();
+        let (got, from) = recv(&p.a_rtp).expect("B's RTP at A");
+        assert_eq!(got, pkt);
+        assert_eq!(from, c.relay_a);
+    }
+
+    // RTCP: A's SDES (CNAME, NAME, PHONE with its number) reaches B scrubbed; the SR
+    // itself intact.
+    let rtcp_a = SocketAddr::new(c.relay_a.ip(), c.relay_a.port() + 1);
+    let pkt = rtcp_with_identity(0xA1A1A1A1, CALLER);
+    p.a_rtcp.send_to(&pkt, rtcp_a).unwrap();
+    let (got, from) = recv(&p.b_rtcp).expect("A's RTCP at B's RTCP port");
+    assert_eq!(from.port(), c.relay_b.port() + 1);
+    assert!(
+        !contains(&got, &CALLER[1..]),
+        "A's number crossed in RTCP: {got:?}"
+    );
+    assert_eq!(&got[..28], &pkt[..28], "the SR crosses unchanged");
+    let pkt = rtcp_with_identity(0xB2B2B2B2, CALLEE);
+    p.b_rtcp
+        .send_to(&pkt, SocketAddr::new(c.relay_b.ip(), c.relay_b.port() + 1))
+        .unwrap();
+    let (got, _) = recv(&p.a_rtcp).expect("B's RTCP at A");
+    assert!(
+        !contains(&got, &CALLEE[1..]),
+        "B's number crossed in RTCP: {got:?}"
+    );
+
+    // The relay counted what it did.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while metric(&d, "maskd_media_rtcp_items_removed_total") < 4.0 {
+        assert!(Instant::now() < deadline, "RTCP scrubbing not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metric(&d, "maskd_media_packets_total") >= 10.0);
+}
+
+#[test]
+fn latching_follows_the_real_source_and_drops_strangers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trunk, trunk_port) = socket();
+    let (d, pa) = start(dir.path(), trunk_port, "31100-31199", "");
+    let p = Peers::new();
+    // B's SDP names a port it never sends from (as behind NAT): `decoy`.
+    let decoy = udp();
+    decoy
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let offer = sdp(CALLER, port(&p.a_rtp), port(&p.a_rtcp), "0", "");
+    let ans = sdp(CALLEE, port(&decoy), port(&p.b_rtcp), "0", "");
+    let c = call(&d, &p, &trunk, &pa, "latch", &offer, &ans);
+
+    // Before B sends, A's media goes where B's SDP said.
+    p.a_rtp.send_to(&rtp(0, 1, 1, 1), c.relay_a).unwrap();
+    assert_eq!(
+        recv(&decoy).expect("A's RTP at B's SDP address").0,
+        rtp(0, 1, 1, 1)
+    );
+    // B sends from its real socket: the relay latches onto it, and A's media follows.
+    p.b_rtp.send_to(&rtp(0, 1, 2, 2), c.relay_b).unwrap();
+    assert!(recv(&p.a_rtp).is_some());
+    p.a_rtp.send_to(&rtp(0, 2, 1, 1), c.relay_a).unwrap();
+    assert_eq!(
+        recv(&p.b_rtp).expect("A's RTP at B's real source").0,
+        rtp(0, 2, 1, 1)
+    );
+    assert!(
+        recv(&decoy).is_none(),
+        "media still went to the SDP address"
+    );
+
+    // A stranger sending to A's relay port after A latched is dropped and counted.
+    let stranger = udp();
+    p.b_rtp
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    stranger.send_to(&rtp(0, 9, 9, 9), c.relay_a).unwrap();
+    assert!(
+        recv(&p.b_rtp).is_none(),
+        "a stranger's packet was relayed to B"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while metric(&d, "maskd_media_drops_total{reason=\"wrong_source\"}") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stranger's packet was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn hold_resume_and_codec_change_by_reinvite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trunk, trunk_port) = socket();
+    let (d, pa) = start(dir.path(), trunk_port, "31200-31299", "");
+    let p = Peers::new();
+    let a_port = port(&p.a_sip);
+    let offer = sdp(CALLER, port(&p.a_rtp), port(&p.a_rtcp), "0 8", "");
+    let ans = sdp(CALLEE, port(&p.b_rtp), port(&p.b_rtcp), "0 8", "");
+    let c = call(&d, &p, &trunk, &pa, "hold", &offer, &ans);
+    assert_eq!(origin_version(&c.invite_b), 1);
+    assert_eq!(origin_version(&c.ok_a), 1);
+
+    // Hold (a=sendonly), then old-style hold (c=0.0.0.0), then resume with PCMA only: each
+    // re-INVITE reaches B with maskd's same ports, the direction and codecs kept, the
+    // version one up; B's answers reach A likewise.
+    let hold = sdp(
+        CALLER,
+        port(&p.a_rtp),
+        port(&p.a_rtcp),
+        "0 8",
+        "a=sendonly\r\n",
+    );
+    let old_hold = sdp(CALLER, port(&p.a_rtp), port(&p.a_rtcp), "0 8", "")
+        .replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0");
+    let resume = sdp(CALLER, port(&p.a_rtp), port(&p.a_rtcp), "8", "");
+    let steps: [(&str, &str, &str); 3] = [
+        (&hold, "a=sendonly", "a=recvonly"),
+        (&old_hold, "c=IN IP4 0.0.0.0", "a=sendrecv"),
+        (&resume, "m=audio", "a=sendrecv"),
+    ];
+    for (i, (offer, expect_b, answer_dir)) in steps.iter().enumerate() {
+        let cseq = 2 + i as u32;
+        let id = format!("hold{cseq}");
+        let re = in_dialog("INVITE", cseq, &id, a_port, &c.ok_a, &pa, Some(offer));
+        p.a_sip.send_to(re.as_bytes(), d.sip).unwrap();
+        let (re_b, from) = recv_until(&trunk, "INVITE ");
+        let b = body(&re_b);
+        assert!(b.contains(expect_b), "step {i}: B got\n{b}");
+        assert_eq!(origin_version(&re_b), 2 + i as u64, "step {i}:\n{b}");
+        if i < 1 {
+            assert_eq!(
+                media_addr(&re_b),
+                c.relay_b,
+                "step {i}: maskd's port changed"
+            );
+        }
+        if i == 2 {
+            assert!(
+                b.contains("RTP/AVP 8\r\n") && b.contains("PCMA/8000"),
+                "{b}"
+            );
+            assert!(!b.contains("PCMU"), "{b}");
+            assert_eq!(media_addr(&re_b), c.relay_b);
+        }
+        let b_answer = sdp(
+            CALLEE,
+            port(&p.b_rtp),
+            port(&p.b_rtcp),
+            if i == 2 { "8" } else { "0 8" },
+            &format!("{answer_dir}\r\n"),
+        )
+        .replace(
+            "o=+14155552002 4242 1",
+            &format!("o=+14155552002 4242 {}", 2 + i),
+        );
+        answer(&trunk, &re_b, from, 200, Some(&b_answer));
+        recv_until(&trunk, "ACK ");
+        let (ok, _) = recv_until(&p.a_sip, "SIP/2.0 200");
+        assert!(header(&ok, "CSeq").starts_with(&cseq.to_string()));
+        assert!(
+            body(&ok).contains(answer_dir),
+            "step {i}: A got\n{}",
+            body(&ok)
+        );
+        assert_eq!(origin_version(&ok), 2 + i as u64);
+        assert_eq!(
+            media_addr(&ok),
+            c.relay_a,
+            "step {i}: maskd's A-facing port changed"
+        );
+        assert!(!body(&ok).contains(&CALLEE[1..]));
+        let ack = in_dialog("ACK", cseq, &format!("{id}ack"), a_port, &ok, &pa, None);
+        p.a_sip.send_to(ack.as_bytes(), d.sip).unwrap();
+    }
+    // Resumed: media flows again both ways, in the new codec.
+    p.a_rtp.send_to(&rtp(8, 10, 1, 0xd5), c.relay_a).unwrap();
+    assert_eq!(
+        recv(&p.b_rtp).expect("A's PCMA at B").0,
+        rtp(8, 10, 1, 0xd5)
+    );
+    p.b_rtp.send_to(&rtp(8, 10, 2, 0x55), c.relay_b).unwrap();
+    assert_eq!(
+        recv(&p.a_rtp).expect("B's PCMA at A").0,
+        rtp(8, 10, 2, 0x55)
+    );
+}
+
+#[test]
+fn no_media_for_media_timeout_ends_the_call_but_not_while_on_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trunk, trunk_port) = socket();
+    let (d, pa) = start(dir.path(), trunk_port, "31300-31399", "  timeout: \"1s\"\n");
+    let p = Peers::new();
+    let a_port = port(&p.a_sip);
+
+    // Held at once: no BYE however long the silence lasts (here 2.5 s, 2.5 timeouts).
+    let offer = sdp(
+        CALLER,
+        port(&p.a_rtp),
+        port(&p.a_rtcp),
+        "0",
+        "a=sendonly\r\n",
+    );
+    let ans = sdp(
+        CALLEE,
+        port(&p.b_rtp),
+        port(&p.b_rtcp),
+        "0",
+        "a=recvonly\r\n",
+    );
+    let c = call(&d, &p, &trunk, &pa, "quiet", &offer, &ans);
+    trunk
+        .set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    if let Ok((n, _)) = trunk.recv_from(&mut buf) {
+        let t = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(!t.starts_with("BYE "), "a held call was ended: {t}");
+    }
+    trunk
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+
+    // Resumed, and silent: the call ends with BYE on both legs after the timeout.
+    let resume = sdp(CALLER, port(&p.a_rtp), port(&p.a_rtcp), "0", "");
+    let re = in_dialog("INVITE", 2, "quiet2", a_port, &c.ok_a, &pa, Some(&resume));
+    p.a_sip.send_to(re.as_bytes(), d.sip).unwrap();
+    let (re_b, from) = recv_until(&trunk, "INVITE ");
+    answer(
+        &trunk,
+        &re_b,
+        from,
+        200,
+        Some(&sdp(CALLEE, port(&p.b_rtp), port(&p.b_rtcp), "0", "")),
+    );
+    let (ok, _) = recv_until(&p.a_sip, "SIP/2.0 200");
+    let ack = in_dialog("ACK", 2, "quiet2ack", a_port, &ok, &pa, None);
+    p.a_sip.send_to(ack.as_bytes(), d.sip).unwrap();
+    let resumed = Instant::now();
+    let (bye_b, _) = recv_until(&trunk, "BYE ");
+    let (bye_a, _) = recv_until(&p.a_sip, "BYE ");
+    let waited = resumed.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "ended after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(4), "ended after {waited:?}");
+    assert_eq!(header(&bye_b, "Call-ID"), header(&c.invite_b, "Call-ID"));
+    assert_eq!(header(&bye_a, "Call-ID"), header(&c.ok_a, "Call-ID"));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while metric(&d, "maskd_media_timeouts_total") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the media timeout was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_exhausted_port_range_answers_503_and_ports_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trunk, trunk_port) = socket();
+    // Two port pairs: one call (A-facing and B-facing) takes both.
+    let (d, pa) = start(dir.path(), trunk_port, "31400-31403", "");
+    let p = Peers::new();
+    let a_port = port(&p.a_sip);
+    let offer = sdp(CALLER, port(&p.a_rtp), port(&p.a_rtcp), "0", "");
+    let ans = sdp(CALLEE, port(&p.b_rtp), port(&p.b_rtcp), "0", "");
+    let c = call(&d, &p, &trunk, &pa, "full1", &offer, &ans);
+    assert_eq!(metric(&d, "maskd_media_ports{state=\"in_use\"}"), 2.0);
+
+    // A second call finds no port: 503, and no leg B.
+    let inv = with_sdp(&common::sip::invite(a_port, CALLER, &pa, "full2"), &offer);
+    p.a_sip.send_to(inv.as_bytes(), d.sip).unwrap();
+    let (r, _) = recv_until(&p.a_sip, "SIP/2.0 503");
+    assert_eq!(header(&r, "Call-ID"), "full2");
+    assert!(!header(&r, "Retry-After").is_empty());
+
+    // The first call ends: its ports return, and the next call gets them.
+    let bye = in_dialog("BYE", 2, "full1bye", a_port, &c.ok_a, &pa, None);
+    p.a_sip.send_to(bye.as_bytes(), d.sip).unwrap();
+    let (bye_b, from) = recv_until(&trunk, "BYE ");
+    answer(&trunk, &bye_b, from, 200, None);
+    recv_until(&p.a_sip, "SIP/2.0 200");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while metric(&d, "maskd_media_ports{state=\"in_use\"}") != 0.0 {
+        assert!(Instant::now() < deadline, "ports never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c3 = call(&d, &p, &trunk, &pa, "full3", &offer, &ans);
+    p.a_rtp.send_to(&rtp(0, 1, 1, 1), c3.relay_a).unwrap();
+    assert!(recv(&p.b_rtp).is_some());
+}
+
+#[test]
+fn an_sdp_maskd_cannot_read_gets_488_and_a_non_sdp_body_415() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trunk, trunk_port) = socket();
+    let (d, pa) = start(dir.path(), trunk_port, "31500-31599", "");
+    let p = Peers::new();
+    let a_port = port(&p.a_sip);
+    let inv = with_sdp(
+        &common::sip::invite(a_port, CALLER, &pa, "bad1"),
+        "v=0\r\nm=audio x RTP/AVP\r\n",
+    );
+    p.a_sip.send_to(inv.as_bytes(), d.sip).unwrap();
+    let (r, _) = recv_until(&p.a_sip, "SIP/2.0 488");
+    assert!(
+        r.lines().next().unwrap().len() > "SIP/2.0 488 ".len(),
+        "{r}"
+    );
+    let inv = with_sdp(&common::sip::invite(a_port, CALLER, &pa, "bad2"), "hello")
+        .replace("application/sdp", "text/plain");
+    p.a_sip.send_to(inv.as_bytes(), d.sip).unwrap();
+    let (r, _) = recv_until(&p.a_sip, "SIP/2.0 415");
+    assert_eq!(header(&r, "Accept"), "application/sdp");
+    // Neither reached the trunk, and no port stayed taken.
+    trunk
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        trunk.recv_from(&mut buf).is_err(),
+        "a refused INVITE reached the trunk"
+    );
+    assert_eq!(metric(&d, "maskd_media_ports{state=\"in_use\"}"), 0.0);
+}
