@@ -147,15 +147,91 @@ fn settings(trunk: SocketAddr) -> Settings {
     }
 }
 
-/// SDP handling: an INVITE carrying `body` as its session description goes through the
-/// B2BUA without a panic, and leg B's INVITE carries exactly the same body (maskd relays
-/// SDP unchanged).
+/// A media relay that hands out ports and moves no packet: what the B2BUA properties and
+/// its harness anchor media through.
+#[derive(Default)]
+pub struct FakeMedia {
+    next: std::sync::atomic::AtomicU16,
+    /// Calls released, in order.
+    pub released: parking_lot::Mutex<Vec<u64>>,
+    /// What the B2BUA told the relay: (call, stream, side, peer).
+    pub updates: parking_lot::Mutex<Vec<(u64, usize, crate::media::Side, crate::media::PeerMedia)>>,
+    /// Calls answered, with whether they are recorded.
+    pub answered: parking_lot::Mutex<Vec<(u64, bool)>>,
+    /// Pairs left before `allocate` answers Exhausted (`None`: never).
+    pub limit: parking_lot::Mutex<Option<usize>>,
+}
+
+impl crate::media::Media for FakeMedia {
+    fn allocate(
+        &self,
+        _call: u64,
+        n: usize,
+    ) -> Result<Vec<crate::media::StreamPorts>, crate::media::MediaError> {
+        use std::sync::atomic::Ordering;
+        if let Some(left) = self.limit.lock().as_mut() {
+            if *left < 2 * n {
+                return Err(crate::media::MediaError::Exhausted);
+            }
+            *left -= 2 * n;
+        }
+        Ok((0..n)
+            .map(|_| {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % 1000;
+                crate::media::StreamPorts {
+                    a: 40_000 + 4 * i,
+                    b: 40_002 + 4 * i,
+                }
+            })
+            .collect())
+    }
+    fn update(
+        &self,
+        call: u64,
+        index: usize,
+        side: crate::media::Side,
+        peer: crate::media::PeerMedia,
+    ) {
+        self.updates.lock().push((call, index, side, peer));
+    }
+    fn answered(&self, call: u64, record: Option<crate::media::RecordSpec>) {
+        self.answered.lock().push((call, record.is_some()));
+    }
+    fn release(&self, call: u64) {
+        self.released.lock().push(call);
+    }
+}
+
+/// The attributes an anchored SDP may carry (SPEC §2.4).
+const SDP_ATTRIBUTES: [&str; 14] = [
+    "rtpmap",
+    "fmtp",
+    "ptime",
+    "maxptime",
+    "sendrecv",
+    "sendonly",
+    "recvonly",
+    "inactive",
+    "rtcp",
+    "rtcp-mux",
+    "crypto",
+    "rtcp-fb",
+    "silenceSupp",
+    "framerate",
+];
+
+/// SDP anchoring: an INVITE carrying `body` goes through a B2BUA that anchors media without
+/// a panic. When leg B is placed, its SDP parses, names maskd's origin and address, and
+/// carries only whitelisted attributes (no ssrc, msid or ICE line); when it is not, the
+/// caller got 488 or 415 and no port stayed taken. A body the SDP reader refuses never
+/// reaches leg B.
 pub fn sdp(body: &[u8]) {
     if body.len() > 8_000 {
         return; // beyond one datagram with its headers: refused before the B2BUA
     }
     let trunk: SocketAddr = ([127, 0, 0, 1], 5070).into();
-    let mut b = B2bua::new(settings(trunk));
+    let media = std::sync::Arc::new(FakeMedia::default());
+    let mut b = B2bua::new(settings(trunk)).with_media(media.clone());
     let mut invite = format!(
         "INVITE sip:+14155550101@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKfz1\r\n\
          From: <sip:+14155551001@127.0.0.1>;tag=f1\r\nTo: <sip:+14155550101@127.0.0.1>\r\nCall-ID: fz1\r\n\
@@ -166,8 +242,9 @@ pub fn sdp(body: &[u8]) {
     .into_bytes();
     invite.extend_from_slice(body);
     let mut out: Vec<Datagram> = Vec::new();
+    let caller: SocketAddr = ([127, 0, 0, 1], 5080).into();
     b.handle(
-        crate::sip::b2bua::Remote::udp(([127, 0, 0, 1], 5080).into()),
+        crate::sip::b2bua::Remote::udp(caller),
         &invite,
         1_000,
         &AnySession,
@@ -176,12 +253,81 @@ pub fn sdp(body: &[u8]) {
     b.on_timer(2_000, &AnySession, &mut out);
     let leg_b = out
         .iter()
-        .find(|d| d.to.addr == trunk && d.data.starts_with(b"INVITE "))
-        .expect("leg B placed");
+        .find(|d| d.to.addr == trunk && d.data.starts_with(b"INVITE "));
+    let readable = crate::media::sdp::parse(body).is_ok();
+    let Some(leg_b) = leg_b else {
+        let refused = out.iter().any(|d| {
+            d.to.addr == caller
+                && (d.data.starts_with(b"SIP/2.0 488") || d.data.starts_with(b"SIP/2.0 415"))
+        });
+        assert!(refused || body.is_empty(), "no leg B and no 488/415");
+        let allocated = media.next.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        assert!(
+            !allocated || !media.released.lock().is_empty(),
+            "ports kept"
+        );
+        return;
+    };
+    assert!(
+        readable || body.is_empty(),
+        "an SDP the reader refuses reached leg B"
+    );
     let (m, _) = parse(&leg_b.data, Transport::Datagram)
         .expect("leg B parses")
         .expect("complete");
-    assert_eq!(m.body, body, "SDP relayed unchanged");
+    if body.is_empty() {
+        return;
+    }
+    let text = std::str::from_utf8(m.body).expect("rewritten SDP is UTF-8");
+    crate::media::sdp::parse(m.body).expect("rewritten SDP parses");
+    for line in text.split("\r\n") {
+        if let Some(o) = line.strip_prefix("o=") {
+            assert!(o.starts_with("maskd "), "origin crossed: {line}");
+        }
+        if let Some(a) = line.strip_prefix("a=") {
+            let name = a.split([':', ' ']).next().unwrap_or("");
+            let t38 = name.len() >= 3 && name[..3].eq_ignore_ascii_case("t38");
+            assert!(
+                t38 || SDP_ATTRIBUTES.contains(&name),
+                "attribute {name:?} crossed: {line}"
+            );
+        }
+        for letter in ["i=", "u=", "e=", "p=", "k="] {
+            assert!(!line.starts_with(letter), "{line} crossed");
+        }
+    }
+}
+
+/// RTCP scrubbing: never panics; what it returns walks as RTCP (version 2, lengths that
+/// add up), and every SDES chunk carries exactly one item, CNAME, equal to maskd's.
+pub fn rtcp(data: &[u8]) {
+    let cname = b"maskd-fuzz";
+    let mut out = Vec::new();
+    if crate::media::rtcp::scrub(data, cname, &mut out).is_err() {
+        assert!(out.is_empty(), "an error left output behind");
+        return;
+    }
+    let mut rest = &out[..];
+    while !rest.is_empty() {
+        assert!(rest.len() >= 4 && rest[0] >> 6 == 2, "not RTCP: {rest:?}");
+        let len = (u16::from_be_bytes([rest[2], rest[3]]) as usize + 1) * 4;
+        assert!(len <= rest.len(), "length beyond the buffer");
+        let (pkt, tail) = rest.split_at(len);
+        assert_ne!(pkt[1], 204, "APP crossed");
+        if pkt[1] == 202 {
+            let mut chunks = &pkt[4..];
+            for _ in 0..(pkt[0] & 0x1f) {
+                assert!(chunks.len() >= 8, "short chunk");
+                assert_eq!(chunks[4], 1, "an item other than CNAME");
+                let n = chunks[5] as usize;
+                assert_eq!(&chunks[6..6 + n], cname);
+                assert_eq!(chunks[6 + n], 0, "a second item");
+                let used = (4 + 2 + n + 1).div_ceil(4) * 4;
+                chunks = &chunks[used.min(chunks.len())..];
+            }
+        }
+        rest = tail;
+    }
 }
 
 /// The B2BUA driven by a script of messages (`%A ms`, `%T ms`, `%B ms` or `%X ms` lines

@@ -81,6 +81,11 @@ fn sip_parse_and_sdp_seeds() {
         vec![0xff; 300],
         b"v=0\r\nm=audio 0 RTP/AVP\r\nSIP/2.0 200 OK\r\n\r\n".to_vec(),
     ]);
+    bodies.extend(
+        files(&root().join("fixtures/media"), Some("sdp"))
+            .into_iter()
+            .map(|p| std::fs::read(p).unwrap()),
+    );
     run("sdp", bodies, fuzzing::sdp);
     // B2BUA scripts: whole calls, plus every SIP fixture sent as the caller's INVITE.
     let mut scripts: Vec<Vec<u8>> = files(&root().join("fixtures/sip/b2bua"), Some("script"))
@@ -90,6 +95,22 @@ fn sip_parse_and_sdp_seeds() {
     assert!(scripts.len() >= 2);
     scripts.extend(sip.iter().map(|m| [b"%A 0\n".as_slice(), m].concat()));
     run("b2bua", scripts, fuzzing::b2bua);
+}
+
+#[test]
+fn rtcp_seeds() {
+    let mut seeds: Vec<Vec<u8>> = files(&root().join("fixtures/media"), Some("rtcp"))
+        .into_iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(seeds.len() >= 2);
+    // Each seed cut short at every length: truncated compounds must be refused, not read past.
+    let cuts: Vec<Vec<u8>> = seeds
+        .iter()
+        .flat_map(|s| (0..s.len()).map(move |n| s[..n].to_vec()))
+        .collect();
+    seeds.extend(cuts);
+    run("rtcp", seeds, fuzzing::rtcp);
 }
 
 #[test]
