@@ -1,6 +1,8 @@
 //! The B2BUA in simulated time: scripted peers on leg A and leg B, a fake core, the clock
 //! moved by the test. Each test drives one call's story and reads what maskd sent where.
 
+mod media;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -208,8 +210,27 @@ impl Harness {
         self.take(self.trunk)
     }
 
+    /// Anchors media through `media`.
+    fn with_media(mut self, media: std::sync::Arc<crate::fuzzing::FakeMedia>) -> Harness {
+        self.b2bua =
+            std::mem::replace(&mut self.b2bua, B2bua::new(settings(false))).with_media(media);
+        self
+    }
+
     /// Leg A's INVITE, with a Contact and optional extra headers.
     fn invite_from_a(&mut self, extra: &str) {
+        self.invite_from_a_with(extra, Some("v=0\n"));
+    }
+
+    /// Leg A's INVITE with `sdp` as its body (`None`: no body, a late offer).
+    fn invite_from_a_with(&mut self, extra: &str, sdp: Option<&str>) {
+        let body = match sdp {
+            Some(b) => format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ),
+            None => "Content-Length: 0\r\n\r\n".to_string(),
+        };
         let t = if self.a.tcp { "TCP" } else { "UDP" };
         let port = self.a.addr.port();
         let tp = if self.a.tcp { ";transport=tcp" } else { "" };
@@ -219,8 +240,7 @@ impl Harness {
              From: <sip:{CALLER}@127.0.0.1>;tag=fa\r\n\
              To: <sip:{PROXY_A}@127.0.0.1>\r\n\
              Call-ID: call-a\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
-             Contact: <sip:{CALLER}@127.0.0.1:{port}{tp}>\r\n{extra}\
-             Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"
+             Contact: <sip:{CALLER}@127.0.0.1:{port}{tp}>\r\n{extra}{body}"
         );
         let a = self.a;
         self.deliver(a, &text);
