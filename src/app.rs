@@ -95,6 +95,7 @@ pub async fn run(
                 &s.unique_name,
                 s.default_ttl,
                 s.cooloff.as_secs(),
+                s.record,
                 &s.numbers,
                 now_ms() / 1000,
             )
