@@ -99,3 +99,55 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::store::Store;
+
+    #[test]
+    fn a_version_3_database_migrates_to_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 3;
+                 INSERT INTO services VALUES ('KS0123456789abcdef0123456789abcdef', 1, 'old',
+                   NULL, 0, 'country', 'prefer-sticky', NULL, NULL, NULL, 0, 10, 10);
+                 INSERT INTO sessions VALUES ('KC0123456789abcdef0123456789abcdef', 2,
+                   'KS0123456789abcdef0123456789abcdef', NULL, 'open', 'voice-and-message', 0,
+                   NULL, 10, NULL, NULL, '', 10, 10);",
+            )
+            .unwrap();
+        }
+        let store = super::super::SqliteStore::open(&path, Box::new(|e| panic!("{e}"))).unwrap();
+        let snap = store.load().unwrap();
+        assert_eq!(snap.services.len(), 1);
+        assert!(!snap.services[0].record, "old services are not recorded");
+        let mut sessions = Vec::new();
+        store
+            .load_rows(&mut |row| {
+                if let crate::core::store::Loaded::Session(s) = row {
+                    sessions.push(s)
+                }
+            })
+            .unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].record, None, "no override: the service's");
+        let q = crate::core::store::RecordingQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        assert!(store.recordings(&q).unwrap().is_empty());
+        store.close();
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+}
