@@ -120,7 +120,10 @@ fn a_finished_recording_is_durable_with_its_signed_callback_queued() {
     assert_eq!(rec.duration, Some(3), "2.5 s rounds to 3");
 
     let cbs = store.callbacks_after(0, 100).unwrap();
-    let cb = cbs.iter().find(|c| c.interaction == sid).expect("callback queued");
+    let cb = cbs
+        .iter()
+        .find(|c| c.interaction == sid)
+        .expect("callback queued");
     assert_eq!(cb.url.as_deref(), Some("http://hooks.test/cb"));
     let p: std::collections::HashMap<_, _> = cb.params.clone().unwrap().into_iter().collect();
     assert_eq!(p["AccountSid"], ACCOUNT);
@@ -137,7 +140,10 @@ fn a_finished_recording_is_durable_with_its_signed_callback_queued() {
     assert_eq!(p["RecordingSource"], "Trunking");
 
     // A second end is ignored; an absent one carries its error code.
-    e.ended(&sid.to_string(), RecordingOutcome::Completed { duration_ms: 9 });
+    e.ended(
+        &sid.to_string(),
+        RecordingOutcome::Completed { duration_ms: 9 },
+    );
     assert_eq!(store.recording(sid).unwrap().unwrap().duration, Some(3));
     let (other, _) = e.start_recording(s, CALL).unwrap();
     e.ended(
@@ -187,8 +193,14 @@ fn start_up_repairs_recordings_left_in_progress() {
     assert_eq!(r.duration, Some(2), "1.6 s rounds to 2");
     let bytes = std::fs::read(dir.path().join("rec").join(format!("{kept}.wav"))).unwrap();
     assert_eq!(&bytes[0..4], b"RIFF");
-    assert_eq!(u32::from_le_bytes(bytes[40..44].try_into().unwrap()), 32 * 1_600);
-    assert_eq!(store.recording(lost).unwrap().unwrap().status, RecordingStatus::Failed);
+    assert_eq!(
+        u32::from_le_bytes(bytes[40..44].try_into().unwrap()),
+        32 * 1_600
+    );
+    assert_eq!(
+        store.recording(lost).unwrap().unwrap().status,
+        RecordingStatus::Failed
+    );
     let cbs = store.callbacks_after(0, 100).unwrap();
     assert!(cbs.iter().any(|c| c.interaction == kept));
     assert!(cbs.iter().any(|c| c.interaction == lost));
@@ -204,7 +216,9 @@ fn retention_deletes_old_recordings_rows_and_files() {
     d.wait_blocking().unwrap();
     let old_path = e.recording_path(old.sid).unwrap();
     crashed_wav(&old_path, 64);
-    let (new, _, d) = e.start_recording_at(s, CALL, (T0 + 3 * 86_400) * 1000).unwrap();
+    let (new, _, d) = e
+        .start_recording_at(s, CALL, (T0 + 3 * 86_400) * 1000)
+        .unwrap();
     d.wait_blocking().unwrap();
     let n = e
         .expire_recordings((T0 + 3 * 86_400 + 10) * 1000, Duration::from_secs(86_400))

@@ -36,7 +36,10 @@ pub fn routes() -> Router<Shared> {
             &format!("{acc}/Recordings/{{file}}"),
             get(fetch).delete(delete),
         )
-        .route(&format!("{acc}/Calls/{{call}}/Recordings.json"), get(list_for_call))
+        .route(
+            &format!("{acc}/Calls/{{call}}/Recordings.json"),
+            get(list_for_call),
+        )
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -105,11 +108,7 @@ fn day(p: &Params, name: &str) -> Result<Option<(i64, bool)>, ApiError> {
     }
 }
 
-async fn list(
-    State(st): State<Shared>,
-    Path(acc): Path<String>,
-    uri: Uri,
-) -> ApiResult {
+async fn list(State(st): State<Shared>, Path(acc): Path<String>, uri: Uri) -> ApiResult {
     account(&st, &acc, &uri)?;
     let p = Params::parse(uri.query().unwrap_or("").as_bytes());
     let call = match p.get("CallSid").filter(|v| !v.is_empty()) {
@@ -188,13 +187,21 @@ async fn page(st: &Shared, uri: &Uri, p: &Params, call: Option<String>) -> ApiRe
     };
     let next = match rows.last() {
         Some(last) if more_after => {
-            json!(format!("{base}&Page={}&PageToken=PA{}", pg.page + 1, last.seq))
+            json!(format!(
+                "{base}&Page={}&PageToken=PA{}",
+                pg.page + 1,
+                last.seq
+            ))
         }
         _ => Value::Null,
     };
     let previous = match rows.first() {
         Some(first) if pg.page > 0 => {
-            json!(format!("{base}&Page={}&PageToken=PB{}", pg.page - 1, first.seq))
+            json!(format!(
+                "{base}&Page={}&PageToken=PB{}",
+                pg.page - 1,
+                first.seq
+            ))
         }
         _ => Value::Null,
     };
@@ -285,7 +292,10 @@ async fn media(st: &Shared, rec: &Recording, uri: &Uri) -> ApiResult {
     });
     let mut resp = Body::from_stream(stream).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/x-wav"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("audio/x-wav"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Ok(resp)
 }

@@ -154,7 +154,9 @@ fn port_range(p: &mut Problems, v: &str) -> Option<(u16, u16)> {
         _ => {
             p.add(
                 key,
-                format!("\"{v}\" is not first-last with 1024 <= first < last (e.g. \"20000-29999\")"),
+                format!(
+                    "\"{v}\" is not first-last with 1024 <= first < last (e.g. \"20000-29999\")"
+                ),
             );
             None
         }

@@ -145,9 +145,15 @@ mod tests {
     #[test]
     fn formats_rfc_2822_like_twilio_2010() {
         // The example in Twilio's OAI for the Recording resource.
-        assert_eq!(format_rfc2822(1_476_482_194), "Fri, 14 Oct 2016 21:56:34 +0000");
+        assert_eq!(
+            format_rfc2822(1_476_482_194),
+            "Fri, 14 Oct 2016 21:56:34 +0000"
+        );
         assert_eq!(format_rfc2822(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(format_rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(
+            format_rfc2822(951_782_400),
+            "Tue, 29 Feb 2000 00:00:00 +0000"
+        );
     }
 
     #[test]

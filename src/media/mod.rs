@@ -80,11 +80,17 @@ pub struct RecordSpec {
 /// How a recording ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordingOutcome {
-    Completed { duration_ms: u64 },
+    Completed {
+        duration_ms: u64,
+    },
     /// Not recorded, and why (the codec).
-    Absent { reason: String },
+    Absent {
+        reason: String,
+    },
     /// The file could not be written, and why.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// Where the relay reports recordings that ended (the engine: the Recording resource and

@@ -123,7 +123,10 @@ impl Stream {
         }
         if is_rtcp {
             if peer.sdp.mux {
-                let to = peer.rtp_source.or(peer.sdp.rtp).ok_or(Drop::NoDestination)?;
+                let to = peer
+                    .rtp_source
+                    .or(peer.sdp.rtp)
+                    .ok_or(Drop::NoDestination)?;
                 return Ok(Forward {
                     side: out,
                     rtcp_socket: false,
@@ -142,7 +145,10 @@ impl Stream {
                 rtcp: true,
             });
         }
-        let to = peer.rtp_source.or(peer.sdp.rtp).ok_or(Drop::NoDestination)?;
+        let to = peer
+            .rtp_source
+            .or(peer.sdp.rtp)
+            .ok_or(Drop::NoDestination)?;
         Ok(Forward {
             side: out,
             rtcp_socket: false,
@@ -191,12 +197,21 @@ mod tests {
             Err(Drop::NoDestination)
         );
         s.update(Side::B, peer("127.0.0.2:6000"));
-        let f = s.route(Side::A, false, addr("127.0.0.1:4000"), &rtp()).unwrap();
-        assert_eq!((f.side, f.to, f.rtcp_socket), (Side::B, addr("127.0.0.2:6000"), false));
+        let f = s
+            .route(Side::A, false, addr("127.0.0.1:4000"), &rtp())
+            .unwrap();
+        assert_eq!(
+            (f.side, f.to, f.rtcp_socket),
+            (Side::B, addr("127.0.0.2:6000"), false)
+        );
         // B sends from elsewhere (NAT): it latches there, and A's media follows it.
-        let f = s.route(Side::B, false, addr("127.0.0.9:7777"), &rtp()).unwrap();
+        let f = s
+            .route(Side::B, false, addr("127.0.0.9:7777"), &rtp())
+            .unwrap();
         assert_eq!(f.to, addr("127.0.0.1:4000"));
-        let f = s.route(Side::A, false, addr("127.0.0.1:4000"), &rtp()).unwrap();
+        let f = s
+            .route(Side::A, false, addr("127.0.0.1:4000"), &rtp())
+            .unwrap();
         assert_eq!(f.to, addr("127.0.0.9:7777"));
     }
 
@@ -205,14 +220,20 @@ mod tests {
         let mut s = Stream::default();
         s.update(Side::A, peer("127.0.0.1:4000"));
         s.update(Side::B, peer("127.0.0.2:6000"));
-        s.route(Side::A, false, addr("127.0.0.1:4000"), &rtp()).unwrap();
+        s.route(Side::A, false, addr("127.0.0.1:4000"), &rtp())
+            .unwrap();
         assert_eq!(
             s.route(Side::A, false, addr("127.0.0.66:4000"), &rtp()),
             Err(Drop::WrongSource)
         );
         // RTCP latches on its own port.
-        let f = s.route(Side::A, true, addr("127.0.0.1:4001"), &rr()).unwrap();
-        assert_eq!((f.rtcp_socket, f.to, f.rtcp), (true, addr("127.0.0.2:6001"), true));
+        let f = s
+            .route(Side::A, true, addr("127.0.0.1:4001"), &rr())
+            .unwrap();
+        assert_eq!(
+            (f.rtcp_socket, f.to, f.rtcp),
+            (true, addr("127.0.0.2:6001"), true)
+        );
         assert_eq!(
             s.route(Side::A, true, addr("127.0.0.66:4001"), &rr()),
             Err(Drop::WrongSource)
@@ -227,11 +248,21 @@ mod tests {
         s.update(Side::A, a);
         s.update(Side::B, peer("127.0.0.2:6000"));
         // A muxes: its RTCP comes on the RTP port, goes to B's RTCP port.
-        let f = s.route(Side::A, false, addr("127.0.0.1:4000"), &rr()).unwrap();
-        assert_eq!((f.rtcp, f.rtcp_socket, f.to), (true, true, addr("127.0.0.2:6001")));
+        let f = s
+            .route(Side::A, false, addr("127.0.0.1:4000"), &rr())
+            .unwrap();
+        assert_eq!(
+            (f.rtcp, f.rtcp_socket, f.to),
+            (true, true, addr("127.0.0.2:6001"))
+        );
         // B's RTCP goes to A's RTP port, from maskd's RTP socket.
-        let f = s.route(Side::B, true, addr("127.0.0.2:6001"), &rr()).unwrap();
-        assert_eq!((f.rtcp, f.rtcp_socket, f.to), (true, false, addr("127.0.0.1:4000")));
+        let f = s
+            .route(Side::B, true, addr("127.0.0.2:6001"), &rr())
+            .unwrap();
+        assert_eq!(
+            (f.rtcp, f.rtcp_socket, f.to),
+            (true, false, addr("127.0.0.1:4000"))
+        );
     }
 
     #[test]
@@ -239,7 +270,8 @@ mod tests {
         let mut s = Stream::default();
         s.update(Side::A, peer("127.0.0.1:4000"));
         s.update(Side::B, peer("127.0.0.2:6000"));
-        s.route(Side::B, false, addr("127.0.0.2:6000"), &rtp()).unwrap();
+        s.route(Side::B, false, addr("127.0.0.2:6000"), &rtp())
+            .unwrap();
         s.update(
             Side::B,
             PeerMedia {
@@ -255,9 +287,13 @@ mod tests {
         // B resumes from a new address: its old latch is forgotten.
         s.update(Side::B, peer("127.0.0.3:6000"));
         assert!(!s.on_hold());
-        let f = s.route(Side::A, false, addr("127.0.0.1:4000"), &rtp()).unwrap();
+        let f = s
+            .route(Side::A, false, addr("127.0.0.1:4000"), &rtp())
+            .unwrap();
         assert_eq!(f.to, addr("127.0.0.3:6000"));
-        assert!(s.route(Side::B, false, addr("127.0.0.3:6000"), &rtp()).is_ok());
+        assert!(s
+            .route(Side::B, false, addr("127.0.0.3:6000"), &rtp())
+            .is_ok());
     }
 
     #[test]
@@ -265,7 +301,11 @@ mod tests {
         let mut s = Stream::default();
         s.update(Side::A, peer("127.0.0.1:4000"));
         s.update(Side::B, peer("127.0.0.2:6000"));
-        for bad in [&b""[..], b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", b"\x80"] {
+        for bad in [
+            &b""[..],
+            b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+            b"\x80",
+        ] {
             assert_eq!(
                 s.route(Side::A, false, addr("127.0.0.1:4000"), bad),
                 Err(Drop::Malformed)
@@ -274,7 +314,9 @@ mod tests {
         let mut t38 = peer("127.0.0.1:4000");
         t38.not_rtp = true;
         s.update(Side::A, t38);
-        let f = s.route(Side::A, false, addr("127.0.0.1:4000"), b"\x00\x01udptl").unwrap();
+        let f = s
+            .route(Side::A, false, addr("127.0.0.1:4000"), b"\x00\x01udptl")
+            .unwrap();
         assert!(!f.rtcp);
     }
 }

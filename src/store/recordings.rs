@@ -78,10 +78,16 @@ pub(super) fn query(conn: &Connection, q: &RecordingQuery) -> rusqlite::Result<V
         cond("start_ms <", Value::Integer(t));
     }
     if let Some(s) = q.below_seq {
-        cond("seq <", Value::Integer(i64::try_from(s).unwrap_or(i64::MAX)));
+        cond(
+            "seq <",
+            Value::Integer(i64::try_from(s).unwrap_or(i64::MAX)),
+        );
     }
     if let Some(s) = q.above_seq {
-        cond("seq >", Value::Integer(i64::try_from(s).unwrap_or(i64::MAX)));
+        cond(
+            "seq >",
+            Value::Integer(i64::try_from(s).unwrap_or(i64::MAX)),
+        );
     }
     let ascending = q.above_seq.is_some() && q.below_seq.is_none();
     sql.push_str(if ascending {

@@ -99,7 +99,6 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -437,7 +437,11 @@ fn e164_col(row: &Row<'_>, i: usize) -> rusqlite::Result<E164> {
     let v: i64 = row.get(i)?;
     E164::from_u64(v as u64).ok_or_else(|| corrupt("number"))
 }
-pub(super) fn enum_col<T>(row: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+pub(super) fn enum_col<T>(
+    row: &Row<'_>,
+    i: usize,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
     let text = row.get_ref(i)?.as_str().map_err(|_| corrupt("enum"))?;
     parse(text).ok_or_else(|| corrupt("enum"))
 }

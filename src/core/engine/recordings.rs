@@ -210,7 +210,8 @@ impl Engine {
         now_ms: i64,
         retention: std::time::Duration,
     ) -> Result<usize, StoreError> {
-        let cutoff = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let cutoff =
+            now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let mut n = 0;
         loop {
             let old = self.store.recordings(&RecordingQuery {
@@ -244,7 +245,9 @@ impl Engine {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(recording = %sid, error = %e, "recording file not deleted"),
+                Err(e) => {
+                    tracing::warn!(recording = %sid, error = %e, "recording file not deleted")
+                }
             }
         }
         Ok(Some(d))
@@ -273,10 +276,7 @@ fn callback_params(rec: &Recording, s: &RecordingSettings) -> Vec<(String, Strin
             ),
         ),
         ("RecordingStatus", wire_status(rec.status).to_string()),
-        (
-            "RecordingDuration",
-            rec.duration.unwrap_or(0).to_string(),
-        ),
+        ("RecordingDuration", rec.duration.unwrap_or(0).to_string()),
         ("RecordingChannels", "2".to_string()),
         (
             "RecordingStartTime",

@@ -202,14 +202,16 @@ impl Media for Relay {
         let mut out = Vec::with_capacity(n);
         let mut socks = Vec::with_capacity(n);
         for _ in 0..n {
-            let taken = self.take_bound().and_then(|(a, sa)| match self.take_bound() {
-                Ok((b, sb)) => Ok((a, sa, b, sb)),
-                Err(e) => {
-                    drop(sa);
-                    self.shared.pool.lock().give(a);
-                    Err(e)
-                }
-            });
+            let taken = self
+                .take_bound()
+                .and_then(|(a, sa)| match self.take_bound() {
+                    Ok((b, sb)) => Ok((a, sa, b, sb)),
+                    Err(e) => {
+                        drop(sa);
+                        self.shared.pool.lock().give(a);
+                        Err(e)
+                    }
+                });
             match taken {
                 Ok((a, sa, b, sb)) => {
                     out.push(StreamPorts { a, b });

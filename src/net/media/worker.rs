@@ -19,7 +19,7 @@ use super::recorder::Recordings;
 use super::{Control, Shared};
 use crate::clock::Millis;
 use crate::media::stream::{Drop as Dropped, Stream};
-use crate::media::{rtcp, record::Channel, Side, StreamPorts};
+use crate::media::{record::Channel, rtcp, Side, StreamPorts};
 
 pub(super) const WAKER: mio::Token = mio::Token(usize::MAX);
 /// Datagrams read or written per system call at most.
@@ -116,7 +116,13 @@ fn random_cname() -> Vec<u8> {
 /// Reads up to `BATCH` datagrams; their sources and lengths go to `io.meta`.
 fn recv_batch(fd: i32, io: &mut Io) -> nix::Result<usize> {
     let mut iovs: [[IoSliceMut; 1]; BATCH] = io.bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
-    let res = recvmmsg(fd, &mut io.rx, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+    let res = recvmmsg(
+        fd,
+        &mut io.rx,
+        iovs.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )?;
     let mut n = 0;
     for (slot, m) in io.meta.iter_mut().zip(res) {
         *slot = (m.address.as_ref().and_then(std_addr), m.bytes);
@@ -140,7 +146,14 @@ fn send_batch(
         addrs[i] = Some(SockaddrStorage::from(*to));
     }
     let none: [ControlMessage; 0] = [];
-    match sendmmsg(fd, hdrs, iov[..k].iter(), &addrs[..k], none, MsgFlags::MSG_DONTWAIT) {
+    match sendmmsg(
+        fd,
+        hdrs,
+        iov[..k].iter(),
+        &addrs[..k],
+        none,
+        MsgFlags::MSG_DONTWAIT,
+    ) {
         Ok(r) => r.count(),
         Err(_) => 0,
     }
@@ -494,4 +507,3 @@ fn drop_index(d: Dropped) -> usize {
         Dropped::Held => 3,
     }
 }
-

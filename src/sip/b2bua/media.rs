@@ -52,8 +52,9 @@ impl AnchorError {
 
 fn fingerprint(body: &[u8]) -> u64 {
     use std::hash::{BuildHasher, Hasher};
-    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-        .build_hasher();
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
     h.write(body);
     h.finish()
 }
@@ -136,7 +137,11 @@ pub(super) fn payloads(answer: &Parsed) -> (Vec<(u8, Payload)>, Option<String>) 
             _ => Payload::Other,
         };
         if first.is_none() && !matches!(kind, Payload::Event | Payload::ComfortNoise) {
-            first = Some(if name.is_empty() { format!("payload type {pt}") } else { name });
+            first = Some(if name.is_empty() {
+                format!("payload type {pt}")
+            } else {
+                name
+            });
         }
         map.push((pt, kind));
     }
@@ -246,10 +251,17 @@ impl B2bua {
 
     /// Leg B answered: the media timeout starts, and a recorded session's call is recorded.
     pub(super) fn media_answered(&mut self, id: u64, cx: &Ctx) {
-        let Some(media) = self.media.as_ref() else { return };
+        let Some(media) = self.media.as_ref() else {
+            return;
+        };
         let Some(c) = self.calls.get(&id) else { return };
         let Some(cm) = &c.media else { return };
-        let call_sid = c.interaction.inbound.resource_sid.clone().unwrap_or_default();
+        let call_sid = c
+            .interaction
+            .inbound
+            .resource_sid
+            .clone()
+            .unwrap_or_default();
         let spec = cx
             .core
             .start_recording(c.session, &call_sid)

@@ -60,7 +60,11 @@ pub trait Core: Send + Sync {
     }
     /// A call of `session` was answered: if the session is recorded, its Recording (status
     /// in-progress) is created and its SID and file path returned.
-    fn start_recording(&self, _session: Sid, _call_sid: &str) -> Option<(String, std::path::PathBuf)> {
+    fn start_recording(
+        &self,
+        _session: Sid,
+        _call_sid: &str,
+    ) -> Option<(String, std::path::PathBuf)> {
         None
     }
 }
@@ -534,9 +538,8 @@ impl B2bua {
             if let Some(c) = self.calls.get_mut(&id) {
                 if req.m.cseq().is_some_and(|(n, _)| n == c.a_invite.cseq) {
                     c.ok_to_a = None;
-                    answer_late_offer = c.late_offer
-                        && c.ack_to_b.is_none()
-                        && c.state == CallState::Answered;
+                    answer_late_offer =
+                        c.late_offer && c.ack_to_b.is_none() && c.state == CallState::Answered;
                 }
             }
             if answer_late_offer {
