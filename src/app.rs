@@ -107,6 +107,9 @@ pub async fn run(
         d.await.map_err(store_err)?;
     }
     // ----- recordings (rec-api): where files go; repair what a crash left in progress -----
+    if let Err(e) = std::fs::create_dir_all(&cfg.media.recording_dir) {
+        tracing::warn!(dir = %cfg.media.recording_dir.display(), error = %e, "recording dir not created");
+    }
     engine.set_recording(crate::core::engine::RecordingSettings {
         dir: cfg.media.recording_dir.clone(),
         account_sid: cfg.raw.api.account_sid.clone(),
