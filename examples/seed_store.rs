@@ -29,7 +29,7 @@ fn main() {
         .map(|i| E164::parse(&format!("+1415555{:04}", i)).expect("a number"))
         .collect();
     engine
-        .ensure_service("startup", 0, 0, &numbers, now)
+        .ensure_service("startup", 0, 0, false, &numbers, now)
         .expect("the service")
         .wait_blocking()
         .expect("durable");

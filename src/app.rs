@@ -139,6 +139,7 @@ pub async fn run(
                 &s.unique_name,
                 s.default_ttl,
                 s.cooloff.as_secs(),
+                s.record,
                 &s.numbers,
                 now_ms() / 1000,
             )
@@ -149,6 +150,21 @@ pub async fn run(
             })?;
         d.await.map_err(store_err)?;
     }
+    // ----- recordings (rec-api): where files go; repair what a crash left in progress -----
+    if let Err(e) = std::fs::create_dir_all(&cfg.media.recording_dir) {
+        tracing::warn!(dir = %cfg.media.recording_dir.display(), error = %e, "recording dir not created");
+    }
+    engine.set_recording(crate::core::engine::RecordingSettings {
+        dir: cfg.media.recording_dir.clone(),
+        account_sid: cfg.raw.api.account_sid.clone(),
+        public_url: cfg.public_url.clone(),
+        clock: now_ms,
+    });
+    let repaired = engine.repair_recordings(now_ms()).map_err(store_err)?;
+    if repaired > 0 {
+        tracing::info!(repaired, "recordings left in progress were finished");
+    }
+    // ----- end recordings -----
     let closed = engine.expire(now_ms());
     let pending = engine.pending_outbound().map_err(store_err)?;
     let stats = engine.stats();
@@ -226,6 +242,28 @@ pub async fn run(
             }
         }
     });
+
+    // ----- recordings (rec-api): retention, at start and hourly -----
+    let retention_engine = engine.clone();
+    let retention = cfg.media.retention;
+    let mut retention_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {
+                    let e = retention_engine.clone();
+                    match tokio::task::spawn_blocking(move || e.expire_recordings(now_ms(), retention)).await {
+                        Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "recordings past retention deleted"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "recording retention failed"),
+                        _ => {}
+                    }
+                }
+                _ = retention_stop.changed() => break,
+            }
+        }
+    });
+    // ----- end recordings -----
 
     let serve = |listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>| {
         tokio::spawn(async move {

@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod params;
+mod recordings;
 mod render;
 mod resources;
 
@@ -52,6 +53,7 @@ pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Re
 /// The `/v1` router with the rate limit, auth and request metrics.
 pub fn router(state: Shared) -> Router {
     resources::routes()
+        .merge(recordings::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), auth))

@@ -77,7 +77,7 @@ impl ApiState {
 
     pub fn session_json(&self, s: &Session) -> Value {
         let url = self.session_url(s.service_sid, s.sid);
-        json!({
+        let mut v = json!({
             "sid": s.sid.to_string(),
             "service_sid": s.service_sid.to_string(),
             "account_sid": self.account_sid,
@@ -97,7 +97,21 @@ impl ApiState {
                 "interactions": format!("{url}/Interactions"),
                 "participants": format!("{url}/Participants"),
             },
-        })
+        });
+        // maskd extension, shown only when set (SDKs ignore fields they do not know; a
+        // session without it looks exactly like Twilio's).
+        if let (Some(r), Some(obj)) = (s.record, v.as_object_mut()) {
+            obj.insert("record".into(), Value::Bool(r));
+        }
+        v
+    }
+
+    /// The 2010-04-01 Call URL of a voice leg (`CA…`), as Twilio Proxy gives it.
+    fn call_url(&self, call_sid: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Calls/{call_sid}.json",
+            self.public_url, self.account_sid
+        )
     }
 
     pub fn participant_json(&self, p: &Participant) -> Value {
@@ -128,7 +142,12 @@ impl ApiState {
                 l.resource_sid.clone(),
                 l.resource_status.map(ResourceStatus::as_str),
                 l.resource_type.clone(),
-                l.resource_url.clone(),
+                l.resource_url.clone().or_else(|| match &l.resource_sid {
+                    Some(ca) if i.kind == InteractionType::Voice && ca.starts_with("CA") => {
+                        Some(self.call_url(ca))
+                    }
+                    _ => None,
+                }),
             )
         };
         let (ip, ir, is, it, iu) = leg(&i.inbound);

@@ -183,6 +183,7 @@ fn service_patch(state: &Shared, p: &Params) -> Result<ServicePatch, ApiError> {
         )?,
         intercept_callback_url: p.url("InterceptCallbackUrl", base)?,
         out_of_session_callback_url: p.url("OutOfSessionCallbackUrl", base)?,
+        record: None,
         // Empty clears it, as with the callback URLs.
         chat_instance_sid: match p.get("ChatInstanceSid") {
             Some("") => Some(String::new()),
@@ -415,6 +416,8 @@ async fn create_session(
             .all("Participants")
             .map(participant_from_json)
             .collect::<Result<_, _>>()?,
+        // maskd extension: record this session's answered calls (default: the service's).
+        record: p.bool("Record")?,
     };
     let (session, _, d) = st.engine.create_session(sid, req, now())?;
     durable(d).await?;
@@ -441,6 +444,7 @@ async fn update_session(
         date_expiry: p.date("DateExpiry")?,
         ttl: p.u64("Ttl")?,
         status: session_status(&p)?,
+        record: p.bool("Record")?,
     };
     let (session, d) = st.engine.update_session(sess, patch, now())?;
     durable(d).await?;

@@ -40,6 +40,26 @@ pub fn format(unix: i64) -> String {
     )
 }
 
+/// Formats Unix seconds the way Twilio's 2010-04-01 API does (RFC 2822, always GMT):
+/// `Fri, 30 Nov 2026 23:00:00 +0000`.
+pub fn format_rfc2822(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m as usize).saturating_sub(1).min(11)],
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
 /// Parses `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM:SS[.fff](Z|±hh:mm|±hhmm)`; a space may stand
 /// for the `T`. Returns Unix seconds, or `None` for anything else.
 pub fn parse(text: &str) -> Option<i64> {
@@ -120,6 +140,20 @@ mod tests {
         assert_eq!(format(0), "1970-01-01T00:00:00Z");
         assert_eq!(format(1_438_286_400), "2015-07-30T20:00:00Z");
         assert_eq!(format(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn formats_rfc_2822_like_twilio_2010() {
+        // The example in Twilio's OAI for the Recording resource.
+        assert_eq!(
+            format_rfc2822(1_476_482_194),
+            "Fri, 14 Oct 2016 21:56:34 +0000"
+        );
+        assert_eq!(format_rfc2822(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            format_rfc2822(951_782_400),
+            "Tue, 29 Feb 2000 00:00:00 +0000"
+        );
     }
 
     #[test]

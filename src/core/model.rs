@@ -92,6 +92,9 @@ pub struct Service {
     /// Seconds a route key stays unassignable to a different counterpart after its
     /// session closes (maskd extension; 0 = off).
     pub cooloff: u64,
+    /// Answered calls of this service's sessions are recorded (config `services[].record`;
+    /// maskd extension, not on the wire).
+    pub record: bool,
     pub date_created: Timestamp,
     pub date_updated: Timestamp,
 }
@@ -124,6 +127,8 @@ pub struct Session {
     pub date_ended: Option<Timestamp>,
     pub date_last_interaction: Option<Timestamp>,
     pub closed_reason: ClosedReason,
+    /// Per-session recording override (maskd extension `Record`); `None`: the service's.
+    pub record: Option<bool>,
     pub date_created: Timestamp,
     pub date_updated: Timestamp,
 }
@@ -181,6 +186,34 @@ pub struct Interaction {
     pub outbound: Leg,
     /// Set for interactions created through MessageInteractions (the target participant).
     pub message_participant_sid: Option<Sid>,
+    pub date_created: Timestamp,
+    pub date_updated: Timestamp,
+}
+
+wire_enum!(
+    /// A recording's state as maskd keeps it. `failed` (the file could not be written) is
+    /// maskd's own; the 2010 API shows it as `absent` with its `error_code`.
+    RecordingStatus { InProgress = "in-progress", Completed = "completed", Absent = "absent", Failed = "failed" }
+);
+
+/// One recorded call (Twilio's 2010-04-01 Recording resource).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recording {
+    pub sid: Sid,
+    /// Creation order (engine sequence number): the listing's order and page tokens.
+    pub seq: u64,
+    pub session_sid: Sid,
+    pub service_sid: Sid,
+    /// The call leg the recording belongs to (`CA…`).
+    pub call_sid: String,
+    pub status: RecordingStatus,
+    /// Unix milliseconds when recording started (the answer).
+    pub start_ms: i64,
+    /// Whole seconds, once finished; `None` while in progress.
+    pub duration: Option<u64>,
+    /// Why it is absent or failed: a code for the API and a reason for operators.
+    pub error_code: Option<u32>,
+    pub reason: Option<String>,
     pub date_created: Timestamp,
     pub date_updated: Timestamp,
 }

@@ -16,6 +16,8 @@ pub enum SidKind {
     Message,
     /// One call leg (Twilio's `CA…`).
     Call,
+    /// A call recording (Twilio's 2010-04-01 `RE…`).
+    Recording,
 }
 
 impl SidKind {
@@ -29,6 +31,7 @@ impl SidKind {
             SidKind::Interaction => *b"KI",
             SidKind::Message => *b"SM",
             SidKind::Call => *b"CA",
+            SidKind::Recording => *b"RE",
         }
     }
 }

@@ -10,7 +10,8 @@ use std::task::{Context, Poll, Waker};
 
 use super::e164::E164;
 use super::model::{
-    Interaction, Participant, PhoneNumber, ResourceStatus, Service, Session, Timestamp,
+    Interaction, Participant, PhoneNumber, Recording, RecordingStatus, ResourceStatus, Service,
+    Session, Timestamp,
 };
 use super::sid::Sid;
 
@@ -53,6 +54,9 @@ pub enum WriteOp {
     PutCallback(super::callback::CallbackItem),
     /// Delivered, refused for good, or given up: leaves the queue.
     DeleteCallback(u64),
+    /// A recording's row (created at answer, replaced when it ends).
+    PutRecording(Recording),
+    DeleteRecording(Sid),
 }
 
 /// One message waiting in the persistent outbound queue. The payload is opaque to the core
@@ -123,6 +127,23 @@ pub struct InteractionQuery {
     pub limit: usize,
 }
 
+/// A page of recordings, newest first (the 2010 API's order), with its filters.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingQuery {
+    pub call_sid: Option<String>,
+    pub status: Option<RecordingStatus>,
+    /// `date_created` at or after / strictly before (Unix seconds).
+    pub created_from: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+    /// Recordings that started strictly before this (Unix ms): retention.
+    pub started_before_ms: Option<i64>,
+    /// Only `seq` below this (the next page, newest first).
+    pub below_seq: Option<u64>,
+    /// Only `seq` above this (the previous page); still returned newest first.
+    pub above_seq: Option<u64>,
+    pub limit: usize,
+}
+
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// Hands every session, then every participant, to `each`.
@@ -147,6 +168,8 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<super::callback::CallbackItem>, StoreError>;
+    fn recording(&self, sid: Sid) -> Result<Option<Recording>, StoreError>;
+    fn recordings(&self, q: &RecordingQuery) -> Result<Vec<Recording>, StoreError>;
 }
 
 #[derive(Default)]

@@ -246,6 +246,7 @@ impl Webhooks {
                         proxy_identifier_sid: None,
                     },
                 ],
+                record: None,
             },
             now,
         );
@@ -528,7 +529,7 @@ async fn status_loop(
                         let age = (crate::clock::now_ms() / 1000) - h.item.created;
                         if age > GIVE_UP_AFTER_S {
                             tracing::warn!(interaction = %h.item.interaction, attempts = h.attempts, "status callback given up");
-                            crate::metrics::get().callbacks.with_label_values(&["status", "dropped"]).inc();
+                            crate::metrics::get().callbacks.with_label_values(&[queue_kind(&h.item), "dropped"]).inc();
                             if let Some(h) = qs.pop(sid) {
                                 wh.engine.record_behind(vec![WriteOp::DeleteCallback(h.item.id)], None);
                             }
@@ -545,12 +546,22 @@ async fn status_loop(
     }
 }
 
+/// The metrics label of a queued callback: an interaction's status, or a recording's
+/// (queued under the recording's SID, so the two never share an order).
+fn queue_kind(item: &CallbackItem) -> &'static str {
+    if item.interaction.to_string().starts_with("RE") {
+        "recording"
+    } else {
+        "status"
+    }
+}
+
 async fn send_status(wh: &Webhooks, item: &CallbackItem) -> Done {
     let Some((url, params)) = wh.status_request(item).await else {
         // The interaction or the service's callback URL is gone: nothing to send.
         return Done::Finished;
     };
-    match wh.post("status", &url, &params).await {
+    match wh.post(queue_kind(item), &url, &params).await {
         Answer::Status(code, ..) if code == 429 || code >= 500 => Done::Retry,
         // Twilio ignores the answer: any other status means the receiver has it.
         Answer::Status(..) => Done::Finished,

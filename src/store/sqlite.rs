@@ -15,16 +15,16 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::schema::migrate;
 use crate::core::callback::CallbackItem;
 use crate::core::e164::E164;
 use crate::core::model::*;
 use crate::core::sid::Sid;
 use crate::core::store::{
-    Completion, InteractionQuery, Loaded, OutboundItem, ReceiptOrigin, RemoteRef, Snapshot, Store,
-    StoreError, WriteOp,
+    Completion, InteractionQuery, Loaded, OutboundItem, ReceiptOrigin, RecordingQuery, RemoteRef,
+    Snapshot, Store, StoreError, WriteOp,
 };
 
-const SCHEMA_VERSION: i64 = 3;
 /// Batches waiting for the writer; submitters block beyond this (back-pressure).
 const QUEUE_BOUND: usize = 65_536;
 /// Batches folded into one transaction at most.
@@ -33,61 +33,6 @@ const GROUP_MAX: usize = 1024;
 /// collecting for up to this long before it commits, so that one fsync serves a whole
 /// burst of calls. Anything awaited (an API answer, an SMPP acknowledgement) ends the wait.
 const LAZY_WINDOW: Duration = Duration::from_millis(100);
-
-const SCHEMA_V1: &str = "
-CREATE TABLE services (
-  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, unique_name TEXT NOT NULL,
-  callback_url TEXT, default_ttl INTEGER NOT NULL, geo_match_level TEXT NOT NULL,
-  number_selection_behavior TEXT NOT NULL, intercept_callback_url TEXT,
-  out_of_session_callback_url TEXT, chat_instance_sid TEXT, cooloff INTEGER NOT NULL,
-  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
-CREATE TABLE numbers (
-  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, service_sid TEXT NOT NULL,
-  number INTEGER NOT NULL UNIQUE, friendly_name TEXT NOT NULL, is_reserved INTEGER NOT NULL,
-  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
-CREATE TABLE sessions (
-  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, service_sid TEXT NOT NULL, unique_name TEXT,
-  status TEXT NOT NULL, mode TEXT NOT NULL, ttl INTEGER NOT NULL, date_expiry INTEGER,
-  date_started INTEGER, date_ended INTEGER, date_last_interaction INTEGER,
-  closed_reason TEXT NOT NULL, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
-CREATE INDEX sessions_service ON sessions(service_sid);
-CREATE TABLE participants (
-  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, session_sid TEXT NOT NULL,
-  service_sid TEXT NOT NULL, identifier INTEGER NOT NULL, friendly_name TEXT,
-  proxy INTEGER NOT NULL, proxy_sid TEXT NOT NULL, date_deleted INTEGER,
-  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
-CREATE INDEX participants_session ON participants(session_sid);
-CREATE TABLE interactions (
-  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, session_sid TEXT NOT NULL,
-  service_sid TEXT NOT NULL, data TEXT NOT NULL, type TEXT NOT NULL,
-  in_participant TEXT, in_resource_sid TEXT, in_status TEXT, in_type TEXT, in_url TEXT,
-  out_participant TEXT, out_resource_sid TEXT, out_status TEXT, out_type TEXT, out_url TEXT,
-  message_participant TEXT, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL)
-  WITHOUT ROWID;
-CREATE INDEX interactions_session ON interactions(session_sid, seq);
-CREATE INDEX interactions_queued ON interactions(out_status) WHERE out_status = 'queued';
-";
-
-/// Version 2: the SMS plane's persistent outbound queue and downstream message ids.
-const SCHEMA_V2: &str = "
-CREATE TABLE outbound (
-  id INTEGER PRIMARY KEY, interaction_sid TEXT NOT NULL, src INTEGER NOT NULL,
-  dst INTEGER NOT NULL, via TEXT, origin TEXT, payload BLOB NOT NULL, created INTEGER NOT NULL);
-CREATE TABLE remote_refs (
-  peer TEXT NOT NULL, remote_id TEXT NOT NULL, interaction_sid TEXT NOT NULL, origin TEXT,
-  PRIMARY KEY (peer, remote_id)) WITHOUT ROWID;
-CREATE INDEX remote_refs_interaction ON remote_refs(interaction_sid);
-DROP INDEX interactions_queued;
-CREATE INDEX interactions_queued ON interactions(out_status)
-  WHERE out_status = 'queued' AND message_participant IS NOT NULL;
-";
-
-/// v3: the status callback queue.
-const SCHEMA_V3: &str = "
-CREATE TABLE callbacks (
-  id INTEGER PRIMARY KEY, interaction_sid TEXT NOT NULL, url TEXT, params TEXT,
-  out_status TEXT, out_sid TEXT, out_at INTEGER, created INTEGER NOT NULL);
-";
 
 type Job = (Vec<WriteOp>, Option<Completion>);
 
@@ -102,7 +47,7 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
-fn io(e: rusqlite::Error) -> StoreError {
+pub(super) fn io(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
             if matches!(
@@ -188,27 +133,6 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;",
     )
     .map_err(io)?;
-    Ok(())
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(io)?;
-    if !(0..=SCHEMA_VERSION).contains(&version) {
-        return Err(StoreError::Corrupt(format!(
-            "schema version {version} is not one this maskd knows (it knows up to {SCHEMA_VERSION})"
-        )));
-    }
-    // Each step moves one version forward, in one transaction.
-    let steps = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
-    for (i, step) in steps.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction().map_err(io)?;
-        tx.execute_batch(step).map_err(io)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
-            .map_err(io)?;
-        tx.commit().map_err(io)?;
-    }
     Ok(())
 }
 
@@ -322,13 +246,13 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
     match op {
         WriteOp::PutService(v) => {
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO services VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+                "INSERT OR REPLACE INTO services VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
             )?
             .execute(params![
                 s(&v.sid), v.seq as i64, v.unique_name, v.callback_url, v.default_ttl as i64,
                 v.geo_match_level.as_str(), v.number_selection_behavior.as_str(),
                 v.intercept_callback_url, v.out_of_session_callback_url, v.chat_instance_sid,
-                v.cooloff as i64, v.date_created, v.date_updated
+                v.cooloff as i64, v.date_created, v.date_updated, v.record
             ])?;
         }
         WriteOp::DeleteService(sid) => {
@@ -359,12 +283,13 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         }
         WriteOp::PutSession(v) => {
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO sessions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+                "INSERT OR REPLACE INTO sessions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
             )?
             .execute(params![
                 s(&v.sid), v.seq as i64, s(&v.service_sid), v.unique_name, v.status.as_str(),
                 v.mode.as_str(), v.ttl as i64, v.date_expiry, v.date_started, v.date_ended,
-                v.date_last_interaction, v.closed_reason.as_str(), v.date_created, v.date_updated
+                v.date_last_interaction, v.closed_reason.as_str(), v.date_created, v.date_updated,
+                v.record
             ])?;
         }
         WriteOp::DeleteSession(sid) => {
@@ -453,6 +378,11 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
                     c.created
                 ])?;
         }
+        WriteOp::PutRecording(v) => super::recordings::put(tx, v)?,
+        WriteOp::DeleteRecording(sid) => {
+            tx.prepare_cached("DELETE FROM recordings WHERE sid = ?1")?
+                .execute([s(sid)])?;
+        }
         WriteOp::DeleteCallback(id) => {
             tx.prepare_cached("DELETE FROM callbacks WHERE id = ?1")?
                 .execute([*id as i64])?;
@@ -493,7 +423,7 @@ fn origin_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<ReceiptOrigin>
     }))
 }
 
-fn sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Sid> {
+pub(super) fn sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Sid> {
     // Borrowed, not copied into a String: several per row, millions of rows at start-up.
     let text = row.get_ref(i)?.as_str().map_err(|_| corrupt("sid"))?;
     Sid::parse_any(text).ok_or_else(|| corrupt("sid"))
@@ -507,7 +437,11 @@ fn e164_col(row: &Row<'_>, i: usize) -> rusqlite::Result<E164> {
     let v: i64 = row.get(i)?;
     E164::from_u64(v as u64).ok_or_else(|| corrupt("number"))
 }
-fn enum_col<T>(row: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+pub(super) fn enum_col<T>(
+    row: &Row<'_>,
+    i: usize,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
     let text = row.get_ref(i)?.as_str().map_err(|_| corrupt("enum"))?;
     parse(text).ok_or_else(|| corrupt("enum"))
 }
@@ -568,6 +502,7 @@ impl Store for SqliteStore {
                     cooloff: r.get::<_, i64>(10)? as u64,
                     date_created: r.get(11)?,
                     date_updated: r.get(12)?,
+                    record: r.get(13)?,
                 })
             })
             .map_err(io)?
@@ -606,7 +541,8 @@ impl Store for SqliteStore {
             .query_row(
                 "SELECT MAX(m) FROM (SELECT MAX(seq) m FROM services UNION ALL SELECT MAX(seq) FROM numbers
                  UNION ALL SELECT MAX(seq) FROM sessions UNION ALL SELECT MAX(seq) FROM participants
-                 UNION ALL SELECT MAX(seq) FROM interactions UNION ALL SELECT MAX(id) FROM outbound)",
+                 UNION ALL SELECT MAX(seq) FROM interactions UNION ALL SELECT MAX(id) FROM outbound
+                 UNION ALL SELECT MAX(id) FROM callbacks UNION ALL SELECT MAX(seq) FROM recordings)",
                 [],
                 |r| r.get::<_, Option<i64>>(0),
             )
@@ -639,6 +575,7 @@ impl Store for SqliteStore {
                     closed_reason: enum_col(r, 11, ClosedReason::parse)?,
                     date_created: r.get(12)?,
                     date_updated: r.get(13)?,
+                    record: r.get(14)?,
                 })
             })
             .map_err(io)?;
@@ -814,6 +751,14 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(io)?;
         Ok(rows)
+    }
+
+    fn recording(&self, sid: Sid) -> Result<Option<Recording>, StoreError> {
+        super::recordings::fetch(&self.reader.lock(), sid).map_err(io)
+    }
+
+    fn recordings(&self, q: &RecordingQuery) -> Result<Vec<Recording>, StoreError> {
+        super::recordings::query(&self.reader.lock(), q).map_err(io)
     }
 
     fn remote_ref(&self, peer: &str, remote_id: &str) -> Result<Option<RemoteRef>, StoreError> {

@@ -3,6 +3,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod recordings;
 mod wire;
 
 use common::*;

@@ -153,6 +153,7 @@ impl Engine {
             store,
             outbox: Mutex::new(None),
             callbacks: Mutex::new(None),
+            recording: Mutex::new(None),
         })
     }
 }

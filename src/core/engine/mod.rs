@@ -24,10 +24,12 @@ use crate::timer::{TimerKey, TimerWheel};
 mod interactions;
 mod load;
 mod participants;
+pub mod recordings;
 mod services;
 mod sessions;
 mod state;
 
+pub use self::recordings::RecordingSettings;
 use self::services::check_name;
 use self::state::{HistoryView, State};
 /// Where a page starts.
@@ -86,6 +88,8 @@ pub struct ServicePatch {
     pub out_of_session_callback_url: Option<String>,
     pub chat_instance_sid: Option<String>,
     pub cooloff: Option<u64>,
+    /// Config only (`services[].record`); the API has no such field.
+    pub record: Option<bool>,
 }
 
 /// A participant to add, as the app gave it.
@@ -105,6 +109,8 @@ pub struct NewSession {
     pub mode: Option<Mode>,
     pub status: Option<SessionStatus>,
     pub participants: Vec<NewParticipant>,
+    /// maskd extension `Record`: overrides the service's `record` for this session.
+    pub record: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -112,6 +118,8 @@ pub struct SessionPatch {
     pub date_expiry: Option<Timestamp>,
     pub ttl: Option<u64>,
     pub status: Option<SessionStatus>,
+    /// maskd extension `Record` (applies to calls answered from then on).
+    pub record: Option<bool>,
 }
 
 /// A message the API asked maskd to send; the SMS plane takes it from the outbox.
@@ -178,6 +186,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     outbox: Mutex<Option<Arc<dyn Outbox>>>,
     callbacks: Mutex<Option<Arc<dyn CallbackSink>>>,
+    recording: Mutex<Option<RecordingSettings>>,
 }
 
 fn ms(t: Timestamp) -> i64 {

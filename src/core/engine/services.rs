@@ -56,6 +56,7 @@ impl Engine {
             out_of_session_callback_url: None,
             chat_instance_sid: None,
             cooloff: 0,
+            record: false,
             date_created: now,
             date_updated: now,
         };
@@ -133,6 +134,7 @@ impl Engine {
         name: &str,
         default_ttl: u64,
         cooloff: u64,
+        record: bool,
         numbers: &[E164],
         now: Timestamp,
     ) -> Result<Durable, CoreError> {
@@ -141,6 +143,7 @@ impl Engine {
             unique_name: Some(name.to_string()),
             default_ttl: Some(default_ttl),
             cooloff: Some(cooloff),
+            record: Some(record),
             ..ServicePatch::default()
         };
         let (svc, mut last) = match existing {
@@ -308,6 +311,9 @@ pub(super) fn apply_service_patch(svc: &mut Service, p: ServicePatch) {
     }
     if let Some(v) = p.default_ttl {
         svc.default_ttl = v;
+    }
+    if let Some(v) = p.record {
+        svc.record = v;
     }
     let opt = |v: String| if v.is_empty() { None } else { Some(v) };
     if let Some(v) = p.callback_url {

@@ -88,6 +88,7 @@ impl Engine {
             date_ended: None,
             date_last_interaction: None,
             closed_reason: ClosedReason::None,
+            record: req.record,
             date_created: now,
             date_updated: now,
         };
@@ -176,6 +177,9 @@ impl Engine {
             }
             if let Some(at) = patch.date_expiry {
                 ss.session.date_expiry = Some(at);
+            }
+            if let Some(r) = patch.record {
+                ss.session.record = Some(r);
             }
             ss.session.date_updated = now;
         }

@@ -1,0 +1,152 @@
+//! The SQLite schema, one step per version (`PRAGMA user_version`), and the migration that
+//! moves an older database forward one step per transaction. SQL only.
+
+use rusqlite::Connection;
+
+use super::sqlite::io;
+use crate::core::store::StoreError;
+
+pub(super) const SCHEMA_VERSION: i64 = 4;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE services (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, unique_name TEXT NOT NULL,
+  callback_url TEXT, default_ttl INTEGER NOT NULL, geo_match_level TEXT NOT NULL,
+  number_selection_behavior TEXT NOT NULL, intercept_callback_url TEXT,
+  out_of_session_callback_url TEXT, chat_instance_sid TEXT, cooloff INTEGER NOT NULL,
+  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE TABLE numbers (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, service_sid TEXT NOT NULL,
+  number INTEGER NOT NULL UNIQUE, friendly_name TEXT NOT NULL, is_reserved INTEGER NOT NULL,
+  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE TABLE sessions (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, service_sid TEXT NOT NULL, unique_name TEXT,
+  status TEXT NOT NULL, mode TEXT NOT NULL, ttl INTEGER NOT NULL, date_expiry INTEGER,
+  date_started INTEGER, date_ended INTEGER, date_last_interaction INTEGER,
+  closed_reason TEXT NOT NULL, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE INDEX sessions_service ON sessions(service_sid);
+CREATE TABLE participants (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, session_sid TEXT NOT NULL,
+  service_sid TEXT NOT NULL, identifier INTEGER NOT NULL, friendly_name TEXT,
+  proxy INTEGER NOT NULL, proxy_sid TEXT NOT NULL, date_deleted INTEGER,
+  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE INDEX participants_session ON participants(session_sid);
+CREATE TABLE interactions (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, session_sid TEXT NOT NULL,
+  service_sid TEXT NOT NULL, data TEXT NOT NULL, type TEXT NOT NULL,
+  in_participant TEXT, in_resource_sid TEXT, in_status TEXT, in_type TEXT, in_url TEXT,
+  out_participant TEXT, out_resource_sid TEXT, out_status TEXT, out_type TEXT, out_url TEXT,
+  message_participant TEXT, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL)
+  WITHOUT ROWID;
+CREATE INDEX interactions_session ON interactions(session_sid, seq);
+CREATE INDEX interactions_queued ON interactions(out_status) WHERE out_status = 'queued';
+";
+
+/// Version 2: the SMS plane's persistent outbound queue and downstream message ids.
+const SCHEMA_V2: &str = "
+CREATE TABLE outbound (
+  id INTEGER PRIMARY KEY, interaction_sid TEXT NOT NULL, src INTEGER NOT NULL,
+  dst INTEGER NOT NULL, via TEXT, origin TEXT, payload BLOB NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE remote_refs (
+  peer TEXT NOT NULL, remote_id TEXT NOT NULL, interaction_sid TEXT NOT NULL, origin TEXT,
+  PRIMARY KEY (peer, remote_id)) WITHOUT ROWID;
+CREATE INDEX remote_refs_interaction ON remote_refs(interaction_sid);
+DROP INDEX interactions_queued;
+CREATE INDEX interactions_queued ON interactions(out_status)
+  WHERE out_status = 'queued' AND message_participant IS NOT NULL;
+";
+
+/// v3: the status callback queue.
+const SCHEMA_V3: &str = "
+CREATE TABLE callbacks (
+  id INTEGER PRIMARY KEY, interaction_sid TEXT NOT NULL, url TEXT, params TEXT,
+  out_status TEXT, out_sid TEXT, out_at INTEGER, created INTEGER NOT NULL);
+";
+
+/// Version 4: recordings (Twilio's 2010 Recording resource), a service's `record` flag from
+/// config and a session's `Record` override (NULL: the service's).
+const SCHEMA_V4: &str = "
+ALTER TABLE services ADD COLUMN record INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN record INTEGER;
+CREATE TABLE recordings (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, session_sid TEXT NOT NULL,
+  service_sid TEXT NOT NULL, call_sid TEXT NOT NULL, status TEXT NOT NULL,
+  start_ms INTEGER NOT NULL, duration INTEGER, error_code INTEGER, reason TEXT,
+  date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+CREATE INDEX recordings_seq ON recordings(seq);
+CREATE INDEX recordings_call ON recordings(call_sid, seq);
+CREATE INDEX recordings_status ON recordings(status) WHERE status = 'in-progress';
+";
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(io)?;
+    if !(0..=SCHEMA_VERSION).contains(&version) {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version} is not one this maskd knows (it knows up to {SCHEMA_VERSION})"
+        )));
+    }
+    // Each step moves one version forward, in one transaction.
+    let steps = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+    for (i, step) in steps.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(io)?;
+        tx.execute_batch(step).map_err(io)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(io)?;
+        tx.commit().map_err(io)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::store::Store;
+
+    #[test]
+    fn a_version_3_database_migrates_to_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 3;
+                 INSERT INTO services VALUES ('KS0123456789abcdef0123456789abcdef', 1, 'old',
+                   NULL, 0, 'country', 'prefer-sticky', NULL, NULL, NULL, 0, 10, 10);
+                 INSERT INTO sessions VALUES ('KC0123456789abcdef0123456789abcdef', 2,
+                   'KS0123456789abcdef0123456789abcdef', NULL, 'open', 'voice-and-message', 0,
+                   NULL, 10, NULL, NULL, '', 10, 10);",
+            )
+            .unwrap();
+        }
+        let store = super::super::SqliteStore::open(&path, Box::new(|e| panic!("{e}"))).unwrap();
+        let snap = store.load().unwrap();
+        assert_eq!(snap.services.len(), 1);
+        assert!(!snap.services[0].record, "old services are not recorded");
+        let mut sessions = Vec::new();
+        store
+            .load_rows(&mut |row| {
+                if let crate::core::store::Loaded::Session(s) = row {
+                    sessions.push(s)
+                }
+            })
+            .unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].record, None, "no override: the service's");
+        let q = crate::core::store::RecordingQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        assert!(store.recordings(&q).unwrap().is_empty());
+        store.close();
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+}
