@@ -317,14 +317,7 @@ fn status_callbacks_pending_at_kill_9_are_sent_after_restart() {
 /// Twilio's own RequestValidator (PyPI `twilio`) accepts maskd's signatures.
 #[test]
 fn twilio_request_validator_accepts_the_signatures() {
-    let py = std::env::var("MASKD_PYTHON").unwrap_or_else(|_| {
-        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-        assert!(
-            std::path::Path::new(venv).exists(),
-            "no Python with twilio: run scripts/test (it creates .venv), or set MASKD_PYTHON"
-        );
-        venv.to_string()
-    });
+    let py = common::python();
     let hook = Hook::start();
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start_with(dir.path(), &config(""));

@@ -24,18 +24,6 @@ use common::*;
 const MAX_EXAMPLES: &str = "40";
 const SEED: &str = "20240612";
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("MASKD_PYTHON") {
-        return p;
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-    assert!(
-        std::path::Path::new(venv).exists(),
-        "no Python with schemathesis: run scripts/test (it creates .venv), or set MASKD_PYTHON"
-    );
-    venv.to_string()
-}
-
 fn twilio_oai() -> PathBuf {
     let path = std::env::var_os("MASKD_TWILIO_OAI")
         .map(PathBuf::from)

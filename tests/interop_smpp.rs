@@ -17,17 +17,6 @@ fn config() -> String {
 "#
 }
 
-fn python() -> String {
-    std::env::var("MASKD_PYTHON").unwrap_or_else(|_| {
-        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-        assert!(
-            std::path::Path::new(venv).exists(),
-            "no Python with smpplib: run scripts/test (it creates .venv), or set MASKD_PYTHON"
-        );
-        venv.to_string()
-    })
-}
-
 #[test]
 fn smpplib_carriers_exchange_masked_messages() {
     let py = python();

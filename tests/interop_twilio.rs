@@ -7,17 +7,7 @@ mod common;
 
 use std::process::Command;
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("MASKD_PYTHON") {
-        return p;
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
-    assert!(
-        std::path::Path::new(venv).exists(),
-        "no Python with the twilio library: run scripts/test (it creates .venv), or set MASKD_PYTHON"
-    );
-    venv.to_string()
-}
+use common::python;
 
 #[test]
 fn twilio_python_library_app_flow() {

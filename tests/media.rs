@@ -32,15 +32,26 @@ fn start_with_services(
     media_extra: &str,
     service_extra: &str,
 ) -> (Daemon, String) {
-    let cfg = format!(
+    let cfg = media_config(dir, trunk_port, range, media_extra, service_extra);
+    let d = Daemon::start_with(dir, &cfg);
+    let (pa, _) = common::two_party_session(&d, "voice", "call", CALLER, CALLEE);
+    (d, pa)
+}
+
+/// The config `start_with_services` runs with (the `sip:`, `media:` and `services:` keys).
+fn media_config(
+    dir: &std::path::Path,
+    trunk_port: u16,
+    range: &str,
+    media_extra: &str,
+    service_extra: &str,
+) -> String {
+    format!(
         "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{trunk_port}\"\n\
          media:\n  port_range: \"{range}\"\n  recording:\n    dir: \"{rec}\"\n{media_extra}\
          services:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n{service_extra}",
         rec = dir.join("recordings").display()
-    );
-    let d = Daemon::start_with(dir, &cfg);
-    let (pa, _) = common::two_party_session(&d, "voice", "call", CALLER, CALLEE);
-    (d, pa)
+    )
 }
 
 /// An SDP offer or answer from `user`, receiving RTP on `rtp` and RTCP on `rtcp`, with what
@@ -661,4 +672,241 @@ fn an_sdp_maskd_cannot_read_gets_488_and_a_non_sdp_body_415() {
         "a refused INVITE reached the trunk"
     );
     assert_eq!(metric(&d, "maskd_media_ports{state=\"in_use\"}"), 0.0);
+}
+
+/// G.711 µ-law of one linear sample (ITU-T G.711, for the test's tones).
+fn ulaw(sample: i16) -> u8 {
+    let sign = if sample < 0 { 0x80 } else { 0 };
+    let mag = (sample as i32).unsigned_abs().min(32_635) + 0x84;
+    let exp = (31 - mag.leading_zeros()).saturating_sub(7).min(7);
+    let mant = (mag >> (exp + 3)) & 0x0f;
+    !(sign | (exp << 4) as u8 | mant as u8)
+}
+
+/// 20 ms of a `hz` tone as µ-law, starting at sample `n`.
+fn tone(hz: f64, n: u32) -> Vec<u8> {
+    (0..160)
+        .map(|i| {
+            let t = (n + i) as f64 / 8000.0;
+            ulaw((8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16)
+        })
+        .collect()
+}
+
+fn rtp_audio(seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, 0];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// The power of `hz` in `x` (8 kHz), by a Goertzel filter, per sample.
+fn power(x: &[f64], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for v in x {
+        let s = v + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / x.len().max(1) as f64
+}
+
+#[test]
+fn a_recorded_call_is_a_stereo_wav_served_in_twilios_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trunk, trunk_port) = socket();
+    let (d, pa) = start_with_services(
+        dir.path(),
+        trunk_port,
+        "31600-31699",
+        "",
+        "    record: true\n",
+    );
+    let p = Peers::new();
+    let a_port = port(&p.a_sip);
+    let offer = sdp(CALLER, port(&p.a_rtp), port(&p.a_rtcp), "0 101", "");
+    let ans = sdp(CALLEE, port(&p.b_rtp), port(&p.b_rtcp), "0 101", "");
+    let c = call(&d, &p, &trunk, &pa, "rec1", &offer, &ans);
+    // 1.5 s of talk, paced as a phone does: A a 440-Hz tone, B a 660-Hz one.
+    let talk = Instant::now();
+    for i in 0..75u16 {
+        p.a_rtp
+            .send_to(&rtp_audio(i, 0xA1, &tone(440.0, i as u32 * 160)), c.relay_a)
+            .unwrap();
+        p.b_rtp
+            .send_to(&rtp_audio(i, 0xB2, &tone(660.0, i as u32 * 160)), c.relay_b)
+            .unwrap();
+        let due = talk + Duration::from_millis(20 * (i as u64 + 1));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    let bye = in_dialog("BYE", 2, "rec1bye", a_port, &c.ok_a, &pa, None);
+    p.a_sip.send_to(bye.as_bytes(), d.sip).unwrap();
+    let (bye_b, from) = recv_until(&trunk, "BYE ");
+    answer(&trunk, &bye_b, from, 200, None);
+
+    // The call's interaction names its call; the recording is found by that call.
+    let list = d
+        .get("/v1/Services/voice/Sessions/call/Interactions")
+        .json();
+    let call_sid = list["interactions"][0]["inbound_resource_sid"]
+        .as_str()
+        .expect("the interaction names its call")
+        .to_string();
+    assert!(call_sid.starts_with("CA"));
+    let acc = format!("/2010-04-01/Accounts/{}", common::ACCOUNT);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rec = loop {
+        let r = d
+            .get(&format!("{acc}/Calls/{call_sid}/Recordings.json"))
+            .json();
+        if let Some(rec) = r["recordings"].as_array().and_then(|a| a.first()) {
+            if rec["status"] == "completed" {
+                break rec.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no completed recording: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(rec["channels"], 2);
+    assert_eq!(rec["call_sid"].as_str(), Some(call_sid.as_str()));
+    let secs: u64 = rec["duration"].as_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&secs), "duration {secs}");
+
+    // The audio: 16-bit stereo at 8 kHz, A's tone left and B's right, each alone there.
+    let sid = rec["sid"].as_str().unwrap();
+    let wav = d.get(&format!("{acc}/Recordings/{sid}.wav"));
+    assert_eq!(wav.status, 200);
+    let bytes = wav.bytes;
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(u16::from_le_bytes([bytes[22], bytes[23]]), 2, "channels");
+    assert_eq!(u32::from_le_bytes(bytes[24..28].try_into().unwrap()), 8000);
+    let samples: Vec<i16> = bytes[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let left: Vec<f64> = samples.iter().step_by(2).map(|&s| s as f64).collect();
+    let right: Vec<f64> = samples
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|&s| s as f64)
+        .collect();
+    let ms = left.len() as u64 / 8;
+    assert!((1400..=2600).contains(&ms), "file is {ms} ms");
+    assert!(
+        power(&left, 440.0) > 100.0 * power(&left, 660.0),
+        "left is not A's tone"
+    );
+    assert!(
+        power(&right, 660.0) > 100.0 * power(&right, 440.0),
+        "right is not B's tone"
+    );
+
+    // Twilio's Python library lists, fetches, downloads and deletes it.
+    let out = std::process::Command::new(common::python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/recordings_flow.py"
+        ))
+        .args([&d.base(), common::ACCOUNT, common::TOKEN, &call_sid])
+        .output()
+        .expect("run recordings_flow.py");
+    assert!(
+        out.status.success(),
+        "recordings_flow.py failed\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        metric(&d, "maskd_recordings_total{outcome=\"completed\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_recording_cut_by_sigkill_is_repaired_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (trunk, trunk_port) = socket();
+    let cfg = media_config(
+        dir.path(),
+        trunk_port,
+        "31700-31799",
+        "",
+        "    record: true\n",
+    );
+    let mut d = Daemon::start_with(dir.path(), &cfg);
+    let (pa, _) = common::two_party_session(&d, "voice", "call", CALLER, CALLEE);
+    let p = Peers::new();
+    let offer = sdp(CALLER, port(&p.a_rtp), port(&p.a_rtcp), "0", "");
+    let ans = sdp(CALLEE, port(&p.b_rtp), port(&p.b_rtcp), "0", "");
+    let c = call(&d, &p, &trunk, &pa, "kill1", &offer, &ans);
+    // Talk until the recorder has handed audio to the file (it does so every second, for
+    // what is past its 1-s jitter window), then kill maskd mid-call.
+    let rec_dir = dir.path().join("recordings");
+    let file_len = || -> u64 {
+        std::fs::read_dir(&rec_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let talk = Instant::now();
+    let mut i = 0u16;
+    while file_len() < 44 + 16_000 {
+        assert!(i < 500, "nothing reached the file after 10 s of talk");
+        p.a_rtp
+            .send_to(&rtp_audio(i, 0xA1, &tone(440.0, i as u32 * 160)), c.relay_a)
+            .unwrap();
+        p.b_rtp
+            .send_to(&rtp_audio(i, 0xB2, &tone(660.0, i as u32 * 160)), c.relay_b)
+            .unwrap();
+        i += 1;
+        let due = talk + Duration::from_millis(20 * i as u64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    d.kill9();
+    let path = std::fs::read_dir(&rec_dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let raw = std::fs::read(&path).unwrap();
+    assert_eq!(
+        &raw[40..44],
+        &[0, 0, 0, 0],
+        "the header was final before the kill"
+    );
+
+    // The next start repairs the header and completes the recording.
+    let d = Daemon::start_with(dir.path(), &cfg);
+    let acc = format!("/2010-04-01/Accounts/{}", common::ACCOUNT);
+    let list = d.get(&format!("{acc}/Recordings.json")).json();
+    let rec = &list["recordings"][0];
+    assert_eq!(rec["status"], "completed", "{list}");
+    let secs: u64 = rec["duration"].as_str().unwrap().parse().unwrap();
+    assert!(secs >= 1, "duration {secs}");
+    let raw = std::fs::read(&path).unwrap();
+    let len = raw.len() as u32;
+    assert_eq!(
+        u32::from_le_bytes(raw[4..8].try_into().unwrap()),
+        len - 8,
+        "RIFF size"
+    );
+    assert_eq!(
+        u32::from_le_bytes(raw[40..44].try_into().unwrap()),
+        len - 44,
+        "data size"
+    );
+    let wav = d.get(&format!(
+        "{acc}/Recordings/{}.wav",
+        rec["sid"].as_str().unwrap()
+    ));
+    assert_eq!(wav.bytes, raw, "the API serves the repaired file");
 }

@@ -46,6 +46,13 @@ impl Core for EngineCore {
     fn has_out_of_session(&self, proxy: E164) -> bool {
         self.0.out_of_session_url(proxy).is_some()
     }
+    fn start_recording(
+        &self,
+        session: Sid,
+        call_sid: &str,
+    ) -> Option<(String, std::path::PathBuf)> {
+        self.0.start_recording(session, call_sid)
+    }
 }
 
 /// Asks the callback the B2BUA wants answered; the answer comes back as an event.

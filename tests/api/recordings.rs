@@ -234,25 +234,9 @@ fn recordings_read_download_and_delete_in_twilios_2010_shape() {
         .assert_error(404, 20404);
 }
 
-fn python() -> Option<String> {
-    if let Ok(p) = std::env::var("MASKD_PYTHON") {
-        return Some(p);
-    }
-    [
-        concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"),
-        "/work/main/.venv/bin/python",
-    ]
-    .iter()
-    .find(|p| Path::new(p).exists())
-    .map(|p| p.to_string())
-}
-
 #[test]
 fn twilio_python_reads_and_deletes_recordings() {
-    let Some(py) = python() else {
-        eprintln!("skipped: no Python with the twilio library (set MASKD_PYTHON)");
-        return;
-    };
+    let py = python();
     let (_dir, d) = start();
     let out = std::process::Command::new(py)
         .arg(concat!(

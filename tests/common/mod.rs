@@ -18,6 +18,21 @@ use base64::Engine as _;
 pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TOKEN: &str = "test-token";
 
+/// The Python that has the test peers' PyPI packages (twilio, smpplib, schemathesis):
+/// `MASKD_PYTHON`, or `./.venv/bin/python`, which `scripts/test` creates. Without it the
+/// calling test fails (it never passes silently).
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("MASKD_PYTHON") {
+        return p;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python");
+    assert!(
+        Path::new(venv).exists(),
+        "no Python with the test packages: run scripts/test (it creates .venv), or set MASKD_PYTHON"
+    );
+    venv.to_string()
+}
+
 /// A free loopback port (bound and released; the daemon binds it right after).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -303,6 +318,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as received (binary bodies, such as a WAV).
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -378,14 +395,18 @@ pub fn raw_http(
 }
 
 fn parse_response(raw: &[u8]) -> Resp {
-    let text = String::from_utf8_lossy(raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
+    let (head, body) = match split {
+        Some(i) => (&raw[..i], &raw[i + 4..]),
+        None => (raw, &b""[..]),
+    };
+    let head = String::from_utf8_lossy(head).to_string();
     let mut lines = head.split("\r\n");
     let status: u16 = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad response: {text}"));
+        .unwrap_or_else(|| panic!("bad response: {head}"));
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -393,30 +414,33 @@ fn parse_response(raw: &[u8]) -> Resp {
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked {
+    let bytes = if chunked {
         dechunk(body)
     } else {
-        body.to_string()
+        body.to_vec()
     };
     Resp {
         status,
         headers,
-        body,
+        body: String::from_utf8_lossy(&bytes).to_string(),
+        bytes,
     }
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
+fn dechunk(mut s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
     for _ in 0..100_000 {
-        let Some((size, rest)) = s.split_once("\r\n") else {
+        let Some(eol) = s.windows(2).position(|w| w == b"\r\n") else {
             break;
         };
+        let size = String::from_utf8_lossy(&s[..eol]);
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let rest = &s[eol + 2..];
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&rest[..n]);
+        s = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }

@@ -131,7 +131,13 @@ pub struct Recorder {
     latest: i64,
     tracks: [Track; 2],
     dropped: u64,
+    /// When `tick` last pushed the write buffer to the file (a crash loses at most about
+    /// `FLUSH_MS` of audio beyond the 1-s jitter window).
+    flushed_ms: u64,
 }
+
+/// How often `tick` hands buffered audio to the operating system.
+const FLUSH_MS: u64 = 1_000;
 
 impl Recorder {
     /// Creates the file (parent dir must exist) with a placeholder header; `start_ms` is
@@ -151,6 +157,7 @@ impl Recorder {
             latest: 0,
             tracks: [Track::default(); 2],
             dropped: 0,
+            flushed_ms: start_ms,
         })
     }
 
@@ -202,10 +209,16 @@ impl Recorder {
     }
 
     /// Flushes what is old enough (call this periodically too, e.g. every 200 ms, so
-    /// silence on both sides still advances the file).
+    /// silence on both sides still advances the file), and at most every second hands the
+    /// buffered audio to the file, so a crash loses little.
     pub fn tick(&mut self, now_ms: u64) -> io::Result<()> {
         let now = self.pos_of(now_ms);
-        self.advance(now)
+        self.advance(now)?;
+        if now_ms >= self.flushed_ms + FLUSH_MS {
+            self.flushed_ms = now_ms;
+            self.out.flush()?;
+        }
+        Ok(())
     }
 
     /// Writes everything up to `end_ms` (silence where nothing came), fixes the header,

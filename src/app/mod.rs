@@ -57,49 +57,7 @@ impl AppError {
 
 use crate::clock::now_ms;
 
-/// The media relay, when `media.mode` is `anchor`: its threads start here, after a probe that
-/// `media.listen_ip` is an address of this host.
-fn start_media(cfg: &Validated) -> Result<Option<crate::net::sip::MediaPlane>, AppError> {
-    if !cfg.media.anchor {
-        return Ok(None);
-    }
-    let probe = SocketAddr::new(cfg.media.listen_ip, 0);
-    std::net::UdpSocket::bind(probe).map_err(|source| AppError::Bind {
-        key: "media.listen_ip",
-        addr: probe,
-        source,
-    })?;
-    crate::net::media::raise_fd_limit();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let relay = crate::net::media::Relay::start(
-        crate::net::media::RelayConfig {
-            listen_ip: cfg.media.listen_ip,
-            ports: cfg.media.ports,
-            timeout: cfg.media.timeout,
-            threads: cfg.media.threads,
-        },
-        crate::clock::Millis::start(),
-        tx,
-        Arc::new(RecordingLog),
-    )
-    .map_err(|source| AppError::Bind {
-        key: "media.listen_ip",
-        addr: probe,
-        source,
-    })?;
-    Ok(Some(crate::net::sip::MediaPlane {
-        relay: Arc::new(relay),
-        timeouts: rx,
-    }))
-}
-
-struct RecordingLog;
-
-impl crate::media::RecordingSink for RecordingLog {
-    fn ended(&self, sid: &str, outcome: crate::media::RecordingOutcome) {
-        tracing::info!(sid, ?outcome, "recording ended");
-    }
-}
+mod media;
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr)
@@ -150,21 +108,7 @@ pub async fn run(
             })?;
         d.await.map_err(store_err)?;
     }
-    // ----- recordings (rec-api): where files go; repair what a crash left in progress -----
-    if let Err(e) = std::fs::create_dir_all(&cfg.media.recording_dir) {
-        tracing::warn!(dir = %cfg.media.recording_dir.display(), error = %e, "recording dir not created");
-    }
-    engine.set_recording(crate::core::engine::RecordingSettings {
-        dir: cfg.media.recording_dir.clone(),
-        account_sid: cfg.raw.api.account_sid.clone(),
-        public_url: cfg.public_url.clone(),
-        clock: now_ms,
-    });
-    let repaired = engine.repair_recordings(now_ms()).map_err(store_err)?;
-    if repaired > 0 {
-        tracing::info!(repaired, "recordings left in progress were finished");
-    }
-    // ----- end recordings -----
+    media::prepare_recordings(&cfg, &engine).map_err(store_err)?;
     let closed = engine.expire(now_ms());
     let pending = engine.pending_outbound().map_err(store_err)?;
     let stats = engine.stats();
@@ -193,7 +137,7 @@ pub async fn run(
     })?;
     // TCP on the same address and port as UDP.
     let sip_tcp = bind("sip.listen", sip_addr).await?;
-    let media = start_media(&cfg)?;
+    let media = media::start(&cfg, engine.clone())?;
     let smpp_addr = smpp_listener
         .local_addr()
         .map_err(|source| AppError::Bind {
@@ -243,27 +187,7 @@ pub async fn run(
         }
     });
 
-    // ----- recordings (rec-api): retention, at start and hourly -----
-    let retention_engine = engine.clone();
-    let retention = cfg.media.retention;
-    let mut retention_stop = stop_rx.clone();
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tokio::select! {
-                _ = interval.tick() => {
-                    let e = retention_engine.clone();
-                    match tokio::task::spawn_blocking(move || e.expire_recordings(now_ms(), retention)).await {
-                        Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "recordings past retention deleted"),
-                        Ok(Err(e)) => tracing::warn!(error = %e, "recording retention failed"),
-                        _ => {}
-                    }
-                }
-                _ = retention_stop.changed() => break,
-            }
-        }
-    });
-    // ----- end recordings -----
+    media::spawn_retention(engine.clone(), cfg.media.retention, stop_rx.clone());
 
     let serve = |listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>| {
         tokio::spawn(async move {
