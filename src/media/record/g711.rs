@@ -9,18 +9,6 @@
 //! those shifted up to 16 bits (µ-law ×4, A-law ×8), the usual convention, so full scale is
 //! ±32124 (µ-law) and ±32256 (A-law).
 
-/// µ-law code → linear sample.
-#[inline]
-pub fn ulaw(code: u8) -> i16 {
-    ULAW[code as usize]
-}
-
-/// A-law code → linear sample.
-#[inline]
-pub fn alaw(code: u8) -> i16 {
-    ALAW[code as usize]
-}
-
 /// µ-law expansion: the code is transmitted inverted; sign bit set means negative after
 /// inversion; the 3-bit segment doubles the step size, the 4-bit mantissa sits on an
 /// implicit leading one with the 0x84 (132) bias that keeps segment 0 continuous.
@@ -71,8 +59,10 @@ const fn table(mu: bool) -> [i16; 256] {
     t
 }
 
-static ULAW: [i16; 256] = table(true);
-static ALAW: [i16; 256] = table(false);
+/// The µ-law table (code → linear sample).
+pub static ULAW: [i16; 256] = table(true);
+/// The A-law table (code → linear sample).
+pub static ALAW: [i16; 256] = table(false);
 
 /// Test-only encoders (the recorder never encodes): the inverse quantisers of G.711, used
 /// to synthesise calls and to prove the decoders by round trip.
@@ -124,6 +114,13 @@ pub mod encode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ulaw(code: u8) -> i16 {
+        ULAW[code as usize]
+    }
+    fn alaw(code: u8) -> i16 {
+        ALAW[code as usize]
+    }
 
     #[test]
     fn ulaw_known_values() {

@@ -189,9 +189,9 @@ impl Recorder {
         if arrival < 0 {
             return Ok(false);
         }
-        let decode: fn(u8) -> i16 = match kind(p.pt) {
-            Payload::Pcmu => g711::ulaw,
-            Payload::Pcma => g711::alaw,
+        let decode: &[i16; 256] = match kind(p.pt) {
+            Payload::Pcmu => &g711::ULAW,
+            Payload::Pcma => &g711::ALAW,
             Payload::Event | Payload::ComfortNoise => {
                 // Silence: the window is already zero there. Still a sign of life that
                 // moves the clock.
@@ -314,7 +314,9 @@ impl Recorder {
 
     /// Decodes `payload` into the window from `pos` on, discarding (and counting) samples
     /// outside it.
-    fn put(&mut self, ch: Channel, pos: i64, payload: &[u8], decode: fn(u8) -> i16) {
+    /// Decodes `payload` through `table` into channel `ch` from frame `pos` on. (One
+    /// division per packet, not per sample: the slot moves on by one and wraps.)
+    fn put(&mut self, ch: Channel, pos: i64, payload: &[u8], table: &[i16; 256]) {
         let len = payload.len() as i64;
         let first = (self.written - pos).clamp(0, len);
         let last = (self.written + WINDOW - pos).clamp(first, len);
@@ -323,11 +325,15 @@ impl Recorder {
         }
         let offset = ch as usize * 2;
         let codes = payload.get(first as usize..last as usize).unwrap_or(&[]);
-        for (i, &code) in codes.iter().enumerate() {
-            let frame = (pos + first + i as i64).rem_euclid(WINDOW) as usize;
+        let mut frame = (pos + first).rem_euclid(WINDOW) as usize;
+        for &code in codes {
             let at = frame * 4 + offset;
             if let Some(s) = self.ring.get_mut(at..at + 2) {
-                s.copy_from_slice(&decode(code).to_le_bytes());
+                s.copy_from_slice(&table[code as usize].to_le_bytes());
+            }
+            frame += 1;
+            if frame == WINDOW as usize {
+                frame = 0;
             }
         }
     }

@@ -55,9 +55,9 @@ impl Stream {
     fn expect(&self, n: u64) -> i16 {
         let c = self.code(n);
         if self.pt == 0 {
-            g711::ulaw(c)
+            g711::ULAW[c as usize]
         } else {
-            g711::alaw(c)
+            g711::ALAW[c as usize]
         }
     }
     fn packet(&self, k: u64) -> Vec<u8> {

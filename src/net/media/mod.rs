@@ -144,10 +144,23 @@ impl Relay {
         &self.threads[(call % self.threads.len() as u64) as usize]
     }
 
+    /// Queues a message for the call's thread. Only what media waits for wakes it at once
+    /// (where a side receives, a recording's start, stop); the rest (new sockets, whose
+    /// packets wait in their buffers; released calls) is picked up within `worker::CONTROL_MS`.
+    /// Waking a relay thread per message cost more than the rest of a call's set-up.
     fn send(&self, call: u64, c: Control) {
+        let urgent = matches!(
+            c,
+            Control::Update { .. }
+                | Control::Answered {
+                    record: Some(_),
+                    ..
+                }
+                | Control::Stop
+        );
         let t = self.thread(call);
         // A closed channel means the thread is gone (shutdown): nothing left to tell it.
-        if t.tx.send(c).is_ok() {
+        if t.tx.send(c).is_ok() && urgent {
             let _ = t.waker.wake();
         }
     }

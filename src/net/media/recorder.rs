@@ -13,14 +13,35 @@ use crate::clock::Millis;
 use crate::media::record::{Channel, Payload, Recorder};
 use crate::media::{RecordSpec, RecordingOutcome, RecordingSink};
 
-/// Packets queued for the recorder at most (about 2 s of 1,000 recorded calls).
-const QUEUE: usize = 100_000;
+/// Batches queued for the recorder at most (a relay thread sends one per poll round).
+const QUEUE: usize = 8_192;
 /// How often files advance through silence.
 const TICK_MS: u64 = 200;
 
+/// Copies of recorded RTP from one poll round of a relay thread: (call, channel, arrival,
+/// start and length in `data`). One message per round, not per packet.
+#[derive(Default)]
+pub(super) struct Batch {
+    items: Vec<(u64, Channel, u64, usize, usize)>,
+    data: Vec<u8>,
+}
+
+impl Batch {
+    pub fn push(&mut self, call: u64, ch: Channel, at: u64, rtp: &[u8]) {
+        self.items.push((call, ch, at, self.data.len(), rtp.len()));
+        self.data.extend_from_slice(rtp);
+    }
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 enum Msg {
     Start(u64, Box<RecordSpec>, u64),
-    Packet(u64, Channel, u64, Vec<u8>),
+    Packets(Batch),
     End(u64, u64),
     Tick(u64),
 }
@@ -36,11 +57,9 @@ impl Recordings {
         // Start and End wait for room: they are rare, and losing one would lose a file.
         let _ = self.tx.send(Msg::Start(call, Box::new(spec), now));
     }
-    /// False when the queue is full (the packet is not recorded).
-    pub fn packet(&self, call: u64, ch: Channel, now: u64, rtp: &[u8]) -> bool {
-        self.tx
-            .try_send(Msg::Packet(call, ch, now, rtp.to_vec()))
-            .is_ok()
+    /// Hands over a round's packets; false when the queue is full (they are not recorded).
+    pub fn packets(&self, batch: Batch) -> bool {
+        self.tx.try_send(Msg::Packets(batch)).is_ok()
     }
     pub fn end(&self, call: u64, now: u64) {
         let _ = self.tx.send(Msg::End(call, now));
@@ -72,7 +91,7 @@ pub(super) fn start(
 }
 
 fn run(rx: mpsc::Receiver<Msg>, clock: Millis, sink: Arc<dyn RecordingSink>) {
-    let mut active: HashMap<u64, Active> = HashMap::new();
+    let mut active: HashMap<u64, Active, foldhash::fast::RandomState> = HashMap::default();
     let m = &crate::metrics::get().media;
     loop {
         let msg = match rx.recv_timeout(Duration::from_millis(TICK_MS)) {
@@ -101,8 +120,11 @@ fn run(rx: mpsc::Receiver<Msg>, clock: Millis, sink: Arc<dyn RecordingSink>) {
                 m.recordings_active.inc();
                 active.insert(call, a);
             }
-            Msg::Packet(call, ch, at, data) => {
-                if let Some(a) = active.get_mut(&call) {
+            Msg::Packets(batch) => {
+                for &(call, ch, at, start, len) in &batch.items {
+                    let Some(a) = active.get_mut(&call) else {
+                        continue;
+                    };
                     let payloads = &a.payloads;
                     let kind = |pt: u8| {
                         payloads
@@ -110,8 +132,9 @@ fn run(rx: mpsc::Receiver<Msg>, clock: Millis, sink: Arc<dyn RecordingSink>) {
                             .find(|(p, _)| *p == pt)
                             .map_or(Payload::Other, |(_, k)| *k)
                     };
+                    let data = batch.data.get(start..start + len).unwrap_or(&[]);
                     if let Some(r) = a.recorder.as_mut() {
-                        if let Err(e) = r.packet(ch, at, &data, kind) {
+                        if let Err(e) = r.packet(ch, at, data, kind) {
                             a.failed = Some(format!("write failed: {e}"));
                             a.recorder = None;
                         }

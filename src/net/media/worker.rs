@@ -15,7 +15,7 @@ use nix::sys::socket::{
     recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
 };
 
-use super::recorder::Recordings;
+use super::recorder::{Batch, Recordings};
 use super::{Control, Shared};
 use crate::clock::Millis;
 use crate::media::stream::{Drop as Dropped, Stream};
@@ -28,6 +28,8 @@ const BATCH: usize = 16;
 const BUF: usize = 2048;
 /// How often counters are flushed and media timeouts checked.
 const HOUSEKEEPING_MS: u64 = 500;
+/// The longest a control message that did not wake the thread waits.
+pub(super) const CONTROL_MS: u64 = 20;
 
 struct Sock {
     sock: mio::net::UdpSocket,
@@ -91,8 +93,11 @@ pub(super) struct Worker {
     recordings: Recordings,
     socks: Vec<Option<Sock>>,
     free: Vec<usize>,
-    calls: HashMap<u64, CallEntry>,
+    calls: HashMap<u64, CallEntry, foldhash::fast::RandomState>,
     stats: Stats,
+    /// Copies of recorded RTP not yet handed to the recorder, and when it last got some.
+    recorded: Batch,
+    recorded_at: u64,
 }
 
 fn std_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
@@ -179,8 +184,10 @@ impl Worker {
             recordings,
             socks: Vec::new(),
             free: Vec::new(),
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             stats: Stats::default(),
+            recorded: Batch::default(),
+            recorded_at: 0,
         }
     }
 
@@ -198,7 +205,7 @@ impl Worker {
         loop {
             if let Err(e) = self
                 .poll
-                .poll(&mut events, Some(Duration::from_millis(HOUSEKEEPING_MS)))
+                .poll(&mut events, Some(Duration::from_millis(CONTROL_MS)))
             {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "media relay poll failed");
@@ -210,6 +217,14 @@ impl Worker {
                     continue;
                 }
                 self.readable(ev.token().0, &mut io);
+            }
+            // Recorded RTP goes to the recorder every 20 ms (or 1,024 packets), not every
+            // round: each hand-over wakes its thread.
+            let now = self.clock.now();
+            if self.recorded.len() >= 1024
+                || (now >= self.recorded_at + 20 && !self.recorded.is_empty())
+            {
+                self.flush_recorded(now);
             }
             if !self.control() {
                 self.shutdown();
@@ -342,6 +357,8 @@ impl Worker {
             .sub(c.streams.len() as i64);
         self.shared.give_back(&c.ports);
         if c.recorded {
+            // Its last packets first: the recorder finishes the file at End.
+            self.flush_recorded(now);
             self.recordings.end(call, now);
         }
     }
@@ -353,6 +370,20 @@ impl Worker {
             self.release(call, now);
         }
         self.flush_stats();
+    }
+
+    /// Hands the recorded RTP gathered so far to the recorder (counted as dropped if its
+    /// queue is full).
+    fn flush_recorded(&mut self, now: u64) {
+        self.recorded_at = now;
+        if self.recorded.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.recorded);
+        let n = batch.len() as u64;
+        if !self.recordings.packets(batch) {
+            self.stats.drops[6] += n;
+        }
     }
 
     /// Drains one socket and forwards what it read.
@@ -404,10 +435,8 @@ impl Worker {
                         } else {
                             io.out.extend_from_slice(data);
                             call.last_media = now;
-                            if recorded
-                                && !self.recordings.packet(call_id, channel(side), now, data)
-                            {
-                                self.stats.drops[6] += 1;
+                            if recorded {
+                                self.recorded.push(call_id, channel(side), now, data);
                             }
                         }
                         let len = io.out.len() - start;
