@@ -14,6 +14,7 @@
 //! latches per call and side, so calls may share a source), which keeps this program's own
 //! cost low: sendmmsg/recvmmsg in batches, two threads.
 
+#![allow(clippy::print_stdout, clippy::needless_range_loop)] // a load tool: its report is its output
 use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
