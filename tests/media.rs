@@ -286,6 +286,16 @@ fn metric(d: &Daemon, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Waits (at most 3 s: the relay flushes its counters every half second) until the sum of
+/// the metric lines starting with `prefix` satisfies `ok`.
+fn wait_metric(d: &Daemon, prefix: &str, ok: impl Fn(f64) -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !ok(metric(d, prefix)) {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -372,11 +382,12 @@ fn rtp_and_rtcp_cross_through_maskd_and_no_identity_crosses() {
     );
 
     // The relay counted what it did.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while metric(&d, "maskd_media_rtcp_items_removed_total") < 4.0 {
-        assert!(Instant::now() < deadline, "RTCP scrubbing not counted");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_metric(
+        &d,
+        "maskd_media_rtcp_items_removed_total",
+        |v| v >= 4.0,
+        "RTCP scrubbing not counted",
+    );
     assert!(metric(&d, "maskd_media_packets_total") >= 10.0);
 }
 
@@ -424,14 +435,12 @@ fn latching_follows_the_real_source_and_drops_strangers() {
         recv(&p.b_rtp).is_none(),
         "a stranger's packet was relayed to B"
     );
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while metric(&d, "maskd_media_drops_total{reason=\"wrong_source\"}") < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the stranger's packet was not counted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_metric(
+        &d,
+        "maskd_media_drops_total{reason=\"wrong_source\"}",
+        |v| v >= 1.0,
+        "the stranger's packet was not counted",
+    );
 }
 
 #[test]
@@ -594,14 +603,12 @@ fn no_media_for_media_timeout_ends_the_call_but_not_while_on_hold() {
     assert!(waited < Duration::from_secs(4), "ended after {waited:?}");
     assert_eq!(header(&bye_b, "Call-ID"), header(&c.invite_b, "Call-ID"));
     assert_eq!(header(&bye_a, "Call-ID"), header(&c.ok_a, "Call-ID"));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while metric(&d, "maskd_media_timeouts_total") < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the media timeout was not counted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_metric(
+        &d,
+        "maskd_media_timeouts_total",
+        |v| v >= 1.0,
+        "the media timeout was not counted",
+    );
 }
 
 #[test]
@@ -630,11 +637,12 @@ fn an_exhausted_port_range_answers_503_and_ports_come_back() {
     let (bye_b, from) = recv_until(&trunk, "BYE ");
     answer(&trunk, &bye_b, from, 200, None);
     recv_until(&p.a_sip, "SIP/2.0 200");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while metric(&d, "maskd_media_ports{state=\"in_use\"}") != 0.0 {
-        assert!(Instant::now() < deadline, "ports never came back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_metric(
+        &d,
+        "maskd_media_ports{state=\"in_use\"}",
+        |v| v == 0.0,
+        "ports never came back",
+    );
     let c3 = call(&d, &p, &trunk, &pa, "full3", &offer, &ans);
     p.a_rtp.send_to(&rtp(0, 1, 1, 1), c3.relay_a).unwrap();
     assert!(recv(&p.b_rtp).is_some());
@@ -714,6 +722,19 @@ fn power(x: &[f64], hz: f64) -> f64 {
     (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / x.len().max(1) as f64
 }
 
+/// Packet `i` of each side's tone (A 440 Hz, B 660 Hz), then a wait until 20 ms after it
+/// is due (paced as a phone sends, from `talk`).
+fn talk_20ms(p: &Peers, c: &Answered, i: u16, talk: Instant) {
+    p.a_rtp
+        .send_to(&rtp_audio(i, 0xA1, &tone(440.0, i as u32 * 160)), c.relay_a)
+        .unwrap();
+    p.b_rtp
+        .send_to(&rtp_audio(i, 0xB2, &tone(660.0, i as u32 * 160)), c.relay_b)
+        .unwrap();
+    let due = talk + Duration::from_millis(20 * (i as u64 + 1));
+    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+}
+
 #[test]
 fn a_recorded_call_is_a_stereo_wav_served_in_twilios_shape() {
     let dir = tempfile::tempdir().unwrap();
@@ -733,14 +754,7 @@ fn a_recorded_call_is_a_stereo_wav_served_in_twilios_shape() {
     // 1.5 s of talk, paced as a phone does: A a 440-Hz tone, B a 660-Hz one.
     let talk = Instant::now();
     for i in 0..75u16 {
-        p.a_rtp
-            .send_to(&rtp_audio(i, 0xA1, &tone(440.0, i as u32 * 160)), c.relay_a)
-            .unwrap();
-        p.b_rtp
-            .send_to(&rtp_audio(i, 0xB2, &tone(660.0, i as u32 * 160)), c.relay_b)
-            .unwrap();
-        let due = talk + Duration::from_millis(20 * (i as u64 + 1));
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        talk_20ms(&p, &c, i, talk);
     }
     let bye = in_dialog("BYE", 2, "rec1bye", a_port, &c.ok_a, &pa, None);
     p.a_sip.send_to(bye.as_bytes(), d.sip).unwrap();
@@ -860,15 +874,8 @@ fn a_recording_cut_by_sigkill_is_repaired_at_the_next_start() {
     let mut i = 0u16;
     while file_len() < 44 + 16_000 {
         assert!(i < 500, "nothing reached the file after 10 s of talk");
-        p.a_rtp
-            .send_to(&rtp_audio(i, 0xA1, &tone(440.0, i as u32 * 160)), c.relay_a)
-            .unwrap();
-        p.b_rtp
-            .send_to(&rtp_audio(i, 0xB2, &tone(660.0, i as u32 * 160)), c.relay_b)
-            .unwrap();
+        talk_20ms(&p, &c, i, talk);
         i += 1;
-        let due = talk + Duration::from_millis(20 * i as u64);
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
     }
     d.kill9();
     let path = std::fs::read_dir(&rec_dir)

@@ -88,11 +88,6 @@ impl Stream {
         self.held(Side::A) || self.held(Side::B)
     }
 
-    /// The real source a side latched onto (RTP).
-    pub fn source(&self, side: Side) -> Option<SocketAddr> {
-        self.legs[side.index()].rtp_source
-    }
-
     /// A datagram from `src` reached the socket facing `side` (its RTCP socket if
     /// `rtcp_port`). Returns where it goes, or why it is dropped.
     pub fn route(
