@@ -643,9 +643,35 @@ fn an_exhausted_port_range_answers_503_and_ports_come_back() {
         |v| v == 0.0,
         "ports never came back",
     );
+    // Their sockets stay open, idle: a late packet of the ended call is dropped there.
+    assert_eq!(metric(&d, "maskd_media_ports{state=\"open\"}"), 2.0);
+    p.a_rtp.send_to(&rtp(0, 9, 9, 9), c.relay_a).unwrap();
+    wait_metric(
+        &d,
+        "maskd_media_drops_total{reason=\"idle_port\"}",
+        |v| v >= 1.0,
+        "a packet to an idle port was not dropped",
+    );
+    // (Already dropped when counted: a short wait shows nothing else came through.)
+    p.b_rtp
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(recv(&p.b_rtp).is_none(), "an idle port forwarded");
+    p.b_rtp
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    // The next call reuses the same ports (and sockets), and media crosses both ways.
     let c3 = call(&d, &p, &trunk, &pa, "full3", &offer, &ans);
+    let mut reused = [c3.relay_a.port(), c3.relay_b.port()];
+    let mut before = [c.relay_a.port(), c.relay_b.port()];
+    reused.sort();
+    before.sort();
+    assert_eq!(reused, before);
     p.a_rtp.send_to(&rtp(0, 1, 1, 1), c3.relay_a).unwrap();
     assert!(recv(&p.b_rtp).is_some());
+    p.b_rtp.send_to(&rtp(0, 2, 2, 2), c3.relay_b).unwrap();
+    assert!(recv(&p.a_rtp).is_some());
+    assert_eq!(metric(&d, "maskd_media_ports{state=\"open\"}"), 2.0);
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub const RECORDINGS: &str = "maskd_recordings_total";
 pub const RECORDINGS_ACTIVE: &str = "maskd_recordings_active";
 
 /// The `reason` label values of `maskd_media_drops_total`.
-pub const DROP_REASONS: [&str; 7] = [
+pub const DROP_REASONS: [&str; 8] = [
     "no_destination",
     "wrong_source",
     "malformed",
@@ -23,6 +23,7 @@ pub const DROP_REASONS: [&str; 7] = [
     "rtcp_invalid",
     "send_failed",
     "recording_queue_full",
+    "idle_port",
 ];
 
 pub struct MediaMetrics {
@@ -59,7 +60,7 @@ impl MediaMetrics {
             ports: IntGaugeVec::new(
                 Opts::new(
                     MEDIA_PORTS,
-                    "Relay port pairs by state (in_use, capacity) in media.port_range",
+                    "Relay port pairs in media.port_range by state: capacity, in_use, open (sockets bound, in use or idle)",
                 ),
                 &["state"],
             )?,

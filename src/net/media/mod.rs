@@ -4,12 +4,15 @@
 //! `recvmmsg` and what it forwards goes out with `sendmmsg`, batched per socket; nothing
 //! runs per packet but the sans-IO decision in `media::stream` and, for RTCP, the SDES
 //! scrub. The B2BUA reaches it through [`Relay`], its `media::Media` handle: ports are taken
-//! and bound there (synchronously, so the SDP can name them) and the sockets handed to
-//! their thread.
+//! there (synchronously, so the SDP can name them). A port's sockets are bound the first
+//! time it is used and stay open on their thread after its call ends, idle, so a later
+//! call reuses them without a system call (`media::ports`); nothing the B2BUA tells a
+//! thread wakes it: each thread applies its messages before it reads any socket.
 
 mod recorder;
 mod worker;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::clock::Millis;
-use crate::media::ports::PortPool;
+use crate::media::ports::{PortPool, Taken};
 use crate::media::{Media, MediaError, PeerMedia, RecordSpec, RecordingSink, Side, StreamPorts};
 
 /// What the relay needs to run.
@@ -36,8 +39,8 @@ enum Control {
     Add {
         call: u64,
         ports: StreamPorts,
-        /// `[side][rtcp]`.
-        sockets: [[mio::net::UdpSocket; 2]; 2],
+        /// `[side][rtcp]`; `None` for a port whose idle sockets the thread already has.
+        sockets: [Option<[mio::net::UdpSocket; 2]>; 2],
     },
     Update {
         call: u64,
@@ -61,24 +64,39 @@ struct Thread {
     join: Option<std::thread::JoinHandle<()>>,
 }
 
-/// State the B2BUA's calls and the relay threads share: the port pool.
+/// State the B2BUA's calls and the relay threads share: the port pool, and which thread
+/// each call's sockets live on.
 pub(crate) struct Shared {
-    pool: Mutex<PortPool>,
+    state: Mutex<State>,
+    clock: Millis,
+}
+
+struct State {
+    pool: PortPool,
+    calls: HashMap<u64, usize, foldhash::fast::RandomState>,
+}
+
+impl State {
+    fn publish(&self) {
+        let m = &crate::metrics::get().media;
+        let in_use = self.pool.capacity() - self.pool.available();
+        m.ports.with_label_values(&["in_use"]).set(in_use as i64);
+        m.ports
+            .with_label_values(&["open"])
+            .set(self.pool.bound() as i64);
+    }
 }
 
 impl Shared {
-    fn give_back(&self, ports: &[StreamPorts]) {
-        let mut pool = self.pool.lock();
+    /// A call's ports back to the pool, their sockets kept open on `thread`.
+    fn give_back(&self, ports: &[StreamPorts], thread: usize) {
+        let now = self.clock.now();
+        let mut st = self.state.lock();
         for p in ports {
-            pool.give(p.a);
-            pool.give(p.b);
+            st.pool.give(p.a, Some(thread), now);
+            st.pool.give(p.b, Some(thread), now);
         }
-        let in_use = pool.capacity() - pool.available();
-        crate::metrics::get()
-            .media
-            .ports
-            .with_label_values(&["in_use"])
-            .set(in_use as i64);
+        st.publish();
     }
 }
 
@@ -105,8 +123,13 @@ impl Relay {
             .with_label_values(&["capacity"])
             .set(pool.capacity() as i64);
         m.ports.with_label_values(&["in_use"]).set(0);
+        m.ports.with_label_values(&["open"]).set(0);
         let shared = Arc::new(Shared {
-            pool: Mutex::new(pool),
+            state: Mutex::new(State {
+                pool,
+                calls: HashMap::default(),
+            }),
+            clock,
         });
         let (recordings, recorder) = recorder::start(clock, sink)?;
         let mut threads = Vec::new();
@@ -115,6 +138,7 @@ impl Relay {
             let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
             let (tx, rx) = mpsc::channel();
             let w = worker::Worker::new(
+                i,
                 poll,
                 rx,
                 shared.clone(),
@@ -140,29 +164,18 @@ impl Relay {
         })
     }
 
-    fn thread(&self, call: u64) -> &Thread {
-        &self.threads[(call % self.threads.len() as u64) as usize]
+    /// Queues a message for a relay thread. It does not wake the thread: the thread applies
+    /// its messages before it reads any socket (so a packet sent after an SDP crossed finds
+    /// the stream updated), and at the latest every `worker::CONTROL_MS`. Waking a relay
+    /// thread per message cost more than the rest of a call's set-up.
+    fn send(&self, thread: usize, c: Control) {
+        // A closed channel means the thread is gone (shutdown): nothing left to tell it.
+        let _ = self.threads[thread].tx.send(c);
     }
 
-    /// Queues a message for the call's thread. Only what media waits for wakes it at once
-    /// (where a side receives, a recording's start, stop); the rest (new sockets, whose
-    /// packets wait in their buffers; released calls) is picked up within `worker::CONTROL_MS`.
-    /// Waking a relay thread per message cost more than the rest of a call's set-up.
-    fn send(&self, call: u64, c: Control) {
-        let urgent = matches!(
-            c,
-            Control::Update { .. }
-                | Control::Answered {
-                    record: Some(_),
-                    ..
-                }
-                | Control::Stop
-        );
-        let t = self.thread(call);
-        // A closed channel means the thread is gone (shutdown): nothing left to tell it.
-        if t.tx.send(c).is_ok() && urgent {
-            let _ = t.waker.wake();
-        }
+    /// The thread of a call that has ports.
+    fn thread_of(&self, call: u64) -> Option<usize> {
+        self.shared.state.lock().calls.get(&call).copied()
     }
 
     /// Binds the RTP and RTCP sockets of one relay port.
@@ -175,22 +188,34 @@ impl Relay {
         Ok([bind(port)?, bind(port + 1)?])
     }
 
-    /// Takes one free port whose pair binds; a port something else holds is set aside
-    /// (it goes back to the end of the queue) and the next one tried.
-    fn take_bound(&self) -> Result<(u16, [mio::net::UdpSocket; 2]), MediaError> {
-        let mut pool = self.shared.pool.lock();
-        for _ in 0..pool.capacity() {
-            let Some(p) = pool.take() else { break };
-            match self.bind_pair(p) {
-                Ok(s) => return Ok((p, s)),
+    /// Takes one free port a call on `thread` can use (any thread if `None`), binding its
+    /// sockets if no thread holds them yet. A port something else holds is set aside (it
+    /// goes back to the end of the queue) and the next one tried.
+    fn take(
+        &self,
+        st: &mut State,
+        thread: Option<usize>,
+    ) -> Result<(Taken, Option<[mio::net::UdpSocket; 2]>), MediaError> {
+        let now = self.shared.clock.now();
+        let mut may_bind = true;
+        for _ in 0..st.pool.capacity() {
+            let Some(t) = st.pool.take(thread, now, may_bind) else {
+                break;
+            };
+            if t.bound_on.is_some() {
+                return Ok((t, None));
+            }
+            match self.bind_pair(t.port) {
+                Ok(s) => return Ok((t, Some(s))),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    tracing::warn!(port = p, "media port held by another program; skipped");
-                    pool.give(p);
+                    tracing::warn!(port = t.port, "media port held by another program; skipped");
+                    st.pool.give(t.port, None, now);
                 }
                 Err(e) => {
-                    tracing::error!(port = p, error = %e, "media port cannot be bound");
-                    pool.give(p);
-                    break;
+                    // Out of file descriptors (or worse): only idle sockets are left to use.
+                    tracing::warn!(port = t.port, error = %e, "media port cannot be bound");
+                    st.pool.give(t.port, None, now);
+                    may_bind = false;
                 }
             }
         }
@@ -223,46 +248,49 @@ impl Drop for Relay {
 
 impl Media for Relay {
     fn allocate(&self, call: u64, n: usize) -> Result<Vec<StreamPorts>, MediaError> {
-        let mut out = Vec::with_capacity(n);
-        let mut socks = Vec::with_capacity(n);
-        for _ in 0..n {
-            let taken = self
-                .take_bound()
-                .and_then(|(a, sa)| match self.take_bound() {
-                    Ok((b, sb)) => Ok((a, sa, b, sb)),
-                    Err(e) => {
-                        drop(sa);
-                        self.shared.pool.lock().give(a);
-                        Err(e)
-                    }
-                });
-            match taken {
-                Ok((a, sa, b, sb)) => {
-                    out.push(StreamPorts { a, b });
-                    socks.push([sa, sb]);
+        let now = self.shared.clock.now();
+        let mut st = self.shared.state.lock();
+        let mut thread = st.calls.get(&call).copied();
+        let mut taken: Vec<(Taken, Option<[mio::net::UdpSocket; 2]>)> = Vec::with_capacity(2 * n);
+        for _ in 0..2 * n {
+            match self.take(&mut st, thread) {
+                Ok(t) => {
+                    // A new call goes to the thread holding its first port's sockets (or, for
+                    // an unbound port, one by its id); its other ports follow it there.
+                    thread = thread
+                        .or(t.0.bound_on)
+                        .or(Some(call as usize % self.threads.len()));
+                    taken.push(t);
                 }
                 Err(e) => {
-                    drop(socks);
-                    self.shared.give_back(&out);
+                    for (t, socks) in taken {
+                        // Sockets bound for this call close here; idle ones stay where they were.
+                        let keep = if socks.is_some() { None } else { t.bound_on };
+                        st.pool.give(t.port, keep, now);
+                    }
+                    st.publish();
                     return Err(e);
                 }
             }
         }
-        {
-            let pool = self.shared.pool.lock();
-            crate::metrics::get()
-                .media
-                .ports
-                .with_label_values(&["in_use"])
-                .set((pool.capacity() - pool.available()) as i64);
-        }
-        for (ports, sockets) in out.iter().zip(socks) {
+        let thread = thread.unwrap_or(0);
+        st.calls.insert(call, thread);
+        st.publish();
+        drop(st);
+        let mut out = Vec::with_capacity(n);
+        let mut it = taken.into_iter();
+        while let (Some((a, sa)), Some((b, sb))) = (it.next(), it.next()) {
+            let ports = StreamPorts {
+                a: a.port,
+                b: b.port,
+            };
+            out.push(ports);
             self.send(
-                call,
+                thread,
                 Control::Add {
                     call,
-                    ports: *ports,
-                    sockets,
+                    ports,
+                    sockets: [sa, sb],
                 },
             );
         }
@@ -270,23 +298,29 @@ impl Media for Relay {
     }
 
     fn update(&self, call: u64, index: usize, side: Side, peer: PeerMedia) {
-        self.send(
-            call,
-            Control::Update {
-                call,
-                index,
-                side,
-                peer,
-            },
-        );
+        if let Some(t) = self.thread_of(call) {
+            self.send(
+                t,
+                Control::Update {
+                    call,
+                    index,
+                    side,
+                    peer,
+                },
+            );
+        }
     }
 
     fn answered(&self, call: u64, record: Option<RecordSpec>) {
-        self.send(call, Control::Answered { call, record });
+        if let Some(t) = self.thread_of(call) {
+            self.send(t, Control::Answered { call, record });
+        }
     }
 
     fn release(&self, call: u64) {
-        self.send(call, Control::Release { call });
+        if let Some(t) = self.shared.state.lock().calls.remove(&call) {
+            self.send(t, Control::Release { call });
+        }
     }
 }
 

@@ -28,15 +28,15 @@ const BATCH: usize = 16;
 const BUF: usize = 2048;
 /// How often counters are flushed and media timeouts checked.
 const HOUSEKEEPING_MS: u64 = 500;
-/// The longest a control message that did not wake the thread waits.
+/// The longest a control message waits when no packet arrives (none wakes the thread).
 pub(super) const CONTROL_MS: u64 = 20;
 
 struct Sock {
     sock: mio::net::UdpSocket,
-    call: u64,
-    index: usize,
-    side: Side,
+    port: u16,
     rtcp: bool,
+    /// The call, stream index and side it carries; `None` while idle between calls.
+    owner: Option<(u64, usize, Side)>,
 }
 
 struct StreamEntry {
@@ -68,7 +68,7 @@ impl CallEntry {
 struct Stats {
     packets: [[u64; 2]; 2],
     bytes: [u64; 2],
-    drops: [u64; 7],
+    drops: [u64; 8],
     rtcp_removed: u64,
 }
 
@@ -84,6 +84,8 @@ struct Io {
 }
 
 pub(super) struct Worker {
+    /// This thread's index (the port pool remembers which thread holds a port's sockets).
+    me: usize,
     poll: mio::Poll,
     rx: mpsc::Receiver<Control>,
     shared: Arc<Shared>,
@@ -91,8 +93,10 @@ pub(super) struct Worker {
     timeout_ms: u64,
     timeouts: tokio::sync::mpsc::UnboundedSender<u64>,
     recordings: Recordings,
-    socks: Vec<Option<Sock>>,
-    free: Vec<usize>,
+    /// By token.
+    socks: Vec<Sock>,
+    /// The idle sockets' tokens (RTP, RTCP) by port.
+    idle: HashMap<u16, [usize; 2], foldhash::fast::RandomState>,
     calls: HashMap<u64, CallEntry, foldhash::fast::RandomState>,
     stats: Stats,
     /// Copies of recorded RTP not yet handed to the recorder, and when it last got some.
@@ -165,7 +169,9 @@ fn send_batch(
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
+        me: usize,
         poll: mio::Poll,
         rx: mpsc::Receiver<Control>,
         shared: Arc<Shared>,
@@ -175,6 +181,7 @@ impl Worker {
         recordings: Recordings,
     ) -> Worker {
         Worker {
+            me,
             poll,
             rx,
             shared,
@@ -183,7 +190,7 @@ impl Worker {
             timeouts,
             recordings,
             socks: Vec::new(),
-            free: Vec::new(),
+            idle: HashMap::default(),
             calls: HashMap::default(),
             stats: Stats::default(),
             recorded: Batch::default(),
@@ -212,6 +219,12 @@ impl Worker {
                     return;
                 }
             }
+            // Messages first: a packet that arrived after its stream was added or its peer
+            // announced finds them applied.
+            if !self.control() {
+                self.shutdown();
+                return;
+            }
             for ev in events.iter() {
                 if ev.token() == WAKER {
                     continue;
@@ -225,10 +238,6 @@ impl Worker {
                 || (now >= self.recorded_at + 20 && !self.recorded.is_empty())
             {
                 self.flush_recorded(now);
-            }
-            if !self.control() {
-                self.shutdown();
-                return;
             }
             let now = self.clock.now();
             if now >= next_housekeeping {
@@ -269,34 +278,29 @@ impl Worker {
                 let index = entry.streams.len();
                 entry.ports.push(ports);
                 let mut tokens = [[0usize; 2]; 2];
-                let [a, b] = sockets;
-                for (side, pair) in [(Side::A, a), (Side::B, b)] {
-                    let [rtp, rtcp] = pair;
-                    for (is_rtcp, mut sock) in [(false, rtp), (true, rtcp)] {
-                        let t = self.free.pop().unwrap_or(self.socks.len());
-                        if let Err(e) = self.poll.registry().register(
-                            &mut sock,
-                            mio::Token(t),
-                            mio::Interest::READABLE,
-                        ) {
-                            tracing::error!(error = %e, "media socket registration failed");
+                for ((side, port), pair) in [(Side::A, ports.a), (Side::B, ports.b)]
+                    .into_iter()
+                    .zip(sockets)
+                {
+                    let t = match pair {
+                        Some(pair) => self.register(port, pair),
+                        None => match self.idle.remove(&port) {
+                            Some(t) => t,
+                            None => {
+                                // The pool said this thread holds it; it does not (a bug).
+                                tracing::error!(port, "media port not held by its relay thread");
+                                continue;
+                            }
+                        },
+                    };
+                    for tok in t {
+                        if let Some(s) = self.socks.get_mut(tok) {
+                            s.owner = Some((call, index, side));
                         }
-                        let s = Sock {
-                            sock,
-                            call,
-                            index,
-                            side,
-                            rtcp: is_rtcp,
-                        };
-                        if t == self.socks.len() {
-                            self.socks.push(Some(s));
-                        } else {
-                            self.socks[t] = Some(s);
-                        }
-                        tokens[side.index()][is_rtcp as usize] = t;
                     }
+                    tokens[side.index()] = t;
                 }
-                // (Re-borrow: `self.socks` was used above.)
+                // (Looked up again: `self.register` borrowed all of `self` above.)
                 if let Some(entry) = self.calls.get_mut(&call) {
                     entry.streams.push(StreamEntry {
                         stream: Stream::default(),
@@ -339,23 +343,52 @@ impl Worker {
         }
     }
 
+    /// Registers a newly bound port's RTP and RTCP sockets; returns their tokens.
+    fn register(&mut self, port: u16, pair: [mio::net::UdpSocket; 2]) -> [usize; 2] {
+        let mut tokens = [0usize; 2];
+        for (i, mut sock) in pair.into_iter().enumerate() {
+            let t = self.socks.len();
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut sock, mio::Token(t), mio::Interest::READABLE)
+            {
+                tracing::error!(error = %e, "media socket registration failed");
+            }
+            self.socks.push(Sock {
+                sock,
+                port,
+                rtcp: i == 1,
+                owner: None,
+            });
+            tokens[i] = t;
+        }
+        tokens
+    }
+
     fn release(&mut self, call: u64, now: u64) {
         let Some(c) = self.calls.remove(&call) else {
             return;
         };
+        // The sockets stay open and registered, idle, for the port's next call.
         for s in &c.streams {
-            for t in s.tokens.iter().flatten() {
-                if let Some(mut sock) = self.socks.get_mut(*t).and_then(Option::take) {
-                    let _ = self.poll.registry().deregister(&mut sock.sock);
-                    self.free.push(*t);
+            for pair in s.tokens {
+                let Some(port) = self.socks.get_mut(pair[0]).map(|s| s.port) else {
+                    continue;
+                };
+                for t in pair {
+                    if let Some(sock) = self.socks.get_mut(t) {
+                        sock.owner = None;
+                    }
                 }
+                self.idle.insert(port, pair);
             }
         }
         crate::metrics::get()
             .media
             .streams
             .sub(c.streams.len() as i64);
-        self.shared.give_back(&c.ports);
+        self.shared.give_back(&c.ports, self.me);
         if c.recorded {
             // Its last packets first: the recorder finishes the file at End.
             self.flush_recorded(now);
@@ -389,11 +422,11 @@ impl Worker {
     /// Drains one socket and forwards what it read.
     fn readable(&mut self, token: usize, io: &mut Io) {
         loop {
-            let Some(sock) = self.socks.get(token).and_then(Option::as_ref) else {
+            let Some(sock) = self.socks.get(token) else {
                 return;
             };
             let fd = sock.sock.as_raw_fd();
-            let (call_id, index, side, on_rtcp) = (sock.call, sock.index, sock.side, sock.rtcp);
+            let (owner, on_rtcp) = (sock.owner, sock.rtcp);
             let n = match recv_batch(fd, io) {
                 Ok(n) => n,
                 Err(_) => return, // EAGAIN: drained.
@@ -401,6 +434,14 @@ impl Worker {
             if n == 0 {
                 return;
             }
+            let Some((call_id, index, side)) = owner else {
+                // An idle port: late packets of its last call, or a stranger.
+                self.stats.drops[7] += n as u64;
+                if n < BATCH {
+                    return;
+                }
+                continue;
+            };
             let now = self.clock.now();
             io.out.clear();
             io.sends.clear();
@@ -468,7 +509,7 @@ impl Worker {
                 items.push((to, start, len));
                 i += 1;
             }
-            let Some(sock) = self.socks.get(token).and_then(Option::as_ref) else {
+            let Some(sock) = self.socks.get(token) else {
                 self.stats.drops[5] += items.len() as u64;
                 continue;
             };
