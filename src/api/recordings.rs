@@ -1,6 +1,7 @@
 //! Twilio's 2010-04-01 Recording resource over maskd's recorded calls: list (paged, newest
 //! first, filters `DateCreated`/`DateCreated<`/`DateCreated>` and `CallSid`), fetch, delete,
-//! the media (`.wav`, or no extension, streamed from disk), and a call's recordings. Fields,
+//! the media (`.wav`, or no extension, streamed from disk), and a call's recordings (list,
+//! and fetch or delete of one only under its own call). Fields,
 //! formats (RFC 2822 dates, `duration` a string) and the list envelope are Twilio's; errors
 //! are its `{code, message, more_info, status}`. An AccountSid other than maskd's is 404.
 
@@ -39,6 +40,10 @@ pub fn routes() -> Router<Shared> {
         .route(
             &format!("{acc}/Calls/{{call}}/Recordings.json"),
             get(list_for_call),
+        )
+        .route(
+            &format!("{acc}/Calls/{{call}}/Recordings/{{file}}"),
+            get(fetch_for_call).delete(delete_for_call),
         )
 }
 
@@ -240,21 +245,48 @@ fn parse_file(file: &str) -> Option<(Sid, Form)> {
     Sid::parse(SidKind::Recording, stem).map(|s| (s, form))
 }
 
+/// The recording `file` names (of call `call`, when given under a call), and its form.
+fn lookup(
+    st: &Shared,
+    file: &str,
+    call: Option<&str>,
+    uri: &Uri,
+) -> Result<(Recording, Form), ApiError> {
+    let (sid, form) = parse_file(file).ok_or_else(|| not_found(uri.path()))?;
+    let rec = st
+        .engine
+        .store()
+        .recording(sid)?
+        .filter(|r| call.is_none_or(|c| r.call_sid == c))
+        .ok_or_else(|| not_found(uri.path()))?;
+    Ok((rec, form))
+}
+
 async fn fetch(
     State(st): State<Shared>,
     Path((acc, file)): Path<(String, String)>,
     uri: Uri,
 ) -> ApiResult {
     account(&st, &acc, &uri)?;
-    let (sid, form) = parse_file(&file).ok_or_else(|| not_found(uri.path()))?;
-    let rec = st
-        .engine
-        .store()
-        .recording(sid)?
-        .ok_or_else(|| not_found(uri.path()))?;
+    let (rec, form) = lookup(&st, &file, None, &uri)?;
+    show(&st, rec, form, &uri).await
+}
+
+/// `/Calls/{CallSid}/Recordings/{Sid}`: the same recording, found only under its own call.
+async fn fetch_for_call(
+    State(st): State<Shared>,
+    Path((acc, call, file)): Path<(String, String, String)>,
+    uri: Uri,
+) -> ApiResult {
+    account(&st, &acc, &uri)?;
+    let (rec, form) = lookup(&st, &file, Some(&call), &uri)?;
+    show(&st, rec, form, &uri).await
+}
+
+async fn show(st: &Shared, rec: Recording, form: Form, uri: &Uri) -> ApiResult {
     match form {
         Form::Json => Ok(json_response(StatusCode::OK, &st.recording_json(&rec))),
-        Form::Wav => media(&st, &rec, &uri).await,
+        Form::Wav => media(st, &rec, uri).await,
     }
 }
 
@@ -314,6 +346,23 @@ async fn delete(
         Some((sid, Form::Json)) => sid,
         _ => return Err(not_found(uri.path())),
     };
+    remove(&st, sid, &uri).await
+}
+
+async fn delete_for_call(
+    State(st): State<Shared>,
+    Path((acc, call, file)): Path<(String, String, String)>,
+    uri: Uri,
+) -> ApiResult {
+    account(&st, &acc, &uri)?;
+    let sid = match lookup(&st, &file, Some(&call), &uri)? {
+        (rec, Form::Json) => rec.sid,
+        _ => return Err(not_found(uri.path())),
+    };
+    remove(&st, sid, &uri).await
+}
+
+async fn remove(st: &Shared, sid: Sid, uri: &Uri) -> ApiResult {
     let engine = st.engine.clone();
     let d = tokio::task::spawn_blocking(move || engine.delete_recording(sid))
         .await

@@ -1,0 +1,100 @@
+//! Recordings seeded through the engine on a daemon's store before it starts: two
+//! completed recordings of `CALL_A` and one of `CALL_B` left in progress, as a crash leaves
+//! it (the daemon's start-up repairs it). Shared by the Recording API's tests and its
+//! Schemathesis run.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::ACCOUNT;
+use maskd::core::engine::{
+    Engine, EngineOptions, NewParticipant, NewSession, RecordingSettings, ServicePatch,
+};
+use maskd::core::store::Store;
+use maskd::media::RecordingOutcome;
+use maskd::store::SqliteStore;
+
+pub const CALL_A: &str = "CA00000000000000000000000000000001";
+pub const CALL_B: &str = "CA00000000000000000000000000000002";
+const T0: i64 = 1_800_000_000;
+
+fn wav(path: &Path, data: usize, header_size: u32) {
+    let mut f = std::fs::File::create(path).unwrap();
+    maskd::media::record::write_header(&mut f, header_size).unwrap();
+    f.write_all(&vec![0x22; data]).unwrap();
+}
+
+/// Seeds `dir/maskd.db` and `dir/recordings`: two completed recordings of CALL_A and one
+/// of CALL_B left in progress. Returns the recording dir's config lines.
+pub fn seed(dir: &Path, base: &str) -> String {
+    let rec_dir = dir.join("recordings");
+    std::fs::create_dir_all(&rec_dir).unwrap();
+    {
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&dir.join("maskd.db"), Box::new(|e| panic!("{e}"))).unwrap(),
+        );
+        let e = Engine::open(store, EngineOptions::default(), T0 * 1000).unwrap();
+        e.set_recording(RecordingSettings {
+            dir: rec_dir.clone(),
+            account_sid: ACCOUNT.into(),
+            public_url: base.into(),
+            clock: || (T0 + 100) * 1000,
+        });
+        let (svc, d) = e
+            .create_service(
+                ServicePatch {
+                    unique_name: Some("rec".into()),
+                    record: Some(true),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .unwrap();
+        d.wait_blocking().unwrap();
+        for n in ["+14155550101", "+14155550102"] {
+            e.add_number(svc.sid, None, Some(n), false, T0)
+                .unwrap()
+                .1
+                .wait_blocking()
+                .unwrap();
+        }
+        let (s, _, d) = e
+            .create_session(
+                svc.sid,
+                NewSession {
+                    participants: ["+14155551001", "+14155551002"]
+                        .iter()
+                        .map(|i| NewParticipant {
+                            identifier: i.to_string(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .unwrap();
+        d.wait_blocking().unwrap();
+        for (k, call) in [CALL_A, CALL_A, CALL_B].iter().enumerate() {
+            let (rec, path, d) = e
+                .start_recording_at(s.sid, call, (T0 + 10 * k as i64) * 1000)
+                .unwrap();
+            d.wait_blocking().unwrap();
+            if k < 2 {
+                wav(&path, 32 * 2_000, 32 * 2_000);
+                e.finish_recording(
+                    rec.sid,
+                    &RecordingOutcome::Completed { duration_ms: 2_000 },
+                    (T0 + 20) * 1000,
+                )
+                .unwrap()
+                .wait_blocking()
+                .unwrap();
+            } else {
+                wav(&path, 32 * 3_000, 0); // a crash: header not finalised
+            }
+        }
+    }
+    format!("media:\n  recording:\n    dir: \"{}\"\n", rec_dir.display())
+}
