@@ -37,6 +37,10 @@ Two corrections of the file as loaded:
   3.0 would ignore beside a `$ref` anyway) forbids.
 * A `format` marked `x-twilio: {ignoreFormat: true}` (MessageInteraction `MediaUrl` items)
   is dropped, as Twilio's own annotation says.
+* The 2010-04-01 list envelope's `uri`, `first_page_uri`, `next_page_uri` and
+  `previous_page_uri` are `uri-reference`, not `uri`: the file's own examples are relative
+  (`/2010-04-01/Accounts/AC…/Recordings.json?PageSize=50&Page=0`), as Twilio answers, and
+  twilio-python pages by appending them to its base URL, so an absolute one would break it.
 """
 
 import itertools
@@ -94,9 +98,30 @@ def drop_ignored_formats(node):
 def before_load_schema(context, raw_schema):
     schemas = raw_schema["components"]["schemas"]
     for name in NULLABLE_ENUMS:
+        if name not in schemas:  # the 2010-04-01 Recordings file has neither
+            continue
         schemas[name]["nullable"] = True
         schemas[name]["enum"] = [*schemas[name]["enum"], None]
     drop_ignored_formats(raw_schema["paths"])
+    relative_page_uris(raw_schema["paths"])
+
+
+PAGE_URIS = {"uri", "first_page_uri", "next_page_uri", "previous_page_uri"}
+
+
+def relative_page_uris(node):
+    """A 2010-04-01 list envelope's page URIs are relative, as the file's examples are."""
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict) and "first_page_uri" in props:
+            for name in PAGE_URIS & props.keys():
+                if props[name].get("format") == "uri":
+                    props[name]["format"] = "uri-reference"
+        for value in node.values():
+            relative_page_uris(value)
+    elif isinstance(node, list):
+        for value in node:
+            relative_page_uris(value)
 
 
 UNIQUE_NAMES = {"CreateService", "UpdateService", "CreateSession"}
