@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::json;
 
 fn udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -360,6 +361,47 @@ fn sipp_masked_call_over_udp() {
     assert_eq!(i["outbound_resource_status"], "completed");
     assert_eq!(i["inbound_resource_type"], "Call");
     assert!(i["data"].as_str().unwrap().contains("duration"));
+
+    // Each leg's resource URL is a Twilio Call: A to A's proxy number, then B's proxy
+    // number to B, the dialled leg's parent the inbound one.
+    let leg = |which: &str| {
+        let url = i[format!("{which}_resource_url")].as_str().unwrap();
+        assert!(url.starts_with(&s.d.base()), "{url}");
+        let r = s.d.get(&url[s.d.base().len()..]);
+        assert_eq!(r.status, 200, "{url}: {}", r.body);
+        let c = r.json();
+        assert_eq!(c["sid"], i[format!("{which}_resource_sid")]);
+        assert_eq!(c["status"], "completed", "{c}");
+        assert!(c["end_time"].as_str().unwrap().ends_with("+0000"), "{c}");
+        assert_eq!(
+            c["subresource_uris"]["recordings"],
+            format!(
+                "/2010-04-01/Accounts/{ACCOUNT}/Calls/{}/Recordings.json",
+                c["sid"].as_str().unwrap()
+            )
+        );
+        c
+    };
+    let (ca, cb) = (leg("inbound"), leg("outbound"));
+    assert_eq!(
+        (&ca["direction"], &ca["from"], &ca["to"]),
+        (&json!("inbound"), &json!(a), &json!(s.pa))
+    );
+    assert_eq!(
+        (&cb["direction"], &cb["from"], &cb["to"]),
+        (&json!("outbound-dial"), &json!(s.pb), &json!(b))
+    );
+    assert_eq!(cb["parent_call_sid"], ca["sid"]);
+    let duration = serde_json::from_str::<serde_json::Value>(i["data"].as_str().unwrap()).unwrap()
+        ["duration"]
+        .clone();
+    assert_eq!(cb["duration"], duration);
+    s.d.get(&format!(
+        "/2010-04-01/Accounts/{ACCOUNT}/Calls/CA{}.json",
+        "0".repeat(32)
+    ))
+    .assert_error(404, 20404);
+
     let m = s.d.metrics_text();
     for want in [
         "maskd_sip_call_setup_seconds_count 1",

@@ -4,6 +4,7 @@
 //! limit. It asks the engine for everything and awaits durability before answering 2xx.
 //! Also the operator endpoints (`/metrics`, `/healthz`, `/readyz`) on their own listener.
 
+mod calls;
 pub mod error;
 pub mod params;
 mod recordings;
@@ -54,6 +55,7 @@ pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Re
 pub fn router(state: Shared) -> Router {
     resources::routes()
         .merge(recordings::routes())
+        .merge(calls::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), auth))

@@ -153,6 +153,8 @@ pub trait Store: Send + Sync + 'static {
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>);
     fn interactions(&self, q: InteractionQuery) -> Result<Vec<Interaction>, StoreError>;
     fn interaction(&self, sid: Sid) -> Result<Option<Interaction>, StoreError>;
+    /// The voice interaction one of whose legs is the call `call_sid` (`CA…`).
+    fn call_interaction(&self, call_sid: &str) -> Result<Option<Interaction>, StoreError>;
     /// API-created interactions still `queued` that have no outbound queue item yet.
     fn queued_messages(&self) -> Result<Vec<Interaction>, StoreError>;
     /// Up to `limit` items of the persistent outbound queue with ids above `after`, in id

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::sqlite::io;
 use crate::core::store::StoreError;
 
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE services (
@@ -78,6 +78,12 @@ CREATE INDEX recordings_call ON recordings(call_sid, seq);
 CREATE INDEX recordings_status ON recordings(status) WHERE status = 'in-progress';
 ";
 
+/// Version 5: a voice interaction found by either leg's call SID (the Call resource).
+const SCHEMA_V5: &str = "
+CREATE INDEX interactions_in_call ON interactions(in_resource_sid) WHERE type = 'voice';
+CREATE INDEX interactions_out_call ON interactions(out_resource_sid) WHERE type = 'voice';
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -88,7 +94,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     // Each step moves one version forward, in one transaction.
-    let steps = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+    let steps = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
     for (i, step) in steps.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(io)?;
         tx.execute_batch(step).map_err(io)?;

@@ -667,6 +667,23 @@ impl Store for SqliteStore {
         Ok(row)
     }
 
+    fn call_interaction(&self, call_sid: &str) -> Result<Option<Interaction>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT * FROM interactions WHERE type = 'voice' AND in_resource_sid = ?1
+                 UNION ALL
+                 SELECT * FROM interactions WHERE type = 'voice' AND out_resource_sid = ?1
+                 LIMIT 1",
+            )
+            .map_err(io)?;
+        let row = stmt
+            .query_row([call_sid], interaction_row)
+            .optional()
+            .map_err(io)?;
+        Ok(row)
+    }
+
     fn queued_messages(&self) -> Result<Vec<Interaction>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn
