@@ -122,6 +122,13 @@ pub(super) fn payloads(answer: &Parsed) -> (Vec<(u8, Payload)>, Option<String>) 
     else {
         return (Vec::new(), Some("no audio stream".into()));
     };
+    if audio.proto.to_ascii_uppercase().contains("SAVP") {
+        // SRTP: the payload is encrypted with keys only the endpoints use.
+        return (
+            Vec::new(),
+            Some("SRTP media is encrypted end to end".into()),
+        );
+    }
     let mut map = Vec::new();
     let mut first: Option<String> = None;
     for f in &audio.formats {

@@ -39,8 +39,11 @@ impl B2bua {
                 Err(e) => {
                     let (code, reason) = e.status();
                     let mut r = self.reply(m, req.src, code, reason, None);
-                    if code == 415 {
-                        r = r.header("Accept", "application/sdp");
+                    match code {
+                        415 => r = r.header("Accept", "application/sdp"),
+                        // Ports may be free again soon, as for a new call.
+                        503 => r = r.header("Retry-After", "5"),
+                        _ => {}
                     }
                     return self.server_answer(req, code, r.encode(), cx);
                 }

@@ -203,3 +203,24 @@ fn no_ports_left_is_503_and_a_refused_call_keeps_none() {
     assert_eq!(codes(&h.take_a()), vec![486]);
     assert_eq!(media.released.lock().len(), 1);
 }
+
+#[test]
+fn what_a_recording_can_decode_is_read_from_the_answer() {
+    let parsed = |body: &str| crate::media::sdp::parse(body.as_bytes()).expect("sdp");
+    let (map, absent) = super::super::media::payloads(&parsed(&sdp("b", 4000, "")));
+    assert_eq!(absent, None);
+    assert_eq!(map.len(), 1);
+    // SRTP: its payload is encrypted, so the recording is absent, not noise.
+    let srtp = sdp(
+        "b",
+        4000,
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abcd\r\n",
+    )
+    .replace("RTP/AVP", "RTP/SAVP");
+    let (map, absent) = super::super::media::payloads(&parsed(&srtp));
+    assert!(map.is_empty());
+    assert!(absent.unwrap().contains("SRTP"));
+    let g722 = sdp("b", 4000, "a=rtpmap:9 G722/8000\r\n").replace("RTP/AVP 0", "RTP/AVP 9");
+    let (_, absent) = super::super::media::payloads(&parsed(&g722));
+    assert!(absent.unwrap().contains("G722"));
+}
