@@ -40,6 +40,8 @@ impl Engine {
         st.active.reserve(snap.participants);
         st.with.reserve(snap.participants);
         let routes = RoutingTable::with_capacity(snap.sessions * 2);
+        // The whole table is published once, when the load is done.
+        let batch = routes.batch();
         // Start one tick back so deadlines that passed while maskd was down fire on the
         // first `expire(now)`.
         let start = (now_ms.max(0) as u64).saturating_sub(opts.wheel_tick_ms);
@@ -146,6 +148,7 @@ impl Engine {
                 }
             }
         }
+        drop(batch);
         Ok(Engine {
             state: Mutex::new(st),
             routes,

@@ -408,6 +408,8 @@ fn publish_routes(st: &State, routes: &RoutingTable, sid: Sid) {
     }
     if let [a, b] = st.live_participants(sid)[..] {
         let (pa, pb) = (&st.participants[&a], &st.participants[&b]);
+        // Both directions appear together.
+        let _batch = routes.batch();
         for (me, other) in [(pa, pb), (pb, pa)] {
             routes.insert(
                 RouteKey::new(me.proxy, me.identifier),

@@ -174,6 +174,7 @@ impl Engine {
             .get(&session)
             .is_some_and(|s| s.session.status.is_active());
         if active {
+            let _batch = self.routes.batch();
             for p in st.live_participants(session) {
                 let q = &st.participants[&p];
                 self.routes.remove(&RouteKey::new(q.proxy, q.identifier));

@@ -116,9 +116,11 @@ impl Engine {
             .unwrap_or_default()
             .into_values()
             .collect();
+        let batch = self.routes.batch();
         for s in sessions {
             self.drop_session(&mut st, s);
         }
+        drop(batch);
         for n in st.pools.remove(&sid).unwrap_or_default().into_values() {
             if let Some(num) = st.numbers.remove(&n) {
                 st.number_index.remove(&num.number.as_u64());

@@ -254,6 +254,7 @@ impl Engine {
 
     /// Withdraws a session's routes and reservations and disarms its timer.
     pub(super) fn deactivate(&self, st: &mut State, sid: Sid) {
+        let _batch = self.routes.batch();
         for p in st.live_participants(sid) {
             let part = &st.participants[&p];
             self.routes
@@ -334,6 +335,8 @@ impl Engine {
             return 0;
         }
         let mut closed = Vec::new();
+        // Every route closed on this tick disappears with one publish.
+        let batch = self.routes.batch();
         for (sid, _) in fired {
             let Some(ss) = st.sessions.get_mut(&sid) else {
                 continue;
@@ -352,6 +355,7 @@ impl Engine {
                 None => {}
             }
         }
+        drop(batch);
         let ops: Vec<WriteOp> = closed
             .iter()
             .filter_map(|s| st.session_view(*s))
