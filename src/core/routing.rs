@@ -357,12 +357,18 @@ mod tests {
         const SESSIONS: u64 = 20_000;
         let t = Arc::new(RoutingTable::new());
         let closed = Arc::new(AtomicU64::new(0)); // sessions 0..closed are closed
+        let closing = Arc::new(AtomicU64::new(0)); // sessions closing..opened are untouched
         let opened = Arc::new(AtomicU64::new(0)); // sessions 0..opened were opened
         let done = Arc::new(AtomicBool::new(false));
         let readers: Vec<_> = (0..2)
             .map(|seed| {
-                let (t, closed, opened, done) =
-                    (t.clone(), closed.clone(), opened.clone(), done.clone());
+                let (t, closed, closing, opened, done) = (
+                    t.clone(),
+                    closed.clone(),
+                    closing.clone(),
+                    opened.clone(),
+                    done.clone(),
+                );
                 std::thread::spawn(move || {
                     let mut seen = 0u64;
                     let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
@@ -395,9 +401,9 @@ mod tests {
                         if i < c {
                             assert_eq!(got, [None, None], "closed session {i} still routed");
                         }
-                        if i >= closed.load(Ordering::Acquire) {
-                            // Opened before the lookups and not closed after them: both
-                            // routes were there the whole time.
+                        if i >= closing.load(Ordering::Acquire) {
+                            // Opened before the lookups and its close not begun after them:
+                            // both routes were there the whole time.
                             assert_eq!(got, [Some(true), Some(true)], "session {i}");
                         }
                         seen += got.iter().filter(|g| g.is_some()).count() as u64;
@@ -417,6 +423,7 @@ mod tests {
             // Keep about a hundred open; close the oldest.
             if i >= 100 {
                 let c = i - 100;
+                closing.store(c + 1, Ordering::Release);
                 {
                     let _b = t.batch();
                     for (k, _) in session(c) {

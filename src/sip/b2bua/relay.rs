@@ -174,7 +174,19 @@ impl B2bua {
                 let side = if r.from_a { Side::B } else { Side::A };
                 match self.anchor_body(id, side, Some(&ct), &b) {
                     Ok(nb) => body = Some((ct, nb)),
-                    Err(e) => tracing::info!(reason = e.status().1, "answer SDP dropped"),
+                    Err(e) => {
+                        // An answer maskd cannot anchor leaves the sender's offer unanswered
+                        // and the media unknown: as for the first answer, the call ends. The
+                        // sender hears 488 for its offer, then both legs a BYE.
+                        tracing::info!(
+                            call = id,
+                            reason = e.status().1,
+                            "answer SDP unreadable: call ended"
+                        );
+                        self.answer_relayed(r, 488, None, cx);
+                        self.end_answered(id, cx);
+                        return;
+                    }
                 }
             }
         }

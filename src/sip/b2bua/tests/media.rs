@@ -224,3 +224,43 @@ fn what_a_recording_can_decode_is_read_from_the_answer() {
     let (_, absent) = super::super::media::payloads(&parsed(&g722));
     assert!(absent.unwrap().contains("G722"));
 }
+
+#[test]
+fn a_reinvite_answer_maskd_cannot_read_ends_the_call() {
+    let (mut h, media) = media_harness();
+    h.invite_from_a_with("", Some(&sdp(CALLER, 7000, "")));
+    h.take_a();
+    let inv = h.take_b().remove(0);
+    let text = with_body(
+        &response(&inv, 200, ";tag=tb", "Contact: <sip:x@127.0.0.1:5070>\r\n"),
+        &sdp(CALLEE, 8000, ""),
+    );
+    h.deliver(h.trunk, &text);
+    let ok = h
+        .take_a()
+        .into_iter()
+        .find(|s| s.text.starts_with("SIP/2.0 200"))
+        .expect("A got the 200");
+    let a = h.a;
+    h.deliver(a, &in_dialog_from_a(&ok, "ACK", 1, "z9hG4bKack1", a));
+    h.take_b();
+    // A offers anew (a codec change); B accepts with an SDP maskd cannot read.
+    let reinvite = with_body(
+        &in_dialog_from_a(&ok, "INVITE", 2, "z9hG4bKre1", a),
+        &sdp(CALLER, 7002, ""),
+    );
+    h.deliver(a, &reinvite);
+    let re_b = h.take_b().remove(0);
+    assert!(re_b.text.starts_with("INVITE "));
+    let bad = with_body(
+        &response(&re_b, 200, "", "Contact: <sip:x@127.0.0.1:5070>\r\n"),
+        "v=0\r\nm=audio nope\r\n",
+    );
+    h.deliver(h.trunk, &bad);
+    // A's offer is refused, B's 2xx acknowledged, and the call ends on both legs.
+    let to_a = h.take_a();
+    assert_eq!(codes(&to_a), vec![488]);
+    assert_eq!(methods(&to_a), vec!["BYE"]);
+    assert_eq!(methods(&h.take_b()), vec!["ACK", "BYE"]);
+    assert_eq!(media.released.lock().len(), 1);
+}
