@@ -292,6 +292,13 @@ async fn show(st: &Shared, rec: Recording, form: Form, uri: &Uri) -> ApiResult {
 
 /// Streams the WAV from disk in `CHUNK`s, each read on the blocking pool.
 async fn media(st: &Shared, rec: &Recording, uri: &Uri) -> ApiResult {
+    // An absent or failed recording has no audio to serve, whatever was left on disk.
+    if matches!(
+        rec.status,
+        RecordingStatus::Absent | RecordingStatus::Failed
+    ) {
+        return Err(not_found(uri.path()));
+    }
     let path = st
         .engine
         .recording_path(rec.sid)

@@ -709,6 +709,12 @@ impl Config {
         let mut all_numbers = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let k = format!("services[{i}]");
+            if s.record && self.media.mode == "passthrough" {
+                p.add(
+                    format!("{k}.record"),
+                    "needs media.mode: anchor (in passthrough no media reaches maskd to record)",
+                );
+            }
             if s.unique_name.is_empty() || s.unique_name.chars().count() > 191 {
                 p.add(format!("{k}.unique_name"), "must be 1 to 191 characters");
             }
@@ -838,6 +844,22 @@ mod tests {
         let v = parse(SHIPPED).unwrap().validate().unwrap();
         assert_eq!(v.api_listen.to_string(), "127.0.0.1:8080");
         assert_eq!(v.services[0].numbers.len(), 2);
+    }
+
+    #[test]
+    fn recording_a_service_needs_anchored_media() {
+        let mut c = parse(SHIPPED).unwrap();
+        c.services[0].record = true;
+        c.media.mode = "passthrough".into();
+        match c.clone().validate() {
+            Err(ConfigError::Invalid(problems)) => {
+                assert_eq!(problems.len(), 1, "{problems:?}");
+                assert_eq!(problems[0].0, "services[0].record");
+            }
+            other => panic!("expected services[0].record refused, got {other:?}"),
+        }
+        c.media.mode = "anchor".into();
+        assert!(c.validate().unwrap().services[0].record);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! the start-up repairs), then read, downloaded and deleted over HTTP; and Twilio's Python
 //! library driving the same through `tests/interop/recordings_flow.py`.
 
-use super::common::recordings::{seed, CALL_A, CALL_B};
+use super::common::recordings::{seed, seed_with, CALL_A, CALL_B, CALL_C};
 use super::common::*;
 
 fn start() -> (tempfile::TempDir, Daemon) {
@@ -165,6 +165,32 @@ fn recordings_read_download_and_delete_in_twilios_2010_shape() {
         .get(&acc(&format!("/Calls/{CALL_A}/Recordings.json")))
         .json();
     assert_eq!(left["recordings"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn an_absent_recording_is_listed_but_has_no_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = seed_with(dir.path(), "http://127.0.0.1", true);
+    let d = Daemon::start_with(dir.path(), &media);
+    let list = d
+        .get(&acc(&format!("/Calls/{CALL_C}/Recordings.json")))
+        .json();
+    let rec = &list["recordings"][0];
+    assert_eq!(rec["status"], "absent", "{rec}");
+    assert_eq!(rec["error_code"], 16601, "{rec}");
+    let sid = rec["sid"].as_str().unwrap();
+    // The part-written file stays on disk, but it is not served as the recording's audio.
+    assert!(dir
+        .path()
+        .join("recordings")
+        .join(format!("{sid}.wav"))
+        .exists());
+    for path in [
+        format!("/Recordings/{sid}.wav"),
+        format!("/Recordings/{sid}"),
+    ] {
+        d.get(&acc(&path)).assert_error(404, 20404);
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@ use maskd::store::SqliteStore;
 
 pub const CALL_A: &str = "CA00000000000000000000000000000001";
 pub const CALL_B: &str = "CA00000000000000000000000000000002";
+pub const CALL_C: &str = "CA00000000000000000000000000000003";
 const T0: i64 = 1_800_000_000;
 
 fn wav(path: &Path, data: usize, header_size: u32) {
@@ -28,6 +29,12 @@ fn wav(path: &Path, data: usize, header_size: u32) {
 /// Seeds `dir/maskd.db` and `dir/recordings`: two completed recordings of CALL_A and one
 /// of CALL_B left in progress. Returns the recording dir's config lines.
 pub fn seed(dir: &Path, base: &str) -> String {
+    seed_with(dir, base, false)
+}
+
+/// `seed`, and with `absent` a fourth recording, of `CALL_C`, that ended absent (the codec
+/// could not be decoded) with a part-written file left on disk.
+pub fn seed_with(dir: &Path, base: &str, absent: bool) -> String {
     let rec_dir = dir.join("recordings");
     std::fs::create_dir_all(&rec_dir).unwrap();
     {
@@ -94,6 +101,23 @@ pub fn seed(dir: &Path, base: &str) -> String {
             } else {
                 wav(&path, 32 * 3_000, 0); // a crash: header not finalised
             }
+        }
+        if absent {
+            let (rec, path, d) = e
+                .start_recording_at(s.sid, CALL_C, (T0 + 40) * 1000)
+                .unwrap();
+            d.wait_blocking().unwrap();
+            wav(&path, 32 * 100, 0);
+            e.finish_recording(
+                rec.sid,
+                &RecordingOutcome::Absent {
+                    reason: "codec G722 is not decoded (G.711 only)".into(),
+                },
+                (T0 + 41) * 1000,
+            )
+            .unwrap()
+            .wait_blocking()
+            .unwrap();
         }
     }
     format!("media:\n  recording:\n    dir: \"{}\"\n", rec_dir.display())
