@@ -53,6 +53,24 @@ pub enum Payload {
     Other,
 }
 
+impl Payload {
+    /// What payload type `pt` carries in a call whose answer mapped `map`; a type the answer
+    /// did not map falls back to its static assignment in RFC 3551 (0 µ-law, 8 A-law, 13
+    /// comfort noise), so a switch between them by a later re-INVITE is still recorded;
+    /// anything else is `Other`.
+    pub fn of(map: &[(u8, Payload)], pt: u8) -> Payload {
+        if let Some((_, k)) = map.iter().find(|(p, _)| *p == pt) {
+            return *k;
+        }
+        match pt {
+            0 => Payload::Pcmu,
+            8 => Payload::Pcma,
+            13 => Payload::ComfortNoise,
+            _ => Payload::Other,
+        }
+    }
+}
+
 /// Which leg a packet was sent by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Channel {

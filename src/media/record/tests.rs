@@ -524,3 +524,17 @@ fn garbage_never_panics() {
     assert!(s.duration_ms >= now.saturating_sub(START));
     assert!(s.duration_ms <= max_now - START);
 }
+
+#[test]
+fn a_payload_type_the_answer_did_not_map_falls_back_to_its_static_codec() {
+    // The answer offered µ-law and events; a re-INVITE later moved the call to A-law.
+    let map = [(0, Payload::Pcmu), (101, Payload::Event)];
+    assert_eq!(Payload::of(&map, 0), Payload::Pcmu);
+    assert_eq!(Payload::of(&map, 101), Payload::Event);
+    assert_eq!(Payload::of(&map, 8), Payload::Pcma);
+    assert_eq!(Payload::of(&map, 13), Payload::ComfortNoise);
+    assert_eq!(Payload::of(&map, 9), Payload::Other); // G.722: not decoded
+    assert_eq!(Payload::of(&map, 96), Payload::Other);
+    // What the answer mapped wins over the static table.
+    assert_eq!(Payload::of(&[(8, Payload::Other)], 8), Payload::Other);
+}

@@ -126,12 +126,7 @@ fn run(rx: mpsc::Receiver<Msg>, clock: Millis, sink: Arc<dyn RecordingSink>) {
                         continue;
                     };
                     let payloads = &a.payloads;
-                    let kind = |pt: u8| {
-                        payloads
-                            .iter()
-                            .find(|(p, _)| *p == pt)
-                            .map_or(Payload::Other, |(_, k)| *k)
-                    };
+                    let kind = |pt: u8| Payload::of(payloads, pt);
                     let data = batch.data.get(start..start + len).unwrap_or(&[]);
                     if let Some(r) = a.recorder.as_mut() {
                         if let Err(e) = r.packet(ch, at, data, kind) {
