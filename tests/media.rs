@@ -925,6 +925,11 @@ fn a_recording_cut_by_sigkill_is_repaired_at_the_next_start() {
     assert_eq!(rec["status"], "completed", "{list}");
     let secs: u64 = rec["duration"].as_str().unwrap().parse().unwrap();
     assert!(secs >= 1, "duration {secs}");
+    assert_eq!(
+        metric(&d, "maskd_recordings_total{outcome=\"completed\"}"),
+        1.0,
+        "the repaired recording was not counted"
+    );
     let raw = std::fs::read(&path).unwrap();
     let len = raw.len() as u32;
     assert_eq!(

@@ -193,6 +193,16 @@ impl Engine {
                 },
             };
             tracing::info!(recording = %rec.sid, ?outcome, "recording finished at start");
+            let label = match outcome {
+                RecordingOutcome::Completed { .. } => "completed",
+                RecordingOutcome::Absent { .. } => "absent",
+                RecordingOutcome::Failed { .. } => "failed",
+            };
+            crate::metrics::get()
+                .media
+                .recordings
+                .with_label_values(&[label])
+                .inc();
             if let Some(d) = self.finish_recording(rec.sid, &outcome, now_ms) {
                 done.push(d);
             }

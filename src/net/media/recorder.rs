@@ -148,27 +148,31 @@ fn run(rx: mpsc::Receiver<Msg>, clock: Millis, sink: Arc<dyn RecordingSink>) {
             }
             Msg::End(call, now) => {
                 if let Some(a) = active.remove(&call) {
-                    m.recordings_active.dec();
-                    let sid = a.sid.clone();
-                    let outcome = finish(a, now);
-                    let label = match &outcome {
-                        RecordingOutcome::Completed { .. } => "completed",
-                        RecordingOutcome::Absent { .. } => "absent",
-                        RecordingOutcome::Failed { .. } => "failed",
-                    };
-                    m.recordings.with_label_values(&[label]).inc();
-                    sink.ended(&sid, outcome);
+                    close(a, now, sink.as_ref());
                 }
             }
         }
     }
-    // The relay is gone (shutdown): finish every file still open.
+    // The relay is gone (shutdown): finish every file still open, counted like the others.
     let now = clock.now();
     for (_, a) in active.drain() {
-        let sid = a.sid.clone();
-        let outcome = finish(a, now);
-        sink.ended(&sid, outcome);
+        close(a, now, sink.as_ref());
     }
+}
+
+/// Finishes a recording, counts how it ended and tells the sink.
+fn close(a: Active, now: u64, sink: &dyn RecordingSink) {
+    let m = &crate::metrics::get().media;
+    m.recordings_active.dec();
+    let sid = a.sid.clone();
+    let outcome = finish(a, now);
+    let label = match &outcome {
+        RecordingOutcome::Completed { .. } => "completed",
+        RecordingOutcome::Absent { .. } => "absent",
+        RecordingOutcome::Failed { .. } => "failed",
+    };
+    m.recordings.with_label_values(&[label]).inc();
+    sink.ended(&sid, outcome);
 }
 
 fn finish(a: Active, now: u64) -> RecordingOutcome {
