@@ -150,10 +150,7 @@ async fn tokio_postgres_runs(url: &str, batches: usize) -> Result<(), Box<dyn st
             next += batch as u64;
             let t = Instant::now();
             let tx = c.transaction().await?;
-            try_join_all(rows.iter().map(|r| {
-                tx.execute_raw(&st, params(r))
-            }))
-            .await?;
+            try_join_all(rows.iter().map(|r| tx.execute_raw(&st, params(r)))).await?;
             tx.commit().await?;
             s.0.push(t.elapsed());
         }
@@ -168,7 +165,9 @@ async fn tokio_postgres_runs(url: &str, batches: usize) -> Result<(), Box<dyn st
             let [a, b, cc, d, e, f, g, h, i, j, l] = &k.text;
             tx.execute(
                 &un,
-                &[a, &k.seq, b, cc, d, e, f, g, h, i, j, l, &k.created, &k.updated],
+                &[
+                    a, &k.seq, b, cc, d, e, f, g, h, i, j, l, &k.created, &k.updated,
+                ],
             )
             .await?;
             tx.commit().await?;
@@ -177,7 +176,9 @@ async fn tokio_postgres_runs(url: &str, batches: usize) -> Result<(), Box<dyn st
         s.report("tokio-postgres/unnest", batch);
     }
     // Point lookups by primary key.
-    let get = c.prepare("SELECT * FROM interactions WHERE sid = $1").await?;
+    let get = c
+        .prepare("SELECT * FROM interactions WHERE sid = $1")
+        .await?;
     let mut s = Stats(Vec::new());
     for n in 0..20_000u64 {
         let sid = format!("KI{}", hex(n * 7 % next));
