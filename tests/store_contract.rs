@@ -1,0 +1,413 @@
+//! The store contract (core::store::Store), one suite for every backend: what the engine
+//! writes comes back after a reopen, batches become durable in order, and each read the
+//! engine does not keep in memory (interactions by page, calls, the outbound and callback
+//! queues, downstream ids, recordings) answers what was written. It runs against the
+//! embedded SQLite store; the several-nodes issue adds PostgreSQL as a second `Backend` of
+//! the same suite.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use maskd::core::callback::CallbackItem;
+use maskd::core::engine::{Engine, EngineOptions, NewParticipant, NewSession, ServicePatch};
+use maskd::core::model::ResourceStatus;
+use maskd::core::store::{
+    InteractionQuery, Loaded, OutboundItem, RecordingQuery, RemoteRef, Store, WriteOp,
+};
+use maskd::core::{Sid, SidKind, E164};
+use maskd::store::SqliteStore;
+
+const T0: i64 = 1_800_000_000;
+
+/// A store backend under contract: opens (or reopens) the store kept under `dir`.
+trait Backend {
+    fn open(&self, dir: &Path) -> Arc<dyn Store>;
+    /// Lets go of a store before it is reopened.
+    fn close(&self, store: Arc<dyn Store>);
+}
+
+struct Sqlite;
+
+impl Backend for Sqlite {
+    fn open(&self, dir: &Path) -> Arc<dyn Store> {
+        Arc::new(
+            SqliteStore::open(
+                &dir.join("maskd.db"),
+                Box::new(|e| panic!("store failed: {e}")),
+            )
+            .expect("open the SQLite store"),
+        )
+    }
+    fn close(&self, store: Arc<dyn Store>) {
+        drop(store);
+    }
+}
+
+fn engine(store: Arc<dyn Store>) -> Engine {
+    Engine::open(store, EngineOptions::default(), T0 * 1000).expect("engine over the store")
+}
+
+fn number(n: &str) -> E164 {
+    E164::parse(n).expect("a valid number")
+}
+
+/// A service with two pool numbers and one session between two people, written through the
+/// engine; returns (service, session, the first participant).
+fn seed(e: &Engine) -> (Sid, Sid, Sid) {
+    let (svc, d) = e
+        .create_service(
+            ServicePatch {
+                unique_name: Some("contract".into()),
+                record: Some(true),
+                ..Default::default()
+            },
+            T0,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    for n in ["+14155550101", "+14155550102"] {
+        e.add_number(svc.sid, None, Some(n), false, T0)
+            .unwrap()
+            .1
+            .wait_blocking()
+            .unwrap();
+    }
+    let (s, parts, d) = e
+        .create_session(
+            svc.sid,
+            NewSession {
+                unique_name: Some("order-1".into()),
+                participants: ["+14155551001", "+14155551002"]
+                    .iter()
+                    .map(|i| NewParticipant {
+                        identifier: i.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            T0,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    (svc.sid, s.sid, parts[0].sid)
+}
+
+fn what_the_engine_wrote_comes_back_after_a_reopen(b: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = b.open(dir.path());
+    let e = engine(store.clone());
+    let (svc, session, _) = seed(&e);
+    let routes_before = e.routes().len();
+    drop(e);
+    b.close(store);
+
+    let store = b.open(dir.path());
+    let snap = store.load().unwrap();
+    assert_eq!(snap.services.len(), 1);
+    assert_eq!(snap.services[0].sid, svc);
+    assert_eq!(snap.numbers.len(), 2);
+    assert_eq!((snap.sessions, snap.participants), (1, 2));
+    let mut rows = Vec::new();
+    store
+        .load_rows(&mut |r| {
+            rows.push(match r {
+                Loaded::Session(s) => (s.sid, s.unique_name.clone()),
+                Loaded::Participant(p) => (p.sid, Some(p.identifier.to_string())),
+            })
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.contains(&(session, Some("order-1".into()))));
+    assert!(rows.iter().any(|r| r.1.as_deref() == Some("+14155551001")));
+    // The engine rebuilt from it routes the same.
+    let e = engine(store.clone());
+    assert_eq!(e.routes().len(), routes_before);
+    assert_eq!(
+        e.session(session).unwrap().unique_name.as_deref(),
+        Some("order-1")
+    );
+    assert!(snap.max_seq > 0);
+    drop(e);
+    b.close(store);
+}
+
+fn interactions_page_in_creation_order_and_filter_by_recipient(b: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = b.open(dir.path());
+    let e = engine(store.clone());
+    let (_, session, first) = seed(&e);
+    let mut made = Vec::new();
+    for k in 0..5 {
+        let (i, _, d) = e
+            .create_message_interaction(session, first, &format!("message {k}"), T0 + k)
+            .unwrap();
+        d.wait_blocking().unwrap();
+        made.push(i);
+    }
+    let page = |after: u64, limit: usize| {
+        store
+            .interactions(InteractionQuery {
+                session,
+                message_participant: None,
+                after_seq: after,
+                before_seq: None,
+                limit,
+            })
+            .unwrap()
+    };
+    let p1 = page(0, 3);
+    assert_eq!(
+        p1.iter().map(|i| i.sid).collect::<Vec<_>>(),
+        made[..3].iter().map(|i| i.sid).collect::<Vec<_>>()
+    );
+    let p2 = page(p1[2].seq, 3);
+    assert_eq!(p2.len(), 2);
+    assert_eq!(p2[1].sid, made[4].sid);
+    // Before a seq: the page just below it.
+    let below = store
+        .interactions(InteractionQuery {
+            session,
+            message_participant: None,
+            after_seq: 0,
+            before_seq: Some(made[2].seq),
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(below.len(), 2);
+    // Sent to the first participant: all five; to nobody else.
+    let to_first = store
+        .interactions(InteractionQuery {
+            session,
+            message_participant: Some(first),
+            after_seq: 0,
+            before_seq: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(to_first.len(), 5);
+    let fetched = store.interaction(made[3].sid).unwrap().unwrap();
+    assert_eq!(fetched.data, made[3].data);
+    // Deleted: gone from the page and from a fetch.
+    e.delete_interaction(made[3].sid).wait_blocking().unwrap();
+    assert!(store.interaction(made[3].sid).unwrap().is_none());
+    assert_eq!(page(0, 10).len(), 4);
+    drop(e);
+    b.close(store);
+}
+
+fn queues_and_downstream_ids_answer_what_was_written(b: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = b.open(dir.path());
+    let e = engine(store.clone());
+    let (_, session, first) = seed(&e);
+    let (i, _, d) = e
+        .create_message_interaction(session, first, "queued", T0)
+        .unwrap();
+    d.wait_blocking().unwrap();
+    let item = |id: u64| OutboundItem {
+        id,
+        interaction: i.sid,
+        from: number("+14155550101"),
+        to: number("+14155551002"),
+        via: (id == 2).then(|| "carrier-b".to_string()),
+        origin: None,
+        payload: vec![id as u8; 40],
+        created: T0,
+    };
+    let callback = |id: u64| CallbackItem {
+        id,
+        interaction: i.sid,
+        url: Some("http://127.0.0.1:9/cb".into()),
+        params: None,
+        outbound: Some((ResourceStatus::Sent, Some(format!("m{id}")), T0)),
+        created: T0,
+    };
+    let (done, durable) = maskd::core::store::durable_pair();
+    store.submit(
+        vec![
+            WriteOp::PutOutbound(item(1)),
+            WriteOp::PutOutbound(item(2)),
+            WriteOp::PutOutbound(item(3)),
+            WriteOp::PutRemoteRef(RemoteRef {
+                peer: "carrier-b".into(),
+                remote_id: "ab12".into(),
+                interaction: i.sid,
+                origin: None,
+            }),
+            WriteOp::PutCallback(callback(10)),
+            WriteOp::PutCallback(callback(11)),
+        ],
+        Some(done),
+    );
+    durable.wait_blocking().unwrap();
+    let (done, durable) = maskd::core::store::durable_pair();
+    store.submit(
+        vec![
+            WriteOp::DeleteOutbound(2),
+            WriteOp::DeleteCallback(10),
+            WriteOp::SetOutboundStatus {
+                interaction: i.sid,
+                status: ResourceStatus::Delivered,
+                resource_sid: Some("ab12".into()),
+                at: T0 + 5,
+            },
+        ],
+        Some(done),
+    );
+    durable.wait_blocking().unwrap();
+    assert_eq!(store.outbound_count().unwrap(), 2);
+    let q = store.outbound_after(0, 10).unwrap();
+    assert_eq!(q, vec![item(1), item(3)]);
+    assert_eq!(store.outbound_after(1, 10).unwrap(), vec![item(3)]);
+    let r = store.remote_ref("carrier-b", "ab12").unwrap().unwrap();
+    assert_eq!(r.interaction, i.sid);
+    assert!(store.remote_ref("carrier-a", "ab12").unwrap().is_none());
+    let cbs = store.callbacks_after(0, 10).unwrap();
+    assert_eq!(cbs.len(), 1);
+    assert_eq!(cbs[0].id, 11);
+    let moved = store.interaction(i.sid).unwrap().unwrap();
+    assert_eq!(
+        moved.outbound.resource_status,
+        Some(ResourceStatus::Delivered)
+    );
+    assert_eq!(moved.outbound.resource_sid.as_deref(), Some("ab12"));
+    drop(e);
+    b.close(store);
+}
+
+fn calls_and_recordings_are_found_by_their_sids(b: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = b.open(dir.path());
+    let e = engine(store.clone());
+    let (_, session, _) = seed(&e);
+    let call = Sid::generate(SidKind::Call).to_string();
+    let other = Sid::generate(SidKind::Call).to_string();
+    // A voice interaction naming both legs, as the B2BUA logs a call.
+    let (i, _, d) = {
+        let parts = e
+            .list_participants(session, maskd::core::engine::Cursor::Start, 10)
+            .unwrap()
+            .items;
+        e.create_message_interaction(session, parts[0].sid, "x", T0)
+            .map(|(mut i, o, d)| {
+                i.kind = maskd::core::model::InteractionType::Voice;
+                i.inbound.resource_sid = Some(call.clone());
+                i.outbound.resource_sid = Some(other.clone());
+                (i, o, d)
+            })
+            .unwrap()
+    };
+    d.wait_blocking().unwrap();
+    e.record(vec![WriteOp::PutInteraction(i.clone())], None)
+        .wait_blocking()
+        .unwrap();
+    for leg in [&call, &other] {
+        let found = store.call_interaction(leg).unwrap().expect("found by leg");
+        assert_eq!(found.sid, i.sid);
+    }
+    assert!(store
+        .call_interaction(&Sid::generate(SidKind::Call).to_string())
+        .unwrap()
+        .is_none());
+    // Recordings: newest first, by call, deleted.
+    let rec_dir = dir.path().join("recordings");
+    std::fs::create_dir_all(&rec_dir).unwrap();
+    e.set_recording(maskd::core::engine::RecordingSettings {
+        dir: rec_dir,
+        account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+        public_url: "http://127.0.0.1".into(),
+        clock: || T0 * 1000,
+    });
+    let mut sids = Vec::new();
+    for (k, c) in [&call, &call, &other].iter().enumerate() {
+        let (rec, _, d) = e
+            .start_recording_at(session, c, (T0 + k as i64) * 1000)
+            .unwrap();
+        d.wait_blocking().unwrap();
+        sids.push(rec.sid);
+    }
+    let all = store
+        .recordings(&RecordingQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.sid).collect::<Vec<_>>(),
+        vec![sids[2], sids[1], sids[0]]
+    );
+    let of_call = store
+        .recordings(&RecordingQuery {
+            call_sid: Some(call.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(of_call.len(), 2);
+    let below = store
+        .recordings(&RecordingQuery {
+            below_seq: Some(all[0].seq),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(below[0].sid, sids[1]);
+    assert_eq!(store.recording(sids[0]).unwrap().unwrap().call_sid, call);
+    e.delete_recording(sids[0])
+        .unwrap()
+        .expect("it existed")
+        .wait_blocking()
+        .unwrap();
+    assert!(store.recording(sids[0]).unwrap().is_none());
+    drop(e);
+    b.close(store);
+}
+
+fn batches_become_durable_in_order(b: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = b.open(dir.path());
+    let e = engine(store.clone());
+    let (_, session, first) = seed(&e);
+    // Many batches in flight at once: each completes, and all of them are there after.
+    let mut pending = Vec::new();
+    for k in 0..200 {
+        let (_, _, d) = e
+            .create_message_interaction(session, first, &format!("m{k}"), T0 + k)
+            .unwrap();
+        pending.push(d);
+    }
+    for d in pending {
+        d.wait_blocking().unwrap();
+    }
+    drop(e);
+    b.close(store);
+    let store = b.open(dir.path());
+    let all = store
+        .interactions(InteractionQuery {
+            session,
+            message_participant: None,
+            after_seq: 0,
+            before_seq: None,
+            limit: 1000,
+        })
+        .unwrap();
+    assert_eq!(all.len(), 200);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(all[199].data.contains("m199"), "{}", all[199].data);
+    b.close(store);
+}
+
+/// Every case of the contract, against one backend.
+fn contract(b: &dyn Backend) {
+    what_the_engine_wrote_comes_back_after_a_reopen(b);
+    interactions_page_in_creation_order_and_filter_by_recipient(b);
+    queues_and_downstream_ids_answer_what_was_written(b);
+    calls_and_recordings_are_found_by_their_sids(b);
+    batches_become_durable_in_order(b);
+}
+
+#[test]
+fn sqlite_store_keeps_the_contract() {
+    contract(&Sqlite);
+}
