@@ -7,6 +7,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use common::media::{rtcp_with_identity, sdp};
 use common::sip::{header, recv_not, socket};
 use common::smpp::{sm, Peer};
 use common::*;
@@ -26,6 +27,33 @@ fn invite(local: u16, from: &str, proxy: &str, call_id: &str) -> String {
          From: <sip:{from}@127.0.0.1>;tag=t{call_id}\r\nTo: <sip:{proxy}@127.0.0.1>\r\nCall-ID: {call_id}\r\n\
          CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:{from}@127.0.0.1:{local}>\r\nContent-Length: 0\r\n\r\n"
     )
+}
+
+/// `msg` (ending in an empty body) with `body` as its SDP.
+fn with_sdp(msg: &str, body: &str) -> String {
+    msg.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// maskd's RTCP address in the SDP of `msg` (its `c=` address, the `m=audio` port + 1).
+fn rtcp_addr(msg: &str) -> std::net::SocketAddr {
+    let body = msg.split_once("\r\n\r\n").map_or("", |x| x.1);
+    let ip = body
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .expect("c= line")
+        .trim();
+    let port: u16 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("m=audio line");
+    format!("{ip}:{}", port + 1).parse().unwrap()
 }
 
 fn reply_to(inv: &str, code: u16, reason: &str) -> String {
@@ -65,20 +93,52 @@ services:
     let r = a.request(Body::SubmitSm(sm(&STRANGER[1..], &pa[1..], b"who is this")));
     assert_eq!(r.status, status::ESME_ROK);
 
-    // A call A → B: 180, 200, ACK, BYE from A.
+    // A call A → B: 180, 200, ACK, BYE from A. Each side's SDP carries its number (o=, s=,
+    // ssrc CNAME) as real user agents write it, and each sends RTCP SDES naming itself.
     let (ua, aport) = socket();
-    ua.send_to(invite(aport, A, &pa, "priv1").as_bytes(), d.sip)
-        .unwrap();
+    let (a_rtcp, a_rtcp_port) = socket();
+    let (b_rtcp, b_rtcp_port) = socket();
+    let offer = sdp(A, a_rtcp_port - 1, a_rtcp_port, "0", "");
+    ua.send_to(
+        with_sdp(&invite(aport, A, &pa, "priv1"), &offer).as_bytes(),
+        d.sip,
+    )
+    .unwrap();
     let inv = recv(&trunk, "SIP/2.0");
     assert!(inv.starts_with(&format!("INVITE sip:{B}@")), "{inv}");
+    assert!(
+        !inv.contains(&A[2..]),
+        "A's number crossed in the INVITE:\n{inv}"
+    );
     trunk
         .send_to(reply_to(&inv, 180, "Ringing").as_bytes(), d.sip)
         .unwrap();
+    let answer = sdp(B, b_rtcp_port - 1, b_rtcp_port, "0", "");
     trunk
-        .send_to(reply_to(&inv, 200, "OK").as_bytes(), d.sip)
+        .send_to(
+            with_sdp(&reply_to(&inv, 200, "OK"), &answer).as_bytes(),
+            d.sip,
+        )
         .unwrap();
     let ok = recv(&ua, "SIP/2.0 1");
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert!(
+        !ok.contains(&B[2..]),
+        "B's number crossed in the 200:\n{ok}"
+    );
+    // RTCP both ways through maskd's relay: what arrives names neither side.
+    for (from, to, relay_sdp, who) in [(&a_rtcp, &b_rtcp, &ok, A), (&b_rtcp, &a_rtcp, &inv, B)] {
+        let relay = rtcp_addr(relay_sdp);
+        from.send_to(&rtcp_with_identity(0x5eed, who), relay)
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = to.recv_from(&mut buf).expect("RTCP through the relay");
+        let digits = &who.as_bytes()[2..];
+        assert!(
+            !buf[..n].windows(digits.len()).any(|w| w == digits),
+            "{who}'s number crossed in RTCP"
+        );
+    }
     let to_tag = header(&ok, "To").to_string();
     ua.send_to(
         format!(

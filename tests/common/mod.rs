@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hook;
+pub mod media;
 pub mod recordings;
 pub mod sip;
 pub mod smpp;
