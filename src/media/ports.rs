@@ -14,9 +14,6 @@ use std::collections::VecDeque;
 /// ports never bound or closed, and when it has none, the longest-idle port goes anyway).
 pub const QUIET_MS: u64 = 2_000;
 
-/// How far down the idle queue a call looks for a port its thread holds.
-const SCAN: usize = 256;
-
 pub struct PortPool {
     first: u16,
     /// Ports with no open socket, in the order they were freed.
@@ -72,7 +69,6 @@ impl PortPool {
     fn idle_for(&self, thread: Option<usize>, until: u64) -> Option<usize> {
         self.idle
             .iter()
-            .take(SCAN)
             .take_while(|(_, at)| *at <= until)
             .position(|&(p, _)| thread.is_none_or(|t| self.owner_of(p) == Some(t)))
     }
@@ -124,6 +120,30 @@ impl PortPool {
             Some(_) => self.idle.push_back((port, now)),
             None => self.unbound.push_back(port),
         }
+    }
+
+    /// Ports never bound (or closed), which any thread can take.
+    pub fn unbound(&self) -> usize {
+        self.unbound.len()
+    }
+
+    /// The thread holding the most idle ports, and how many: where a new call that needs
+    /// more ports than are unbound should go, so its ports can all live on one thread.
+    pub fn most_idle(&self) -> Option<(usize, usize)> {
+        let mut counts: Vec<usize> = Vec::new();
+        for &(p, _) in &self.idle {
+            if let Some(t) = self.owner_of(p) {
+                if counts.len() <= t {
+                    counts.resize(t + 1, 0);
+                }
+                counts[t] += 1;
+            }
+        }
+        counts
+            .iter()
+            .enumerate()
+            .max_by_key(|&(t, n)| (*n, std::cmp::Reverse(t)))
+            .map(|(t, n)| (t, *n))
     }
 
     pub fn available(&self) -> usize {
@@ -222,5 +242,18 @@ mod tests {
         // Closing its sockets unbinds it.
         p.give(20000, None, now);
         assert_eq!(p.bound(), 1);
+    }
+
+    #[test]
+    fn the_thread_with_the_most_idle_ports_is_found() {
+        let mut p = PortPool::new(20000, 20009);
+        assert_eq!(p.most_idle(), None);
+        drain(&mut p, 0);
+        p.give(20000, Some(1), 0);
+        p.give(20002, Some(0), 0);
+        p.give(20004, Some(1), 0);
+        p.give(20006, None, 0);
+        assert_eq!(p.most_idle(), Some((1, 2)));
+        assert_eq!(p.unbound(), 1);
     }
 }

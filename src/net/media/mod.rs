@@ -251,6 +251,11 @@ impl Media for Relay {
         let now = self.shared.clock.now();
         let mut st = self.shared.state.lock();
         let mut thread = st.calls.get(&call).copied();
+        if thread.is_none() && st.pool.unbound() < 2 * n {
+            // Not enough ports any thread can take: a new call goes where the most idle
+            // ports are, so that all of its ports can live on one thread.
+            thread = st.pool.most_idle().map(|(t, _)| t);
+        }
         let mut taken: Vec<(Taken, Option<[mio::net::UdpSocket; 2]>)> = Vec::with_capacity(2 * n);
         for _ in 0..2 * n {
             match self.take(&mut st, thread) {
