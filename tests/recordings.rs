@@ -2,14 +2,14 @@
 //! answer to end with its queued RecordingStatusCallback, the start-up repair of what a
 //! crash left in progress, and retention (rows and files).
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use maskd::core::engine::{
-    Engine, EngineOptions, NewParticipant, NewSession, RecordingSettings, ServicePatch,
-};
+use maskd::core::engine::{Engine, EngineOptions, NewSession, RecordingSettings, ServicePatch};
 use maskd::core::model::RecordingStatus;
 use maskd::core::store::Store;
 use maskd::core::Sid;
@@ -40,44 +40,29 @@ fn open(dir: &Path) -> (Arc<Engine>, Arc<dyn Store>) {
 
 /// A service (recorded or not) with two numbers and a session; `record` overrides.
 fn session(e: &Engine, service_record: bool, record: Option<bool>) -> Sid {
-    let (svc, d) = e
-        .create_service(
-            ServicePatch {
-                unique_name: Some(format!("s{}", Sid::generate(maskd::core::SidKind::Service))),
-                callback_url: Some("http://hooks.test/cb".into()),
-                record: Some(service_record),
-                ..Default::default()
-            },
-            T0,
-        )
-        .unwrap();
-    d.wait_blocking().unwrap();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
-    for _ in 0..2 {
-        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let n = format!("+1415555{k:04}");
-        let (_, d) = e.add_number(svc.sid, None, Some(&n), false, T0).unwrap();
-        d.wait_blocking().unwrap();
-    }
-    let (s, _, d) = e
-        .create_session(
-            svc.sid,
-            NewSession {
-                participants: ["+14155551001", "+14155551002"]
-                    .iter()
-                    .map(|i| NewParticipant {
-                        identifier: i.to_string(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                record,
-                ..Default::default()
-            },
-            T0,
-        )
-        .unwrap();
-    d.wait_blocking().unwrap();
-    s.sid
+    let n: Vec<String> = (0..2)
+        .map(|_| {
+            let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("+1415555{k:04}")
+        })
+        .collect();
+    common::seed::service_with_session(
+        e,
+        ServicePatch {
+            unique_name: Some(format!("s{}", Sid::generate(maskd::core::SidKind::Service))),
+            callback_url: Some("http://hooks.test/cb".into()),
+            record: Some(service_record),
+            ..Default::default()
+        },
+        [&n[0], &n[1]],
+        NewSession {
+            record,
+            ..Default::default()
+        },
+        T0,
+    )
+    .session
 }
 
 const CALL: &str = "CA0123456789abcdef0123456789abcdef";

@@ -5,11 +5,13 @@
 //! embedded SQLite store; the several-nodes issue adds PostgreSQL as a second `Backend` of
 //! the same suite.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use maskd::core::callback::CallbackItem;
-use maskd::core::engine::{Engine, EngineOptions, NewParticipant, NewSession, ServicePatch};
+use maskd::core::engine::{Engine, EngineOptions, NewSession, ServicePatch};
 use maskd::core::model::ResourceStatus;
 use maskd::core::store::{
     InteractionQuery, Loaded, OutboundItem, RecordingQuery, RemoteRef, Store, WriteOp,
@@ -54,43 +56,21 @@ fn number(n: &str) -> E164 {
 /// A service with two pool numbers and one session between two people, written through the
 /// engine; returns (service, session, the first participant).
 fn seed(e: &Engine) -> (Sid, Sid, Sid) {
-    let (svc, d) = e
-        .create_service(
-            ServicePatch {
-                unique_name: Some("contract".into()),
-                record: Some(true),
-                ..Default::default()
-            },
-            T0,
-        )
-        .unwrap();
-    d.wait_blocking().unwrap();
-    for n in ["+14155550101", "+14155550102"] {
-        e.add_number(svc.sid, None, Some(n), false, T0)
-            .unwrap()
-            .1
-            .wait_blocking()
-            .unwrap();
-    }
-    let (s, parts, d) = e
-        .create_session(
-            svc.sid,
-            NewSession {
-                unique_name: Some("order-1".into()),
-                participants: ["+14155551001", "+14155551002"]
-                    .iter()
-                    .map(|i| NewParticipant {
-                        identifier: i.to_string(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            },
-            T0,
-        )
-        .unwrap();
-    d.wait_blocking().unwrap();
-    (svc.sid, s.sid, parts[0].sid)
+    let s = common::seed::service_with_session(
+        e,
+        ServicePatch {
+            unique_name: Some("contract".into()),
+            record: Some(true),
+            ..Default::default()
+        },
+        ["+14155550101", "+14155550102"],
+        NewSession {
+            unique_name: Some("order-1".into()),
+            ..Default::default()
+        },
+        T0,
+    );
+    (s.service, s.session, s.participants[0])
 }
 
 fn what_the_engine_wrote_comes_back_after_a_reopen(b: &dyn Backend) {

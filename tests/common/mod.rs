@@ -5,6 +5,7 @@
 pub mod hook;
 pub mod media;
 pub mod recordings;
+pub mod seed;
 pub mod sip;
 pub mod smpp;
 

@@ -8,9 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::ACCOUNT;
-use maskd::core::engine::{
-    Engine, EngineOptions, NewParticipant, NewSession, RecordingSettings, ServicePatch,
-};
+use maskd::core::engine::{Engine, EngineOptions, NewSession, RecordingSettings, ServicePatch};
 use maskd::core::store::Store;
 use maskd::media::RecordingOutcome;
 use maskd::store::SqliteStore;
@@ -48,44 +46,20 @@ pub fn seed_with(dir: &Path, base: &str, absent: bool) -> String {
             public_url: base.into(),
             clock: || (T0 + 100) * 1000,
         });
-        let (svc, d) = e
-            .create_service(
-                ServicePatch {
-                    unique_name: Some("rec".into()),
-                    record: Some(true),
-                    ..Default::default()
-                },
-                T0,
-            )
-            .unwrap();
-        d.wait_blocking().unwrap();
-        for n in ["+14155550101", "+14155550102"] {
-            e.add_number(svc.sid, None, Some(n), false, T0)
-                .unwrap()
-                .1
-                .wait_blocking()
-                .unwrap();
-        }
-        let (s, _, d) = e
-            .create_session(
-                svc.sid,
-                NewSession {
-                    participants: ["+14155551001", "+14155551002"]
-                        .iter()
-                        .map(|i| NewParticipant {
-                            identifier: i.to_string(),
-                            ..Default::default()
-                        })
-                        .collect(),
-                    ..Default::default()
-                },
-                T0,
-            )
-            .unwrap();
-        d.wait_blocking().unwrap();
+        let s = super::seed::service_with_session(
+            &e,
+            ServicePatch {
+                unique_name: Some("rec".into()),
+                record: Some(true),
+                ..Default::default()
+            },
+            ["+14155550101", "+14155550102"],
+            NewSession::default(),
+            T0,
+        );
         for (k, call) in [CALL_A, CALL_A, CALL_B].iter().enumerate() {
             let (rec, path, d) = e
-                .start_recording_at(s.sid, call, (T0 + 10 * k as i64) * 1000)
+                .start_recording_at(s.session, call, (T0 + 10 * k as i64) * 1000)
                 .unwrap();
             d.wait_blocking().unwrap();
             if k < 2 {
@@ -104,7 +78,7 @@ pub fn seed_with(dir: &Path, base: &str, absent: bool) -> String {
         }
         if absent {
             let (rec, path, d) = e
-                .start_recording_at(s.sid, CALL_C, (T0 + 40) * 1000)
+                .start_recording_at(s.session, CALL_C, (T0 + 40) * 1000)
                 .unwrap();
             d.wait_blocking().unwrap();
             wav(&path, 32 * 100, 0);
