@@ -125,18 +125,24 @@ fn a_late_offer_is_answered_in_the_ack_to_b() {
     assert_eq!(body(&h.take_b()[0]), body(&acks[0]));
 }
 
-#[test]
-fn an_answer_maskd_cannot_read_hangs_up_b_and_fails_a_with_502() {
-    let (mut h, media) = media_harness();
+/// A's offer through maskd, B's 200 with `answer` back: what A was sent, and leg B's INVITE.
+fn offer_and_answer(h: &mut Harness, answer: &str) -> (Vec<Sent>, Sent) {
     h.invite_from_a_with("", Some(&sdp(CALLER, 7000, "")));
     h.take_a();
     let inv = h.take_b().remove(0);
     let text = with_body(
         &response(&inv, 200, ";tag=tb", "Contact: <sip:x@127.0.0.1:5070>\r\n"),
-        "v=0\r\nm=audio nope\r\n",
+        answer,
     );
     h.deliver(h.trunk, &text);
-    assert_eq!(codes(&h.take_a()), vec![502]);
+    (h.take_a(), inv)
+}
+
+#[test]
+fn an_answer_maskd_cannot_read_hangs_up_b_and_fails_a_with_502() {
+    let (mut h, media) = media_harness();
+    let (to_a, _) = offer_and_answer(&mut h, "v=0\r\nm=audio nope\r\n");
+    assert_eq!(codes(&to_a), vec![502]);
     assert_eq!(methods(&h.take_b()), vec!["ACK", "BYE"]);
     assert_eq!(media.released.lock().len(), 1);
     assert_eq!(h.core.outbound(), Some(ResourceStatus::Failed));
@@ -145,15 +151,7 @@ fn an_answer_maskd_cannot_read_hangs_up_b_and_fails_a_with_502() {
 #[test]
 fn a_silent_call_is_hung_up_on_both_legs() {
     let (mut h, media) = media_harness();
-    h.invite_from_a_with("", Some(&sdp(CALLER, 7000, "")));
-    h.take_a();
-    let inv = h.take_b().remove(0);
-    let text = with_body(
-        &response(&inv, 200, ";tag=tb", "Contact: <sip:x@127.0.0.1:5070>\r\n"),
-        &sdp(CALLEE, 8000, ""),
-    );
-    h.deliver(h.trunk, &text);
-    h.take_a();
+    offer_and_answer(&mut h, &sdp(CALLEE, 8000, ""));
     h.take_b();
     let call = media.answered.lock()[0].0;
     let mut out = Vec::new();
@@ -228,16 +226,8 @@ fn what_a_recording_can_decode_is_read_from_the_answer() {
 #[test]
 fn a_reinvite_answer_maskd_cannot_read_ends_the_call() {
     let (mut h, media) = media_harness();
-    h.invite_from_a_with("", Some(&sdp(CALLER, 7000, "")));
-    h.take_a();
-    let inv = h.take_b().remove(0);
-    let text = with_body(
-        &response(&inv, 200, ";tag=tb", "Contact: <sip:x@127.0.0.1:5070>\r\n"),
-        &sdp(CALLEE, 8000, ""),
-    );
-    h.deliver(h.trunk, &text);
-    let ok = h
-        .take_a()
+    let (to_a, _) = offer_and_answer(&mut h, &sdp(CALLEE, 8000, ""));
+    let ok = to_a
         .into_iter()
         .find(|s| s.text.starts_with("SIP/2.0 200"))
         .expect("A got the 200");
