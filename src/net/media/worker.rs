@@ -277,7 +277,10 @@ impl Worker {
                 });
                 let index = entry.streams.len();
                 entry.ports.push(ports);
-                let mut tokens = [[0usize; 2]; 2];
+                // A side whose sockets are missing keeps a token no socket has: what would
+                // go out through it is dropped (counted as send_failed), never sent from
+                // another stream's socket.
+                let mut tokens = [[usize::MAX; 2]; 2];
                 for ((side, port), pair) in [(Side::A, ports.a), (Side::B, ports.b)]
                     .into_iter()
                     .zip(sockets)
