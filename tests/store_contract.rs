@@ -2,8 +2,8 @@
 //! writes comes back after a reopen, batches become durable in order, and each read the
 //! engine does not keep in memory (interactions by page, calls, the outbound and callback
 //! queues, downstream ids, recordings) answers what was written. It runs against the
-//! embedded SQLite store; the several-nodes issue adds PostgreSQL as a second `Backend` of
-//! the same suite.
+//! embedded SQLite store and against PostgreSQL (a throwaway cluster on loopback that
+//! `scripts/test` starts; see tests/common/pg.rs).
 
 mod common;
 
@@ -17,7 +17,7 @@ use maskd::core::store::{
     InteractionQuery, Loaded, OutboundItem, RecordingQuery, RemoteRef, Store, WriteOp,
 };
 use maskd::core::{Sid, SidKind, E164};
-use maskd::store::SqliteStore;
+use maskd::store::{PgStore, SqliteStore};
 
 const T0: i64 = 1_800_000_000;
 
@@ -38,6 +38,31 @@ impl Backend for Sqlite {
                 Box::new(|e| panic!("store failed: {e}")),
             )
             .expect("open the SQLite store"),
+        )
+    }
+    fn close(&self, store: Arc<dyn Store>) {
+        drop(store);
+    }
+}
+
+/// PostgreSQL: a database of its own per directory, its URL kept in the directory so that a
+/// reopen finds the same database.
+struct Postgres;
+
+impl Backend for Postgres {
+    fn open(&self, dir: &Path) -> Arc<dyn Store> {
+        let file = dir.join("pg-url");
+        let url = match std::fs::read_to_string(&file) {
+            Ok(url) => url,
+            Err(_) => {
+                let url = common::pg::fresh_database("contract");
+                std::fs::write(&file, &url).unwrap();
+                url
+            }
+        };
+        Arc::new(
+            PgStore::open(&url, Box::new(|e| panic!("store failed: {e}")))
+                .expect("open the PostgreSQL store"),
         )
     }
     fn close(&self, store: Arc<dyn Store>) {
@@ -390,4 +415,9 @@ fn contract(b: &dyn Backend) {
 #[test]
 fn sqlite_store_keeps_the_contract() {
     contract(&Sqlite);
+}
+
+#[test]
+fn postgres_store_keeps_the_contract() {
+    contract(&Postgres);
 }

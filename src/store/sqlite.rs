@@ -1,21 +1,16 @@
-//! SQLite (WAL, `synchronous=FULL`) behind `core::Store`. One writer thread owns the write
-//! connection and commits in groups: it takes every batch waiting in its queue (up to a
-//! bound), applies them in one transaction, commits once, then completes each batch's
-//! `Durable`. So an API answer waits for one fsync shared with its neighbours, and batches
-//! become durable in submission order. Reads (interactions) use a second connection.
+//! SQLite (WAL, `synchronous=FULL`) behind `core::Store`. The group-commit writer
+//! (`writer.rs`) owns the write connection: an API answer waits for one fsync shared with
+//! its neighbours. Reads (interactions) use a second connection.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::schema::migrate;
+use super::writer::{effective_ops, Job, Writer};
+use super::{origin_text, parse_origin};
 use crate::core::callback::CallbackItem;
 use crate::core::e164::E164;
 use crate::core::model::*;
@@ -25,25 +20,10 @@ use crate::core::store::{
     Snapshot, Store, StoreError, WriteOp,
 };
 
-/// Batches waiting for the writer; submitters block beyond this (back-pressure).
-const QUEUE_BOUND: usize = 65_536;
-/// Batches folded into one transaction at most.
-const GROUP_MAX: usize = 1024;
-/// When nobody waits on a batch (a call's log, written behind the call), the writer keeps
-/// collecting for up to this long before it commits, so that one fsync serves a whole
-/// burst of calls. Anything awaited (an API answer, an SMPP acknowledgement) ends the wait.
-const LAZY_WINDOW: Duration = Duration::from_millis(100);
-
-type Job = (Vec<WriteOp>, Option<Completion>);
-
 /// The SQLite store. Dropping it stops the writer after it has committed what was queued.
 pub struct SqliteStore {
-    tx: Mutex<Option<SyncSender<Job>>>,
-    /// Set with an awaited job: ends the writer's wait for company (see `LAZY_WINDOW`).
-    urgent: Arc<AtomicBool>,
-    writer_thread: std::thread::Thread,
+    writer: Writer,
     reader: Mutex<Connection>,
-    writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
 }
 
@@ -82,19 +62,10 @@ impl SqliteStore {
         migrate(&mut conn)?;
         let reader = Connection::open(path).map_err(io)?;
         configure(&reader)?;
-        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_BOUND);
-        let urgent = Arc::new(AtomicBool::new(false));
-        let flag = urgent.clone();
-        let handle = std::thread::Builder::new()
-            .name("maskd-store".into())
-            .spawn(move || writer_loop(conn, rx, &flag, on_fatal))
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let writer = Writer::spawn(move |jobs| apply(&mut conn, jobs), on_fatal)?;
         Ok(SqliteStore {
-            tx: Mutex::new(Some(tx)),
-            urgent,
-            writer_thread: handle.thread().clone(),
+            writer,
             reader: Mutex::new(reader),
-            writer: Mutex::new(Some(handle)),
             path: path.to_path_buf(),
         })
     }
@@ -105,11 +76,7 @@ impl SqliteStore {
 
     /// Stops accepting writes and waits until everything queued is committed.
     pub fn close(&self) {
-        self.tx.lock().take();
-        self.writer_thread.unpark();
-        if let Some(h) = self.writer.lock().take() {
-            let _ = h.join();
-        }
+        self.writer.close();
     }
 }
 
@@ -136,98 +103,10 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    rx: Receiver<Job>,
-    urgent: &AtomicBool,
-    on_fatal: Box<dyn Fn(StoreError) + Send>,
-) {
-    let mut failed = false;
-    loop {
-        let first = match rx.recv_timeout(Duration::from_secs(3600)) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        // An awaited job sent from here on sets `urgent` after it is in the channel; one
-        // sent earlier is in the channel and drained below.
-        urgent.store(false, Ordering::SeqCst);
-        let mut jobs = vec![first];
-        drain(&rx, &mut jobs);
-        if jobs.iter().all(|j| j.1.is_none()) {
-            // Parked, not blocked in `recv`: lazy submitters then cost no wake-up each.
-            let until = Instant::now() + LAZY_WINDOW;
-            loop {
-                let now = Instant::now();
-                if now >= until || urgent.load(Ordering::SeqCst) {
-                    break;
-                }
-                std::thread::park_timeout(until - now);
-            }
-            drain(&rx, &mut jobs);
-        }
-        if failed {
-            for (_, done) in jobs {
-                if let Some(d) = done {
-                    d.complete(Err(StoreError::Closed));
-                }
-            }
-            continue;
-        }
-        let started = Instant::now();
-        let ops: usize = jobs.iter().map(|j| j.0.len()).sum();
-        let result = apply(&mut conn, &jobs);
-        crate::metrics::store_batch(started.elapsed().as_secs_f64(), ops);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "store commit failed; stopping writes");
-            failed = true;
-            on_fatal(e.clone());
-        }
-        for (_, done) in jobs {
-            if let Some(d) = done {
-                d.complete(result.clone());
-            }
-        }
-    }
-}
-
-fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
-    while jobs.len() < GROUP_MAX {
-        match rx.try_recv() {
-            Ok(job) => jobs.push(job),
-            Err(_) => break,
-        }
-    }
-}
-
 fn apply(conn: &mut Connection, jobs: &[Job]) -> Result<(), StoreError> {
-    // A session or interaction row written several times in one batch (every message
-    // touches its session; a call's interaction changes at ringing, answer and hang-up) only
-    // needs its last version: skip the earlier ones, keep every other op in order. Rows are
-    // whole-row replacements and foreign keys are off, so the result is the same.
-    let replaced = |op: &WriteOp| match op {
-        WriteOp::PutSession(v) => Some((0u8, v.sid)),
-        WriteOp::PutInteraction(v) => Some((1u8, v.sid)),
-        _ => None,
-    };
-    let mut last_put: HashMap<(u8, Sid), (usize, usize)> = HashMap::new();
-    for (j, (ops, _)) in jobs.iter().enumerate() {
-        for (k, op) in ops.iter().enumerate() {
-            if let Some(key) = replaced(op) {
-                last_put.insert(key, (j, k));
-            }
-        }
-    }
     let tx = conn.transaction().map_err(io)?;
-    for (j, (ops, _)) in jobs.iter().enumerate() {
-        for (k, op) in ops.iter().enumerate() {
-            if let Some(key) = replaced(op) {
-                if last_put.get(&key) != Some(&(j, k)) {
-                    continue;
-                }
-            }
-            apply_op(&tx, op).map_err(io)?;
-        }
+    for op in effective_ops(jobs) {
+        apply_op(&tx, op).map_err(io)?;
     }
     tx.commit().map_err(io)
 }
@@ -400,27 +279,9 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
     Ok(())
 }
 
-/// A receipt origin as one text column: four fields separated by US (0x1F), which none of
-/// them can contain (peer names, message ids and addresses are printable).
-fn origin_text(o: &ReceiptOrigin) -> String {
-    [o.peer.as_str(), &o.message_id, &o.source, &o.dest].join("\u{1f}")
-}
-
 fn origin_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<ReceiptOrigin>> {
     let text: Option<String> = row.get(i)?;
-    // A malformed origin costs that message its receipt, never the whole load.
-    Ok(text.and_then(|t| {
-        let f: Vec<&str> = t.split('\u{1f}').collect();
-        match f[..] {
-            [peer, message_id, source, dest] => Some(ReceiptOrigin {
-                peer: peer.into(),
-                message_id: message_id.into(),
-                source: source.into(),
-                dest: dest.into(),
-            }),
-            _ => None,
-        }
-    }))
+    Ok(text.as_deref().and_then(parse_origin))
 }
 
 pub(super) fn sid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Sid> {
@@ -607,19 +468,7 @@ impl Store for SqliteStore {
     }
 
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
-        let tx = self.tx.lock().clone();
-        match tx {
-            // A send error means the writer is gone: dropping `done` fails its waiter.
-            Some(tx) => {
-                let awaited = done.is_some();
-                let _ = tx.send((ops, done));
-                if awaited {
-                    self.urgent.store(true, Ordering::SeqCst);
-                    self.writer_thread.unpark();
-                }
-            }
-            None => drop(done),
-        }
+        self.writer.submit(ops, done);
     }
 
     fn interactions(&self, q: InteractionQuery) -> Result<Vec<Interaction>, StoreError> {

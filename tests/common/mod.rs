@@ -4,6 +4,7 @@
 
 pub mod hook;
 pub mod media;
+pub mod pg;
 pub mod recordings;
 pub mod seed;
 pub mod sip;

@@ -1,0 +1,544 @@
+//! PostgreSQL behind `core::Store` (`store.url: postgres://…`), for several nodes sharing one
+//! database. Writes go through the shared group-commit writer (`../writer.rs`), whose thread
+//! owns a connection and a single-threaded runtime (`write.rs`). Reads run on a second
+//! connection owned by a reader thread with its own runtime: a read, called from any thread
+//! (a tokio worker included), is handed to that runtime and waited for, so no runtime is
+//! ever entered from inside another. Both connections are re-opened when lost and their
+//! statements prepared again.
+
+mod read;
+mod schema;
+mod write;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+
+use super::writer::Writer;
+use crate::core::callback::CallbackItem;
+use crate::core::model::{Interaction, Recording};
+use crate::core::sid::Sid;
+use crate::core::store::{
+    Completion, InteractionQuery, Loaded, OutboundItem, RecordingQuery, RemoteRef, Snapshot, Store,
+    StoreError, WriteOp,
+};
+use schema::*;
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// Reads the reader prepares on every connection, by index.
+#[derive(Clone, Copy, Debug)]
+enum R {
+    InteractionsAscending,
+    InteractionsDescending,
+    Interaction,
+    CallInteraction,
+    QueuedMessages,
+    OutboundAfter,
+    OutboundCount,
+    CallbacksAfter,
+    RemoteRef,
+    Recording,
+}
+
+const READS: &[R] = &[
+    R::InteractionsAscending,
+    R::InteractionsDescending,
+    R::Interaction,
+    R::CallInteraction,
+    R::QueuedMessages,
+    R::OutboundAfter,
+    R::OutboundCount,
+    R::CallbacksAfter,
+    R::RemoteRef,
+    R::Recording,
+];
+
+fn read_sql(r: R) -> String {
+    let interactions = select("interactions", INTERACTIONS);
+    let page = "WHERE session_sid = $1 AND ($2::text IS NULL OR message_participant = $2)
+                AND seq > $3 AND seq < $4";
+    match r {
+        R::InteractionsAscending => format!("{interactions} {page} ORDER BY seq LIMIT $5"),
+        R::InteractionsDescending => format!("{interactions} {page} ORDER BY seq DESC LIMIT $5"),
+        R::Interaction => format!("{interactions} WHERE sid = $1"),
+        R::CallInteraction => format!(
+            "({interactions} WHERE type = 'voice' AND in_resource_sid = $1)
+             UNION ALL ({interactions} WHERE type = 'voice' AND out_resource_sid = $1) LIMIT 1"
+        ),
+        R::QueuedMessages => format!(
+            "{interactions} i WHERE out_status = 'queued' AND message_participant IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.interaction_sid = i.sid)
+             ORDER BY seq"
+        ),
+        R::OutboundAfter => format!(
+            "{} WHERE id > $1 ORDER BY id LIMIT $2",
+            select("outbound", OUTBOUND)
+        ),
+        R::OutboundCount => "SELECT COUNT(*) FROM outbound".into(),
+        R::CallbacksAfter => format!(
+            "{} WHERE id > $1 ORDER BY id LIMIT $2",
+            select("callbacks", CALLBACKS)
+        ),
+        R::RemoteRef => format!(
+            "{} WHERE peer = $1 AND remote_id = $2",
+            select("remote_refs", REMOTE_REFS)
+        ),
+        R::Recording => format!("{} WHERE sid = $1", select("recordings", RECORDINGS)),
+    }
+}
+
+/// What to run: a prepared read, or text (built per call, e.g. the recordings filter).
+enum Sql {
+    Prepared(R),
+    Text(String),
+}
+
+/// An error's text for logs and answers: the server's message and code when it gave one.
+pub(super) fn describe_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// The URL's target without its password, for logs and error messages.
+pub fn describe_url(url: &str) -> String {
+    match Config::from_str(url) {
+        Ok(c) => {
+            let host = c
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .unwrap_or_default();
+            let port = c.get_ports().first().copied().unwrap_or(5432);
+            format!(
+                "postgres://{}@{host}:{port}/{}",
+                c.get_user().unwrap_or(""),
+                c.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "postgres://(unreadable URL)".into(),
+    }
+}
+
+/// Parses `store.url`; the error says what is wrong without echoing a password.
+pub fn parse_url(url: &str) -> Result<Config, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must start with postgres:// or postgresql://".into());
+    }
+    let mut c = Config::from_str(url).map_err(|e| format!("is not a PostgreSQL URL: {e}"))?;
+    if c.get_hosts().is_empty() {
+        return Err("names no host".into());
+    }
+    // A dead peer is noticed within a minute even when no query is in flight, and a
+    // connection attempt does not hang.
+    if c.get_connect_timeout().is_none() {
+        c.connect_timeout(Duration::from_secs(5));
+    }
+    c.keepalives(true)
+        .keepalives_idle(Duration::from_secs(15))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3);
+    if c.get_application_name().is_none() {
+        c.application_name("maskd");
+    }
+    Ok(c)
+}
+
+/// Opens a connection and drives it on the current runtime.
+async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %describe_error(&e), "store connection closed");
+        }
+    });
+    Ok(client)
+}
+
+struct ReadConn {
+    client: Client,
+    prepared: Vec<Statement>,
+}
+
+/// The reader thread's runtime and its connection.
+struct Reader {
+    handle: tokio::runtime::Handle,
+    config: Config,
+    conn: tokio::sync::Mutex<Option<Arc<ReadConn>>>,
+}
+
+impl Reader {
+    async fn connection(&self) -> Result<Arc<ReadConn>, tokio_postgres::Error> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.client.is_closed()) {
+            return Ok(c.clone());
+        }
+        let client = connect(&self.config).await?;
+        let mut prepared = Vec::with_capacity(READS.len());
+        for r in READS {
+            prepared.push(client.prepare(&read_sql(*r)).await?);
+        }
+        let c = Arc::new(ReadConn { client, prepared });
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn query(&self, sql: &Sql, params: &[Param]) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let refs: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        // A connection found closed is re-opened once for this read.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let c = self.connection().await?;
+            let result = match sql {
+                Sql::Prepared(r) => c.client.query(&c.prepared[*r as usize], &refs).await,
+                Sql::Text(text) => c.client.query(text.as_str(), &refs).await,
+            };
+            match result {
+                Err(_) if c.client.is_closed() && tries < 2 => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The PostgreSQL store. Dropping it stops the writer after it has committed what was
+/// queued, then the reader.
+pub struct PgStore {
+    writer: Writer,
+    reader: Arc<Reader>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    reader_thread: Mutex<Option<JoinHandle<()>>>,
+    target: String,
+}
+
+impl PgStore {
+    /// Connects to `url`, migrates the schema and starts the writer and the reader.
+    /// `on_fatal` is called once if a commit ever fails for good (see `Writer::spawn`).
+    pub fn open(
+        url: &str,
+        on_fatal: Box<dyn Fn(StoreError) + Send>,
+    ) -> Result<PgStore, StoreError> {
+        let config = parse_url(url).map_err(|e| StoreError::Io(format!("store.url {e}")))?;
+        let mut writer = write::PgWriter::new(config.clone())?;
+        writer.migrate()?;
+        let writer = Writer::spawn(move |jobs| writer.commit(jobs), on_fatal)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let reader = Arc::new(Reader {
+            handle: rt.handle().clone(),
+            config,
+            conn: tokio::sync::Mutex::new(None),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("maskd-store-read".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                })
+            })
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let store = PgStore {
+            writer,
+            reader,
+            stop: Mutex::new(Some(stop)),
+            reader_thread: Mutex::new(Some(thread)),
+            target: describe_url(url),
+        };
+        // Fail at open, not at the first read, when the reads cannot be prepared.
+        store.rows(Sql::Prepared(R::OutboundCount), Vec::new())?;
+        Ok(store)
+    }
+
+    /// Where this store is, without a password.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Stops accepting writes, waits until everything queued is committed, then stops the
+    /// reader.
+    pub fn close(&self) {
+        self.writer.close();
+        if let Some(stop) = self.stop.lock().take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.reader_thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Runs a read on the reader's runtime and waits for its rows.
+    fn rows(&self, sql: Sql, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reader = self.reader.clone();
+        self.reader.handle.spawn(async move {
+            let result = reader.query(&sql, &params).await;
+            let _ = tx.send(result);
+        });
+        match rx.recv() {
+            Ok(result) => result.map_err(|e| StoreError::Io(describe_error(&e))),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    fn rows_as<T>(
+        &self,
+        sql: Sql,
+        params: Vec<Param>,
+        decode: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.rows(sql, params)?.iter().map(decode).collect()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn p<T: ToSql + Sync + Send + 'static>(v: T) -> Param {
+    Box::new(v)
+}
+
+impl Store for PgStore {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        let mut snap = Snapshot {
+            services: self.rows_as(
+                Sql::Text(format!("{} ORDER BY seq", select("services", SERVICES))),
+                Vec::new(),
+                read::service,
+            )?,
+            numbers: self.rows_as(
+                Sql::Text(format!("{} ORDER BY seq", select("numbers", NUMBERS))),
+                Vec::new(),
+                read::number,
+            )?,
+            ..Snapshot::default()
+        };
+        let counts = self.rows(
+            Sql::Text(
+                "SELECT (SELECT COUNT(*) FROM sessions), (SELECT COUNT(*) FROM participants),
+                 GREATEST((SELECT MAX(seq) FROM services), (SELECT MAX(seq) FROM numbers),
+                   (SELECT MAX(seq) FROM sessions), (SELECT MAX(seq) FROM participants),
+                   (SELECT MAX(seq) FROM interactions), (SELECT MAX(id) FROM outbound),
+                   (SELECT MAX(id) FROM callbacks), (SELECT MAX(seq) FROM recordings))"
+                    .into(),
+            ),
+            Vec::new(),
+        )?;
+        let row = counts
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("no counts".into()))?;
+        let n = |i: usize| -> Result<u64, StoreError> {
+            let v: Option<i64> = row
+                .try_get(i)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(v.unwrap_or(0).max(0) as u64)
+        };
+        snap.sessions = n(0)? as usize;
+        snap.participants = n(1)? as usize;
+        snap.max_seq = n(2)?;
+        Ok(snap)
+    }
+
+    fn load_rows(&self, each: &mut dyn FnMut(Loaded)) -> Result<(), StoreError> {
+        // Streamed from the reader's runtime through a bounded channel: a million rows are
+        // never all in memory at once.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Loaded, StoreError>>(4096);
+        let reader = self.reader.clone();
+        self.reader.handle.spawn(async move {
+            use futures_util::{pin_mut, TryStreamExt};
+            let stream_all = async {
+                let c = reader.connection().await?;
+                for (table, cols) in [("sessions", SESSIONS), ("participants", PARTICIPANTS)] {
+                    let rows = c
+                        .client
+                        .query_raw(select(table, cols).as_str(), std::iter::empty::<i64>())
+                        .await?;
+                    pin_mut!(rows);
+                    while let Some(row) = rows.try_next().await? {
+                        let item = if table == "sessions" {
+                            read::session(&row).map(Loaded::Session)
+                        } else {
+                            read::participant(&row).map(Loaded::Participant)
+                        };
+                        // The blocking send waits for the engine: fine on this thread, which
+                        // serves nothing else while the store loads.
+                        let stop = item.is_err();
+                        if tx.send(item).is_err() || stop {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok::<(), tokio_postgres::Error>(())
+            };
+            if let Err(e) = stream_all.await {
+                let _ = tx.send(Err(StoreError::Io(describe_error(&e))));
+            }
+        });
+        for item in rx {
+            each(item?);
+        }
+        Ok(())
+    }
+
+    fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
+        self.writer.submit(ops, done);
+    }
+
+    fn interactions(&self, q: InteractionQuery) -> Result<Vec<Interaction>, StoreError> {
+        let read = if q.before_seq.is_some() {
+            R::InteractionsDescending
+        } else {
+            R::InteractionsAscending
+        };
+        let mut rows = self.rows_as(
+            Sql::Prepared(read),
+            vec![
+                p(q.session.to_string()),
+                p(q.message_participant.map(|s| s.to_string())),
+                p(big(q.after_seq)),
+                p(q.before_seq.map_or(i64::MAX, big)),
+                p(big(q.limit as u64)),
+            ],
+            read::interaction,
+        )?;
+        if q.before_seq.is_some() {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
+    fn interaction(&self, sid: Sid) -> Result<Option<Interaction>, StoreError> {
+        let rows = self.rows_as(
+            Sql::Prepared(R::Interaction),
+            vec![p(sid.to_string())],
+            read::interaction,
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn call_interaction(&self, call_sid: &str) -> Result<Option<Interaction>, StoreError> {
+        let rows = self.rows_as(
+            Sql::Prepared(R::CallInteraction),
+            vec![p(call_sid.to_string())],
+            read::interaction,
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn queued_messages(&self) -> Result<Vec<Interaction>, StoreError> {
+        self.rows_as(
+            Sql::Prepared(R::QueuedMessages),
+            Vec::new(),
+            read::interaction,
+        )
+    }
+
+    fn outbound_after(&self, after: u64, limit: usize) -> Result<Vec<OutboundItem>, StoreError> {
+        self.rows_as(
+            Sql::Prepared(R::OutboundAfter),
+            vec![p(big(after)), p(big(limit as u64))],
+            read::outbound,
+        )
+    }
+
+    fn outbound_count(&self) -> Result<u64, StoreError> {
+        let rows = self.rows(Sql::Prepared(R::OutboundCount), Vec::new())?;
+        let n: i64 = rows
+            .first()
+            .and_then(|r| r.try_get(0).ok())
+            .ok_or_else(|| StoreError::Corrupt("COUNT(*) gave no row".into()))?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn remote_ref(&self, peer: &str, remote_id: &str) -> Result<Option<RemoteRef>, StoreError> {
+        let rows = self.rows_as(
+            Sql::Prepared(R::RemoteRef),
+            vec![p(peer.to_string()), p(remote_id.to_string())],
+            read::remote_ref,
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn callbacks_after(&self, after: u64, limit: usize) -> Result<Vec<CallbackItem>, StoreError> {
+        self.rows_as(
+            Sql::Prepared(R::CallbacksAfter),
+            vec![p(big(after)), p(big(limit as u64))],
+            read::callback,
+        )
+    }
+
+    fn recording(&self, sid: Sid) -> Result<Option<Recording>, StoreError> {
+        let rows = self.rows_as(
+            Sql::Prepared(R::Recording),
+            vec![p(sid.to_string())],
+            read::recording,
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn recordings(&self, q: &RecordingQuery) -> Result<Vec<Recording>, StoreError> {
+        let mut sql = format!("{} WHERE true", select("recordings", RECORDINGS));
+        let mut args: Vec<Param> = Vec::new();
+        let mut cond = |clause: &str, v: Param| {
+            args.push(v);
+            sql.push_str(&format!(" AND {clause} ${}", args.len()));
+        };
+        if let Some(c) = &q.call_sid {
+            cond("call_sid =", p(c.clone()));
+        }
+        if let Some(s) = q.status {
+            cond("status =", p(s.as_str()));
+        }
+        if let Some(t) = q.created_from {
+            cond("date_created >=", p(t));
+        }
+        if let Some(t) = q.created_before {
+            cond("date_created <", p(t));
+        }
+        if let Some(t) = q.started_before_ms {
+            cond("start_ms <", p(t));
+        }
+        if let Some(s) = q.below_seq {
+            cond("seq <", p(big(s)));
+        }
+        if let Some(s) = q.above_seq {
+            cond("seq >", p(big(s)));
+        }
+        let ascending = q.above_seq.is_some() && q.below_seq.is_none();
+        sql.push_str(if ascending {
+            " ORDER BY seq ASC"
+        } else {
+            " ORDER BY seq DESC"
+        });
+        args.push(p(big(q.limit as u64)));
+        sql.push_str(&format!(" LIMIT ${}", args.len()));
+        let mut rows = self.rows_as(Sql::Text(sql), args, read::recording)?;
+        if ascending {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+}

@@ -1,0 +1,450 @@
+//! The writer's connection: every statement an op becomes, prepared once per connection, and
+//! a group committed as one transaction whose statements are pipelined (all sent before the
+//! first answer is read). A connection lost mid-group is re-opened and the whole group sent
+//! again: every op is a whole-row replacement or a delete, so a group that did commit before
+//! the loss commits to the same rows twice.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, Statement};
+
+use super::schema;
+use crate::core::model::ResourceStatus;
+use crate::core::sid::Sid;
+use crate::core::store::{StoreError, WriteOp};
+use crate::store::origin_text;
+use crate::store::writer::{effective_ops, Job};
+
+/// How long the writer keeps re-opening a lost connection before it gives up (the daemon
+/// then stops; it rebuilds from the store at its next start).
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+macro_rules! params {
+    ($($v:expr),* $(,)?) => { vec![$(Box::new($v) as Param),*] };
+}
+
+/// Statements the writer prepares on every connection, by index.
+#[derive(Clone, Copy)]
+enum W {
+    PutService,
+    PutNumber,
+    DeleteNumber,
+    PutSession,
+    PutParticipant,
+    PutInteraction,
+    DeleteInteraction,
+    PutOutbound,
+    DeleteOutbound,
+    SetOutboundStatus,
+    PutRemoteRef,
+    PutCallback,
+    DeleteCallback,
+    PutRecording,
+    DeleteRecording,
+    // A service's rows, then a session's: what DeleteService and DeleteSession become.
+    ServiceOutbound,
+    ServiceRemoteRefs,
+    ServiceInteractions,
+    ServiceParticipants,
+    ServiceSessions,
+    ServiceNumbers,
+    ServiceRow,
+    SessionOutbound,
+    SessionRemoteRefs,
+    SessionInteractions,
+    SessionParticipants,
+    SessionRow,
+}
+
+fn sql(w: W) -> String {
+    use schema::*;
+    let of_service = "SELECT sid FROM interactions WHERE service_sid = $1";
+    let of_session = "SELECT sid FROM interactions WHERE session_sid = $1";
+    match w {
+        W::PutService => upsert("services", SERVICES, &["sid"]),
+        W::PutNumber => upsert("numbers", NUMBERS, &["sid"]),
+        W::DeleteNumber => "DELETE FROM numbers WHERE sid = $1".into(),
+        W::PutSession => upsert("sessions", SESSIONS, &["sid"]),
+        W::PutParticipant => upsert("participants", PARTICIPANTS, &["sid"]),
+        W::PutInteraction => upsert("interactions", INTERACTIONS, &["sid"]),
+        W::DeleteInteraction => "DELETE FROM interactions WHERE sid = $1".into(),
+        W::PutOutbound => upsert("outbound", OUTBOUND, &["id"]),
+        W::DeleteOutbound => "DELETE FROM outbound WHERE id = $1".into(),
+        W::SetOutboundStatus => "UPDATE interactions SET out_status = $2,
+            out_resource_sid = COALESCE($3, out_resource_sid), date_updated = $4 WHERE sid = $1"
+            .into(),
+        W::PutRemoteRef => upsert("remote_refs", REMOTE_REFS, &["peer", "remote_id"]),
+        W::PutCallback => upsert("callbacks", CALLBACKS, &["id"]),
+        W::DeleteCallback => "DELETE FROM callbacks WHERE id = $1".into(),
+        W::PutRecording => upsert("recordings", RECORDINGS, &["sid"]),
+        W::DeleteRecording => "DELETE FROM recordings WHERE sid = $1".into(),
+        W::ServiceOutbound => {
+            format!("DELETE FROM outbound WHERE interaction_sid IN ({of_service})")
+        }
+        W::ServiceRemoteRefs => {
+            format!("DELETE FROM remote_refs WHERE interaction_sid IN ({of_service})")
+        }
+        W::ServiceInteractions => "DELETE FROM interactions WHERE service_sid = $1".into(),
+        W::ServiceParticipants => "DELETE FROM participants WHERE service_sid = $1".into(),
+        W::ServiceSessions => "DELETE FROM sessions WHERE service_sid = $1".into(),
+        W::ServiceNumbers => "DELETE FROM numbers WHERE service_sid = $1".into(),
+        W::ServiceRow => "DELETE FROM services WHERE sid = $1".into(),
+        W::SessionOutbound => {
+            format!("DELETE FROM outbound WHERE interaction_sid IN ({of_session})")
+        }
+        W::SessionRemoteRefs => {
+            format!("DELETE FROM remote_refs WHERE interaction_sid IN ({of_session})")
+        }
+        W::SessionInteractions => "DELETE FROM interactions WHERE session_sid = $1".into(),
+        W::SessionParticipants => "DELETE FROM participants WHERE session_sid = $1".into(),
+        W::SessionRow => "DELETE FROM sessions WHERE sid = $1".into(),
+    }
+}
+
+const ALL: &[W] = &[
+    W::PutService,
+    W::PutNumber,
+    W::DeleteNumber,
+    W::PutSession,
+    W::PutParticipant,
+    W::PutInteraction,
+    W::DeleteInteraction,
+    W::PutOutbound,
+    W::DeleteOutbound,
+    W::SetOutboundStatus,
+    W::PutRemoteRef,
+    W::PutCallback,
+    W::DeleteCallback,
+    W::PutRecording,
+    W::DeleteRecording,
+    W::ServiceOutbound,
+    W::ServiceRemoteRefs,
+    W::ServiceInteractions,
+    W::ServiceParticipants,
+    W::ServiceSessions,
+    W::ServiceNumbers,
+    W::ServiceRow,
+    W::SessionOutbound,
+    W::SessionRemoteRefs,
+    W::SessionInteractions,
+    W::SessionParticipants,
+    W::SessionRow,
+];
+
+fn s(sid: &Sid) -> String {
+    sid.to_string()
+}
+fn os(sid: &Option<Sid>) -> Option<String> {
+    sid.as_ref().map(Sid::to_string)
+}
+fn st(status: &Option<ResourceStatus>) -> Option<&'static str> {
+    status.map(ResourceStatus::as_str)
+}
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The statements one op becomes, in order.
+fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
+    match op {
+        WriteOp::PutService(v) => out.push((
+            W::PutService,
+            params![
+                s(&v.sid),
+                big(v.seq),
+                v.unique_name.clone(),
+                v.callback_url.clone(),
+                big(v.default_ttl),
+                v.geo_match_level.as_str(),
+                v.number_selection_behavior.as_str(),
+                v.intercept_callback_url.clone(),
+                v.out_of_session_callback_url.clone(),
+                v.chat_instance_sid.clone(),
+                big(v.cooloff),
+                v.date_created,
+                v.date_updated,
+                v.record
+            ],
+        )),
+        WriteOp::DeleteService(sid) => {
+            for w in [
+                W::ServiceOutbound,
+                W::ServiceRemoteRefs,
+                W::ServiceInteractions,
+                W::ServiceParticipants,
+                W::ServiceSessions,
+                W::ServiceNumbers,
+                W::ServiceRow,
+            ] {
+                out.push((w, params![s(sid)]));
+            }
+        }
+        WriteOp::PutNumber(v) => out.push((
+            W::PutNumber,
+            params![
+                s(&v.sid),
+                big(v.seq),
+                s(&v.service_sid),
+                big(v.number.as_u64()),
+                v.friendly_name.clone(),
+                v.is_reserved,
+                v.date_created,
+                v.date_updated
+            ],
+        )),
+        WriteOp::DeleteNumber(sid) => out.push((W::DeleteNumber, params![s(sid)])),
+        WriteOp::PutSession(v) => out.push((
+            W::PutSession,
+            params![
+                s(&v.sid),
+                big(v.seq),
+                s(&v.service_sid),
+                v.unique_name.clone(),
+                v.status.as_str(),
+                v.mode.as_str(),
+                big(v.ttl),
+                v.date_expiry,
+                v.date_started,
+                v.date_ended,
+                v.date_last_interaction,
+                v.closed_reason.as_str(),
+                v.date_created,
+                v.date_updated,
+                v.record
+            ],
+        )),
+        WriteOp::DeleteSession(sid) => {
+            // The queue and receipt rows of its messages hold real numbers: they go too.
+            for w in [
+                W::SessionOutbound,
+                W::SessionRemoteRefs,
+                W::SessionInteractions,
+                W::SessionParticipants,
+                W::SessionRow,
+            ] {
+                out.push((w, params![s(sid)]));
+            }
+        }
+        WriteOp::PutParticipant(v) => out.push((
+            W::PutParticipant,
+            params![
+                s(&v.sid),
+                big(v.seq),
+                s(&v.session_sid),
+                s(&v.service_sid),
+                big(v.identifier.as_u64()),
+                v.friendly_name.clone(),
+                big(v.proxy.as_u64()),
+                s(&v.proxy_sid),
+                v.date_deleted,
+                v.date_created,
+                v.date_updated
+            ],
+        )),
+        WriteOp::PutInteraction(v) => out.push((
+            W::PutInteraction,
+            params![
+                s(&v.sid),
+                big(v.seq),
+                s(&v.session_sid),
+                s(&v.service_sid),
+                v.data.clone(),
+                v.kind.as_str(),
+                os(&v.inbound.participant_sid),
+                v.inbound.resource_sid.clone(),
+                st(&v.inbound.resource_status),
+                v.inbound.resource_type.clone(),
+                v.inbound.resource_url.clone(),
+                os(&v.outbound.participant_sid),
+                v.outbound.resource_sid.clone(),
+                st(&v.outbound.resource_status),
+                v.outbound.resource_type.clone(),
+                v.outbound.resource_url.clone(),
+                os(&v.message_participant_sid),
+                v.date_created,
+                v.date_updated
+            ],
+        )),
+        WriteOp::DeleteInteraction(sid) => out.push((W::DeleteInteraction, params![s(sid)])),
+        WriteOp::PutOutbound(o) => out.push((
+            W::PutOutbound,
+            params![
+                big(o.id),
+                s(&o.interaction),
+                big(o.from.as_u64()),
+                big(o.to.as_u64()),
+                o.via.clone(),
+                o.origin.as_ref().map(origin_text),
+                o.payload.clone(),
+                o.created
+            ],
+        )),
+        WriteOp::DeleteOutbound(id) => out.push((W::DeleteOutbound, params![big(*id)])),
+        WriteOp::SetOutboundStatus {
+            interaction,
+            status,
+            resource_sid,
+            at,
+        } => out.push((
+            W::SetOutboundStatus,
+            params![s(interaction), status.as_str(), resource_sid.clone(), *at],
+        )),
+        WriteOp::PutRemoteRef(r) => out.push((
+            W::PutRemoteRef,
+            params![
+                r.peer.clone(),
+                r.remote_id.clone(),
+                s(&r.interaction),
+                r.origin.as_ref().map(origin_text)
+            ],
+        )),
+        WriteOp::PutCallback(c) => out.push((
+            W::PutCallback,
+            params![
+                big(c.id),
+                s(&c.interaction),
+                c.url.clone(),
+                c.params.as_deref().map(crate::core::callback::encode),
+                c.outbound.as_ref().map(|o| o.0.as_str()),
+                c.outbound.as_ref().and_then(|o| o.1.clone()),
+                c.outbound.as_ref().map(|o| o.2),
+                c.created
+            ],
+        )),
+        WriteOp::DeleteCallback(id) => out.push((W::DeleteCallback, params![big(*id)])),
+        WriteOp::PutRecording(v) => out.push((
+            W::PutRecording,
+            params![
+                s(&v.sid),
+                big(v.seq),
+                s(&v.session_sid),
+                s(&v.service_sid),
+                v.call_sid.clone(),
+                v.status.as_str(),
+                v.start_ms,
+                v.duration.map(big),
+                v.error_code.map(i64::from),
+                v.reason.clone(),
+                v.date_created,
+                v.date_updated
+            ],
+        )),
+        WriteOp::DeleteRecording(sid) => out.push((W::DeleteRecording, params![s(sid)])),
+    }
+}
+
+struct Connected {
+    client: Client,
+    prepared: Vec<Statement>,
+}
+
+/// The writer thread's side: its own single-threaded runtime and connection.
+pub(super) struct PgWriter {
+    rt: tokio::runtime::Runtime,
+    config: Config,
+    conn: Option<Connected>,
+}
+
+impl PgWriter {
+    pub(super) fn new(config: Config) -> Result<PgWriter, StoreError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(PgWriter {
+            rt,
+            config,
+            conn: None,
+        })
+    }
+
+    /// Brings the schema up to date (see `schema::migrate`).
+    pub(super) fn migrate(&mut self) -> Result<(), StoreError> {
+        let config = &self.config;
+        self.rt.block_on(async {
+            let mut client = super::connect(config)
+                .await
+                .map_err(|e| StoreError::Io(super::describe_error(&e)))?;
+            schema::migrate(&mut client).await
+        })
+    }
+
+    /// Commits a group, re-opening a lost connection and sending the group again for up to
+    /// `RECONNECT_FOR`. An error the server gives on a live connection is not retried.
+    pub(super) fn commit(&mut self, jobs: &[Job]) -> Result<(), StoreError> {
+        let mut list = Vec::new();
+        for op in effective_ops(jobs) {
+            statements(op, &mut list);
+        }
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let result = self
+                .rt
+                .block_on(attempt(&self.config, &mut self.conn, &list));
+            let lost = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if lost && started.elapsed() < RECONNECT_FOR => {
+                    tracing::warn!(error = %super::describe_error(&e), "store connection lost; re-opening it");
+                    self.conn = None;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(StoreError::Io(super::describe_error(&e))),
+            }
+        }
+    }
+}
+
+async fn attempt(
+    config: &Config,
+    conn: &mut Option<Connected>,
+    list: &[(W, Vec<Param>)],
+) -> Result<(), tokio_postgres::Error> {
+    if conn.is_none() {
+        let client = super::connect(config).await?;
+        let mut prepared = Vec::with_capacity(ALL.len());
+        for w in ALL {
+            prepared.push(client.prepare(&sql(*w)).await?);
+        }
+        *conn = Some(Connected { client, prepared });
+    }
+    let Some(c) = conn.as_mut() else {
+        unreachable!("connected above")
+    };
+    let tx = c.client.transaction().await?;
+    // Each execute sends its request when first polled: poll them all once, in order, so
+    // the whole group is on the wire before the first answer is awaited; then take the
+    // answers in order.
+    let mut pending: Vec<_> = list
+        .iter()
+        .map(|(w, p)| {
+            let params = p.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync));
+            Box::pin(tx.execute_raw(&c.prepared[*w as usize], params))
+        })
+        .collect();
+    let mut early = Vec::with_capacity(pending.len());
+    std::future::poll_fn(|cx| {
+        for f in pending.iter_mut() {
+            early.push(match f.as_mut().poll(cx) {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => None,
+            });
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    for (f, done) in pending.iter_mut().zip(early) {
+        match done {
+            Some(r) => r?,
+            None => f.await?,
+        };
+    }
+    drop(pending);
+    tx.commit().await
+}

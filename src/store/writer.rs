@@ -1,0 +1,187 @@
+//! The group-commit writer both backends share. One thread takes every batch waiting in its
+//! queue (up to a bound), hands them to the backend's `commit` as one transaction, then
+//! completes each batch's `Durable`. So an API answer waits for one commit shared with its
+//! neighbours, and batches become durable in submission order. Also what a group commits:
+//! a session or interaction row written several times in it only needs its last version.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::core::sid::Sid;
+use crate::core::store::{Completion, StoreError, WriteOp};
+
+/// Batches waiting for the writer; submitters block beyond this (back-pressure).
+const QUEUE_BOUND: usize = 65_536;
+/// Batches folded into one transaction at most.
+const GROUP_MAX: usize = 1024;
+/// When nobody waits on a batch (a call's log, written behind the call), the writer keeps
+/// collecting for up to this long before it commits, so that one commit serves a whole
+/// burst of calls. Anything awaited (an API answer, an SMPP acknowledgement) ends the wait.
+const LAZY_WINDOW: Duration = Duration::from_millis(100);
+
+pub(super) type Job = (Vec<WriteOp>, Option<Completion>);
+
+/// The submitting half; dropping it (or `close`) stops the thread after it has committed
+/// what was queued.
+pub(super) struct Writer {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    /// Set with an awaited job: ends the writer's wait for company (see `LAZY_WINDOW`).
+    urgent: Arc<AtomicBool>,
+    thread: std::thread::Thread,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread. `commit` applies a group in one transaction; `on_fatal` is
+    /// called once if it ever fails: the engine's memory is then ahead of the store, so the
+    /// daemon must stop and rebuild from the store.
+    pub(super) fn spawn(
+        mut commit: impl FnMut(&[Job]) -> Result<(), StoreError> + Send + 'static,
+        on_fatal: Box<dyn Fn(StoreError) + Send>,
+    ) -> Result<Writer, StoreError> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_BOUND);
+        let urgent = Arc::new(AtomicBool::new(false));
+        let flag = urgent.clone();
+        let handle = std::thread::Builder::new()
+            .name("maskd-store".into())
+            .spawn(move || writer_loop(rx, &flag, &mut commit, on_fatal))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(Writer {
+            tx: Mutex::new(Some(tx)),
+            urgent,
+            thread: handle.thread().clone(),
+            handle: Mutex::new(Some(handle)),
+        })
+    }
+
+    pub(super) fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
+        let tx = self.tx.lock().clone();
+        match tx {
+            // A send error means the writer is gone: dropping `done` fails its waiter.
+            Some(tx) => {
+                let awaited = done.is_some();
+                let _ = tx.send((ops, done));
+                if awaited {
+                    self.urgent.store(true, Ordering::SeqCst);
+                    self.thread.unpark();
+                }
+            }
+            None => drop(done),
+        }
+    }
+
+    /// Stops accepting writes and waits until everything queued is committed.
+    pub(super) fn close(&self) {
+        self.tx.lock().take();
+        self.thread.unpark();
+        if let Some(h) = self.handle.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(
+    rx: Receiver<Job>,
+    urgent: &AtomicBool,
+    commit: &mut dyn FnMut(&[Job]) -> Result<(), StoreError>,
+    on_fatal: Box<dyn Fn(StoreError) + Send>,
+) {
+    let mut failed = false;
+    loop {
+        let first = match rx.recv_timeout(Duration::from_secs(3600)) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // An awaited job sent from here on sets `urgent` after it is in the channel; one
+        // sent earlier is in the channel and drained below.
+        urgent.store(false, Ordering::SeqCst);
+        let mut jobs = vec![first];
+        drain(&rx, &mut jobs);
+        if jobs.iter().all(|j| j.1.is_none()) {
+            // Parked, not blocked in `recv`: lazy submitters then cost no wake-up each.
+            let until = Instant::now() + LAZY_WINDOW;
+            loop {
+                let now = Instant::now();
+                if now >= until || urgent.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::park_timeout(until - now);
+            }
+            drain(&rx, &mut jobs);
+        }
+        if failed {
+            for (_, done) in jobs {
+                if let Some(d) = done {
+                    d.complete(Err(StoreError::Closed));
+                }
+            }
+            continue;
+        }
+        let started = Instant::now();
+        let ops: usize = jobs.iter().map(|j| j.0.len()).sum();
+        let result = commit(&jobs);
+        crate::metrics::store_batch(started.elapsed().as_secs_f64(), ops);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "store commit failed; stopping writes");
+            failed = true;
+            on_fatal(e.clone());
+        }
+        for (_, done) in jobs {
+            if let Some(d) = done {
+                d.complete(result.clone());
+            }
+        }
+    }
+}
+
+fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < GROUP_MAX {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// The ops of a group in order, but a session or interaction row written several times in
+/// it (every message touches its session; a call's interaction changes at ringing, answer
+/// and hang-up) only in its last version. Rows are whole-row replacements and there are no
+/// foreign keys, so the result is the same.
+pub(super) fn effective_ops(jobs: &[Job]) -> Vec<&WriteOp> {
+    let replaced = |op: &WriteOp| match op {
+        WriteOp::PutSession(v) => Some((0u8, v.sid)),
+        WriteOp::PutInteraction(v) => Some((1u8, v.sid)),
+        _ => None,
+    };
+    let mut last_put: HashMap<(u8, Sid), (usize, usize)> = HashMap::new();
+    for (j, (ops, _)) in jobs.iter().enumerate() {
+        for (k, op) in ops.iter().enumerate() {
+            if let Some(key) = replaced(op) {
+                last_put.insert(key, (j, k));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (j, (ops, _)) in jobs.iter().enumerate() {
+        for (k, op) in ops.iter().enumerate() {
+            match replaced(op) {
+                Some(key) if last_put.get(&key) != Some(&(j, k)) => {}
+                _ => out.push(op),
+            }
+        }
+    }
+    out
+}
