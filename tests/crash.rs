@@ -139,9 +139,7 @@ fn kill_9_loses_nothing_that_was_acknowledged() {
 
     // Routable: the engine rebuilt from the store resolves every acknowledged pair to its
     // counterpart's real and proxy numbers.
-    let store = Arc::new(
-        maskd::store::SqliteStore::open(&dir.path().join("maskd.db"), Box::new(|_| {})).unwrap(),
-    );
+    let store = common::open_store(dir.path());
     let engine = Engine::open(store, EngineOptions::default(), maskd::clock::now_ms()).unwrap();
     engine.check_invariants().unwrap();
     for parts in acked.values().filter(|p| p.len() == 2) {

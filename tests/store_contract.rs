@@ -51,15 +51,7 @@ struct Postgres;
 
 impl Backend for Postgres {
     fn open(&self, dir: &Path) -> Arc<dyn Store> {
-        let file = dir.join("pg-url");
-        let url = match std::fs::read_to_string(&file) {
-            Ok(url) => url,
-            Err(_) => {
-                let url = common::pg::fresh_database("contract");
-                std::fs::write(&file, &url).unwrap();
-                url
-            }
-        };
+        let url = common::pg_database_of(dir);
         Arc::new(
             PgStore::open(&url, Box::new(|e| panic!("store failed: {e}")))
                 .expect("open the PostgreSQL store"),

@@ -4,7 +4,6 @@
 //! No business logic lives here.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +12,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
+use crate::config::StoreTarget;
 use crate::config::Validated;
 use crate::core::engine::{Engine, EngineOptions};
+use crate::core::store::Store;
 use crate::core::store::StoreError;
 use crate::core::CoreError;
 use crate::net::smpp::SmppPlane;
-use crate::store::SqliteStore;
+use crate::store::{PgStore, SqliteStore};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -70,21 +71,29 @@ pub async fn run(
     cfg: Validated,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let store_path = cfg.raw.store.path.clone();
+    let store_path = match &cfg.store {
+        StoreTarget::Sqlite(path) => path.display().to_string(),
+        StoreTarget::Postgres(url) => crate::store::postgres::describe_url(url),
+    };
     let store_err = |source| AppError::Store {
         path: store_path.clone(),
         source,
     };
     let (fatal_tx, mut fatal_rx) = watch::channel::<Option<StoreError>>(None);
-    let store = Arc::new(
-        SqliteStore::open(
-            Path::new(&cfg.raw.store.path),
-            Box::new(move |e| {
-                let _ = fatal_tx.send(Some(e));
-            }),
-        )
-        .map_err(store_err)?,
-    );
+    let on_fatal = Box::new(move |e| {
+        let _ = fatal_tx.send(Some(e));
+    });
+    // Opening PostgreSQL blocks on the network (connect, migrate): off the runtime's workers.
+    let target = cfg.store.clone();
+    let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
+        Ok::<Arc<dyn Store>, StoreError>(match target {
+            StoreTarget::Sqlite(path) => Arc::new(SqliteStore::open(&path, on_fatal)?),
+            StoreTarget::Postgres(url) => Arc::new(PgStore::open(&url, on_fatal)?),
+        })
+    })
+    .await
+    .map_err(|e| store_err(StoreError::Io(e.to_string())))?
+    .map_err(store_err)?;
     let opts = EngineOptions {
         wheel_tick_ms: cfg.timer_tick.as_millis().max(1) as u64,
         ..EngineOptions::default()

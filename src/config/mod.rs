@@ -16,7 +16,7 @@ mod media;
 mod validate;
 pub use media::{MediaConfig, MediaSettings, RecordingConfig};
 use validate::Problems;
-pub use validate::{SipSettings, SmppTimers, ValidService, Validated};
+pub use validate::{SipSettings, SmppTimers, StoreTarget, ValidService, Validated};
 
 /// Why a config cannot be used. `run` and `check-config` exit 64 on any of these.
 #[derive(Debug, thiserror::Error)]
@@ -138,8 +138,12 @@ impl Default for MetricsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// SQLite database file; its directory is created if missing.
-    pub path: String,
+    /// SQLite database file (one node); its directory is created if missing.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// PostgreSQL URL (`postgres://…`), shared by several nodes; instead of `path`.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

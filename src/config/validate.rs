@@ -16,7 +16,27 @@ pub struct Validated {
     pub smpp: SmppTimers,
     pub sip: SipSettings,
     pub media: MediaSettings,
+    pub store: StoreTarget,
     pub services: Vec<ValidService>,
+}
+
+/// Where the store is: `store.path` or `store.url`.
+#[derive(Debug, Clone)]
+pub enum StoreTarget {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+/// `store.url` is a PostgreSQL URL naming a host; the reason never echoes the password.
+fn postgres_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must start with postgres:// or postgresql://".into());
+    }
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(c) if c.get_hosts().is_empty() => Err("names no host".into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("is not a PostgreSQL URL ({e})")),
+    }
 }
 
 /// The SIP plane's parsed settings.
@@ -143,9 +163,31 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             p.add("api.max_body_bytes", "must be at least 1024");
         }
-        if self.store.path.trim().is_empty() {
-            p.add("store.path", "must not be empty");
-        }
+        let store = match (&self.store.path, &self.store.url) {
+            (Some(_), Some(_)) => {
+                p.add(
+                    "store.url",
+                    "set either store.path (SQLite) or store.url, not both",
+                );
+                None
+            }
+            (None, None) => {
+                p.add("store.path", "required (or store.url for PostgreSQL)");
+                None
+            }
+            (Some(path), None) if path.trim().is_empty() => {
+                p.add("store.path", "must not be empty");
+                None
+            }
+            (Some(path), None) => Some(StoreTarget::Sqlite(path.into())),
+            (None, Some(url)) => match postgres_url(url) {
+                Ok(()) => Some(StoreTarget::Postgres(url.clone())),
+                Err(why) => {
+                    p.add("store.url", &why);
+                    None
+                }
+            },
+        };
         let sip = &self.sip;
         p.addr("sip.listen", &sip.listen);
         p.addr("sip.trunk", &sip.trunk);
@@ -381,6 +423,7 @@ impl Config {
             Some(smpp_response),
             Some(sip_settings),
             Some(media),
+            Some(store),
         ) = (
             api_listen,
             metrics_listen,
@@ -393,6 +436,7 @@ impl Config {
             smpp_response,
             sip_settings,
             media,
+            store,
         )
         else {
             return Err(ConfigError::Invalid(vec![(
@@ -410,6 +454,7 @@ impl Config {
             webhook_timeout,
             sip: sip_settings,
             media,
+            store,
             smpp: SmppTimers {
                 listen: smpp_listen,
                 enquire_link_interval: smpp_enquire,

@@ -172,6 +172,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<super::callback::CallbackItem>, StoreError>;
     fn recording(&self, sid: Sid) -> Result<Option<Recording>, StoreError>;
     fn recordings(&self, q: &RecordingQuery) -> Result<Vec<Recording>, StoreError>;
+    /// Stops accepting writes and returns once everything submitted is committed (or has
+    /// failed). Blocks: call it off the async runtime.
+    fn close(&self);
 }
 
 #[derive(Default)]

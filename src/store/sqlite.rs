@@ -467,6 +467,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn close(&self) {
+        SqliteStore::close(self);
+    }
+
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
         self.writer.submit(ops, done);
     }

@@ -66,13 +66,49 @@ pub fn config_yaml(dir: &Path, api: u16, metrics: u16, services: &str) -> String
 metrics:
   listen: "127.0.0.1:{metrics}"
 store:
-  path: "{db}"
+  {store}
 timer_tick: "50ms"
 shutdown_grace: "5s"
 {smpp}{sip}{services}
 "#,
-        db = dir.join("maskd.db").display()
+        store = store_line(dir)
     )
+}
+
+/// The daemon's store: SQLite in `dir`, or with `MASKD_TEST_STORE=postgres` a PostgreSQL
+/// database of the test cluster's own to `dir` (made at the first start, its URL kept in
+/// `dir/pg-url`, so a restart finds it): `scripts/test` runs a set of the end-to-end tests
+/// again that way.
+pub fn store_line(dir: &Path) -> String {
+    if std::env::var("MASKD_TEST_STORE").as_deref() == Ok("postgres") {
+        format!("url: \"{}\"", pg_database_of(dir))
+    } else {
+        format!("path: \"{}\"", dir.join("maskd.db").display())
+    }
+}
+
+/// The store a daemon on `dir` uses (see `store_line`), opened in the test's process.
+pub fn open_store(dir: &Path) -> std::sync::Arc<dyn maskd::core::store::Store> {
+    let fail: Box<dyn Fn(maskd::core::store::StoreError) + Send> =
+        Box::new(|e| panic!("store failed: {e}"));
+    if std::env::var("MASKD_TEST_STORE").as_deref() == Ok("postgres") {
+        std::sync::Arc::new(maskd::store::PgStore::open(&pg_database_of(dir), fail).unwrap())
+    } else {
+        std::sync::Arc::new(maskd::store::SqliteStore::open(&dir.join("maskd.db"), fail).unwrap())
+    }
+}
+
+/// The PostgreSQL database kept for `dir` (created on first use).
+pub fn pg_database_of(dir: &Path) -> String {
+    let file = dir.join("pg-url");
+    match std::fs::read_to_string(&file) {
+        Ok(url) => url,
+        Err(_) => {
+            let url = pg::fresh_database("e2e");
+            std::fs::write(&file, &url).unwrap();
+            url
+        }
+    }
 }
 
 pub struct Daemon {

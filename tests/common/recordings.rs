@@ -11,7 +11,6 @@ use super::ACCOUNT;
 use maskd::core::engine::{Engine, EngineOptions, NewSession, RecordingSettings, ServicePatch};
 use maskd::core::store::Store;
 use maskd::media::RecordingOutcome;
-use maskd::store::SqliteStore;
 
 pub const CALL_A: &str = "CA00000000000000000000000000000001";
 pub const CALL_B: &str = "CA00000000000000000000000000000002";
@@ -24,7 +23,7 @@ fn wav(path: &Path, data: usize, header_size: u32) {
     f.write_all(&vec![0x22; data]).unwrap();
 }
 
-/// Seeds `dir/maskd.db` and `dir/recordings`: two completed recordings of CALL_A and one
+/// Seeds the store of a daemon on `dir` and `dir/recordings`: two completed recordings of CALL_A and one
 /// of CALL_B left in progress. Returns the recording dir's config lines.
 pub fn seed(dir: &Path, base: &str) -> String {
     seed_with(dir, base, false)
@@ -36,9 +35,7 @@ pub fn seed_with(dir: &Path, base: &str, absent: bool) -> String {
     let rec_dir = dir.join("recordings");
     std::fs::create_dir_all(&rec_dir).unwrap();
     {
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&dir.join("maskd.db"), Box::new(|e| panic!("{e}"))).unwrap(),
-        );
+        let store: Arc<dyn Store> = super::open_store(dir);
         let e = Engine::open(store, EngineOptions::default(), T0 * 1000).unwrap();
         e.set_recording(RecordingSettings {
             dir: rec_dir.clone(),

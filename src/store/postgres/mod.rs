@@ -107,6 +107,17 @@ pub(super) fn describe_error(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Whether `e` means the connection is gone (the server shut it down or restarts, the
+/// socket failed, a connect failed): worth a new connection, unlike an error in a query.
+pub(super) fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        // 08: connection exception; 57: operator intervention (admin or crash shutdown,
+        // cannot connect now).
+        Some(db) => matches!(&db.code().code()[..2], "08" | "57"),
+        None => true,
+    }
+}
+
 /// The URL's target without its password, for logs and error messages.
 pub fn describe_url(url: &str) -> String {
     match Config::from_str(url) {
@@ -208,7 +219,10 @@ impl Reader {
                 Sql::Text(text) => c.client.query(text.as_str(), &refs).await,
             };
             match result {
-                Err(_) if c.client.is_closed() && tries < 2 => continue,
+                Err(e) if (c.client.is_closed() || connection_lost(&e)) && tries < 2 => {
+                    *self.conn.lock().await = None;
+                    continue;
+                }
                 other => return other,
             }
         }
@@ -401,6 +415,10 @@ impl Store for PgStore {
             each(item?);
         }
         Ok(())
+    }
+
+    fn close(&self) {
+        PgStore::close(self);
     }
 
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {

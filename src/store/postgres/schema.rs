@@ -191,18 +191,18 @@ pub(super) const SCHEMA_VERSION: i32 = STEPS.len() as i32;
 /// lock held by one node at a time. A database newer than this maskd is refused.
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let io = |e: tokio_postgres::Error| StoreError::Io(super::describe_error(&e));
-    client
-        .batch_execute(
+    loop {
+        let tx = client.transaction().await.map_err(io)?;
+        // The lock first: two nodes creating the table itself at once collide too.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(io)?;
+        tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )
         .await
         .map_err(io)?;
-    loop {
-        let tx = client.transaction().await.map_err(io)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(io)?;
         let version: i32 = tx
             .query_one(
                 "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",

@@ -386,7 +386,8 @@ impl PgWriter {
             let result = self
                 .rt
                 .block_on(attempt(&self.config, &mut self.conn, &list));
-            let lost = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
+            let lost = matches!(&result, Err(e) if super::connection_lost(e))
+                || self.conn.as_ref().is_none_or(|c| c.client.is_closed());
             match result {
                 Ok(()) => return Ok(()),
                 Err(e) if lost && started.elapsed() < RECONNECT_FOR => {
