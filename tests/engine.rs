@@ -25,6 +25,7 @@ fn open(dir: &std::path::Path, now_ms: i64) -> Arc<Engine> {
             EngineOptions {
                 wheel_tick_ms: 100,
                 wheel_slots: 1024,
+                node: None,
             },
             now_ms,
         )

@@ -53,7 +53,7 @@ impl Backend for Postgres {
     fn open(&self, dir: &Path) -> Arc<dyn Store> {
         let url = common::pg_database_of(dir);
         Arc::new(
-            PgStore::open(&url, Box::new(|e| panic!("store failed: {e}")))
+            PgStore::open(&url, 1, Box::new(|e| panic!("store failed: {e}")))
                 .expect("open the PostgreSQL store"),
         )
     }

@@ -18,16 +18,16 @@ use maskd::store::PgStore;
 const T0: i64 = 1_800_000_000;
 
 fn open(url: &str) -> Arc<PgStore> {
-    Arc::new(PgStore::open(url, Box::new(|e| panic!("store failed: {e}"))).expect("open"))
+    Arc::new(PgStore::open(url, 1, Box::new(|e| panic!("store failed: {e}"))).expect("open"))
 }
 
 #[test]
 fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
     let url = pg::fresh_database("migrate");
-    let stores: Vec<_> = (0..4)
-        .map(|_| {
+    let stores: Vec<_> = (1..=4)
+        .map(|node| {
             let url = url.clone();
-            std::thread::spawn(move || PgStore::open(&url, Box::new(|_| {})).map(drop))
+            std::thread::spawn(move || PgStore::open(&url, node, Box::new(|_| {})).map(drop))
         })
         .collect();
     for s in stores {
@@ -37,10 +37,11 @@ fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         &url,
         "SELECT version FROM schema_migrations ORDER BY version",
     );
-    assert_eq!(versions, vec![Some("1".to_string())], "one row per version");
+    let expected: Vec<_> = ["1", "2"].iter().map(|v| Some(v.to_string())).collect();
+    assert_eq!(versions, expected, "one row per version");
 
     pg::run_on(&url, "INSERT INTO schema_migrations (version) VALUES (99)");
-    match PgStore::open(&url, Box::new(|_| {})) {
+    match PgStore::open(&url, 1, Box::new(|_| {})) {
         Err(StoreError::Corrupt(why)) => assert!(why.contains("99"), "{why}"),
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("a schema newer than this maskd was accepted"),
@@ -90,7 +91,11 @@ fn writer_and_reader_reopen_a_dropped_connection_and_lose_nothing() {
     };
     assert_eq!(page(&store).len(), 1);
 
-    assert_eq!(drop_connections(&url), 2, "the writer's and the reader's");
+    assert_eq!(
+        drop_connections(&url),
+        3,
+        "the writer's, the reader's and the follower's"
+    );
     // Both sides notice on their next use and re-open; nothing acknowledged is lost.
     let (_, _, d) = e
         .create_message_interaction(s.session, s.participants[0], "after", T0 + 1)

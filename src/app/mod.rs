@@ -73,7 +73,7 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let store_path = match &cfg.store {
         StoreTarget::Sqlite(path) => path.display().to_string(),
-        StoreTarget::Postgres(url) => crate::store::postgres::describe_url(url),
+        StoreTarget::Postgres { url, .. } => crate::store::postgres::describe_url(url),
     };
     let store_err = |source| AppError::Store {
         path: store_path.clone(),
@@ -88,7 +88,9 @@ pub async fn run(
     let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
         Ok::<Arc<dyn Store>, StoreError>(match target {
             StoreTarget::Sqlite(path) => Arc::new(SqliteStore::open(&path, on_fatal)?),
-            StoreTarget::Postgres(url) => Arc::new(PgStore::open(&url, on_fatal)?),
+            StoreTarget::Postgres { url, node_id } => {
+                Arc::new(PgStore::open(&url, node_id, on_fatal)?)
+            }
         })
     })
     .await
@@ -96,10 +98,16 @@ pub async fn run(
     .map_err(store_err)?;
     let opts = EngineOptions {
         wheel_tick_ms: cfg.timer_tick.as_millis().max(1) as u64,
+        node: match &cfg.store {
+            StoreTarget::Sqlite(_) => None,
+            StoreTarget::Postgres { node_id, .. } => Some(*node_id),
+        },
         ..EngineOptions::default()
     };
     let started = std::time::Instant::now();
     let engine = Arc::new(Engine::open(store.clone(), opts, now_ms()).map_err(store_err)?);
+    // Several nodes: the others' changes from here on (nothing to follow on SQLite).
+    engine.start_following(now_ms).map_err(store_err)?;
     for (index, s) in cfg.services.iter().enumerate() {
         let d = engine
             .ensure_service(

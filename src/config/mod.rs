@@ -144,6 +144,13 @@ pub struct StoreConfig {
     /// PostgreSQL URL (`postgres://…`), shared by several nodes; instead of `path`.
     #[serde(default)]
     pub url: Option<String>,
+    /// With `url`: this node's number, 1 to 1023, different on every node.
+    #[serde(default = "default_node_id")]
+    pub node_id: u16,
+}
+
+fn default_node_id() -> u16 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -24,7 +24,7 @@ pub struct Validated {
 #[derive(Debug, Clone)]
 pub enum StoreTarget {
     Sqlite(std::path::PathBuf),
-    Postgres(String),
+    Postgres { url: String, node_id: u16 },
 }
 
 /// `store.url` is a PostgreSQL URL naming a host; the reason never echoes the password.
@@ -180,8 +180,15 @@ impl Config {
                 None
             }
             (Some(path), None) => Some(StoreTarget::Sqlite(path.into())),
+            (None, Some(_)) if !(1..=1023).contains(&self.store.node_id) => {
+                p.add("store.node_id", "must be 1 to 1023");
+                None
+            }
             (None, Some(url)) => match postgres_url(url) {
-                Ok(()) => Some(StoreTarget::Postgres(url.clone())),
+                Ok(()) => Some(StoreTarget::Postgres {
+                    url: url.clone(),
+                    node_id: self.store.node_id,
+                }),
                 Err(why) => {
                     p.add("store.url", &why);
                     None

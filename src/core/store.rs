@@ -144,6 +144,18 @@ pub struct RecordingQuery {
     pub limit: usize,
 }
 
+/// Another node's change, as the store holds it now (`None`: deleted). A session comes with
+/// all its participants, deleted ones included.
+#[derive(Debug, Clone)]
+pub enum Followed {
+    Service(Sid, Option<Service>),
+    Number(Sid, Option<PhoneNumber>),
+    Session(Sid, Option<(Session, Vec<Participant>)>),
+}
+
+/// What a node does with the other nodes' changes (the engine's `follow`).
+pub type FollowFn = Box<dyn Fn(Vec<Followed>) + Send + Sync>;
+
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// Hands every session, then every participant, to `each`.
@@ -175,6 +187,13 @@ pub trait Store: Send + Sync + 'static {
     /// Stops accepting writes and returns once everything submitted is committed (or has
     /// failed). Blocks: call it off the async runtime.
     fn close(&self);
+    /// A store shared by several nodes hands every other node's change committed after
+    /// `load` to `apply`, in commit order, from now until `close` (catching up after any
+    /// lost connection). A store of one node has nothing to follow.
+    fn follow(&self, apply: FollowFn) -> Result<(), StoreError> {
+        drop(apply);
+        Ok(())
+    }
 }
 
 #[derive(Default)]

@@ -92,7 +92,7 @@ pub fn open_store(dir: &Path) -> std::sync::Arc<dyn maskd::core::store::Store> {
     let fail: Box<dyn Fn(maskd::core::store::StoreError) + Send> =
         Box::new(|e| panic!("store failed: {e}"));
     if std::env::var("MASKD_TEST_STORE").as_deref() == Ok("postgres") {
-        std::sync::Arc::new(maskd::store::PgStore::open(&pg_database_of(dir), fail).unwrap())
+        std::sync::Arc::new(maskd::store::PgStore::open(&pg_database_of(dir), 1, fail).unwrap())
     } else {
         std::sync::Arc::new(maskd::store::SqliteStore::open(&dir.join("maskd.db"), fail).unwrap())
     }

@@ -15,6 +15,7 @@ impl Engine {
         let now = now_ms.div_euclid(1000);
         let mut st = State {
             seq: snap.max_seq,
+            node: opts.node,
             ..State::default()
         };
         for s in snap.services {
@@ -100,53 +101,7 @@ impl Engine {
         }
         let sids: Vec<Sid> = st.sessions.keys().copied().collect();
         for sid in sids {
-            let live_parts = st.live_participants(sid);
-            if let [a, b] = live_parts[..] {
-                let (pa, pb) = (&st.participants[&a], &st.participants[&b]);
-                let (ia, pxa, ib, pxb) = (pa.identifier, pa.proxy, pb.identifier, pb.proxy);
-                st.with.insert((ia.as_u64(), ib.as_u64()), pxa);
-                st.with.insert((ib.as_u64(), ia.as_u64()), pxb);
-            }
-            let ss = &st.sessions[&sid];
-            if ss.session.status.is_active() {
-                for p in &live_parts {
-                    let part = &st.participants[p];
-                    let key = RouteKey::new(part.proxy, part.identifier);
-                    let pn = st.number_index.get(&part.proxy.as_u64()).copied();
-                    st.active.insert(key);
-                    if let Some(n) = pn.and_then(|pn| st.numbers.get_mut(&pn)) {
-                        n.in_use += 1;
-                    }
-                }
-                publish_routes(&st, &routes, sid);
-                let ss = &st.sessions[&sid];
-                if let Some((deadline, _)) = ss.session.deadline_ms(ss.live.last_activity_ms()) {
-                    let key = wheel.insert(deadline.max(0) as u64, sid);
-                    if let Some(ss) = st.sessions.get_mut(&sid) {
-                        ss.timer = Some(key);
-                    }
-                }
-            } else if let (Some(ended), Some(svc)) = (
-                ss.session.date_ended,
-                st.services.get(&ss.session.service_sid),
-            ) {
-                let until = ended.saturating_add(svc.cooloff as i64);
-                if svc.cooloff > 0 && until > now {
-                    if let [a, b] = live_parts[..] {
-                        let (pa, pb) = (&st.participants[&a], &st.participants[&b]);
-                        let c1 = (
-                            RouteKey::new(pa.proxy, pa.identifier),
-                            (pb.identifier.as_u64(), until),
-                        );
-                        let c2 = (
-                            RouteKey::new(pb.proxy, pb.identifier),
-                            (pa.identifier.as_u64(), until),
-                        );
-                        st.cooling.insert(c1.0, c1.1);
-                        st.cooling.insert(c2.0, c2.1);
-                    }
-                }
-            }
+            install(&mut st, &routes, &mut wheel, sid, now);
         }
         drop(batch);
         Ok(Engine {
@@ -158,5 +113,65 @@ impl Engine {
             callbacks: Mutex::new(None),
             recording: Mutex::new(None),
         })
+    }
+}
+
+/// Puts a session whose rows are in the tables (its participants listed in creation order)
+/// to work: stickiness history, and if it is active its route keys reserved and published
+/// and its deadline armed; if it closed within its service's cool-off, its keys cooling.
+/// Start-up does this for every session; following another node, for each one it changed.
+pub(super) fn install(
+    st: &mut State,
+    routes: &RoutingTable,
+    wheel: &mut TimerWheel<Sid>,
+    sid: Sid,
+    now: Timestamp,
+) {
+    let live_parts = st.live_participants(sid);
+    if let [a, b] = live_parts[..] {
+        let (pa, pb) = (&st.participants[&a], &st.participants[&b]);
+        let (ia, pxa, ib, pxb) = (pa.identifier, pa.proxy, pb.identifier, pb.proxy);
+        st.with.insert((ia.as_u64(), ib.as_u64()), pxa);
+        st.with.insert((ib.as_u64(), ia.as_u64()), pxb);
+    }
+    let ss = &st.sessions[&sid];
+    if ss.session.status.is_active() {
+        for p in &live_parts {
+            let part = &st.participants[p];
+            let key = RouteKey::new(part.proxy, part.identifier);
+            let pn = st.number_index.get(&part.proxy.as_u64()).copied();
+            st.active.insert(key);
+            if let Some(n) = pn.and_then(|pn| st.numbers.get_mut(&pn)) {
+                n.in_use += 1;
+            }
+        }
+        publish_routes(st, routes, sid);
+        let ss = &st.sessions[&sid];
+        if let Some((deadline, _)) = ss.session.deadline_ms(ss.live.last_activity_ms()) {
+            let key = wheel.insert(deadline.max(0) as u64, sid);
+            if let Some(ss) = st.sessions.get_mut(&sid) {
+                ss.timer = Some(key);
+            }
+        }
+    } else if let (Some(ended), Some(svc)) = (
+        ss.session.date_ended,
+        st.services.get(&ss.session.service_sid),
+    ) {
+        let until = ended.saturating_add(svc.cooloff as i64);
+        if svc.cooloff > 0 && until > now {
+            if let [a, b] = live_parts[..] {
+                let (pa, pb) = (&st.participants[&a], &st.participants[&b]);
+                let c1 = (
+                    RouteKey::new(pa.proxy, pa.identifier),
+                    (pb.identifier.as_u64(), until),
+                );
+                let c2 = (
+                    RouteKey::new(pb.proxy, pb.identifier),
+                    (pa.identifier.as_u64(), until),
+                );
+                st.cooling.insert(c1.0, c1.1);
+                st.cooling.insert(c2.0, c2.1);
+            }
+        }
     }
 }

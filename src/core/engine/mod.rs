@@ -21,6 +21,7 @@ use super::store::{durable_pair, Durable, Loaded, Store, StoreError, WriteOp};
 use crate::metrics;
 use crate::timer::{TimerKey, TimerWheel};
 
+mod follow;
 mod interactions;
 mod load;
 mod participants;
@@ -31,6 +32,7 @@ mod state;
 
 pub use self::recordings::RecordingSettings;
 use self::services::check_name;
+pub use self::state::NODE_BITS;
 use self::state::{HistoryView, State};
 /// Where a page starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +170,8 @@ pub struct Stats {
 pub struct EngineOptions {
     pub wheel_tick_ms: u64,
     pub wheel_slots: usize,
+    /// This node's number (below `2^NODE_BITS`) when several nodes share the store.
+    pub node: Option<u16>,
 }
 
 impl Default for EngineOptions {
@@ -175,6 +179,7 @@ impl Default for EngineOptions {
         EngineOptions {
             wheel_tick_ms: 100,
             wheel_slots: 4096,
+            node: None,
         }
     }
 }

@@ -104,10 +104,18 @@ impl Engine {
     /// keys of its active sessions are withdrawn at once.
     pub fn delete_service(&self, sid: Sid) -> Result<Durable, CoreError> {
         let mut st = self.state.lock();
-        let svc = st
-            .services
-            .remove(&sid)
-            .ok_or(CoreError::NotFound(Resource::Service))?;
+        if !st.services.contains_key(&sid) {
+            return Err(CoreError::NotFound(Resource::Service));
+        }
+        self.forget_service(&mut st, sid);
+        Ok(self.submit(vec![WriteOp::DeleteService(sid)]))
+    }
+
+    /// Removes a service, its pool and its sessions from memory.
+    pub(super) fn forget_service(&self, st: &mut State, sid: Sid) {
+        let Some(svc) = st.services.remove(&sid) else {
+            return;
+        };
         st.service_names.remove(&svc.unique_name);
         st.service_order.remove(&svc.seq);
         let sessions: Vec<Sid> = st
@@ -118,7 +126,7 @@ impl Engine {
             .collect();
         let batch = self.routes.batch();
         for s in sessions {
-            self.drop_session(&mut st, s);
+            self.drop_session(st, s);
         }
         drop(batch);
         for n in st.pools.remove(&sid).unwrap_or_default().into_values() {
@@ -126,7 +134,6 @@ impl Engine {
                 st.number_index.remove(&num.number.as_u64());
             }
         }
-        Ok(self.submit(vec![WriteOp::DeleteService(sid)]))
     }
 
     /// Creates or updates a service from config, idempotently: missing numbers are added,

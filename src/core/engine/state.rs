@@ -16,9 +16,15 @@ pub(super) struct SessionState {
 /// are SIDs maskd made and numbers from authenticated API clients.
 pub(super) type Big<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Bits of a `seq` that name the node that made it (see `State::node`).
+pub const NODE_BITS: u32 = 10;
+
 #[derive(Default)]
 pub(super) struct State {
     pub(super) seq: u64,
+    /// This node's number when several share the store: every `seq` it makes carries it in
+    /// its low `NODE_BITS`, so no two nodes make the same one.
+    pub(super) node: Option<u16>,
     pub(super) services: HashMap<Sid, Service>,
     pub(super) service_names: HashMap<String, Sid>,
     pub(super) service_order: BTreeMap<u64, Sid>,
@@ -68,9 +74,19 @@ impl History for HistoryView<'_> {
 }
 
 impl State {
+    /// A creation stamp: larger than every stamp this node made or saw (a Lamport clock
+    /// when several nodes share the store), and unique across nodes.
     pub(super) fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
+        self.seq = match self.node {
+            None => self.seq + 1,
+            Some(node) => (((self.seq >> NODE_BITS) + 1) << NODE_BITS) | u64::from(node),
+        };
         self.seq
+    }
+
+    /// Another node's stamp: the next one made here sorts after it.
+    pub(super) fn observe_seq(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
     }
 
     pub(super) fn resolve_service(&self, sid_or_name: &str) -> Result<Sid, CoreError> {

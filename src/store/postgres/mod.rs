@@ -6,6 +6,7 @@
 //! ever entered from inside another. Both connections are re-opened when lost and their
 //! statements prepared again.
 
+mod follow;
 mod read;
 mod schema;
 mod write;
@@ -24,8 +25,8 @@ use crate::core::callback::CallbackItem;
 use crate::core::model::{Interaction, Recording};
 use crate::core::sid::Sid;
 use crate::core::store::{
-    Completion, InteractionQuery, Loaded, OutboundItem, RecordingQuery, RemoteRef, Snapshot, Store,
-    StoreError, WriteOp,
+    Completion, FollowFn, InteractionQuery, Loaded, OutboundItem, RecordingQuery, RemoteRef,
+    Snapshot, Store, StoreError, WriteOp,
 };
 use schema::*;
 
@@ -234,22 +235,37 @@ impl Reader {
 pub struct PgStore {
     writer: Writer,
     reader: Arc<Reader>,
+    node: u16,
+    /// The listening connection, from `open` until `follow` takes it.
+    listener: Mutex<Option<follow::Listener>>,
+    /// The change log's head when `load` began: following starts after it.
+    follow_from: std::sync::atomic::AtomicI64,
+    on_fatal: Arc<dyn Fn(StoreError) + Send + Sync>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     reader_thread: Mutex<Option<JoinHandle<()>>>,
     target: String,
 }
 
 impl PgStore {
-    /// Connects to `url`, migrates the schema and starts the writer and the reader.
-    /// `on_fatal` is called once if a commit ever fails for good (see `Writer::spawn`).
+    /// Connects to `url`, migrates the schema and starts the writer and the reader, as node
+    /// `node` (unique among the running nodes: another node holding it is refused).
+    /// `on_fatal` is called once if a commit fails for good (see `Writer::spawn`) or this
+    /// node can no longer follow the others.
     pub fn open(
         url: &str,
+        node: u16,
         on_fatal: Box<dyn Fn(StoreError) + Send>,
     ) -> Result<PgStore, StoreError> {
         let config = parse_url(url).map_err(|e| StoreError::Io(format!("store.url {e}")))?;
-        let mut writer = write::PgWriter::new(config.clone())?;
+        let fatal = Arc::new(Mutex::new(on_fatal));
+        let for_writer = fatal.clone();
+        let on_fatal: Arc<dyn Fn(StoreError) + Send + Sync> = Arc::new(move |e| (fatal.lock())(e));
+        let mut writer = write::PgWriter::new(config.clone(), node)?;
         writer.migrate()?;
-        let writer = Writer::spawn(move |jobs| writer.commit(jobs), on_fatal)?;
+        let writer = Writer::spawn(
+            move |jobs| writer.commit(jobs),
+            Box::new(move |e| (for_writer.lock())(e)),
+        )?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -271,13 +287,33 @@ impl PgStore {
         let store = PgStore {
             writer,
             reader,
+            node,
+            listener: Mutex::new(None),
+            follow_from: std::sync::atomic::AtomicI64::new(0),
+            on_fatal,
             stop: Mutex::new(Some(stop)),
             reader_thread: Mutex::new(Some(thread)),
             target: describe_url(url),
         };
-        // Fail at open, not at the first read, when the reads cannot be prepared.
+        // Fail at open, not at the first read, when the reads cannot be prepared or the
+        // node id is taken.
         store.rows(Sql::Prepared(R::OutboundCount), Vec::new())?;
+        let config = store.reader.config.clone();
+        let listener = store.on_reader(async move { follow::listen(&config, node).await })??;
+        *store.listener.lock() = Some(listener);
         Ok(store)
+    }
+
+    /// Runs `fut` on the reader's runtime and waits for it.
+    fn on_reader<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.reader.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| StoreError::Closed)
     }
 
     /// Where this store is, without a password.
@@ -299,16 +335,9 @@ impl PgStore {
 
     /// Runs a read on the reader's runtime and waits for its rows.
     fn rows(&self, sql: Sql, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let reader = self.reader.clone();
-        self.reader.handle.spawn(async move {
-            let result = reader.query(&sql, &params).await;
-            let _ = tx.send(result);
-        });
-        match rx.recv() {
-            Ok(result) => result.map_err(|e| StoreError::Io(describe_error(&e))),
-            Err(_) => Err(StoreError::Closed),
-        }
+        self.on_reader(async move { reader.query(&sql, &params).await })?
+            .map_err(|e| StoreError::Io(describe_error(&e)))
     }
 
     fn rows_as<T>(
@@ -337,6 +366,17 @@ fn p<T: ToSql + Sync + Send + 'static>(v: T) -> Param {
 
 impl Store for PgStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
+        // The log's head first: whatever commits while the rest is read is applied again
+        // when following starts (applying a change twice is harmless).
+        let reader = self.reader.clone();
+        let head = self
+            .on_reader(async move {
+                let c = reader.connection().await?;
+                follow::head(&c.client).await
+            })?
+            .map_err(|e| StoreError::Io(describe_error(&e)))?;
+        self.follow_from
+            .store(head, std::sync::atomic::Ordering::SeqCst);
         let mut snap = Snapshot {
             services: self.rows_as(
                 Sql::Text(format!("{} ORDER BY seq", select("services", SERVICES))),
@@ -419,6 +459,20 @@ impl Store for PgStore {
 
     fn close(&self) {
         PgStore::close(self);
+    }
+
+    fn follow(&self, apply: FollowFn) -> Result<(), StoreError> {
+        let listener = self.listener.lock().take();
+        let from = self.follow_from.load(std::sync::atomic::Ordering::SeqCst);
+        self.reader.handle.spawn(follow::run(
+            self.reader.config.clone(),
+            self.node,
+            listener,
+            from,
+            apply,
+            self.on_fatal.clone(),
+        ));
+        Ok(())
     }
 
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {

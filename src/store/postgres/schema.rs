@@ -182,8 +182,30 @@ CREATE INDEX recordings_call ON recordings(call_sid, seq);
 CREATE INDEX recordings_status ON recordings(status) WHERE status = 'in-progress';
 ";
 
+/// Version 2: the change log several nodes follow. One row per changed service, number or
+/// session (a participant's change is its session's), numbered in commit order: writers
+/// take `CHANGES_LOCK` before they insert and hold it to their commit. `change_horizon`
+/// says up to where old rows were pruned: a node behind it cannot catch up and restarts.
+const V2: &str = "
+CREATE TABLE changes (
+  seq BIGSERIAL PRIMARY KEY, node INT NOT NULL, kind TEXT NOT NULL, sid TEXT NOT NULL,
+  at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE INDEX changes_at ON changes(at);
+CREATE TABLE change_horizon (one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+  pruned BIGINT NOT NULL);
+INSERT INTO change_horizon VALUES (true, 0);
+";
+
 /// Every step, oldest first; version N is `STEPS[N - 1]`.
-const STEPS: &[&str] = &[V1];
+const STEPS: &[&str] = &[V1, V2];
+
+/// The advisory lock a writer holds from its change-log insert to its commit, so the log's
+/// sequence is in commit order (a bigserial alone is in insert order).
+pub(super) const CHANGES_LOCK: i64 = 0x6d61_736b_6400_0002;
+/// The class of the advisory locks that keep two running nodes from one `node_id`.
+pub(super) const NODE_LOCK_CLASS: i32 = 0x6d61_736b;
+/// The channel NOTIFY wakes followers on; the payload is the writing node's id.
+pub(super) const CHANNEL: &str = "maskd_changes";
 
 pub(super) const SCHEMA_VERSION: i32 = STEPS.len() as i32;
 

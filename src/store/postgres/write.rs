@@ -58,6 +58,10 @@ enum W {
     SessionInteractions,
     SessionParticipants,
     SessionRow,
+    // The change log: ordered by the lock, then the rows, then the wake-up.
+    ChangesLock,
+    Changes,
+    Notify,
 }
 
 fn sql(w: W) -> String {
@@ -102,6 +106,11 @@ fn sql(w: W) -> String {
         W::SessionInteractions => "DELETE FROM interactions WHERE session_sid = $1".into(),
         W::SessionParticipants => "DELETE FROM participants WHERE session_sid = $1".into(),
         W::SessionRow => "DELETE FROM sessions WHERE sid = $1".into(),
+        W::ChangesLock => format!("SELECT pg_advisory_xact_lock({})", schema::CHANGES_LOCK),
+        W::Changes => "INSERT INTO changes (node, kind, sid)
+            SELECT $1, k, s FROM unnest($2::text[], $3::text[]) AS t(k, s)"
+            .into(),
+        W::Notify => format!("SELECT pg_notify('{}', $1::int::text)", schema::CHANNEL),
     }
 }
 
@@ -133,7 +142,28 @@ const ALL: &[W] = &[
     W::SessionInteractions,
     W::SessionParticipants,
     W::SessionRow,
+    W::ChangesLock,
+    W::Changes,
+    W::Notify,
 ];
+
+/// What the change log says an op changed: `(kind, sid)`, a participant being its session.
+fn changed(op: &WriteOp) -> Option<(&'static str, Sid)> {
+    Some(match op {
+        WriteOp::PutService(v) => (KIND_SERVICE, v.sid),
+        WriteOp::DeleteService(sid) => (KIND_SERVICE, *sid),
+        WriteOp::PutNumber(v) => (KIND_NUMBER, v.sid),
+        WriteOp::DeleteNumber(sid) => (KIND_NUMBER, *sid),
+        WriteOp::PutSession(v) => (KIND_SESSION, v.sid),
+        WriteOp::DeleteSession(sid) => (KIND_SESSION, *sid),
+        WriteOp::PutParticipant(v) => (KIND_SESSION, v.session_sid),
+        _ => return None,
+    })
+}
+
+pub(super) const KIND_SERVICE: &str = "service";
+pub(super) const KIND_NUMBER: &str = "number";
+pub(super) const KIND_SESSION: &str = "session";
 
 fn s(sid: &Sid) -> String {
     sid.to_string()
@@ -347,10 +377,11 @@ pub(super) struct PgWriter {
     rt: tokio::runtime::Runtime,
     config: Config,
     conn: Option<Connected>,
+    node: i32,
 }
 
 impl PgWriter {
-    pub(super) fn new(config: Config) -> Result<PgWriter, StoreError> {
+    pub(super) fn new(config: Config, node: u16) -> Result<PgWriter, StoreError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -359,6 +390,7 @@ impl PgWriter {
             rt,
             config,
             conn: None,
+            node: i32::from(node),
         })
     }
 
@@ -377,8 +409,22 @@ impl PgWriter {
     /// `RECONNECT_FOR`. An error the server gives on a live connection is not retried.
     pub(super) fn commit(&mut self, jobs: &[Job]) -> Result<(), StoreError> {
         let mut list = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let (mut kinds, mut sids) = (Vec::new(), Vec::new());
         for op in effective_ops(jobs) {
             statements(op, &mut list);
+            if let Some((kind, sid)) = changed(op) {
+                if seen.insert((kind, sid)) {
+                    kinds.push(kind.to_string());
+                    sids.push(sid.to_string());
+                }
+            }
+        }
+        if !kinds.is_empty() {
+            // Last, so the lock is held only for the log rows and the commit.
+            list.push((W::ChangesLock, Vec::new()));
+            list.push((W::Changes, params![self.node, kinds, sids]));
+            list.push((W::Notify, params![self.node]));
         }
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
