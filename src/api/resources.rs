@@ -18,7 +18,7 @@ use super::render::page_envelope;
 use super::{json_response, Shared};
 use crate::core::engine::{Cursor, NewParticipant, NewSession, ServicePatch, SessionPatch};
 use crate::core::model::*;
-use crate::core::store::{Durable, InteractionQuery};
+use crate::core::store::{Durable, InteractionQuery, StoreError};
 use crate::core::{Sid, SidKind};
 
 type ApiResult = Result<Response, ApiError>;
@@ -90,6 +90,39 @@ fn no_content() -> ApiResult {
 
 async fn durable(d: Durable) -> Result<(), ApiError> {
     d.await.map_err(ApiError::from)
+}
+
+/// Attempts of a change another node's session keeps refusing (see `settled`).
+const CONFLICT_ATTEMPTS: usize = 4;
+
+/// Several nodes: a change to a session that the store refused because another node's
+/// session holds a route key it claimed (`StoreError::Conflict`) is settled (memory back to
+/// what is committed, the holder's session loaded) and made again, so the engine chooses as
+/// a single node would, or answers what a single node would (80603, 80604, 80208…).
+async fn settled<T>(
+    st: &Shared,
+    mut attempt: impl FnMut() -> Result<(T, Sid, Durable), crate::core::CoreError>,
+) -> Result<T, ApiError> {
+    for _ in 0..CONFLICT_ATTEMPTS {
+        let (value, session, d) = attempt()?;
+        match d.await {
+            Ok(()) => return Ok(value),
+            Err(StoreError::Conflict) => {
+                let engine = st.engine.clone();
+                tokio::task::spawn_blocking(move || {
+                    engine.settle_conflict(session, crate::clock::now_ms())
+                })
+                .await
+                .map_err(|e| StoreError::Io(e.to_string()))??;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        20503,
+        "Other nodes keep taking the proxy numbers chosen for this request; try again",
+    ))
 }
 
 /// Reads a form body within the size limit; other content types are refused.
@@ -419,8 +452,11 @@ async fn create_session(
         // maskd extension: record this session's answered calls (default: the service's).
         record: p.bool("Record")?,
     };
-    let (session, _, d) = st.engine.create_session(sid, req, now())?;
-    durable(d).await?;
+    let session = settled(&st, || {
+        let (session, _, d) = st.engine.create_session(sid, req.clone(), now())?;
+        Ok((session.clone(), session.sid, d))
+    })
+    .await?;
     ok(StatusCode::CREATED, st.session_json(&session))
 }
 
@@ -446,8 +482,11 @@ async fn update_session(
         status: session_status(&p)?,
         record: p.bool("Record")?,
     };
-    let (session, d) = st.engine.update_session(sess, patch, now())?;
-    durable(d).await?;
+    let session = settled(&st, || {
+        let (session, d) = st.engine.update_session(sess, patch.clone(), now())?;
+        Ok((session, sess, d))
+    })
+    .await?;
     ok(StatusCode::OK, st.session_json(&session))
 }
 
@@ -497,8 +536,11 @@ async fn create_participant(
         proxy_identifier: p.string("ProxyIdentifier").filter(|s| !s.is_empty()),
         proxy_identifier_sid: p.sid("ProxyIdentifierSid", "PN")?,
     };
-    let (part, d) = st.engine.add_participant(sess, req, now())?;
-    durable(d).await?;
+    let part = settled(&st, || {
+        let (part, d) = st.engine.add_participant(sess, req.clone(), now())?;
+        Ok((part, sess, d))
+    })
+    .await?;
     ok(StatusCode::CREATED, st.participant_json(&part))
 }
 

@@ -23,6 +23,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store writer has stopped")]
     Closed,
+    /// Several nodes: another node holds a route key this batch claimed; nothing of the
+    /// batch was written.
+    #[error("a route key this change claims is held by another node's session")]
+    Conflict,
 }
 
 /// One change, applied in order within a batch.
@@ -193,6 +197,21 @@ pub trait Store: Send + Sync + 'static {
     fn follow(&self, apply: FollowFn) -> Result<(), StoreError> {
         drop(apply);
         Ok(())
+    }
+    /// Whether other nodes share this store (the calls below are for them).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// A session and all its participants as committed (several nodes).
+    fn session_rows(&self, sid: Sid) -> Result<Option<(Session, Vec<Participant>)>, StoreError> {
+        let _ = sid;
+        Err(StoreError::Io("a store of one node is read from memory".into()))
+    }
+    /// The session holding the route key `(proxy, identifier)` as committed (several
+    /// nodes).
+    fn route_owner(&self, proxy: E164, identifier: E164) -> Result<Option<Sid>, StoreError> {
+        let _ = (proxy, identifier);
+        Err(StoreError::Io("a store of one node is read from memory".into()))
     }
 }
 

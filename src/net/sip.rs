@@ -44,7 +44,9 @@ impl Core for EngineCore {
         self.0.service(service).ok()?.intercept_callback_url
     }
     fn has_out_of_session(&self, proxy: E164) -> bool {
-        self.0.out_of_session_url(proxy).is_some()
+        // Several nodes: a miss is worth asking the store about too (the webhook sender's
+        // `out_of_session` does that first).
+        self.0.out_of_session_url(proxy).is_some() || self.0.store().shared()
     }
     fn start_recording(
         &self,

@@ -199,6 +199,17 @@ impl Webhooks {
         sender: E164,
         mut inbound: Vec<(String, String)>,
     ) -> bool {
+        // Several nodes: the session may be one another node has just committed.
+        if self.engine.store().shared() {
+            let engine = self.engine.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                engine.route_from_store(proxy, sender, crate::clock::now_ms())
+            })
+            .await;
+            if found.unwrap_or(false) {
+                return true;
+            }
+        }
         let Some(ctx) = self.engine.out_of_session(proxy, sender) else {
             return false;
         };

@@ -41,8 +41,10 @@ impl Writer {
     /// Starts the writer thread. `commit` applies a group in one transaction; `on_fatal` is
     /// called once if it ever fails: the engine's memory is then ahead of the store, so the
     /// daemon must stop and rebuild from the store.
+    /// `commit` returns the indexes of the jobs it refused (`StoreError::Conflict`): the
+    /// others are committed.
     pub(super) fn spawn(
-        mut commit: impl FnMut(&[Job]) -> Result<(), StoreError> + Send + 'static,
+        mut commit: impl FnMut(&[Job]) -> Result<Vec<usize>, StoreError> + Send + 'static,
         on_fatal: Box<dyn Fn(StoreError) + Send>,
     ) -> Result<Writer, StoreError> {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_BOUND);
@@ -95,7 +97,7 @@ impl Drop for Writer {
 fn writer_loop(
     rx: Receiver<Job>,
     urgent: &AtomicBool,
-    commit: &mut dyn FnMut(&[Job]) -> Result<(), StoreError>,
+    commit: &mut dyn FnMut(&[Job]) -> Result<Vec<usize>, StoreError>,
     on_fatal: Box<dyn Fn(StoreError) + Send>,
 ) {
     let mut failed = false;
@@ -134,14 +136,22 @@ fn writer_loop(
         let ops: usize = jobs.iter().map(|j| j.0.len()).sum();
         let result = commit(&jobs);
         crate::metrics::store_batch(started.elapsed().as_secs_f64(), ops);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "store commit failed; stopping writes");
-            failed = true;
-            on_fatal(e.clone());
-        }
-        for (_, done) in jobs {
+        let refused = match &result {
+            Ok(refused) => refused.as_slice(),
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; stopping writes");
+                failed = true;
+                on_fatal(e.clone());
+                &[]
+            }
+        };
+        for (k, (_, done)) in jobs.into_iter().enumerate() {
             if let Some(d) = done {
-                d.complete(result.clone());
+                d.complete(match &result {
+                    Ok(_) if refused.contains(&k) => Err(StoreError::Conflict),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.clone()),
+                });
             }
         }
     }
@@ -161,13 +171,19 @@ fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
 /// and hang-up) only in its last version. Rows are whole-row replacements and there are no
 /// foreign keys, so the result is the same.
 pub(super) fn effective_ops(jobs: &[Job]) -> Vec<&WriteOp> {
+    effective_ops_of(jobs, &[]).into_iter().map(|(_, op)| op).collect()
+}
+
+/// `effective_ops` of the jobs but those in `skip`, each with its job's index.
+pub(super) fn effective_ops_of<'a>(jobs: &'a [Job], skip: &[usize]) -> Vec<(usize, &'a WriteOp)> {
     let replaced = |op: &WriteOp| match op {
         WriteOp::PutSession(v) => Some((0u8, v.sid)),
         WriteOp::PutInteraction(v) => Some((1u8, v.sid)),
         _ => None,
     };
+    let kept = |j: &usize| !skip.contains(j);
     let mut last_put: HashMap<(u8, Sid), (usize, usize)> = HashMap::new();
-    for (j, (ops, _)) in jobs.iter().enumerate() {
+    for (j, (ops, _)) in jobs.iter().enumerate().filter(|(j, _)| kept(j)) {
         for (k, op) in ops.iter().enumerate() {
             if let Some(key) = replaced(op) {
                 last_put.insert(key, (j, k));
@@ -175,11 +191,11 @@ pub(super) fn effective_ops(jobs: &[Job]) -> Vec<&WriteOp> {
         }
     }
     let mut out = Vec::new();
-    for (j, (ops, _)) in jobs.iter().enumerate() {
+    for (j, (ops, _)) in jobs.iter().enumerate().filter(|(j, _)| kept(j)) {
         for (k, op) in ops.iter().enumerate() {
             match replaced(op) {
                 Some(key) if last_put.get(&key) != Some(&(j, k)) => {}
-                _ => out.push(op),
+                _ => out.push((j, op)),
             }
         }
     }

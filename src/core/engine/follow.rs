@@ -96,4 +96,57 @@ impl Engine {
             }
         }
     }
+
+    /// Several nodes: reloads a session from the store, so memory holds what is committed
+    /// for it (or nothing, if nothing is).
+    pub fn refresh_session(&self, sid: Sid, now_ms: i64) -> Result<(), StoreError> {
+        let rows = self.store.session_rows(sid)?;
+        self.follow(vec![Followed::Session(sid, rows)], now_ms);
+        Ok(())
+    }
+
+    /// After the store refused a change to `session` (`StoreError::Conflict`: another node's
+    /// session holds one of its route keys): memory goes back to what is committed, for it
+    /// and for the sessions holding the keys it wanted, so a second choice avoids them.
+    pub fn settle_conflict(&self, session: Sid, now_ms: i64) -> Result<(), StoreError> {
+        let keys: Vec<(E164, E164)> = {
+            let st = self.state.lock();
+            st.live_participants(session)
+                .iter()
+                .filter_map(|p| st.participants.get(p))
+                .map(|p| (p.proxy, p.identifier))
+                .collect()
+        };
+        self.refresh_session(session, now_ms)?;
+        for (proxy, identifier) in keys {
+            if let Some(owner) = self.store.route_owner(proxy, identifier)? {
+                if owner != session {
+                    self.refresh_session(owner, now_ms)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Several nodes: a route key missing here may belong to a session another node has
+    /// just committed and this one has not followed yet. Asks the store; true if the key
+    /// routes now. Blocks on the store: call it off the async runtime.
+    pub fn route_from_store(&self, proxy: E164, sender: E164, now_ms: i64) -> bool {
+        if !self.store.shared() {
+            return false;
+        }
+        match self.store.route_owner(proxy, sender) {
+            Ok(Some(owner)) => {
+                if let Err(e) = self.refresh_session(owner, now_ms) {
+                    tracing::warn!(error = %e, "cannot read a session from the store");
+                }
+                self.routes.resolve(proxy, sender).is_some()
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the store for a route");
+                false
+            }
+        }
+    }
 }

@@ -16,6 +16,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 use super::read;
 use super::schema::{self, select, NUMBERS, PARTICIPANTS, SERVICES, SESSIONS};
 use super::write::{KIND_NUMBER, KIND_SERVICE, KIND_SESSION};
+use crate::core::model::{Participant, Session};
 use crate::core::sid::Sid;
 use crate::core::store::{FollowFn, Followed, StoreError};
 
@@ -198,7 +199,7 @@ async fn catch_up(
             }
         }
         if !(services.is_empty() && numbers.is_empty() && sessions.is_empty()) {
-            let followed = fetch(client, &services, &numbers, &sessions).await?;
+            let followed = fetch(client, &services, &numbers, &sessions, true).await?;
             apply(followed);
         }
         *from = last;
@@ -208,18 +209,22 @@ async fn catch_up(
     }
 }
 
-/// The current rows of what changed, read in one snapshot: services first, then numbers,
-/// then sessions with their participants (the order the engine applies them in).
+/// The current rows of what changed, with `snapshot` read in one snapshot (on a connection
+/// nobody else uses): services first, then numbers, then sessions with their participants
+/// (the order the engine applies them in).
 async fn fetch(
     client: &Client,
     services: &[Sid],
     numbers: &[Sid],
     sessions: &[Sid],
+    snapshot: bool,
 ) -> Result<Vec<Followed>, tokio_postgres::Error> {
     let text = |v: &[Sid]| v.iter().map(Sid::to_string).collect::<Vec<_>>();
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
+    if snapshot {
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+    }
     let result = async {
         let mut out = Vec::new();
         let by_sid = format!("{} WHERE sid = ANY($1)", select("services", SERVICES));
@@ -272,6 +277,22 @@ async fn fetch(
         Ok(out)
     }
     .await;
-    client.batch_execute("COMMIT").await?;
+    if snapshot {
+        client.batch_execute("COMMIT").await?;
+    }
     result
+}
+
+/// One session and its participants as committed, read in one snapshot.
+pub(super) async fn session_rows(
+    client: &Client,
+    sid: Sid,
+) -> Result<Option<(Session, Vec<Participant>)>, tokio_postgres::Error> {
+    // On the shared reader connection: no transaction of its own (others' reads interleave);
+    // a participant written between the two reads is followed in a moment anyway.
+    let followed = fetch(client, &[], &[], &[sid], false).await?;
+    Ok(followed.into_iter().find_map(|f| match f {
+        Followed::Session(_, rows) => rows,
+        _ => None,
+    }))
 }

@@ -119,6 +119,13 @@ pub(super) fn connection_lost(e: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// Whether `e` is a deadlock or serialization failure between nodes' transactions: the
+/// server rolled back; sending the same work again is right.
+pub(super) fn retry_now(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| matches!(db.code().code(), "40P01" | "40001"))
+}
+
 /// The URL's target without its password, for logs and error messages.
 pub fn describe_url(url: &str) -> String {
     match Config::from_str(url) {
@@ -459,6 +466,38 @@ impl Store for PgStore {
 
     fn close(&self) {
         PgStore::close(self);
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn session_rows(
+        &self,
+        sid: Sid,
+    ) -> Result<Option<(crate::core::model::Session, Vec<crate::core::model::Participant>)>, StoreError>
+    {
+        let reader = self.reader.clone();
+        let rows = self.on_reader(async move {
+            let c = reader.connection().await?;
+            follow::session_rows(&c.client, sid).await
+        })?;
+        rows.map_err(|e| StoreError::Io(describe_error(&e)))
+    }
+
+    fn route_owner(
+        &self,
+        proxy: crate::core::E164,
+        identifier: crate::core::E164,
+    ) -> Result<Option<Sid>, StoreError> {
+        let rows = self.rows(
+            Sql::Text("SELECT session_sid FROM route_keys WHERE proxy = $1 AND identifier = $2".into()),
+            vec![p(big(proxy.as_u64())), p(big(identifier.as_u64()))],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.try_get::<_, &str>(0).ok())
+            .and_then(Sid::parse_any))
     }
 
     fn follow(&self, apply: FollowFn) -> Result<(), StoreError> {

@@ -196,8 +196,23 @@ CREATE TABLE change_horizon (one BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
 INSERT INTO change_horizon VALUES (true, 0);
 ";
 
+/// Version 3: the route keys of active sessions, one row each: the unique key is what keeps
+/// two nodes allocating at once from giving one key to two sessions. Filled from the
+/// sessions already there.
+const V3: &str = "
+CREATE TABLE route_keys (
+  proxy BIGINT NOT NULL, identifier BIGINT NOT NULL, session_sid TEXT NOT NULL,
+  PRIMARY KEY (proxy, identifier));
+CREATE INDEX route_keys_session ON route_keys(session_sid);
+INSERT INTO route_keys
+  SELECT p.proxy, p.identifier, p.session_sid FROM participants p
+  JOIN sessions s ON s.sid = p.session_sid
+  WHERE s.status IN ('open', 'in-progress') AND p.date_deleted IS NULL
+  ON CONFLICT DO NOTHING;
+";
+
 /// Every step, oldest first; version N is `STEPS[N - 1]`.
-const STEPS: &[&str] = &[V1, V2];
+const STEPS: &[&str] = &[V1, V2, V3];
 
 /// The advisory lock a writer holds from its change-log insert to its commit, so the log's
 /// sequence is in commit order (a bigserial alone is in insert order).

@@ -15,7 +15,7 @@ use crate::core::model::ResourceStatus;
 use crate::core::sid::Sid;
 use crate::core::store::{StoreError, WriteOp};
 use crate::store::origin_text;
-use crate::store::writer::{effective_ops, Job};
+use crate::store::writer::{effective_ops_of, Job};
 
 /// How long the writer keeps re-opening a lost connection before it gives up (the daemon
 /// then stops; it rebuilds from the store at its next start).
@@ -62,6 +62,10 @@ enum W {
     ChangesLock,
     Changes,
     Notify,
+    // Route keys: a session's as its rows now say; the service's and session's removal.
+    SyncKeys,
+    ServiceKeys,
+    SessionKeys,
 }
 
 fn sql(w: W) -> String {
@@ -111,6 +115,11 @@ fn sql(w: W) -> String {
             SELECT $1, k, s FROM unnest($2::text[], $3::text[]) AS t(k, s)"
             .into(),
         W::Notify => format!("SELECT pg_notify('{}', $1::int::text)", schema::CHANNEL),
+        W::SyncKeys => SYNC_KEYS.into(),
+        W::ServiceKeys => "DELETE FROM route_keys WHERE session_sid IN
+            (SELECT sid FROM sessions WHERE service_sid = $1)"
+            .into(),
+        W::SessionKeys => "DELETE FROM route_keys WHERE session_sid = $1".into(),
     }
 }
 
@@ -145,7 +154,29 @@ const ALL: &[W] = &[
     W::ChangesLock,
     W::Changes,
     W::Notify,
+    W::SyncKeys,
+    W::ServiceKeys,
+    W::SessionKeys,
 ];
+
+/// Makes `route_keys` hold exactly the keys of session $1's live participants while it is
+/// active: keys it no longer uses go, the others are claimed. Answers how many it could not
+/// claim because another session holds them (the unique key refuses; a claim another
+/// transaction is making waits for it to end).
+const SYNC_KEYS: &str = "
+WITH want AS (
+  SELECT p.proxy, p.identifier FROM participants p JOIN sessions s ON s.sid = p.session_sid
+  WHERE s.sid = $1 AND s.status IN ('open', 'in-progress') AND p.date_deleted IS NULL),
+gone AS (
+  DELETE FROM route_keys r WHERE r.session_sid = $1 AND NOT EXISTS
+    (SELECT 1 FROM want w WHERE w.proxy = r.proxy AND w.identifier = r.identifier)),
+mine AS (
+  SELECT count(*) AS n FROM route_keys r JOIN want w
+    ON w.proxy = r.proxy AND w.identifier = r.identifier WHERE r.session_sid = $1),
+claimed AS (
+  INSERT INTO route_keys (proxy, identifier, session_sid) SELECT proxy, identifier, $1 FROM want
+  ON CONFLICT (proxy, identifier) DO NOTHING RETURNING 1)
+SELECT (SELECT count(*) FROM want) - (SELECT n FROM mine) - (SELECT count(*) FROM claimed)";
 
 /// What the change log says an op changed: `(kind, sid)`, a participant being its session.
 fn changed(op: &WriteOp) -> Option<(&'static str, Sid)> {
@@ -202,6 +233,7 @@ fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
         )),
         WriteOp::DeleteService(sid) => {
             for w in [
+                W::ServiceKeys,
                 W::ServiceOutbound,
                 W::ServiceRemoteRefs,
                 W::ServiceInteractions,
@@ -250,6 +282,7 @@ fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
         WriteOp::DeleteSession(sid) => {
             // The queue and receipt rows of its messages hold real numbers: they go too.
             for w in [
+                W::SessionKeys,
                 W::SessionOutbound,
                 W::SessionRemoteRefs,
                 W::SessionInteractions,
@@ -406,13 +439,69 @@ impl PgWriter {
     }
 
     /// Commits a group, re-opening a lost connection and sending the group again for up to
-    /// `RECONNECT_FOR`. An error the server gives on a live connection is not retried.
-    pub(super) fn commit(&mut self, jobs: &[Job]) -> Result<(), StoreError> {
-        let mut list = Vec::new();
+    /// `RECONNECT_FOR`, and sending it again at once after a deadlock between nodes. An
+    /// awaited job whose route keys another node's session holds is refused (its index is
+    /// returned) and the group is sent again without it; another error the server gives on
+    /// a live connection is not retried.
+    pub(super) fn commit(&mut self, jobs: &[Job]) -> Result<Vec<usize>, StoreError> {
+        let mut refused: Vec<usize> = Vec::new();
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        let mut deadlocks = 0;
+        loop {
+            let list = self.statements_of(jobs, &refused);
+            let result = self
+                .rt
+                .block_on(attempt(&self.config, &mut self.conn, &list));
+            let lost = matches!(&result, Err(e) if super::connection_lost(e))
+                || self.conn.as_ref().is_none_or(|c| c.client.is_closed());
+            match result {
+                Ok(Outcome::Committed) => return Ok(refused),
+                Ok(Outcome::Refused(more)) => refused.extend(more),
+                Err(e) if lost && started.elapsed() < RECONNECT_FOR => {
+                    tracing::warn!(error = %super::describe_error(&e), "store connection lost; re-opening it");
+                    self.conn = None;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) if super::retry_now(&e) && deadlocks < 20 => deadlocks += 1,
+                Err(e) => return Err(StoreError::Io(super::describe_error(&e))),
+            }
+        }
+    }
+
+    /// The statements of every job not in `skip`, in order: each job's ops, then the sync
+    /// of the route keys of each session it touched; the change log's rows last.
+    fn statements_of(&self, jobs: &[Job], skip: &[usize]) -> Vec<Statement_> {
+        let mut list: Vec<Statement_> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let (mut kinds, mut sids) = (Vec::new(), Vec::new());
-        for op in effective_ops(jobs) {
-            statements(op, &mut list);
+        let mut touched: Vec<Sid> = Vec::new();
+        let mut current = None;
+        let flush = |list: &mut Vec<Statement_>, touched: &mut Vec<Sid>, job: Option<usize>| {
+            if let Some(j) = job {
+                let awaited = jobs[j].1.is_some();
+                for sid in touched.drain(..) {
+                    list.push((W::SyncKeys, params![s(&sid)], Some((j, awaited))));
+                }
+            }
+        };
+        for (j, op) in effective_ops_of(jobs, skip) {
+            if current != Some(j) {
+                flush(&mut list, &mut touched, current);
+                current = Some(j);
+            }
+            let mut one = Vec::new();
+            statements(op, &mut one);
+            list.extend(one.into_iter().map(|(w, p)| (w, p, None)));
+            let session = match op {
+                WriteOp::PutSession(v) => Some(v.sid),
+                WriteOp::PutParticipant(v) => Some(v.session_sid),
+                _ => None,
+            };
+            if let Some(sid) = session.filter(|sid| !touched.contains(sid)) {
+                touched.push(sid);
+            }
             if let Some((kind, sid)) = changed(op) {
                 if seen.insert((kind, sid)) {
                     kinds.push(kind.to_string());
@@ -420,39 +509,32 @@ impl PgWriter {
                 }
             }
         }
+        flush(&mut list, &mut touched, current);
         if !kinds.is_empty() {
             // Last, so the lock is held only for the log rows and the commit.
-            list.push((W::ChangesLock, Vec::new()));
-            list.push((W::Changes, params![self.node, kinds, sids]));
-            list.push((W::Notify, params![self.node]));
+            list.push((W::ChangesLock, Vec::new(), None));
+            list.push((W::Changes, params![self.node, kinds, sids], None));
+            list.push((W::Notify, params![self.node], None));
         }
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let result = self
-                .rt
-                .block_on(attempt(&self.config, &mut self.conn, &list));
-            let lost = matches!(&result, Err(e) if super::connection_lost(e))
-                || self.conn.as_ref().is_none_or(|c| c.client.is_closed());
-            match result {
-                Ok(()) => return Ok(()),
-                Err(e) if lost && started.elapsed() < RECONNECT_FOR => {
-                    tracing::warn!(error = %super::describe_error(&e), "store connection lost; re-opening it");
-                    self.conn = None;
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => return Err(StoreError::Io(super::describe_error(&e))),
-            }
-        }
+        list
     }
+}
+
+/// A statement, its parameters and, for a route-key sync, the job it belongs to and whether
+/// anyone awaits that job.
+type Statement_ = (W, Vec<Param>, Option<(usize, bool)>);
+
+enum Outcome {
+    Committed,
+    /// Awaited jobs whose route keys other sessions hold: rolled back, send without them.
+    Refused(Vec<usize>),
 }
 
 async fn attempt(
     config: &Config,
     conn: &mut Option<Connected>,
-    list: &[(W, Vec<Param>)],
-) -> Result<(), tokio_postgres::Error> {
+    list: &[Statement_],
+) -> Result<Outcome, tokio_postgres::Error> {
     if conn.is_none() {
         let client = super::connect(config).await?;
         let mut prepared = Vec::with_capacity(ALL.len());
@@ -465,14 +547,29 @@ async fn attempt(
         unreachable!("connected above")
     };
     let tx = c.client.transaction().await?;
-    // Each execute sends its request when first polled: poll them all once, in order, so
+    type Answer<'a> =
+        std::pin::Pin<Box<dyn Future<Output = Result<Option<i64>, tokio_postgres::Error>> + Send + 'a>>;
+    // Each statement sends its request when first polled: poll them all once, in order, so
     // the whole group is on the wire before the first answer is awaited; then take the
     // answers in order.
-    let mut pending: Vec<_> = list
+    let mut pending: Vec<Answer<'_>> = list
         .iter()
-        .map(|(w, p)| {
-            let params = p.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync));
-            Box::pin(tx.execute_raw(&c.prepared[*w as usize], params))
+        .map(|(w, p, sync)| {
+            let stmt = &c.prepared[*w as usize];
+            let tx = &tx;
+            let answer: Answer<'_> = if sync.is_some() {
+                Box::pin(async move {
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        p.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
+                    tx.query_one(stmt, &params).await.map(|r| Some(r.get::<_, i64>(0)))
+                })
+            } else {
+                Box::pin(async move {
+                    let params = p.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync));
+                    tx.execute_raw(stmt, params).await.map(|_| None)
+                })
+            };
+            answer
         })
         .collect();
     let mut early = Vec::with_capacity(pending.len());
@@ -486,12 +583,29 @@ async fn attempt(
         std::task::Poll::Ready(())
     })
     .await;
-    for (f, done) in pending.iter_mut().zip(early) {
-        match done {
+    let mut refused = Vec::new();
+    for ((f, done), (_, _, sync)) in pending.iter_mut().zip(early).zip(list) {
+        let answer = match done {
             Some(r) => r?,
             None => f.await?,
         };
+        if let (Some((job, awaited)), Some(lost)) = (sync, answer) {
+            if lost > 0 && *awaited {
+                if !refused.contains(job) {
+                    refused.push(*job);
+                }
+            } else if lost > 0 {
+                // Nobody waits to be told (a call's log): kept, without the keys.
+                tracing::warn!("a session's route keys are held by another node's session");
+            }
+        }
     }
     drop(pending);
-    tx.commit().await
+    if refused.is_empty() {
+        tx.commit().await?;
+        Ok(Outcome::Committed)
+    } else {
+        tx.rollback().await?;
+        Ok(Outcome::Refused(refused))
+    }
 }
