@@ -37,7 +37,10 @@ fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
         &url,
         "SELECT version FROM schema_migrations ORDER BY version",
     );
-    let expected: Vec<_> = ["1", "2", "3"].iter().map(|v| Some(v.to_string())).collect();
+    let expected: Vec<_> = ["1", "2", "3"]
+        .iter()
+        .map(|v| Some(v.to_string()))
+        .collect();
     assert_eq!(versions, expected, "one row per version");
 
     pg::run_on(&url, "INSERT INTO schema_migrations (version) VALUES (99)");

@@ -205,13 +205,17 @@ pub trait Store: Send + Sync + 'static {
     /// A session and all its participants as committed (several nodes).
     fn session_rows(&self, sid: Sid) -> Result<Option<(Session, Vec<Participant>)>, StoreError> {
         let _ = sid;
-        Err(StoreError::Io("a store of one node is read from memory".into()))
+        Err(StoreError::Io(
+            "a store of one node is read from memory".into(),
+        ))
     }
     /// The session holding the route key `(proxy, identifier)` as committed (several
     /// nodes).
     fn route_owner(&self, proxy: E164, identifier: E164) -> Result<Option<Sid>, StoreError> {
         let _ = (proxy, identifier);
-        Err(StoreError::Io("a store of one node is read from memory".into()))
+        Err(StoreError::Io(
+            "a store of one node is read from memory".into(),
+        ))
     }
 }
 

@@ -62,7 +62,10 @@ impl SqliteStore {
         migrate(&mut conn)?;
         let reader = Connection::open(path).map_err(io)?;
         configure(&reader)?;
-        let writer = Writer::spawn(move |jobs| apply(&mut conn, jobs).map(|()| Vec::new()), on_fatal)?;
+        let writer = Writer::spawn(
+            move |jobs| apply(&mut conn, jobs).map(|()| Vec::new()),
+            on_fatal,
+        )?;
         Ok(SqliteStore {
             writer,
             reader: Mutex::new(reader),

@@ -171,7 +171,10 @@ fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
 /// and hang-up) only in its last version. Rows are whole-row replacements and there are no
 /// foreign keys, so the result is the same.
 pub(super) fn effective_ops(jobs: &[Job]) -> Vec<&WriteOp> {
-    effective_ops_of(jobs, &[]).into_iter().map(|(_, op)| op).collect()
+    effective_ops_of(jobs, &[])
+        .into_iter()
+        .map(|(_, op)| op)
+        .collect()
 }
 
 /// `effective_ops` of the jobs but those in `skip`, each with its job's index.

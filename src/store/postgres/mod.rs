@@ -475,8 +475,13 @@ impl Store for PgStore {
     fn session_rows(
         &self,
         sid: Sid,
-    ) -> Result<Option<(crate::core::model::Session, Vec<crate::core::model::Participant>)>, StoreError>
-    {
+    ) -> Result<
+        Option<(
+            crate::core::model::Session,
+            Vec<crate::core::model::Participant>,
+        )>,
+        StoreError,
+    > {
         let reader = self.reader.clone();
         let rows = self.on_reader(async move {
             let c = reader.connection().await?;
@@ -491,7 +496,9 @@ impl Store for PgStore {
         identifier: crate::core::E164,
     ) -> Result<Option<Sid>, StoreError> {
         let rows = self.rows(
-            Sql::Text("SELECT session_sid FROM route_keys WHERE proxy = $1 AND identifier = $2".into()),
+            Sql::Text(
+                "SELECT session_sid FROM route_keys WHERE proxy = $1 AND identifier = $2".into(),
+            ),
             vec![p(big(proxy.as_u64())), p(big(identifier.as_u64()))],
         )?;
         Ok(rows

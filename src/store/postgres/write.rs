@@ -547,8 +547,9 @@ async fn attempt(
         unreachable!("connected above")
     };
     let tx = c.client.transaction().await?;
-    type Answer<'a> =
-        std::pin::Pin<Box<dyn Future<Output = Result<Option<i64>, tokio_postgres::Error>> + Send + 'a>>;
+    type Answer<'a> = std::pin::Pin<
+        Box<dyn Future<Output = Result<Option<i64>, tokio_postgres::Error>> + Send + 'a>,
+    >;
     // Each statement sends its request when first polled: poll them all once, in order, so
     // the whole group is on the wire before the first answer is awaited; then take the
     // answers in order.
@@ -559,9 +560,13 @@ async fn attempt(
             let tx = &tx;
             let answer: Answer<'_> = if sync.is_some() {
                 Box::pin(async move {
-                    let params: Vec<&(dyn ToSql + Sync)> =
-                        p.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
-                    tx.query_one(stmt, &params).await.map(|r| Some(r.get::<_, i64>(0)))
+                    let params: Vec<&(dyn ToSql + Sync)> = p
+                        .iter()
+                        .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    tx.query_one(stmt, &params)
+                        .await
+                        .map(|r| Some(r.get::<_, i64>(0)))
                 })
             } else {
                 Box::pin(async move {
