@@ -27,6 +27,9 @@ const LAZY_WINDOW: Duration = Duration::from_millis(100);
 
 pub(super) type Job = (Vec<WriteOp>, Option<Completion>);
 
+/// A backend's commit of a group: the indexes of the jobs it refused, or why it failed.
+type Commit<'a> = &'a mut dyn FnMut(&[Job]) -> Result<Vec<usize>, StoreError>;
+
 /// The submitting half; dropping it (or `close`) stops the thread after it has committed
 /// what was queued.
 pub(super) struct Writer {
@@ -97,7 +100,7 @@ impl Drop for Writer {
 fn writer_loop(
     rx: Receiver<Job>,
     urgent: &AtomicBool,
-    commit: &mut dyn FnMut(&[Job]) -> Result<Vec<usize>, StoreError>,
+    commit: Commit<'_>,
     on_fatal: Box<dyn Fn(StoreError) + Send>,
 ) {
     let mut failed = false;
