@@ -259,3 +259,78 @@ fn a_session_is_routable_on_the_other_node_within_moments() {
     // A bound for a loaded CI machine; BENCHMARKS.md has the figure measured at rest.
     assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
 }
+
+#[test]
+fn a_session_closes_once_whichever_wheel_fires_and_activity_anywhere_extends_it() {
+    let url = pg::fresh_database("expiry");
+    let (n1, n2) = (node(&url, 1), node(&url, 2));
+    let t0 = now_ms() / 1000;
+    let s = common::seed::service_with_session(
+        &n1,
+        ServicePatch {
+            unique_name: Some("expiry".into()),
+            ..Default::default()
+        },
+        ["+14155550101", "+14155550102"],
+        NewSession {
+            ttl: Some(10),
+            ..Default::default()
+        },
+        t0,
+    );
+    until("node 2 has the session", || n2.session(s.session).is_ok());
+
+    // Activity on node 2 at t0+8: node 1 follows it and its deadline moves to t0+18.
+    n2.record(Vec::new(), Some((s.session, t0 + 8)))
+        .wait_blocking()
+        .unwrap();
+    until("node 1 sees the activity", || {
+        n1.session(s.session).unwrap().date_last_interaction == Some(t0 + 8)
+    });
+    assert_eq!(n1.expire((t0 + 11) * 1000), 0, "the deadline moved");
+
+    // Activity node 1 has not heard of (written behind its back, no change-log row): its
+    // wheel fires at the old deadline, the store refuses the close, and node 1 reads the
+    // session again and keeps it open.
+    pg::run_on(
+        &url,
+        &format!(
+            "UPDATE sessions SET date_last_interaction = {} WHERE sid = '{}'",
+            t0 + 15,
+            s.session
+        ),
+    );
+    assert_eq!(n1.expire((t0 + 18) * 1000), 1, "node 1's wheel fires");
+    until("node 1 takes the session back", || {
+        n1.session(s.session).unwrap().status == SessionStatus::InProgress
+    });
+    let status = |url: &str| {
+        pg::run_on(
+            url,
+            &format!("SELECT status || ' ' || closed_reason || ' ' || COALESCE(date_ended::text, '-') FROM sessions WHERE sid = '{}'", s.session),
+        )
+    };
+    assert_eq!(status(&url), vec![Some("in-progress  -".to_string())]);
+
+    // Past the real deadline (t0+25) both wheels fire; the first close is the one.
+    until("node 2 has the later activity", || {
+        n2.session(s.session)
+            .unwrap()
+            .date_last_interaction
+            .is_some()
+    });
+    assert_eq!(n1.expire((t0 + 30) * 1000), 1);
+    n1.record(Vec::new(), None).wait_blocking().unwrap();
+    n2.expire((t0 + 31) * 1000);
+    n2.record(Vec::new(), None).wait_blocking().unwrap();
+    assert_eq!(status(&url), vec![Some(format!("closed ttl {}", t0 + 30))]);
+    until("node 2 agrees on the close", || {
+        let v = n2.session(s.session).unwrap();
+        v.status == SessionStatus::Closed && v.date_ended == Some(t0 + 30)
+    });
+    let v = n1.session(s.session).unwrap();
+    assert_eq!(
+        (v.status, v.date_ended),
+        (SessionStatus::Closed, Some(t0 + 30))
+    );
+}

@@ -38,6 +38,18 @@ pub enum WriteOp {
     DeleteNumber(Sid),
     PutSession(Session),
     DeleteSession(Sid),
+    /// An interaction in a session at `at` (Unix seconds): its last interaction moves to
+    /// `at` if later and an open session becomes in-progress. Never reopens a closed one,
+    /// so a node that has not yet seen another node close the session cannot undo it.
+    TouchSession {
+        session: Sid,
+        at: Timestamp,
+    },
+    /// The timer wheel closed `Session` (its new row). Several nodes: it is written only
+    /// if the session is still active and its deadline has passed by the row in the store;
+    /// otherwise (another node closed it first, or activity there moved the deadline) it is
+    /// not, and every node reads the session again.
+    ExpireSession(Session),
     PutParticipant(Participant),
     PutInteraction(Interaction),
     DeleteInteraction(Sid),

@@ -163,7 +163,8 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         WriteOp::DeleteNumber(sid) => {
             tx.execute("DELETE FROM numbers WHERE sid = ?1", [s(sid)])?;
         }
-        WriteOp::PutSession(v) => {
+        // One node: what its wheel closed is closed.
+        WriteOp::PutSession(v) | WriteOp::ExpireSession(v) => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO sessions VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
             )?
@@ -173,6 +174,10 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
                 v.date_last_interaction, v.closed_reason.as_str(), v.date_created, v.date_updated,
                 v.record
             ])?;
+        }
+        WriteOp::TouchSession { session, at } => {
+            tx.prepare_cached(TOUCH_SESSION)?
+                .execute(params![s(session), at])?;
         }
         WriteOp::DeleteSession(sid) => {
             let k = s(sid);
@@ -281,6 +286,15 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
     }
     Ok(())
 }
+
+/// `WriteOp::TouchSession`, in SQL both backends speak (PostgreSQL numbers its parameters
+/// `$N` instead of `?N`).
+pub(super) const TOUCH_SESSION: &str = "UPDATE sessions SET
+    date_last_interaction = CASE WHEN date_last_interaction IS NULL OR date_last_interaction < ?2
+      THEN ?2 ELSE date_last_interaction END,
+    date_updated = CASE WHEN date_updated < ?2 THEN ?2 ELSE date_updated END,
+    status = CASE WHEN status = 'open' THEN 'in-progress' ELSE status END
+  WHERE sid = ?1";
 
 fn origin_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<ReceiptOrigin>> {
     let text: Option<String> = row.get(i)?;

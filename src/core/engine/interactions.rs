@@ -51,9 +51,6 @@ impl Engine {
             date_updated: now,
         };
         st.touch_session(session, now);
-        let view = st
-            .session_view(session)
-            .ok_or(CoreError::NotFound(Resource::Session))?;
         let msg = OutboundMessage {
             interaction: interaction.sid,
             session,
@@ -64,7 +61,7 @@ impl Engine {
         };
         let mut ops = vec![
             WriteOp::PutInteraction(interaction.clone()),
-            WriteOp::PutSession(view),
+            WriteOp::TouchSession { session, at: now },
         ];
         let items = self.status_callbacks(&mut st, &mut ops);
         let d = self.submit(ops);
@@ -135,9 +132,12 @@ impl Engine {
     ) {
         let mut st = self.state.lock();
         if let Some((sid, now)) = touch {
-            st.touch_session(sid, now);
-            if let Some(view) = st.session_view(sid) {
-                ops.push(WriteOp::PutSession(view));
+            if st.sessions.contains_key(&sid) {
+                st.touch_session(sid, now);
+                ops.push(WriteOp::TouchSession {
+                    session: sid,
+                    at: now,
+                });
             }
         }
         let items = self.status_callbacks(&mut st, &mut ops);

@@ -359,7 +359,7 @@ impl Engine {
         let ops: Vec<WriteOp> = closed
             .iter()
             .filter_map(|s| st.session_view(*s))
-            .map(WriteOp::PutSession)
+            .map(WriteOp::ExpireSession)
             .collect();
         let n = ops.len();
         if n > 0 {

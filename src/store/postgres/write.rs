@@ -62,6 +62,8 @@ enum W {
     ChangesLock,
     Changes,
     Notify,
+    TouchSession,
+    ExpireSession,
     // Route keys: a session's as its rows now say; the service's and session's removal.
     SyncKeys,
     ServiceKeys,
@@ -115,6 +117,8 @@ fn sql(w: W) -> String {
             SELECT $1, k, s FROM unnest($2::text[], $3::text[]) AS t(k, s)"
             .into(),
         W::Notify => format!("SELECT pg_notify('{}', $1::int::text)", schema::CHANNEL),
+        W::TouchSession => crate::store::sqlite::TOUCH_SESSION.replace('?', "$"),
+        W::ExpireSession => EXPIRE_SESSION.into(),
         W::SyncKeys => SYNC_KEYS.into(),
         W::ServiceKeys => "DELETE FROM route_keys WHERE session_sid IN
             (SELECT sid FROM sessions WHERE service_sid = $1)"
@@ -154,10 +158,20 @@ const ALL: &[W] = &[
     W::ChangesLock,
     W::Changes,
     W::Notify,
+    W::TouchSession,
+    W::ExpireSession,
     W::SyncKeys,
     W::ServiceKeys,
     W::SessionKeys,
 ];
+
+/// A close by the timer wheel, applied only while the session is still active and its
+/// deadline, by the row as committed, has passed ($4 is the close time, Unix seconds).
+const EXPIRE_SESSION: &str = "UPDATE sessions SET status = $2, closed_reason = $3,
+    date_ended = $4, date_updated = $5
+  WHERE sid = $1 AND status IN ('open', 'in-progress')
+    AND (CASE WHEN date_expiry IS NOT NULL THEN date_expiry
+              WHEN ttl > 0 THEN COALESCE(date_last_interaction, date_created) + ttl END) <= $4";
 
 /// Makes `route_keys` hold exactly the keys of session $1's live participants while it is
 /// active: keys it no longer uses go, the others are claimed. Answers how many it could not
@@ -185,7 +199,8 @@ fn changed(op: &WriteOp) -> Option<(&'static str, Sid)> {
         WriteOp::DeleteService(sid) => (KIND_SERVICE, *sid),
         WriteOp::PutNumber(v) => (KIND_NUMBER, v.sid),
         WriteOp::DeleteNumber(sid) => (KIND_NUMBER, *sid),
-        WriteOp::PutSession(v) => (KIND_SESSION, v.sid),
+        WriteOp::PutSession(v) | WriteOp::ExpireSession(v) => (KIND_SESSION, v.sid),
+        WriteOp::TouchSession { session, .. } => (KIND_SESSION, *session),
         WriteOp::DeleteSession(sid) => (KIND_SESSION, *sid),
         WriteOp::PutParticipant(v) => (KIND_SESSION, v.session_sid),
         _ => return None,
@@ -277,6 +292,19 @@ fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
                 v.date_created,
                 v.date_updated,
                 v.record
+            ],
+        )),
+        WriteOp::TouchSession { session, at } => {
+            out.push((W::TouchSession, params![s(session), *at]))
+        }
+        WriteOp::ExpireSession(v) => out.push((
+            W::ExpireSession,
+            params![
+                s(&v.sid),
+                v.status.as_str(),
+                v.closed_reason.as_str(),
+                v.date_ended.unwrap_or(v.date_updated),
+                v.date_updated
             ],
         )),
         WriteOp::DeleteSession(sid) => {
@@ -482,7 +510,7 @@ impl PgWriter {
             if let Some(j) = job {
                 let awaited = jobs[j].1.is_some();
                 for sid in touched.drain(..) {
-                    list.push((W::SyncKeys, params![s(&sid)], Some((j, awaited))));
+                    list.push((W::SyncKeys, params![s(&sid)], Some(Tag::Sync(j, awaited))));
                 }
             }
         };
@@ -493,9 +521,13 @@ impl PgWriter {
             }
             let mut one = Vec::new();
             statements(op, &mut one);
-            list.extend(one.into_iter().map(|(w, p)| (w, p, None)));
+            let tag = |w: W| match (w, op) {
+                (W::ExpireSession, WriteOp::ExpireSession(v)) => Some(Tag::Expire(v.sid)),
+                _ => None,
+            };
+            list.extend(one.into_iter().map(|(w, p)| (w, p, tag(w))));
             let session = match op {
-                WriteOp::PutSession(v) => Some(v.sid),
+                WriteOp::PutSession(v) | WriteOp::ExpireSession(v) => Some(v.sid),
                 WriteOp::PutParticipant(v) => Some(v.session_sid),
                 _ => None,
             };
@@ -520,9 +552,16 @@ impl PgWriter {
     }
 }
 
-/// A statement, its parameters and, for a route-key sync, the job it belongs to and whether
-/// anyone awaits that job.
-type Statement_ = (W, Vec<Param>, Option<(usize, bool)>);
+/// A statement, its parameters and what its answer decides.
+type Statement_ = (W, Vec<Param>, Option<Tag>);
+
+enum Tag {
+    /// A route-key sync: the job it belongs to and whether anyone awaits that job.
+    Sync(usize, bool),
+    /// A close by the timer wheel of this session: if the store did not take it, every
+    /// node reads the session again.
+    Expire(Sid),
+}
 
 enum Outcome {
     Committed,
@@ -558,7 +597,7 @@ async fn attempt(
         .map(|(w, p, sync)| {
             let stmt = &c.prepared[*w as usize];
             let tx = &tx;
-            let answer: Answer<'_> = if sync.is_some() {
+            let answer: Answer<'_> = if matches!(sync, Some(Tag::Sync(..))) {
                 Box::pin(async move {
                     let params: Vec<&(dyn ToSql + Sync)> = p
                         .iter()
@@ -571,7 +610,9 @@ async fn attempt(
             } else {
                 Box::pin(async move {
                     let params = p.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync));
-                    tx.execute_raw(stmt, params).await.map(|_| None)
+                    tx.execute_raw(stmt, params)
+                        .await
+                        .map(|n| Some(i64::try_from(n).unwrap_or(i64::MAX)))
                 })
             };
             answer
@@ -589,12 +630,16 @@ async fn attempt(
     })
     .await;
     let mut refused = Vec::new();
-    for ((f, done), (_, _, sync)) in pending.iter_mut().zip(early).zip(list) {
+    let mut reread = Vec::new();
+    for ((f, done), (_, _, tag)) in pending.iter_mut().zip(early).zip(list) {
         let answer = match done {
             Some(r) => r?,
             None => f.await?,
         };
-        if let (Some((job, awaited)), Some(lost)) = (sync, answer) {
+        if let (Some(Tag::Expire(sid)), Some(0)) = (tag, answer) {
+            reread.push(sid.to_string());
+        }
+        if let (Some(Tag::Sync(job, awaited)), Some(lost)) = (tag, answer) {
             if lost > 0 && *awaited {
                 if !refused.contains(job) {
                     refused.push(*job);
@@ -608,6 +653,19 @@ async fn attempt(
     drop(pending);
     if refused.is_empty() {
         tx.commit().await?;
+        if !reread.is_empty() {
+            // Another node closed these first, or activity there moved their deadline:
+            // every node, this one included (node 0 is none), reads them again.
+            let tx = c.client.transaction().await?;
+            tx.execute(&c.prepared[W::ChangesLock as usize], &[])
+                .await?;
+            let kinds = vec![KIND_SESSION.to_string(); reread.len()];
+            tx.execute(&c.prepared[W::Changes as usize], &[&0i32, &kinds, &reread])
+                .await?;
+            tx.execute(&c.prepared[W::Notify as usize], &[&0i32])
+                .await?;
+            tx.commit().await?;
+        }
         Ok(Outcome::Committed)
     } else {
         tx.rollback().await?;
