@@ -6,6 +6,11 @@ use super::load::install;
 use super::*;
 use crate::core::store::Followed;
 
+/// How long a route key the store had no session for is not asked about again, and how many
+/// such keys are remembered at most (then forgotten all at once).
+const MISS_MEMORY_MS: i64 = 250;
+const MISS_MEMORY_KEYS: usize = 65_536;
+
 impl Engine {
     /// Starts applying the other nodes' changes as the store delivers them (nothing on a
     /// store of one node). `clock` gives the current Unix time in milliseconds.
@@ -135,6 +140,22 @@ impl Engine {
         if !self.store.shared() {
             return false;
         }
+        // A key the store had no session for a moment ago is not asked again at once: a
+        // stranger's flood costs no query per message, and a session committed meanwhile
+        // arrives by following within milliseconds anyway.
+        let key = RouteKey::new(proxy, sender);
+        {
+            let mut misses = self.misses.lock();
+            if misses
+                .get(&key)
+                .is_some_and(|at| now_ms - at < MISS_MEMORY_MS)
+            {
+                return false;
+            }
+            if misses.len() >= MISS_MEMORY_KEYS {
+                misses.clear();
+            }
+        }
         match self.store.route_owner(proxy, sender) {
             Ok(Some(owner)) => {
                 if let Err(e) = self.refresh_session(owner, now_ms) {
@@ -142,7 +163,10 @@ impl Engine {
                 }
                 self.routes.resolve(proxy, sender).is_some()
             }
-            Ok(None) => false,
+            Ok(None) => {
+                self.misses.lock().insert(key, now_ms);
+                false
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot ask the store for a route");
                 false

@@ -112,6 +112,7 @@ impl Engine {
             outbox: Mutex::new(None),
             callbacks: Mutex::new(None),
             recording: Mutex::new(None),
+            misses: Mutex::new(HashMap::new()),
         })
     }
 }

@@ -192,6 +192,8 @@ pub struct Engine {
     outbox: Mutex<Option<Arc<dyn Outbox>>>,
     callbacks: Mutex<Option<Arc<dyn CallbackSink>>>,
     recording: Mutex<Option<RecordingSettings>>,
+    /// Several nodes: route keys the store recently had no session for (`route_from_store`).
+    misses: Mutex<HashMap<RouteKey, i64>>,
 }
 
 fn ms(t: Timestamp) -> i64 {
