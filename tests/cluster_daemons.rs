@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::smpp::{sm, Peer};
 use common::{encode, http, pg, Daemon, ACCOUNT, TOKEN};
+use maskd::smpp::pdu::{status, BindKind, Body};
+use maskd::smpp::receipt;
 
 const SERVICES: &str = "services:
   - unique_name: \"pool\"
@@ -20,6 +23,10 @@ const SERVICES: &str = "services:
 
 /// A daemon on `url` as node `node`.
 fn node(dir: &Path, url: &str, node: u16) -> Daemon {
+    node_with(dir, url, node, SERVICES)
+}
+
+fn node_with(dir: &Path, url: &str, node: u16, services: &str) -> Daemon {
     let edit = |cfg: &str| {
         let start = cfg.find("store:").unwrap();
         let end = start + cfg[start..].find("\ntimer_tick").unwrap();
@@ -29,7 +36,7 @@ fn node(dir: &Path, url: &str, node: u16) -> Daemon {
             &cfg[end..]
         )
     };
-    Daemon::start_edited(dir, SERVICES, edit)
+    Daemon::start_edited(dir, services, edit)
 }
 
 fn post(api: SocketAddr, path: &str, form: &[(&str, &str)]) -> common::Resp {
@@ -199,11 +206,118 @@ fn two_nodes_never_give_one_route_key_to_two_sessions() {
         v
     };
     let t = Instant::now();
-    while states(&n1) != states(&n2) {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the nodes never agreed"
-        );
+    loop {
+        let (s1, s2) = (states(&n1), states(&n2));
+        if s1 == s2 {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(5) {
+            let only = |a: &[(String, String)], b: &[(String, String)]| {
+                a.iter()
+                    .filter(|x| !b.contains(x))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            let stored = pg::run_on(
+                &url,
+                "SELECT sid || ' ' || status || ' ' || seq FROM sessions ORDER BY sid",
+            );
+            panic!(
+                "the nodes never agreed: only on node 1 {:?}, only on node 2 {:?}; stored {stored:?}",
+                only(&s1, &s2),
+                only(&s2, &s1)
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Carrier A binds to node 1 only, carrier B to node 2 only: A's message, accepted on node 1
+/// (`ESME_ROK` once durable in PostgreSQL), is let go by node 1 (no link to B there) and
+/// delivered by node 2; B's acceptance there, final delivery, becomes maskd's DELIVRD receipt
+/// to A, which node 2 lets go and node 1 delivers.
+#[test]
+fn a_message_accepted_on_one_node_is_delivered_by_the_node_bound_to_its_next_hop() {
+    let url = pg::fresh_database("sms");
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = format!(
+        "{}services:\n  - unique_name: \"sms\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
+        common::two_carriers("")
+    );
+    let n1 = node_with(d1.path(), &url, 1, &config);
+    let n2 = node_with(d2.path(), &url, 2, &config);
+    let (a_real, b_real) = ("+14155551001", "+14155552002");
+    let (pa, pb) = common::two_party_session(&n1, "sms", "chat", a_real, b_real);
+    let mut a = Peer::bound(n1.smpp, BindKind::Transceiver, "carrier-a", "secret-a");
+    let mut b = Peer::bound(n2.smpp, BindKind::Transceiver, "carrier-b", "secret-b");
+
+    // Node 2 routes the session (followed) before A writes; not needed for delivery, but
+    // it is what a node answering B would need.
+    let t = Instant::now();
+    while n2.get("/v1/Services/sms/Sessions/chat").status != 200 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut m = sm(&a_real[1..], &pa[1..], b"Hello B, from node 1");
+    m.registered_delivery = 1;
+    let r = a.request(Body::SubmitSm(m));
+    assert_eq!(r.status, status::ESME_ROK);
+    let maskd_id = match &r.body {
+        Body::SubmitSmResp { message_id } => message_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        b.wait_messages(1, Duration::from_secs(10)),
+        "delivered by node 2"
+    );
+    assert_eq!(
+        (
+            b.messages[0].source.addr.as_str(),
+            b.messages[0].dest.addr.as_str()
+        ),
+        (&pb[1..], &b_real[1..])
+    );
+    assert_eq!(b.messages[0].short_message, b"Hello B, from node 1");
+    if !a.wait_messages(1, Duration::from_secs(10)) {
+        let m = |d: &Daemon| {
+            d.metrics_text()
+                .lines()
+                .filter(|l| {
+                    l.contains("handed_off") || l.contains("claimed") || l.contains("queue")
+                })
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        panic!(
+            "A got no receipt on node 1: node 1 {:?} node 2 {:?} queue {:?}",
+            m(&n1),
+            m(&n2),
+            pg::run_on(&url, "SELECT id || ' ' || COALESCE(owner::text, '-') || ' ' || COALESCE(via, '-') FROM outbound")
+        );
+    }
+    let parsed = receipt::parse(&a.messages[0]).expect("a readable receipt");
+    assert_eq!(
+        (parsed.message_id.as_str(), parsed.stat.as_str()),
+        (maskd_id.as_str(), "DELIVRD")
+    );
+    let counter = |d: &Daemon, name: &str| -> i64 {
+        d.metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(counter(&n1, "maskd_smpp_handed_off_total"), 1);
+    assert_eq!(counter(&n2, "maskd_smpp_claimed_total"), 1);
+    assert_eq!(
+        counter(&n2, "maskd_smpp_handed_off_total"),
+        1,
+        "the receipt"
+    );
+    assert_eq!(counter(&n1, "maskd_smpp_claimed_total"), 1);
+    // Nothing left in the shared queue, and each message went out once.
+    assert_eq!(
+        pg::run_on(&url, "SELECT count(*) FROM outbound"),
+        vec![Some("0".into())]
+    );
+    assert!(!b.wait_messages(2, Duration::from_millis(500)));
 }

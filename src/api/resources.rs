@@ -93,7 +93,7 @@ async fn durable(d: Durable) -> Result<(), ApiError> {
 }
 
 /// Attempts of a change another node's session keeps refusing (see `settled`).
-const CONFLICT_ATTEMPTS: usize = 4;
+const CONFLICT_ATTEMPTS: u32 = 8;
 
 /// Several nodes: a change to a session that the store refused because another node's
 /// session holds a route key it claimed (`StoreError::Conflict`) is settled (memory back to
@@ -103,7 +103,11 @@ async fn settled<T>(
     st: &Shared,
     mut attempt: impl FnMut() -> Result<(T, Sid, Durable), crate::core::CoreError>,
 ) -> Result<T, ApiError> {
-    for _ in 0..CONFLICT_ATTEMPTS {
+    for n in 0..CONFLICT_ATTEMPTS {
+        if n > 0 {
+            // The other nodes' latest sessions arrive by following meanwhile.
+            tokio::time::sleep(std::time::Duration::from_millis(5 << n.min(5))).await;
+        }
         let (value, session, d) = attempt()?;
         match d.await {
             Ok(()) => return Ok(value),

@@ -57,6 +57,13 @@ pub enum WriteOp {
     PutOutbound(OutboundItem),
     /// Forwarded (acknowledged downstream) or given up: leaves the queue.
     DeleteOutbound(u64),
+    /// Several nodes: this node has no link to the message's next hop `via` (a peer name);
+    /// it lets go of the message for a node that has one to claim
+    /// (`Store::claim_outbound`). The item's own `via` is left as it was.
+    ReleaseOutbound {
+        id: u64,
+        via: String,
+    },
     /// Moves an interaction's outbound leg; `resource_sid` is kept when `None`.
     SetOutboundStatus {
         interaction: Sid,
@@ -167,6 +174,9 @@ pub enum Followed {
     Service(Sid, Option<Service>),
     Number(Sid, Option<PhoneNumber>),
     Session(Sid, Option<(Session, Vec<Participant>)>),
+    /// A session every node reads again itself, this one included (a close the store did
+    /// not take): read behind the node's own writes, with its state held still.
+    Reread(Sid),
 }
 
 /// What a node does with the other nodes' changes (the engine's `follow`).
@@ -220,6 +230,17 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Io(
             "a store of one node is read from memory".into(),
         ))
+    }
+    /// Several nodes: takes for this node up to `limit` queued messages, oldest first, that
+    /// no node holds and whose next hop is one of `peers` (this node has links to them), or
+    /// that a node no longer running held. They are this node's to deliver from then on.
+    fn claim_outbound(
+        &self,
+        peers: &[String],
+        limit: usize,
+    ) -> Result<Vec<OutboundItem>, StoreError> {
+        let _ = (peers, limit);
+        Ok(Vec::new())
     }
     /// The session holding the route key `(proxy, identifier)` as committed (several
     /// nodes).

@@ -42,6 +42,8 @@ pub const CALLBACKS: &str = "maskd_callbacks_total";
 pub const CALLBACK_QUEUE_DEPTH: &str = "maskd_callback_queue_depth";
 pub const CALLBACK_DURATION: &str = "maskd_callback_duration_seconds";
 pub const SMPP_OUT_OF_SESSION: &str = "maskd_smpp_out_of_session_total";
+pub const SMPP_HANDED_OFF: &str = "maskd_smpp_handed_off_total";
+pub const SMPP_CLAIMED: &str = "maskd_smpp_claimed_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
 pub const SMPP_INVALID_ADDRESS: &str = "maskd_smpp_invalid_address_total";
@@ -82,6 +84,8 @@ pub struct Metrics {
     pub callback_queue_depth: IntGauge,
     pub callback_duration: HistogramVec,
     pub smpp_out_of_session: prometheus::IntCounter,
+    pub smpp_handed_off: prometheus::IntCounter,
+    pub smpp_claimed: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
     pub smpp_receipts: IntCounterVec,
     pub smpp_invalid_address: IntCounterVec,
@@ -246,6 +250,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
             SMPP_OUT_OF_SESSION,
             "Messages with no active session",
         )?,
+        smpp_handed_off: prometheus::IntCounter::new(
+            SMPP_HANDED_OFF,
+            "Queued messages let go for another node (no link to their next hop here)",
+        )?,
+        smpp_claimed: prometheus::IntCounter::new(
+            SMPP_CLAIMED,
+            "Queued messages claimed from the shared queue (let go by another node, or held by a node gone)",
+        )?,
         smpp_opt_out: prometheus::IntCounter::new(
             SMPP_OPT_OUT,
             "Opt-out keyword messages not forwarded",
@@ -324,6 +336,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.callback_duration.clone()))?;
     m.registry
         .register(Box::new(m.smpp_out_of_session.clone()))?;
+    m.registry.register(Box::new(m.smpp_handed_off.clone()))?;
+    m.registry.register(Box::new(m.smpp_claimed.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;
     m.registry.register(Box::new(m.smpp_receipts.clone()))?;
     m.registry

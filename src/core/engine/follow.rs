@@ -27,8 +27,28 @@ impl Engine {
     /// the store holds them now, so applying one twice, or late, is harmless. `now_ms` is
     /// the current time (cool-off of sessions that closed).
     pub fn follow(&self, changes: Vec<Followed>, now_ms: i64) {
-        let now = now_ms.div_euclid(1000);
         let mut st = self.state.lock();
+        let mut rest = Vec::with_capacity(changes.len());
+        for change in changes {
+            match change {
+                Followed::Reread(sid) => {
+                    // Read under the lock, behind this node's own writes: see `reread`.
+                    self.follow_locked(&mut st, std::mem::take(&mut rest), now_ms);
+                    if let Err(e) = self.reread(&mut st, sid, now_ms) {
+                        tracing::warn!(error = %e, "cannot read a session again");
+                    }
+                }
+                other => rest.push(other),
+            }
+        }
+        self.follow_locked(&mut st, rest, now_ms);
+    }
+
+    fn follow_locked(&self, st: &mut State, changes: Vec<Followed>, now_ms: i64) {
+        if changes.is_empty() {
+            return;
+        }
+        let now = now_ms.div_euclid(1000);
         // Every route a batch of changes moves appears to the data planes at once.
         let _batch = self.routes.batch();
         let mut wheel = self.wheel.lock();
@@ -49,7 +69,7 @@ impl Engine {
                 }
                 Followed::Service(sid, None) => {
                     drop(wheel);
-                    self.forget_service(&mut st, sid);
+                    self.forget_service(st, sid);
                     wheel = self.wheel.lock();
                 }
                 Followed::Number(sid, number) => {
@@ -73,7 +93,7 @@ impl Engine {
                 Followed::Session(sid, rows) => {
                     if st.sessions.contains_key(&sid) {
                         drop(wheel);
-                        self.drop_session(&mut st, sid);
+                        self.drop_session(st, sid);
                         wheel = self.wheel.lock();
                     }
                     let Some((session, mut parts)) = rows else {
@@ -96,18 +116,30 @@ impl Engine {
                         }
                         st.participants.insert(p.sid, Box::new(p));
                     }
-                    install(&mut st, &self.routes, &mut wheel, sid, now);
+                    install(st, &self.routes, &mut wheel, sid, now);
                 }
+                Followed::Reread(_) => unreachable!("handled by `follow`"),
             }
         }
+    }
+
+    /// Reads a session again from the store, with the state lock held (no change to it can
+    /// slip in between) and behind every write this node has submitted (the empty awaited
+    /// batch commits after them all), so memory gets what is committed, this node's own
+    /// changes included. Rare (a refused change, a close the store did not take): the lock is
+    /// held for a commit and a read.
+    fn reread(&self, st: &mut State, sid: Sid, now_ms: i64) -> Result<(), StoreError> {
+        self.submit(Vec::new()).wait_blocking()?;
+        let rows = self.store.session_rows(sid)?;
+        self.follow_locked(st, vec![Followed::Session(sid, rows)], now_ms);
+        Ok(())
     }
 
     /// Several nodes: reloads a session from the store, so memory holds what is committed
     /// for it (or nothing, if nothing is).
     pub fn refresh_session(&self, sid: Sid, now_ms: i64) -> Result<(), StoreError> {
-        let rows = self.store.session_rows(sid)?;
-        self.follow(vec![Followed::Session(sid, rows)], now_ms);
-        Ok(())
+        let mut st = self.state.lock();
+        self.reread(&mut st, sid, now_ms)
     }
 
     /// After the store refused a change to `session` (`StoreError::Conflict`: another node's
@@ -158,8 +190,13 @@ impl Engine {
         }
         match self.store.route_owner(proxy, sender) {
             Ok(Some(owner)) => {
-                if let Err(e) = self.refresh_session(owner, now_ms) {
-                    tracing::warn!(error = %e, "cannot read a session from the store");
+                // One in memory already is followed (another node's) or ahead of the store
+                // (this node's): only one not here yet is read.
+                let known = self.state.lock().sessions.contains_key(&owner);
+                if !known {
+                    if let Err(e) = self.refresh_session(owner, now_ms) {
+                        tracing::warn!(error = %e, "cannot read a session from the store");
+                    }
                 }
                 self.routes.resolve(proxy, sender).is_some()
             }

@@ -141,7 +141,7 @@ pub(super) fn install(
             let part = &st.participants[p];
             let key = RouteKey::new(part.proxy, part.identifier);
             let pn = st.number_index.get(&part.proxy.as_u64()).copied();
-            st.active.insert(key);
+            st.active.insert(key, sid);
             if let Some(n) = pn.and_then(|pn| st.numbers.get_mut(&pn)) {
                 n.in_use += 1;
             }

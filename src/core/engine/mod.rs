@@ -383,7 +383,7 @@ impl Engine {
                 if !seen.insert(key) {
                     return Err(format!("route key of {} used twice", part.sid));
                 }
-                if !st.active.contains(&key) {
+                if !st.active.contains_key(&key) {
                     return Err(format!("route key of {} not reserved", part.sid));
                 }
             }

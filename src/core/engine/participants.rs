@@ -176,8 +176,10 @@ impl Engine {
         if active {
             let _batch = self.routes.batch();
             for p in st.live_participants(session) {
-                let q = &st.participants[&p];
-                self.routes.remove(&RouteKey::new(q.proxy, q.identifier));
+                if st.holds(p) {
+                    let q = &st.participants[&p];
+                    self.routes.remove(&RouteKey::new(q.proxy, q.identifier));
+                }
             }
             st.unreserve(sid);
         }

@@ -234,7 +234,7 @@ impl Engine {
             let part = &st.participants[p];
             if st
                 .active
-                .contains(&RouteKey::new(part.proxy, part.identifier))
+                .contains_key(&RouteKey::new(part.proxy, part.identifier))
             {
                 return Err(AllocError::PairInUse.into());
             }
@@ -256,9 +256,12 @@ impl Engine {
     pub(super) fn deactivate(&self, st: &mut State, sid: Sid) {
         let _batch = self.routes.batch();
         for p in st.live_participants(sid) {
-            let part = &st.participants[&p];
-            self.routes
-                .remove(&RouteKey::new(part.proxy, part.identifier));
+            // A key another session has taken since (see `State::active`) keeps its route.
+            if st.holds(p) {
+                let part = &st.participants[&p];
+                self.routes
+                    .remove(&RouteKey::new(part.proxy, part.identifier));
+            }
             st.unreserve(p);
         }
         if let Some(key) = st.sessions.get_mut(&sid).and_then(|s| s.timer.take()) {

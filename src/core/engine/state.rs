@@ -37,8 +37,11 @@ pub(super) struct State {
     pub(super) session_names: HashMap<(Sid, String), Sid>,
     pub(super) service_sessions: Big<Sid, BTreeMap<u64, Sid>>,
     pub(super) participants: Big<Sid, Box<Participant>>,
-    /// Route keys reserved by active sessions: `(proxy, identifier)`.
-    pub(super) active: HashSet<RouteKey, foldhash::fast::RandomState>,
+    /// Route keys reserved by active sessions: `(proxy, identifier)` → the session. Several
+    /// nodes: for a moment two sessions can claim one key here (this node's, before the
+    /// store refuses it, and another node's, followed); the later claim holds it, and
+    /// letting go of a key is only the holder's.
+    pub(super) active: Big<RouteKey, Sid>,
     /// Recency of `(proxy, identifier)` assignments, as `seq`.
     pub(super) used: Big<RouteKey, u64>,
     /// `(identifier, counterpart)` → the proxy the identifier last had with them.
@@ -54,7 +57,9 @@ pub(super) struct HistoryView<'a> {
 
 impl History for HistoryView<'_> {
     fn is_active(&self, proxy: E164, identifier: E164) -> bool {
-        self.st.active.contains(&RouteKey::new(proxy, identifier))
+        self.st
+            .active
+            .contains_key(&RouteKey::new(proxy, identifier))
     }
     fn is_cooling(&self, proxy: E164, identifier: E164, counterpart: Option<E164>) -> bool {
         match self.st.cooling.get(&RouteKey::new(proxy, identifier)) {
@@ -201,28 +206,42 @@ impl State {
 
     pub(super) fn reserve(&mut self, participant: Sid) {
         let p = &self.participants[&participant];
-        let (key, number) = (RouteKey::new(p.proxy, p.identifier), p.proxy.as_u64());
-        self.active.insert(key);
-        if let Some(n) = self
-            .number_index
-            .get(&number)
-            .and_then(|s| self.numbers.get_mut(s))
-        {
-            n.in_use += 1;
-        }
-    }
-
-    pub(super) fn unreserve(&mut self, participant: Sid) {
-        let p = &self.participants[&participant];
-        let (key, number) = (RouteKey::new(p.proxy, p.identifier), p.proxy.as_u64());
-        if self.active.remove(&key) {
+        let (key, number, session) = (
+            RouteKey::new(p.proxy, p.identifier),
+            p.proxy.as_u64(),
+            p.session_sid,
+        );
+        if self.active.insert(key, session).is_none() {
             if let Some(n) = self
                 .number_index
                 .get(&number)
                 .and_then(|s| self.numbers.get_mut(s))
             {
-                n.in_use = n.in_use.saturating_sub(1);
+                n.in_use += 1;
             }
+        }
+    }
+
+    /// Whether `participant`'s route key is held by its own session.
+    pub(super) fn holds(&self, participant: Sid) -> bool {
+        self.participants.get(&participant).is_some_and(|p| {
+            self.active.get(&RouteKey::new(p.proxy, p.identifier)) == Some(&p.session_sid)
+        })
+    }
+
+    pub(super) fn unreserve(&mut self, participant: Sid) {
+        if !self.holds(participant) {
+            return;
+        }
+        let p = &self.participants[&participant];
+        let (key, number) = (RouteKey::new(p.proxy, p.identifier), p.proxy.as_u64());
+        self.active.remove(&key);
+        if let Some(n) = self
+            .number_index
+            .get(&number)
+            .and_then(|s| self.numbers.get_mut(s))
+        {
+            n.in_use = n.in_use.saturating_sub(1);
         }
     }
 

@@ -73,6 +73,9 @@ impl SmppPlane {
     /// One next hop's feed: the first attempt of each message, in queue order.
     async fn feed(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Delivery>) {
         while let Some(d) = rx.recv().await {
+            if self.hand_off(d.item.id, &d.peer).await {
+                continue;
+            }
             let sent = self.first_send(&d).await;
             let me = self.clone();
             tokio::spawn(async move {

@@ -37,6 +37,7 @@ mod link;
 mod order;
 mod queue;
 mod receipts;
+mod shared;
 
 /// What forwarding needs of a route: plain values, so a lookup copies no `Arc`.
 type Hop = Target;
@@ -118,6 +119,8 @@ pub struct SmppPlane {
     next_link: AtomicU64,
     /// Woken whenever a link that can carry messages is registered (feeds wait on it).
     linked: tokio::sync::Notify,
+    /// Several nodes: peers whose messages this node lets go of (no link to them here).
+    letting_go: Mutex<std::collections::HashSet<String>>,
     /// The dispatcher's channel: it never holds more than the memory bound's `cap` items.
     queue: mpsc::UnboundedSender<OutboundItem>,
     held: Mutex<Held>,
@@ -244,6 +247,7 @@ impl SmppPlane {
             partials: Mutex::new((HashMap::new(), VecDeque::new())),
             next_link: AtomicU64::new(1),
             linked: tokio::sync::Notify::new(),
+            letting_go: Mutex::new(std::collections::HashSet::new()),
             queue: tx,
             held: Mutex::new(Held::new(s.max_queued_in_memory as usize)),
             recent_refs: Mutex::new((HashMap::new(), VecDeque::new())),
@@ -286,6 +290,10 @@ impl SmppPlane {
             let me = self.clone();
             let stop = stop.clone();
             tokio::spawn(async move { me.upstream_loop(u, stop).await });
+        }
+        if self.engine.store().shared() {
+            let me = self.clone();
+            tokio::spawn(me.claim_loop(stop));
         }
         Ok(())
     }

@@ -32,6 +32,11 @@ impl Held {
         debug_assert!(started, "a new queue is spilled and empty");
     }
 
+    /// Whether memory is full and the store is the queue.
+    pub(super) fn spilled(&self) -> bool {
+        self.0.spilled()
+    }
+
     pub(super) fn gauges(&self) {
         let m = crate::metrics::get();
         m.smpp_queue_in_memory.set(self.0.in_memory() as i64);

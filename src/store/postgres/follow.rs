@@ -24,6 +24,8 @@ use crate::core::store::{FollowFn, Followed, StoreError};
 const ROUND: i64 = 5000;
 /// How often the log is read without a wake-up (a lost NOTIFY costs at most this).
 const POLL: Duration = Duration::from_secs(1);
+/// How often a node records that it runs.
+const ALIVE_EVERY: Duration = Duration::from_secs(5);
 /// Rows older than this are pruned; a node away longer reloads.
 const RETENTION: &str = "1 hour";
 
@@ -71,7 +73,19 @@ pub(super) async fn listen(config: &Config, node: u16) -> Result<Listener, Store
         .batch_execute(&format!("LISTEN {}", schema::CHANNEL))
         .await
         .map_err(io)?;
+    alive(&client, node).await.map_err(io)?;
     Ok(Listener { client, wake })
+}
+
+/// Records that `node` runs (see `schema::NODE_GONE_AFTER`).
+async fn alive(client: &Client, node: u16) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO nodes VALUES ($1, now()) ON CONFLICT (node) DO UPDATE SET seen_at = now()",
+            &[&i32::from(node)],
+        )
+        .await
+        .map(drop)
 }
 
 /// The highest sequence in the log: where a node that has just loaded starts following.
@@ -91,8 +105,10 @@ pub(super) async fn run(
     apply: FollowFn,
     on_fatal: Arc<dyn Fn(StoreError) + Send + Sync>,
 ) {
+    let apply = Arc::new(apply);
     let mut pause = Duration::from_millis(100);
     let mut last_prune = tokio::time::Instant::now();
+    let mut last_alive = tokio::time::Instant::now();
     loop {
         let mut l = match listener.take() {
             Some(l) => l,
@@ -120,6 +136,12 @@ pub(super) async fn run(
                 Err(e) => {
                     tracing::warn!(error = %super::describe_error(&e), "following the other nodes failed; re-opening");
                     break;
+                }
+            }
+            if last_alive.elapsed() > ALIVE_EVERY {
+                last_alive = tokio::time::Instant::now();
+                if let Err(e) = alive(&l.client, node).await {
+                    tracing::warn!(error = %super::describe_error(&e), "cannot record this node as running");
                 }
             }
             if last_prune.elapsed() > Duration::from_secs(60) {
@@ -157,7 +179,7 @@ async fn catch_up(
     client: &Client,
     node: u16,
     from: &mut i64,
-    apply: &FollowFn,
+    apply: &Arc<FollowFn>,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
     loop {
         let rows = client
@@ -178,6 +200,7 @@ async fn catch_up(
         };
         let last: i64 = last.get(0);
         let (mut services, mut numbers, mut sessions) = (Vec::new(), Vec::new(), Vec::new());
+        let mut reread = Vec::new();
         let mut seen = HashSet::new();
         for r in &rows {
             let writer: i32 = r.get(1);
@@ -188,6 +211,13 @@ async fn catch_up(
             let Some(sid) = Sid::parse_any(sid) else {
                 continue;
             };
+            if writer == 0 {
+                // Every node reads these again itself (see `Followed::Reread`).
+                if !reread.contains(&sid) {
+                    reread.push(sid);
+                }
+                continue;
+            }
             if !seen.insert((kind.to_string(), sid)) {
                 continue;
             }
@@ -200,7 +230,16 @@ async fn catch_up(
         }
         if !(services.is_empty() && numbers.is_empty() && sessions.is_empty()) {
             let followed = fetch(client, &services, &numbers, &sessions, true).await?;
-            apply(followed);
+            // The engine's lock may be held by one of its rare reads through this runtime
+            // (`Followed::Reread`, a refused change): applying waits off its thread.
+            let apply = apply.clone();
+            let _ = tokio::task::spawn_blocking(move || apply(followed)).await;
+        }
+        if !reread.is_empty() {
+            // The engine reads them through this runtime (blocking): off its thread.
+            let rereads: Vec<Followed> = reread.into_iter().map(Followed::Reread).collect();
+            let apply = apply.clone();
+            let _ = tokio::task::spawn_blocking(move || apply(rereads)).await;
         }
         *from = last;
         if (rows.len() as i64) < ROUND {

@@ -60,7 +60,9 @@ const READS: &[R] = &[
     R::Recording,
 ];
 
-fn read_sql(r: R) -> String {
+/// The reads, for node `node`: the SMS queue it reads back is the messages it holds, and
+/// the API messages it takes up at start those it created (its id in their stamps).
+fn read_sql(r: R, node: u16) -> String {
     let interactions = select("interactions", INTERACTIONS);
     let page = "WHERE session_sid = $1 AND ($2::text IS NULL OR message_participant = $2)
                 AND seq > $3 AND seq < $4";
@@ -74,14 +76,16 @@ fn read_sql(r: R) -> String {
         ),
         R::QueuedMessages => format!(
             "{interactions} i WHERE out_status = 'queued' AND message_participant IS NOT NULL
+             AND (seq & {mask}) = {node}
              AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.interaction_sid = i.sid)
-             ORDER BY seq"
+             ORDER BY seq",
+            mask = (1u32 << crate::core::engine::NODE_BITS) - 1
         ),
         R::OutboundAfter => format!(
-            "{} WHERE id > $1 ORDER BY id LIMIT $2",
+            "{} WHERE id > $1 AND owner = {node} ORDER BY id LIMIT $2",
             select("outbound", OUTBOUND)
         ),
-        R::OutboundCount => "SELECT COUNT(*) FROM outbound".into(),
+        R::OutboundCount => format!("SELECT COUNT(*) FROM outbound WHERE owner = {node}"),
         R::CallbacksAfter => format!(
             "{} WHERE id > $1 ORDER BY id LIMIT $2",
             select("callbacks", CALLBACKS)
@@ -192,6 +196,7 @@ struct ReadConn {
 /// The reader thread's runtime and its connection.
 struct Reader {
     handle: tokio::runtime::Handle,
+    node: u16,
     config: Config,
     conn: tokio::sync::Mutex<Option<Arc<ReadConn>>>,
 }
@@ -205,7 +210,7 @@ impl Reader {
         let client = connect(&self.config).await?;
         let mut prepared = Vec::with_capacity(READS.len());
         for r in READS {
-            prepared.push(client.prepare(&read_sql(*r)).await?);
+            prepared.push(client.prepare(&read_sql(*r, self.node)).await?);
         }
         let c = Arc::new(ReadConn { client, prepared });
         *slot = Some(c.clone());
@@ -279,6 +284,7 @@ impl PgStore {
             .map_err(|e| StoreError::Io(e.to_string()))?;
         let reader = Arc::new(Reader {
             handle: rt.handle().clone(),
+            node,
             config,
             conn: tokio::sync::Mutex::new(None),
         });
@@ -488,6 +494,37 @@ impl Store for PgStore {
             follow::session_rows(&c.client, sid).await
         })?;
         rows.map_err(|e| StoreError::Io(describe_error(&e)))
+    }
+
+    fn claim_outbound(
+        &self,
+        peers: &[String],
+        limit: usize,
+    ) -> Result<Vec<OutboundItem>, StoreError> {
+        // Unclaimed messages for these peers, and those of nodes silent for longer than a
+        // node runs without its store, oldest first; a message another node is claiming
+        // is skipped.
+        let sql = format!(
+            "UPDATE outbound SET owner = $1 WHERE id IN (
+               SELECT id FROM outbound
+               WHERE (owner IS NULL AND next_hop = ANY($2))
+                  OR (owner IS NOT NULL AND owner <> $1 AND owner NOT IN (
+                      SELECT node FROM nodes WHERE seen_at > now() - interval '{NODE_GONE_AFTER}'))
+               ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING {cols}",
+            cols = OUTBOUND.join(", ")
+        );
+        let mut items = self.rows_as(
+            Sql::Text(sql),
+            vec![
+                p(i32::from(self.node)),
+                p(peers.to_vec()),
+                p(big(limit as u64)),
+            ],
+            read::outbound,
+        )?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
     }
 
     fn route_owner(

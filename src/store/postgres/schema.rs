@@ -96,6 +96,7 @@ pub(super) const OUTBOUND: &[&str] = &[
     "origin",
     "payload",
     "created",
+    "owner",
 ];
 pub(super) const REMOTE_REFS: &[&str] = &["peer", "remote_id", "interaction_sid", "origin"];
 pub(super) const CALLBACKS: &[&str] = &[
@@ -211,8 +212,24 @@ INSERT INTO route_keys
   ON CONFLICT DO NOTHING;
 ";
 
+/// Version 4: the SMS outbound queue shared by the nodes. `owner` is the node delivering a
+/// message (the one that accepted it, at first); NULL once that node let go of it, having no
+/// link to its next hop (`next_hop`, then set), for a node that has one to claim.
+/// `nodes` has each node's last sign of life (its follower writes it every few seconds): a
+/// node silent for a minute (longer than a node keeps running without its store) is gone,
+/// and the others claim what it held.
+const V4: &str = "
+CREATE TABLE nodes (node INT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL);
+ALTER TABLE outbound ADD COLUMN owner INT, ADD COLUMN next_hop TEXT;
+CREATE INDEX outbound_owner ON outbound(owner, id);
+CREATE INDEX outbound_unclaimed ON outbound(next_hop, id) WHERE owner IS NULL;
+";
+
 /// Every step, oldest first; version N is `STEPS[N - 1]`.
-const STEPS: &[&str] = &[V1, V2, V3];
+const STEPS: &[&str] = &[V1, V2, V3, V4];
+
+/// How long a node may be silent before the others take over its queued messages.
+pub(super) const NODE_GONE_AFTER: &str = "60 seconds";
 
 /// The advisory lock a writer holds from its change-log insert to its commit, so the log's
 /// sequence is in commit order (a bigserial alone is in insert order).

@@ -64,6 +64,7 @@ enum W {
     Notify,
     TouchSession,
     ExpireSession,
+    ReleaseOutbound,
     // Route keys: a session's as its rows now say; the service's and session's removal.
     SyncKeys,
     ServiceKeys,
@@ -118,6 +119,9 @@ fn sql(w: W) -> String {
             .into(),
         W::Notify => format!("SELECT pg_notify('{}', $1::int::text)", schema::CHANNEL),
         W::TouchSession => crate::store::sqlite::TOUCH_SESSION.replace('?', "$"),
+        W::ReleaseOutbound => {
+            "UPDATE outbound SET owner = NULL, next_hop = $2 WHERE id = $1".into()
+        }
         W::ExpireSession => EXPIRE_SESSION.into(),
         W::SyncKeys => SYNC_KEYS.into(),
         W::ServiceKeys => "DELETE FROM route_keys WHERE session_sid IN
@@ -160,6 +164,7 @@ const ALL: &[W] = &[
     W::Notify,
     W::TouchSession,
     W::ExpireSession,
+    W::ReleaseOutbound,
     W::SyncKeys,
     W::ServiceKeys,
     W::SessionKeys,
@@ -371,10 +376,15 @@ fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
                 o.via.clone(),
                 o.origin.as_ref().map(origin_text),
                 o.payload.clone(),
-                o.created
+                o.created,
+                // The owner, filled in by `PgWriter::statements_of`.
+                0i32
             ],
         )),
         WriteOp::DeleteOutbound(id) => out.push((W::DeleteOutbound, params![big(*id)])),
+        WriteOp::ReleaseOutbound { id, via } => {
+            out.push((W::ReleaseOutbound, params![big(*id), via.clone()]))
+        }
         WriteOp::SetOutboundStatus {
             interaction,
             status,
@@ -506,6 +516,7 @@ impl PgWriter {
         let (mut kinds, mut sids) = (Vec::new(), Vec::new());
         let mut touched: Vec<Sid> = Vec::new();
         let mut current = None;
+
         let flush = |list: &mut Vec<Statement_>, touched: &mut Vec<Sid>, job: Option<usize>| {
             if let Some(j) = job {
                 let awaited = jobs[j].1.is_some();
@@ -521,6 +532,13 @@ impl PgWriter {
             }
             let mut one = Vec::new();
             statements(op, &mut one);
+            if let (WriteOp::PutOutbound(_), Some((_, p))) = (op, one.first_mut()) {
+                // The accepting node delivers it (or lets go of it) first.
+                if let Some(owner) = p.last_mut() {
+                    *owner = Box::new(self.node);
+                }
+            }
+
             let tag = |w: W| match (w, op) {
                 (W::ExpireSession, WriteOp::ExpireSession(v)) => Some(Tag::Expire(v.sid)),
                 _ => None,
