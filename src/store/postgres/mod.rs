@@ -28,6 +28,7 @@ use crate::core::store::{
     Completion, FollowFn, InteractionQuery, Loaded, OutboundItem, RecordingQuery, RemoteRef,
     Snapshot, Store, StoreError, WriteOp,
 };
+pub use schema::SCHEMA_VERSION;
 use schema::*;
 
 type Param = Box<dyn ToSql + Sync + Send>;

@@ -239,7 +239,7 @@ pub(super) const NODE_LOCK_CLASS: i32 = 0x6d61_736b;
 /// The channel NOTIFY wakes followers on; the payload is the writing node's id.
 pub(super) const CHANNEL: &str = "maskd_changes";
 
-pub(super) const SCHEMA_VERSION: i32 = STEPS.len() as i32;
+pub const SCHEMA_VERSION: i32 = STEPS.len() as i32;
 
 /// Brings the database to `SCHEMA_VERSION`, one transaction per step, under an advisory
 /// lock held by one node at a time. A database newer than this maskd is refused.
