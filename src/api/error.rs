@@ -77,6 +77,15 @@ impl ApiError {
     pub fn too_many_requests() -> Self {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests")
     }
+    /// The store cannot be reached: nothing was changed.
+    pub fn unavailable() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            20503,
+            "Service Unavailable: the store cannot be reached; try again",
+        )
+    }
+
     pub fn unauthorized() -> Self {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -90,6 +99,7 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         let status = match &e {
             CoreError::NotFound(_) | CoreError::SessionNameNotFound => StatusCode::NOT_FOUND,
+            CoreError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             CoreError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };

@@ -58,6 +58,7 @@ pub fn router(state: Shared) -> Router {
         .merge(calls::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(state.clone(), store_up))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn_with_state(state.clone(), limit))
         .layer(middleware::from_fn(observe))
@@ -152,6 +153,16 @@ fn authorized(headers: &HeaderMap, state: &ApiState) -> bool {
     user_ok & pass_ok
 }
 
+/// While the store cannot be reached (several nodes, PostgreSQL down) a change is refused at
+/// once with 503 (Twilio error 20503) rather than acknowledged without being durable; reads
+/// of what memory holds go on.
+async fn store_up(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::GET && !state.engine.store().available() {
+        return ApiError::unavailable().into_response();
+    }
+    next.run(req).await
+}
+
 async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
     if !authorized(req.headers(), &state) {
         let mut resp = ApiError::unauthorized().into_response();
@@ -205,6 +216,7 @@ async fn observe(req: Request, next: Next) -> Response {
 /// Operator endpoints: `/metrics`, `/healthz` (the process serves), `/readyz` (the engine is
 /// loaded and the store accepts writes).
 pub fn ops_router(engine: Arc<Engine>, ready: Arc<AtomicBool>) -> Router {
+    let store = engine.store().clone();
     Router::new()
         .route(
             "/metrics",
@@ -226,11 +238,15 @@ pub fn ops_router(engine: Arc<Engine>, ready: Arc<AtomicBool>) -> Router {
             "/readyz",
             get(move || {
                 let ready = ready.load(Ordering::Acquire);
+                let store = store.available();
                 async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    match (ready, store) {
+                        (true, true) => (StatusCode::OK, "ready\n"),
+                        (true, false) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not ready: store unreachable\n",
+                        ),
+                        _ => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
                     }
                 }
             }),
@@ -247,6 +263,7 @@ fn update_gauges(engine: &Engine) {
             .set(n as i64);
     }
     m.routing_table.set(stats.routes as i64);
+    m.store_available.set(i64::from(engine.store().available()));
     m.wheel_size.set(stats.wheel as i64);
     m.pool_size.reset();
     m.pool_in_use.reset();

@@ -88,8 +88,22 @@ fn no_content() -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// How long an API answer waits for its change to be durable. Past it (the store went away
+/// while the change was on its way) the answer is 503: the change is in memory and is
+/// written when the store returns.
+const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn durable(d: Durable) -> Result<(), ApiError> {
-    d.await.map_err(ApiError::from)
+    within(d).await.map_err(ApiError::from)
+}
+
+async fn within(d: Durable) -> Result<(), StoreError> {
+    match tokio::time::timeout(DURABLE_WAIT, d).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Unavailable(
+            "the change was not confirmed in time; it is written when the store returns".into(),
+        )),
+    }
 }
 
 /// Attempts of a change another node's session keeps refusing (see `settled`).
@@ -109,7 +123,7 @@ async fn settled<T>(
             tokio::time::sleep(std::time::Duration::from_millis(5 << n.min(5))).await;
         }
         let (value, session, d) = attempt()?;
-        match d.await {
+        match within(d).await {
             Ok(()) => return Ok(value),
             Err(StoreError::Conflict) => {
                 let engine = st.engine.clone();

@@ -99,6 +99,7 @@ impl CoreError {
             CoreError::NumberSidNotFound => 80301,
             CoreError::MessageToVoiceOnly => 80910,
             CoreError::Invalid { .. } => 80701,
+            CoreError::Store(StoreError::Unavailable(_)) => 20503,
             CoreError::Store(_) => 80501,
         }
     }

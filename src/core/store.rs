@@ -23,6 +23,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store writer has stopped")]
     Closed,
+    /// The store cannot be reached now (several nodes: PostgreSQL is down or unreachable);
+    /// what was submitted waits and is written when it returns.
+    #[error("the store is unreachable: {0}")]
+    Unavailable(String),
     /// Several nodes: another node holds a route key this batch claimed; nothing of the
     /// batch was written.
     #[error("a route key this change claims is held by another node's session")]
@@ -223,6 +227,11 @@ pub trait Store: Send + Sync + 'static {
     /// Whether other nodes share this store (the calls below are for them).
     fn shared(&self) -> bool {
         false
+    }
+    /// Whether the store takes writes now. A shared store that cannot reach its server
+    /// says no until it can again (writes submitted meanwhile wait, in order).
+    fn available(&self) -> bool {
+        true
     }
     /// A session and all its participants as committed (several nodes).
     fn session_rows(&self, sid: Sid) -> Result<Option<(Session, Vec<Participant>)>, StoreError> {

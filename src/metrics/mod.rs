@@ -43,6 +43,8 @@ pub const CALLBACK_QUEUE_DEPTH: &str = "maskd_callback_queue_depth";
 pub const CALLBACK_DURATION: &str = "maskd_callback_duration_seconds";
 pub const SMPP_OUT_OF_SESSION: &str = "maskd_smpp_out_of_session_total";
 pub const SMPP_HANDED_OFF: &str = "maskd_smpp_handed_off_total";
+pub const SMPP_STORE_THROTTLED: &str = "maskd_smpp_store_throttled_total";
+pub const STORE_AVAILABLE: &str = "maskd_store_available";
 pub const SMPP_CLAIMED: &str = "maskd_smpp_claimed_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
@@ -85,6 +87,8 @@ pub struct Metrics {
     pub callback_duration: HistogramVec,
     pub smpp_out_of_session: prometheus::IntCounter,
     pub smpp_handed_off: prometheus::IntCounter,
+    pub smpp_store_throttled: prometheus::IntCounter,
+    pub store_available: IntGauge,
     pub smpp_claimed: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
     pub smpp_receipts: IntCounterVec,
@@ -250,6 +254,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
             SMPP_OUT_OF_SESSION,
             "Messages with no active session",
         )?,
+        smpp_store_throttled: prometheus::IntCounter::new(
+            SMPP_STORE_THROTTLED,
+            "Messages answered ESME_RTHROTTLED because the store could not be reached",
+        )?,
+        store_available: IntGauge::new(
+            STORE_AVAILABLE,
+            "1 while the store takes writes, 0 while it cannot be reached",
+        )?,
         smpp_handed_off: prometheus::IntCounter::new(
             SMPP_HANDED_OFF,
             "Queued messages let go for another node (no link to their next hop here)",
@@ -337,6 +349,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.smpp_out_of_session.clone()))?;
     m.registry.register(Box::new(m.smpp_handed_off.clone()))?;
+    m.registry
+        .register(Box::new(m.smpp_store_throttled.clone()))?;
+    m.registry.register(Box::new(m.store_available.clone()))?;
     m.registry.register(Box::new(m.smpp_claimed.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;
     m.registry.register(Box::new(m.smpp_receipts.clone()))?;

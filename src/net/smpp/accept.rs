@@ -48,6 +48,9 @@ pub(super) struct Partial {
     first_message_id: String,
 }
 
+/// How long a message's acknowledgement waits for its write to be durable.
+const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl SmppPlane {
     /// Decides about one message from `peer`: returns the command_status and message_id to
     /// answer with, and the queue items to dispatch once answered (already durable).
@@ -57,6 +60,12 @@ impl SmppPlane {
         msg: ShortMessage,
         queue_id: u64,
     ) -> (u32, String, Vec<OutboundItem>) {
+        // Never ESME_ROK without durability: while the store cannot be reached (several
+        // nodes, PostgreSQL down) the peer is told to try again later.
+        if !self.engine.store().available() {
+            crate::metrics::get().smpp_store_throttled.inc();
+            return (status::ESME_RTHROTTLED, String::new(), Vec::new());
+        }
         if msg.is_receipt() {
             return self.accept_receipt(peer, msg).await;
         }
@@ -234,13 +243,26 @@ impl SmppPlane {
         };
         ops.push(WriteOp::PutOutbound(item.clone()));
         self.reserve(item.id);
-        let durable = self.engine.record(ops, Some((route.session, now)));
-        match durable.await {
-            Ok(()) => (status::ESME_ROK, message_id, vec![item]),
-            Err(e) => {
+        let mut durable = self.engine.record(ops, Some((route.session, now)));
+        match tokio::time::timeout(DURABLE_WAIT, &mut durable).await {
+            Ok(Ok(())) => (status::ESME_ROK, message_id, vec![item]),
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "smpp message not recorded");
                 self.release(item.id);
                 (status::ESME_RSYSERR, String::new(), Vec::new())
+            }
+            Err(_) => {
+                // The store went away while the message was on its way: the peer is told to
+                // try again; the message goes out if its write lands after all.
+                crate::metrics::get().smpp_store_throttled.inc();
+                let me = self.clone();
+                tokio::spawn(async move {
+                    match durable.await {
+                        Ok(()) => me.dispatch(item),
+                        Err(_) => me.release(item.id),
+                    }
+                });
+                (status::ESME_RTHROTTLED, String::new(), Vec::new())
             }
         }
     }

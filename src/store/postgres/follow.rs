@@ -7,6 +7,7 @@
 //! pruned horizon cannot catch up and reports it (the daemon restarts and reloads).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,6 +105,7 @@ pub(super) async fn run(
     mut from: i64,
     apply: FollowFn,
     on_fatal: Arc<dyn Fn(StoreError) + Send + Sync>,
+    up: Arc<AtomicBool>,
 ) {
     let apply = Arc::new(apply);
     let mut pause = Duration::from_millis(100);
@@ -115,6 +117,8 @@ pub(super) async fn run(
             None => match listen(&config, node).await {
                 Ok(l) => l,
                 Err(e) => {
+                    // Also the store's health probe: the writer learns only when it writes.
+                    up.store(false, Ordering::SeqCst);
                     tracing::warn!(error = %e, "cannot follow the other nodes yet; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
@@ -132,8 +136,9 @@ pub(super) async fn run(
                     )));
                     return;
                 }
-                Ok(None) => {}
+                Ok(None) => up.store(true, Ordering::SeqCst),
                 Err(e) => {
+                    up.store(false, Ordering::SeqCst);
                     tracing::warn!(error = %super::describe_error(&e), "following the other nodes failed; re-opening");
                     break;
                 }

@@ -254,6 +254,8 @@ pub struct PgStore {
     /// The change log's head when `load` began: following starts after it.
     follow_from: std::sync::atomic::AtomicI64,
     on_fatal: Arc<dyn Fn(StoreError) + Send + Sync>,
+    /// Whether the server takes writes (the writer and the follower keep it).
+    up: Arc<std::sync::atomic::AtomicBool>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     reader_thread: Mutex<Option<JoinHandle<()>>>,
     target: String,
@@ -273,7 +275,8 @@ impl PgStore {
         let fatal = Arc::new(Mutex::new(on_fatal));
         let for_writer = fatal.clone();
         let on_fatal: Arc<dyn Fn(StoreError) + Send + Sync> = Arc::new(move |e| (fatal.lock())(e));
-        let mut writer = write::PgWriter::new(config.clone(), node)?;
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut writer = write::PgWriter::new(config.clone(), node, up.clone())?;
         writer.migrate()?;
         let writer = Writer::spawn(
             move |jobs| writer.commit(jobs),
@@ -305,6 +308,7 @@ impl PgStore {
             listener: Mutex::new(None),
             follow_from: std::sync::atomic::AtomicI64::new(0),
             on_fatal,
+            up,
             stop: Mutex::new(Some(stop)),
             reader_thread: Mutex::new(Some(thread)),
             target: describe_url(url),
@@ -351,7 +355,13 @@ impl PgStore {
     fn rows(&self, sql: Sql, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
         let reader = self.reader.clone();
         self.on_reader(async move { reader.query(&sql, &params).await })?
-            .map_err(|e| StoreError::Io(describe_error(&e)))
+            .map_err(|e| {
+                if connection_lost(&e) {
+                    StoreError::Unavailable(describe_error(&e))
+                } else {
+                    StoreError::Io(describe_error(&e))
+                }
+            })
     }
 
     fn rows_as<T>(
@@ -479,6 +489,10 @@ impl Store for PgStore {
         true
     }
 
+    fn available(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn session_rows(
         &self,
         sid: Sid,
@@ -555,6 +569,7 @@ impl Store for PgStore {
             from,
             apply,
             self.on_fatal.clone(),
+            self.up.clone(),
         ));
         Ok(())
     }

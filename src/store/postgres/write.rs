@@ -5,7 +5,9 @@
 //! the loss commits to the same rows twice.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Statement};
@@ -16,10 +18,6 @@ use crate::core::sid::Sid;
 use crate::core::store::{StoreError, WriteOp};
 use crate::store::origin_text;
 use crate::store::writer::{effective_ops_of, Job};
-
-/// How long the writer keeps re-opening a lost connection before it gives up (the daemon
-/// then stops; it rebuilds from the store at its next start).
-const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -449,10 +447,16 @@ pub(super) struct PgWriter {
     config: Config,
     conn: Option<Connected>,
     node: i32,
+    /// Whether the server takes writes (see `Store::available`).
+    up: Arc<AtomicBool>,
 }
 
 impl PgWriter {
-    pub(super) fn new(config: Config, node: u16) -> Result<PgWriter, StoreError> {
+    pub(super) fn new(
+        config: Config,
+        node: u16,
+        up: Arc<AtomicBool>,
+    ) -> Result<PgWriter, StoreError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -462,6 +466,7 @@ impl PgWriter {
             config,
             conn: None,
             node: i32::from(node),
+            up,
         })
     }
 
@@ -476,14 +481,14 @@ impl PgWriter {
         })
     }
 
-    /// Commits a group, re-opening a lost connection and sending the group again for up to
-    /// `RECONNECT_FOR`, and sending it again at once after a deadlock between nodes. An
+    /// Commits a group, re-opening a lost connection and sending the group again until the
+    /// server is back (the store says it is unavailable meanwhile; what is submitted queues
+    /// behind), and sending it again at once after a deadlock between nodes. An
     /// awaited job whose route keys another node's session holds is refused (its index is
     /// returned) and the group is sent again without it; another error the server gives on
     /// a live connection is not retried.
     pub(super) fn commit(&mut self, jobs: &[Job]) -> Result<Vec<usize>, StoreError> {
         let mut refused: Vec<usize> = Vec::new();
-        let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         let mut deadlocks = 0;
         loop {
@@ -494,10 +499,17 @@ impl PgWriter {
             let lost = matches!(&result, Err(e) if super::connection_lost(e))
                 || self.conn.as_ref().is_none_or(|c| c.client.is_closed());
             match result {
-                Ok(Outcome::Committed) => return Ok(refused),
+                Ok(Outcome::Committed) => {
+                    if !self.up.swap(true, Ordering::SeqCst) {
+                        tracing::info!("store reachable again; writes resumed");
+                    }
+                    return Ok(refused);
+                }
                 Ok(Outcome::Refused(more)) => refused.extend(more),
-                Err(e) if lost && started.elapsed() < RECONNECT_FOR => {
-                    tracing::warn!(error = %super::describe_error(&e), "store connection lost; re-opening it");
+                Err(e) if lost => {
+                    if self.up.swap(false, Ordering::SeqCst) {
+                        tracing::warn!(error = %super::describe_error(&e), "store connection lost; re-opening it (writes wait)");
+                    }
                     self.conn = None;
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(1));
