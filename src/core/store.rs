@@ -45,9 +45,13 @@ pub enum WriteOp {
     /// An interaction in a session at `at` (Unix seconds): its last interaction moves to
     /// `at` if later and an open session becomes in-progress. Never reopens a closed one,
     /// so a node that has not yet seen another node close the session cannot undo it.
+    /// `follow`: other nodes need to hear of it (an open session became in-progress, or a
+    /// TTL's deadline moved and they have not heard for a second); otherwise the row is
+    /// written and nobody is told.
     TouchSession {
         session: Sid,
         at: Timestamp,
+        follow: bool,
     },
     /// The timer wheel closed `Session` (its new row). Several nodes: it is written only
     /// if the session is still active and its deadline has passed by the row in the store;

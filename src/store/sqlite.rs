@@ -177,7 +177,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         }
         // One node: nobody else could take it.
         WriteOp::ReleaseOutbound { .. } => {}
-        WriteOp::TouchSession { session, at } => {
+        WriteOp::TouchSession { session, at, .. } => {
             tx.prepare_cached(TOUCH_SESSION)?
                 .execute(params![s(session), at])?;
         }

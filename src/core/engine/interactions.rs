@@ -50,7 +50,7 @@ impl Engine {
             date_created: now,
             date_updated: now,
         };
-        st.touch_session(session, now);
+        let follow = st.touch_session(session, now);
         let msg = OutboundMessage {
             interaction: interaction.sid,
             session,
@@ -61,7 +61,11 @@ impl Engine {
         };
         let mut ops = vec![
             WriteOp::PutInteraction(interaction.clone()),
-            WriteOp::TouchSession { session, at: now },
+            WriteOp::TouchSession {
+                session,
+                at: now,
+                follow,
+            },
         ];
         let items = self.status_callbacks(&mut st, &mut ops);
         let d = self.submit(ops);
@@ -133,10 +137,11 @@ impl Engine {
         let mut st = self.state.lock();
         if let Some((sid, now)) = touch {
             if st.sessions.contains_key(&sid) {
-                st.touch_session(sid, now);
+                let follow = st.touch_session(sid, now);
                 ops.push(WriteOp::TouchSession {
                     session: sid,
                     at: now,
+                    follow,
                 });
             }
         }

@@ -9,6 +9,8 @@ pub(super) struct SessionState {
     pub(super) participants: Vec<Sid>,
     pub(super) live: Arc<SessionLive>,
     pub(super) timer: Option<TimerKey>,
+    /// When other nodes last heard of this session's activity (Unix seconds).
+    pub(super) told_at: Timestamp,
 }
 
 /// The per-session and per-route-key maps (a million entries and more): foldhash, randomly
@@ -185,6 +187,7 @@ impl State {
                 participants: Vec::new(),
                 live,
                 timer: None,
+                told_at: last,
             }),
         );
     }
@@ -279,14 +282,28 @@ impl State {
     }
 
     /// An interaction: the TTL clock restarts and an open session becomes in-progress.
-    pub(super) fn touch_session(&mut self, sid: Sid, now: Timestamp) {
-        if let Some(ss) = self.sessions.get_mut(&sid) {
-            ss.live.touch(ms(now));
-            ss.session.date_last_interaction = Some(now);
-            ss.session.date_updated = now;
-            if ss.session.status == SessionStatus::Open {
-                ss.session.status = SessionStatus::InProgress;
-            }
+    /// Returns whether other nodes need to hear of it: the status changed, or the session
+    /// has a TTL whose deadline they last heard of a second or more ago (a node whose wheel
+    /// fires on an older deadline is refused by the store and reads the session again, so
+    /// they need not hear of every message).
+    pub(super) fn touch_session(&mut self, sid: Sid, now: Timestamp) -> bool {
+        let Some(ss) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
+        ss.live.touch(ms(now));
+        ss.session.date_last_interaction = Some(now);
+        ss.session.date_updated = now;
+        let mut tell = false;
+        if ss.session.status == SessionStatus::Open {
+            ss.session.status = SessionStatus::InProgress;
+            tell = true;
         }
+        if ss.session.ttl > 0 && now - ss.told_at >= 1 {
+            tell = true;
+        }
+        if tell {
+            ss.told_at = now;
+        }
+        tell
     }
 }

@@ -203,7 +203,11 @@ fn changed(op: &WriteOp) -> Option<(&'static str, Sid)> {
         WriteOp::PutNumber(v) => (KIND_NUMBER, v.sid),
         WriteOp::DeleteNumber(sid) => (KIND_NUMBER, *sid),
         WriteOp::PutSession(v) | WriteOp::ExpireSession(v) => (KIND_SESSION, v.sid),
-        WriteOp::TouchSession { session, .. } => (KIND_SESSION, *session),
+        WriteOp::TouchSession {
+            session,
+            follow: true,
+            ..
+        } => (KIND_SESSION, *session),
         WriteOp::DeleteSession(sid) => (KIND_SESSION, *sid),
         WriteOp::PutParticipant(v) => (KIND_SESSION, v.session_sid),
         _ => return None,
@@ -297,7 +301,7 @@ fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
                 v.record
             ],
         )),
-        WriteOp::TouchSession { session, at } => {
+        WriteOp::TouchSession { session, at, .. } => {
             out.push((W::TouchSession, params![s(session), *at]))
         }
         WriteOp::ExpireSession(v) => out.push((
