@@ -31,7 +31,7 @@ fn node_with(dir: &Path, url: &str, node: u16, services: &str) -> Daemon {
         let start = cfg.find("store:").unwrap();
         let end = start + cfg[start..].find("\ntimer_tick").unwrap();
         format!(
-            "{}store:\n  url: \"{url}\"\n  node_id: {node}{}",
+            "{}store:\n  url: \"{url}\"\n  node_id: {node}\n  node_timeout: \"3s\"{}",
             &cfg[..start],
             &cfg[end..]
         )
@@ -320,4 +320,54 @@ fn a_message_accepted_on_one_node_is_delivered_by_the_node_bound_to_its_next_hop
         vec![Some("0".into())]
     );
     assert!(!b.wait_messages(2, Duration::from_millis(500)));
+}
+
+/// Node 1 accepts messages (ESME_ROK: durable) whose next hop is bound nowhere, and is
+/// killed (-9) before it lets go of them. Node 2, bound to the next hop, takes them over once
+/// node 1 has been silent for `store.node_timeout` (3 s here) and delivers each once; the API
+/// on node 2 carries on meanwhile.
+#[test]
+fn what_a_killed_node_acknowledged_is_delivered_by_the_other() {
+    let url = pg::fresh_database("killed");
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = format!(
+        "{}services:\n  - unique_name: \"sms\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
+        common::two_carriers("")
+    );
+    let mut n1 = node_with(d1.path(), &url, 1, &config);
+    let n2 = node_with(d2.path(), &url, 2, &config);
+    let (a_real, b_real) = ("+14155551001", "+14155552002");
+    let (pa, _) = common::two_party_session(&n1, "sms", "chat", a_real, b_real);
+    let mut a = Peer::bound(n1.smpp, BindKind::Transceiver, "carrier-a", "secret-a");
+    for k in 0..5 {
+        let text = format!("acknowledged {k}");
+        let r = a.request(Body::SubmitSm(sm(&a_real[1..], &pa[1..], text.as_bytes())));
+        assert_eq!(r.status, status::ESME_ROK);
+    }
+    n1.kill9();
+    let killed = Instant::now();
+    // The API on node 2 carries on.
+    let r = n2.post(
+        "/v1/Services/sms/Sessions",
+        &[("Participants", r#"{"Identifier":"+14155551003"}"#)],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut b = Peer::bound(n2.smpp, BindKind::Transceiver, "carrier-b", "secret-b");
+    assert!(
+        b.wait_messages(5, Duration::from_secs(20)),
+        "node 2 delivers them"
+    );
+    assert!(
+        killed.elapsed() >= Duration::from_secs(2),
+        "not before node 1 is gone"
+    );
+    let mut texts: Vec<String> = b
+        .messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.short_message).into_owned())
+        .collect();
+    texts.sort();
+    let want: Vec<String> = (0..5).map(|k| format!("acknowledged {k}")).collect();
+    assert_eq!(texts, want);
+    assert!(!b.wait_messages(6, Duration::from_millis(500)), "each once");
 }

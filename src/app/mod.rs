@@ -88,9 +88,11 @@ pub async fn run(
     let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
         Ok::<Arc<dyn Store>, StoreError>(match target {
             StoreTarget::Sqlite(path) => Arc::new(SqliteStore::open(&path, on_fatal)?),
-            StoreTarget::Postgres { url, node_id } => {
-                Arc::new(PgStore::open(&url, node_id, on_fatal)?)
-            }
+            StoreTarget::Postgres {
+                url,
+                node_id,
+                node_timeout,
+            } => Arc::new(PgStore::open_with(&url, node_id, node_timeout, on_fatal)?),
         })
     })
     .await

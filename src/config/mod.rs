@@ -147,6 +147,10 @@ pub struct StoreConfig {
     /// With `url`: this node's number, 1 to 1023, different on every node.
     #[serde(default = "default_node_id")]
     pub node_id: u16,
+    /// With `url`: a node not seen this long is gone, and the others deliver its queued
+    /// messages.
+    #[serde(default)]
+    pub node_timeout: Option<String>,
 }
 
 fn default_node_id() -> u16 {

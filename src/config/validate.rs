@@ -24,7 +24,11 @@ pub struct Validated {
 #[derive(Debug, Clone)]
 pub enum StoreTarget {
     Sqlite(std::path::PathBuf),
-    Postgres { url: String, node_id: u16 },
+    Postgres {
+        url: String,
+        node_id: u16,
+        node_timeout: Duration,
+    },
 }
 
 /// `store.url` is a PostgreSQL URL naming a host; the reason never echoes the password.
@@ -185,10 +189,23 @@ impl Config {
                 None
             }
             (None, Some(url)) => match postgres_url(url) {
-                Ok(()) => Some(StoreTarget::Postgres {
-                    url: url.clone(),
-                    node_id: self.store.node_id,
-                }),
+                Ok(()) => {
+                    let node_timeout = match &self.store.node_timeout {
+                        None => Some(Duration::from_secs(60)),
+                        Some(text) => p.duration("store.node_timeout", text).filter(|d| {
+                            let ok = *d >= Duration::from_secs(1);
+                            if !ok {
+                                p.add("store.node_timeout", "must be at least 1s");
+                            }
+                            ok
+                        }),
+                    };
+                    node_timeout.map(|node_timeout| StoreTarget::Postgres {
+                        url: url.clone(),
+                        node_id: self.store.node_id,
+                        node_timeout,
+                    })
+                }
                 Err(why) => {
                     p.add("store.url", &why);
                     None

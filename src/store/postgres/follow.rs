@@ -25,8 +25,6 @@ use crate::core::store::{FollowFn, Followed, StoreError};
 const ROUND: i64 = 5000;
 /// How often the log is read without a wake-up (a lost NOTIFY costs at most this).
 const POLL: Duration = Duration::from_secs(1);
-/// How often a node records that it runs.
-const ALIVE_EVERY: Duration = Duration::from_secs(5);
 /// Rows older than this are pruned; a node away longer reloads.
 const RETENTION: &str = "1 hour";
 
@@ -78,7 +76,7 @@ pub(super) async fn listen(config: &Config, node: u16) -> Result<Listener, Store
     Ok(Listener { client, wake })
 }
 
-/// Records that `node` runs (see `schema::NODE_GONE_AFTER`).
+/// Records that `node` runs (see `PgStore::open_with`).
 async fn alive(client: &Client, node: u16) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
@@ -106,6 +104,7 @@ pub(super) async fn run(
     apply: FollowFn,
     on_fatal: Arc<dyn Fn(StoreError) + Send + Sync>,
     up: Arc<AtomicBool>,
+    alive_every: Duration,
 ) {
     let apply = Arc::new(apply);
     let mut pause = Duration::from_millis(100);
@@ -143,7 +142,7 @@ pub(super) async fn run(
                     break;
                 }
             }
-            if last_alive.elapsed() > ALIVE_EVERY {
+            if last_alive.elapsed() > alive_every {
                 last_alive = tokio::time::Instant::now();
                 if let Err(e) = alive(&l.client, node).await {
                     tracing::warn!(error = %super::describe_error(&e), "cannot record this node as running");

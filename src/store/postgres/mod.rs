@@ -33,6 +33,10 @@ use schema::*;
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
+/// `store.node_timeout`'s default: longer than any pause a running node makes in recording
+/// that it runs.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Reads the reader prepares on every connection, by index.
 #[derive(Clone, Copy, Debug)]
 enum R {
@@ -256,6 +260,8 @@ pub struct PgStore {
     on_fatal: Arc<dyn Fn(StoreError) + Send + Sync>,
     /// Whether the server takes writes (the writer and the follower keep it).
     up: Arc<std::sync::atomic::AtomicBool>,
+    /// A node silent this long is gone: the others claim its queued messages.
+    node_timeout: Duration,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     reader_thread: Mutex<Option<JoinHandle<()>>>,
     target: String,
@@ -269,6 +275,17 @@ impl PgStore {
     pub fn open(
         url: &str,
         node: u16,
+        on_fatal: Box<dyn Fn(StoreError) + Send>,
+    ) -> Result<PgStore, StoreError> {
+        PgStore::open_with(url, node, NODE_TIMEOUT, on_fatal)
+    }
+
+    /// `open`, with how long a node may be silent before the others take over its queued
+    /// messages (`store.node_timeout`; it records that it runs a third as often).
+    pub fn open_with(
+        url: &str,
+        node: u16,
+        node_timeout: Duration,
         on_fatal: Box<dyn Fn(StoreError) + Send>,
     ) -> Result<PgStore, StoreError> {
         let config = parse_url(url).map_err(|e| StoreError::Io(format!("store.url {e}")))?;
@@ -309,6 +326,7 @@ impl PgStore {
             follow_from: std::sync::atomic::AtomicI64::new(0),
             on_fatal,
             up,
+            node_timeout,
             stop: Mutex::new(Some(stop)),
             reader_thread: Mutex::new(Some(thread)),
             target: describe_url(url),
@@ -524,10 +542,12 @@ impl Store for PgStore {
                SELECT id FROM outbound
                WHERE (owner IS NULL AND next_hop = ANY($2))
                   OR (owner IS NOT NULL AND owner <> $1 AND owner NOT IN (
-                      SELECT node FROM nodes WHERE seen_at > now() - interval '{NODE_GONE_AFTER}'))
+                      SELECT node FROM nodes
+                      WHERE seen_at > now() - interval '1 millisecond' * {gone_ms}))
                ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING {cols}",
-            cols = OUTBOUND.join(", ")
+            cols = OUTBOUND.join(", "),
+            gone_ms = self.node_timeout.as_millis()
         );
         let mut items = self.rows_as(
             Sql::Text(sql),
@@ -570,6 +590,7 @@ impl Store for PgStore {
             apply,
             self.on_fatal.clone(),
             self.up.clone(),
+            (self.node_timeout / 3).min(Duration::from_secs(5)),
         ));
         Ok(())
     }

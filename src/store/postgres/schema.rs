@@ -228,9 +228,6 @@ CREATE INDEX outbound_unclaimed ON outbound(next_hop, id) WHERE owner IS NULL;
 /// Every step, oldest first; version N is `STEPS[N - 1]`.
 const STEPS: &[&str] = &[V1, V2, V3, V4];
 
-/// How long a node may be silent before the others take over its queued messages.
-pub(super) const NODE_GONE_AFTER: &str = "60 seconds";
-
 /// The advisory lock a writer holds from its change-log insert to its commit, so the log's
 /// sequence is in commit order (a bigserial alone is in insert order).
 pub(super) const CHANGES_LOCK: i64 = 0x6d61_736b_6400_0002;
