@@ -95,17 +95,30 @@ pub(super) async fn head(client: &Client) -> Result<i64, tokio_postgres::Error> 
         .map(|r| r.get(0))
 }
 
+/// What a node's following needs.
+pub(super) struct Following {
+    pub(super) config: Config,
+    pub(super) node: u16,
+    /// Hands the other nodes' changes to the engine.
+    pub(super) apply: FollowFn,
+    /// Told when this node can no longer catch up.
+    pub(super) on_fatal: Arc<dyn Fn(StoreError) + Send + Sync>,
+    /// Kept up to date as the store's health probe.
+    pub(super) up: Arc<AtomicBool>,
+    /// How often the node records that it runs.
+    pub(super) alive_every: Duration,
+}
+
 /// Runs until the runtime stops: applies other nodes' changes after `from`.
-pub(super) async fn run(
-    config: Config,
-    node: u16,
-    mut listener: Option<Listener>,
-    mut from: i64,
-    apply: FollowFn,
-    on_fatal: Arc<dyn Fn(StoreError) + Send + Sync>,
-    up: Arc<AtomicBool>,
-    alive_every: Duration,
-) {
+pub(super) async fn run(f: Following, mut listener: Option<Listener>, mut from: i64) {
+    let Following {
+        config,
+        node,
+        apply,
+        on_fatal,
+        up,
+        alive_every,
+    } = f;
     let apply = Arc::new(apply);
     let mut pause = Duration::from_millis(100);
     let mut last_prune = tokio::time::Instant::now();

@@ -582,16 +582,17 @@ impl Store for PgStore {
     fn follow(&self, apply: FollowFn) -> Result<(), StoreError> {
         let listener = self.listener.lock().take();
         let from = self.follow_from.load(std::sync::atomic::Ordering::SeqCst);
-        self.reader.handle.spawn(follow::run(
-            self.reader.config.clone(),
-            self.node,
-            listener,
-            from,
+        let following = follow::Following {
+            config: self.reader.config.clone(),
+            node: self.node,
             apply,
-            self.on_fatal.clone(),
-            self.up.clone(),
-            (self.node_timeout / 3).min(Duration::from_secs(5)),
-        ));
+            on_fatal: self.on_fatal.clone(),
+            up: self.up.clone(),
+            alive_every: (self.node_timeout / 3).min(Duration::from_secs(5)),
+        };
+        self.reader
+            .handle
+            .spawn(follow::run(following, listener, from));
         Ok(())
     }
 
