@@ -14,9 +14,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
+use super::ops::{KIND_NUMBER, KIND_SERVICE, KIND_SESSION};
 use super::read;
 use super::schema::{self, select, NUMBERS, PARTICIPANTS, SERVICES, SESSIONS};
-use super::write::{KIND_NUMBER, KIND_SERVICE, KIND_SESSION};
 use crate::core::model::{Participant, Session};
 use crate::core::sid::Sid;
 use crate::core::store::{FollowFn, Followed, StoreError};

@@ -7,7 +7,9 @@
 //! statements prepared again.
 
 mod follow;
+mod ops;
 mod read;
+mod reader;
 mod schema;
 mod write;
 
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_postgres::{Client, Config, NoTls, Row};
 
 use super::writer::Writer;
 use crate::core::callback::CallbackItem;
@@ -33,81 +35,11 @@ use schema::*;
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
+use reader::{Reader, Sql, R};
+
 /// `store.node_timeout`'s default: longer than any pause a running node makes in recording
 /// that it runs.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Reads the reader prepares on every connection, by index.
-#[derive(Clone, Copy, Debug)]
-enum R {
-    InteractionsAscending,
-    InteractionsDescending,
-    Interaction,
-    CallInteraction,
-    QueuedMessages,
-    OutboundAfter,
-    OutboundCount,
-    CallbacksAfter,
-    RemoteRef,
-    Recording,
-}
-
-const READS: &[R] = &[
-    R::InteractionsAscending,
-    R::InteractionsDescending,
-    R::Interaction,
-    R::CallInteraction,
-    R::QueuedMessages,
-    R::OutboundAfter,
-    R::OutboundCount,
-    R::CallbacksAfter,
-    R::RemoteRef,
-    R::Recording,
-];
-
-/// The reads, for node `node`: the SMS queue it reads back is the messages it holds, and
-/// the API messages it takes up at start those it created (its id in their stamps).
-fn read_sql(r: R, node: u16) -> String {
-    let interactions = select("interactions", INTERACTIONS);
-    let page = "WHERE session_sid = $1 AND ($2::text IS NULL OR message_participant = $2)
-                AND seq > $3 AND seq < $4";
-    match r {
-        R::InteractionsAscending => format!("{interactions} {page} ORDER BY seq LIMIT $5"),
-        R::InteractionsDescending => format!("{interactions} {page} ORDER BY seq DESC LIMIT $5"),
-        R::Interaction => format!("{interactions} WHERE sid = $1"),
-        R::CallInteraction => format!(
-            "({interactions} WHERE type = 'voice' AND in_resource_sid = $1)
-             UNION ALL ({interactions} WHERE type = 'voice' AND out_resource_sid = $1) LIMIT 1"
-        ),
-        R::QueuedMessages => format!(
-            "{interactions} i WHERE out_status = 'queued' AND message_participant IS NOT NULL
-             AND (seq & {mask}) = {node}
-             AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.interaction_sid = i.sid)
-             ORDER BY seq",
-            mask = (1u32 << crate::core::engine::NODE_BITS) - 1
-        ),
-        R::OutboundAfter => format!(
-            "{} WHERE id > $1 AND owner = {node} ORDER BY id LIMIT $2",
-            select("outbound", OUTBOUND)
-        ),
-        R::OutboundCount => format!("SELECT COUNT(*) FROM outbound WHERE owner = {node}"),
-        R::CallbacksAfter => format!(
-            "{} WHERE id > $1 ORDER BY id LIMIT $2",
-            select("callbacks", CALLBACKS)
-        ),
-        R::RemoteRef => format!(
-            "{} WHERE peer = $1 AND remote_id = $2",
-            select("remote_refs", REMOTE_REFS)
-        ),
-        R::Recording => format!("{} WHERE sid = $1", select("recordings", RECORDINGS)),
-    }
-}
-
-/// What to run: a prepared read, or text (built per call, e.g. the recordings filter).
-enum Sql {
-    Prepared(R),
-    Text(String),
-}
 
 /// An error's text for logs and answers: the server's message and code when it gave one.
 pub(super) fn describe_error(e: &tokio_postgres::Error) -> String {
@@ -191,60 +123,6 @@ async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
         }
     });
     Ok(client)
-}
-
-struct ReadConn {
-    client: Client,
-    prepared: Vec<Statement>,
-}
-
-/// The reader thread's runtime and its connection.
-struct Reader {
-    handle: tokio::runtime::Handle,
-    node: u16,
-    config: Config,
-    conn: tokio::sync::Mutex<Option<Arc<ReadConn>>>,
-}
-
-impl Reader {
-    async fn connection(&self) -> Result<Arc<ReadConn>, tokio_postgres::Error> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| !c.client.is_closed()) {
-            return Ok(c.clone());
-        }
-        let client = connect(&self.config).await?;
-        let mut prepared = Vec::with_capacity(READS.len());
-        for r in READS {
-            prepared.push(client.prepare(&read_sql(*r, self.node)).await?);
-        }
-        let c = Arc::new(ReadConn { client, prepared });
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
-    async fn query(&self, sql: &Sql, params: &[Param]) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let refs: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        // A connection found closed is re-opened once for this read.
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let c = self.connection().await?;
-            let result = match sql {
-                Sql::Prepared(r) => c.client.query(&c.prepared[*r as usize], &refs).await,
-                Sql::Text(text) => c.client.query(text.as_str(), &refs).await,
-            };
-            match result {
-                Err(e) if (c.client.is_closed() || connection_lost(&e)) && tries < 2 => {
-                    *self.conn.lock().await = None;
-                    continue;
-                }
-                other => return other,
-            }
-        }
-    }
 }
 
 /// The PostgreSQL store. Dropping it stops the writer after it has committed what was
