@@ -334,3 +334,38 @@ fn a_session_closes_once_whichever_wheel_fires_and_activity_anywhere_extends_it(
         (SessionStatus::Closed, Some(t0 + 30))
     );
 }
+
+#[test]
+fn each_node_sends_only_the_callbacks_it_made() {
+    let url = pg::fresh_database("callbacks");
+    let (n1, n2) = (node(&url, 1), node(&url, 2));
+    let now = now_ms() / 1000;
+    let s = common::seed::service_with_session(
+        &n1,
+        ServicePatch {
+            unique_name: Some("callbacks".into()),
+            callback_url: Some("http://127.0.0.1:9/status".into()),
+            ..Default::default()
+        },
+        ["+14155550101", "+14155550102"],
+        NewSession::default(),
+        now,
+    );
+    until("node 2 has the session", || n2.session(s.session).is_ok());
+    for (e, text) in [(&n1, "from node 1"), (&n2, "from node 2")] {
+        let (_, _, d) = e
+            .create_message_interaction(s.session, s.participants[0], text, now)
+            .unwrap();
+        d.wait_blocking().unwrap();
+    }
+    // Both status callbacks wait in the shared table; each node's queue holds its own.
+    let mask = (1u64 << NODE_BITS) - 1;
+    let queued = |e: &Engine| e.store().callbacks_after(0, 100).unwrap();
+    let (q1, q2) = (queued(&n1), queued(&n2));
+    assert_eq!((q1.len(), q2.len()), (1, 1), "{q1:?} {q2:?}");
+    assert_eq!((q1[0].id & mask, q2[0].id & mask), (1, 2));
+    assert_eq!(
+        pg::run_on(&url, "SELECT count(*) FROM callbacks"),
+        vec![Some("2".to_string())]
+    );
+}

@@ -172,6 +172,8 @@ pub struct RecordingQuery {
     pub below_seq: Option<u64>,
     /// Only `seq` above this (the previous page); still returned newest first.
     pub above_seq: Option<u64>,
+    /// Several nodes: only recordings this node made (their files are on its disk).
+    pub made_here: bool,
     pub limit: usize,
 }
 

@@ -177,6 +177,7 @@ impl Engine {
         };
         let stale = self.store.recordings(&RecordingQuery {
             status: Some(RecordingStatus::InProgress),
+            made_here: true,
             limit: usize::MAX >> 1,
             ..RecordingQuery::default()
         })?;
@@ -226,6 +227,7 @@ impl Engine {
         loop {
             let old = self.store.recordings(&RecordingQuery {
                 started_before_ms: Some(cutoff),
+                made_here: true,
                 limit: 500,
                 ..RecordingQuery::default()
             })?;

@@ -598,6 +598,13 @@ impl Store for PgStore {
         if let Some(s) = q.above_seq {
             cond("seq >", p(big(s)));
         }
+        if q.made_here {
+            // Stamps carry their node in their low bits (`core::engine::NODE_BITS`).
+            cond(
+                &format!("(seq & {}) =", (1i64 << crate::core::engine::NODE_BITS) - 1),
+                p(i64::from(self.node)),
+            );
+        }
         let ascending = q.above_seq.is_some() && q.below_seq.is_none();
         sql.push_str(if ascending {
             " ORDER BY seq ASC"

@@ -63,9 +63,12 @@ fn read_sql(r: R, node: u16) -> String {
             select("outbound", OUTBOUND)
         ),
         R::OutboundCount => format!("SELECT COUNT(*) FROM outbound WHERE owner = {node}"),
+        // The callbacks this node made (their ids carry its node id): each goes out once,
+        // from the node that made it.
         R::CallbacksAfter => format!(
-            "{} WHERE id > $1 ORDER BY id LIMIT $2",
-            select("callbacks", CALLBACKS)
+            "{} WHERE id > $1 AND (id & {mask}) = {node} ORDER BY id LIMIT $2",
+            select("callbacks", CALLBACKS),
+            mask = (1u32 << crate::core::engine::NODE_BITS) - 1
         ),
         R::RemoteRef => format!(
             "{} WHERE peer = $1 AND remote_id = $2",
