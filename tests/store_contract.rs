@@ -62,8 +62,14 @@ impl Backend for Postgres {
     }
 }
 
+/// An engine over `store`, as the daemon makes it: a shared store's is node 1 (the node the
+/// PostgreSQL backend opens as), whose stamps carry it.
 fn engine(store: Arc<dyn Store>) -> Engine {
-    Engine::open(store, EngineOptions::default(), T0 * 1000).expect("engine over the store")
+    let opts = EngineOptions {
+        node: store.shared().then_some(1),
+        ..EngineOptions::default()
+    };
+    Engine::open(store, opts, T0 * 1000).expect("engine over the store")
 }
 
 fn number(n: &str) -> E164 {
@@ -220,6 +226,8 @@ fn queues_and_downstream_ids_answer_what_was_written(b: &dyn Backend) {
         outbound: Some((ResourceStatus::Sent, Some(format!("m{id}")), T0)),
         created: T0,
     };
+    // Callback ids are the engine's stamps (a shared store's queue is the node's own).
+    let (c1, c2) = (e.next_seq(), e.next_seq());
     let (done, durable) = maskd::core::store::durable_pair();
     store.submit(
         vec![
@@ -232,8 +240,8 @@ fn queues_and_downstream_ids_answer_what_was_written(b: &dyn Backend) {
                 interaction: i.sid,
                 origin: None,
             }),
-            WriteOp::PutCallback(callback(10)),
-            WriteOp::PutCallback(callback(11)),
+            WriteOp::PutCallback(callback(c1)),
+            WriteOp::PutCallback(callback(c2)),
         ],
         Some(done),
     );
@@ -242,7 +250,7 @@ fn queues_and_downstream_ids_answer_what_was_written(b: &dyn Backend) {
     store.submit(
         vec![
             WriteOp::DeleteOutbound(2),
-            WriteOp::DeleteCallback(10),
+            WriteOp::DeleteCallback(c1),
             WriteOp::SetOutboundStatus {
                 interaction: i.sid,
                 status: ResourceStatus::Delivered,
@@ -262,7 +270,7 @@ fn queues_and_downstream_ids_answer_what_was_written(b: &dyn Backend) {
     assert!(store.remote_ref("carrier-a", "ab12").unwrap().is_none());
     let cbs = store.callbacks_after(0, 10).unwrap();
     assert_eq!(cbs.len(), 1);
-    assert_eq!(cbs[0].id, 11);
+    assert_eq!(cbs[0].id, c2);
     let moved = store.interaction(i.sid).unwrap().unwrap();
     assert_eq!(
         moved.outbound.resource_status,

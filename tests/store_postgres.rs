@@ -65,7 +65,11 @@ fn drop_connections(url: &str) -> usize {
 fn writer_and_reader_reopen_a_dropped_connection_and_lose_nothing() {
     let url = pg::fresh_database("reconnect");
     let store = open(&url);
-    let e = Engine::open(store.clone(), EngineOptions::default(), T0 * 1000).unwrap();
+    let opts = EngineOptions {
+        node: Some(1),
+        ..EngineOptions::default()
+    };
+    let e = Engine::open(store.clone(), opts, T0 * 1000).unwrap();
     let s = common::seed::service_with_session(
         &e,
         ServicePatch {

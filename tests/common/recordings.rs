@@ -36,7 +36,12 @@ pub fn seed_with(dir: &Path, base: &str, absent: bool) -> String {
     std::fs::create_dir_all(&rec_dir).unwrap();
     {
         let store: Arc<dyn Store> = super::open_store(dir);
-        let e = Engine::open(store, EngineOptions::default(), T0 * 1000).unwrap();
+        // As the daemon on it will be: node 1 on a shared store (its recordings carry it).
+        let opts = EngineOptions {
+            node: store.shared().then_some(1),
+            ..EngineOptions::default()
+        };
+        let e = Engine::open(store, opts, T0 * 1000).unwrap();
         e.set_recording(RecordingSettings {
             dir: rec_dir.clone(),
             account_sid: ACCOUNT.into(),
