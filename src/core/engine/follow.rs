@@ -118,7 +118,8 @@ impl Engine {
                     }
                     install(st, &self.routes, &mut wheel, sid, now);
                 }
-                Followed::Reread(_) => unreachable!("handled by `follow`"),
+                // `follow` reads these itself, before handing the rest here.
+                Followed::Reread(_) => {}
             }
         }
     }

@@ -189,16 +189,16 @@ async fn attempt(
     conn: &mut Option<Connected>,
     list: &[Statement_],
 ) -> Result<Outcome, tokio_postgres::Error> {
-    if conn.is_none() {
-        let client = super::connect(config).await?;
-        let mut prepared = Vec::with_capacity(ALL.len());
-        for w in ALL {
-            prepared.push(client.prepare(&sql(*w)).await?);
+    let c = match conn {
+        Some(c) => c,
+        None => {
+            let client = super::connect(config).await?;
+            let mut prepared = Vec::with_capacity(ALL.len());
+            for w in ALL {
+                prepared.push(client.prepare(&sql(*w)).await?);
+            }
+            conn.insert(Connected { client, prepared })
         }
-        *conn = Some(Connected { client, prepared });
-    }
-    let Some(c) = conn.as_mut() else {
-        unreachable!("connected above")
     };
     let tx = c.client.transaction().await?;
     type Answer<'a> = std::pin::Pin<
