@@ -135,6 +135,23 @@ impl Spill {
         false
     }
 
+    /// An item already durable in the store that this queue never saw (taken over from
+    /// elsewhere). `true`: it holds a slot, hand it on now. `false`: memory is full or older
+    /// items wait in the store; a sweep reads it back.
+    pub fn adopt(&mut self, id: u64) -> bool {
+        if self.ids.contains(&id) {
+            return false;
+        }
+        if self.spilled || self.ids.len() >= self.cap {
+            self.spilled = true;
+            self.in_store += 1;
+            self.missed_from = Some(self.missed_from.map_or(id, |m| m.min(id)));
+            return false;
+        }
+        self.ids.insert(id);
+        true
+    }
+
     /// The item's write failed: its slot (or its place in the count) is free again.
     pub fn release(&mut self, id: u64) {
         if self.reserved.remove(&id) {
@@ -288,6 +305,26 @@ mod tests {
             s.done(id);
         }
         assert_eq!(s.reserve(11), Admit::Memory);
+    }
+
+    #[test]
+    fn an_adopted_item_takes_a_slot_or_is_read_back_by_a_sweep() {
+        let mut s = Spill::new(2);
+        sweep_all(&mut s, &[], &mut Vec::new());
+        assert!(s.adopt(100), "room: held now");
+        assert!(!s.adopt(100), "held already");
+        assert!(s.adopt(101));
+        // Memory full: left to the store, and a sweep reads it back once there is room.
+        assert!(!s.adopt(102));
+        assert!(s.spilled());
+        assert_eq!(s.reserve(3), Admit::Store, "behind the adopted one");
+        s.durable(3);
+        s.done(100);
+        s.done(101);
+        let mut out = Vec::new();
+        sweep_all(&mut s, &[3, 102], &mut out);
+        assert_eq!(out, vec![3, 102]);
+        assert!(!s.spilled());
     }
 
     #[test]

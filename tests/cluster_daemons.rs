@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::hook::{Hook, Reply, Request};
 use common::smpp::{sm, Peer};
 use common::{encode, http, pg, Daemon, ACCOUNT, TOKEN};
 use maskd::smpp::pdu::{status, BindKind, Body};
@@ -62,6 +63,41 @@ fn doubled_keys(url: &str) -> Vec<Option<String>> {
          WHERE s.status IN ('open', 'in-progress') AND p.date_deleted IS NULL
          GROUP BY p.proxy, p.identifier HAVING count(*) > 1",
     )
+}
+
+/// Sets the service's status callback URL on `on` and waits (bounded) until `other` has
+/// followed it.
+fn callback_url(on: &Daemon, other: &Daemon, url: &str) {
+    let r = on.post("/v1/Services/sms", &[("CallbackUrl", url)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = Instant::now();
+    while other.get("/v1/Services/sms").json()["callback_url"] != url {
+        assert!(t.elapsed() < Duration::from_secs(5), "node 2 follows");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Per interaction, the outbound statuses its callbacks carried, in arrival order, repeats
+/// (retries) folded.
+fn statuses_by_interaction(got: &[Request]) -> BTreeMap<String, Vec<String>> {
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in got {
+        let list = by
+            .entry(r.param("interactionSid").unwrap().to_string())
+            .or_default();
+        let st = r.param("outboundResourceStatus").unwrap().to_string();
+        if list.last() != Some(&st) {
+            list.push(st);
+        }
+    }
+    by
+}
+
+fn counter(d: &Daemon, name: &str) -> i64 {
+    d.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -300,12 +336,6 @@ fn a_message_accepted_on_one_node_is_delivered_by_the_node_bound_to_its_next_hop
         (parsed.message_id.as_str(), parsed.stat.as_str()),
         (maskd_id.as_str(), "DELIVRD")
     );
-    let counter = |d: &Daemon, name: &str| -> i64 {
-        d.metrics_text()
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0)
-    };
     assert_eq!(counter(&n1, "maskd_smpp_handed_off_total"), 1);
     assert_eq!(counter(&n2, "maskd_smpp_claimed_total"), 1);
     assert_eq!(
@@ -322,10 +352,73 @@ fn a_message_accepted_on_one_node_is_delivered_by_the_node_bound_to_its_next_hop
     assert!(!b.wait_messages(2, Duration::from_millis(500)));
 }
 
+/// One interaction's status callbacks made on two nodes go out in order: node 1 makes
+/// "queued" (it accepted the message), node 2 "delivered" (it delivered it, bound to the
+/// next hop). While node 1's callback is refused (500) and retried, node 2 holds its own
+/// back; once node 1's is taken, node 2's follows.
+#[test]
+fn an_interactions_callbacks_made_on_two_nodes_arrive_in_order() {
+    let url = pg::fresh_database("cb_order");
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = format!(
+        "{}services:\n  - unique_name: \"sms\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
+        common::two_carriers("")
+    );
+    let n1 = node_with(d1.path(), &url, 1, &config);
+    let n2 = node_with(d2.path(), &url, 2, &config);
+    let hook = Hook::start();
+    callback_url(&n1, &n2, &hook.url("/status"));
+    hook.reply("/status", Reply::Status(500));
+    let (a_real, b_real) = ("+14155551001", "+14155552002");
+    let (pa, _) = common::two_party_session(&n1, "sms", "chat", a_real, b_real);
+    let mut a = Peer::bound(n1.smpp, BindKind::Transceiver, "carrier-a", "secret-a");
+    let mut b = Peer::bound(n2.smpp, BindKind::Transceiver, "carrier-b", "secret-b");
+    let r = a.request(Body::SubmitSm(sm(&a_real[1..], &pa[1..], b"in order")));
+    assert_eq!(r.status, status::ESME_ROK);
+    assert!(
+        b.wait_messages(1, Duration::from_secs(10)),
+        "node 2 delivers"
+    );
+    // Node 1's "queued" refused twice (the first try, and its retry 2 s later): node 2 has
+    // made its "delivered" by then, and holds it back.
+    let refused = hook.wait("/status", 2, Duration::from_secs(10));
+    assert_eq!(refused.len(), 2);
+    let t = Instant::now();
+    while counter(&n2, "maskd_callbacks_held_back_total") == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "node 2 holds its callback back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    hook.reply("/status", Reply::Status(200));
+    let got = hook.wait_for("/status", Duration::from_secs(20), |got| {
+        got.iter()
+            .any(|r| r.param("outboundResourceStatus") == Some("delivered"))
+    });
+    let by = statuses_by_interaction(&got);
+    assert_eq!(by.len(), 1, "{by:?}");
+    assert_eq!(
+        by.values().next().unwrap(),
+        &["queued", "delivered"],
+        "node 2's callback only after node 1's: {got:#?}"
+    );
+    let accepted: Vec<&Request> = got.iter().filter(|r| r.answered == Some(200)).collect();
+    assert_eq!(accepted.len(), 2, "each once");
+    assert_eq!(
+        hook.wait("/status", got.len() + 1, Duration::from_millis(500))
+            .len(),
+        got.len(),
+        "nothing more"
+    );
+}
+
 /// Node 1 accepts messages (ESME_ROK: durable) whose next hop is bound nowhere, and is
-/// killed (-9) before it lets go of them. Node 2, bound to the next hop, takes them over once
-/// node 1 has been silent for `store.node_timeout` (3 s here) and delivers each once; the API
-/// on node 2 carries on meanwhile.
+/// killed (-9) before it lets go of them or of their status callbacks (refused so far).
+/// Node 2, bound to the next hop, takes both over once node 1 has been silent for
+/// `store.node_timeout` (3 s here): it delivers each message once and sends each callback
+/// once, node 1's "queued" before its own "delivered"; the API on node 2 carries on
+/// meanwhile.
 #[test]
 fn what_a_killed_node_acknowledged_is_delivered_by_the_other() {
     let url = pg::fresh_database("killed");
@@ -336,6 +429,9 @@ fn what_a_killed_node_acknowledged_is_delivered_by_the_other() {
     );
     let mut n1 = node_with(d1.path(), &url, 1, &config);
     let n2 = node_with(d2.path(), &url, 2, &config);
+    let hook = Hook::start();
+    callback_url(&n1, &n2, &hook.url("/status"));
+    hook.reply("/status", Reply::Status(500));
     let (a_real, b_real) = ("+14155551001", "+14155552002");
     let (pa, _) = common::two_party_session(&n1, "sms", "chat", a_real, b_real);
     let mut a = Peer::bound(n1.smpp, BindKind::Transceiver, "carrier-a", "secret-a");
@@ -344,8 +440,11 @@ fn what_a_killed_node_acknowledged_is_delivered_by_the_other() {
         let r = a.request(Body::SubmitSm(sm(&a_real[1..], &pa[1..], text.as_bytes())));
         assert_eq!(r.status, status::ESME_ROK);
     }
+    // Node 1 has tried each "queued" callback once.
+    assert_eq!(hook.wait("/status", 5, Duration::from_secs(10)).len(), 5);
     n1.kill9();
     let killed = Instant::now();
+    hook.reply("/status", Reply::Status(200));
     // The API on node 2 carries on.
     let r = n2.post(
         "/v1/Services/sms/Sessions",
@@ -370,4 +469,29 @@ fn what_a_killed_node_acknowledged_is_delivered_by_the_other() {
     let want: Vec<String> = (0..5).map(|k| format!("acknowledged {k}")).collect();
     assert_eq!(texts, want);
     assert!(!b.wait_messages(6, Duration::from_millis(500)), "each once");
+
+    // Each message's two callbacks, each once, in order.
+    let accepted = |got: &[Request]| -> Vec<Request> {
+        got.iter()
+            .filter(|r| r.answered == Some(200))
+            .cloned()
+            .collect()
+    };
+    let got = hook.wait_for("/status", Duration::from_secs(20), |got| {
+        accepted(got).len() >= 10
+    });
+    let ok = accepted(&got);
+    let by = statuses_by_interaction(&ok);
+    assert_eq!(by.len(), 5, "{by:?}");
+    for (sid, statuses) in &by {
+        assert_eq!(statuses, &["queued", "delivered"], "{sid}: {ok:#?}");
+    }
+    assert_eq!(ok.len(), 10, "each once: {by:?}");
+    assert_eq!(counter(&n2, "maskd_callbacks_claimed_total"), 5);
+    assert_eq!(
+        hook.wait("/status", got.len() + 1, Duration::from_millis(500))
+            .len(),
+        got.len(),
+        "nothing more"
+    );
 }

@@ -257,6 +257,24 @@ pub trait Store: Send + Sync + 'static {
         let _ = (peers, limit);
         Ok(Vec::new())
     }
+    /// Several nodes: the status callbacks of callback `id`'s interaction the store took
+    /// before it, oldest first, each with whether this node sends it; `None` when `id` is
+    /// not in the store (not committed yet, or gone). A node sends an interaction's callback
+    /// only once none before it waits on another node. Empty for one node: its memory
+    /// holds the whole order.
+    fn callbacks_before(&self, id: u64) -> Result<Option<Vec<(u64, bool)>>, StoreError> {
+        let _ = id;
+        Ok(Some(Vec::new()))
+    }
+    /// Several nodes: takes for this node up to `limit` status callbacks that a node no
+    /// longer running was to send, oldest first. They are this node's to send from then on.
+    fn claim_callbacks(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<super::callback::CallbackItem>, StoreError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
     /// The session holding the route key `(proxy, identifier)` as committed (several
     /// nodes).
     fn route_owner(&self, proxy: E164, identifier: E164) -> Result<Option<Sid>, StoreError> {

@@ -46,6 +46,8 @@ pub const SMPP_HANDED_OFF: &str = "maskd_smpp_handed_off_total";
 pub const SMPP_STORE_THROTTLED: &str = "maskd_smpp_store_throttled_total";
 pub const STORE_AVAILABLE: &str = "maskd_store_available";
 pub const SMPP_CLAIMED: &str = "maskd_smpp_claimed_total";
+pub const CALLBACKS_CLAIMED: &str = "maskd_callbacks_claimed_total";
+pub const CALLBACKS_HELD_BACK: &str = "maskd_callbacks_held_back_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
 pub const SMPP_INVALID_ADDRESS: &str = "maskd_smpp_invalid_address_total";
@@ -90,6 +92,8 @@ pub struct Metrics {
     pub smpp_store_throttled: prometheus::IntCounter,
     pub store_available: IntGauge,
     pub smpp_claimed: prometheus::IntCounter,
+    pub callbacks_claimed: prometheus::IntCounter,
+    pub callbacks_held_back: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
     pub smpp_receipts: IntCounterVec,
     pub smpp_invalid_address: IntCounterVec,
@@ -270,6 +274,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
             SMPP_CLAIMED,
             "Queued messages claimed from the shared queue (let go by another node, or held by a node gone)",
         )?,
+        callbacks_claimed: prometheus::IntCounter::new(
+            CALLBACKS_CLAIMED,
+            "Status callbacks claimed from a node gone silent, to send from here",
+        )?,
+        callbacks_held_back: prometheus::IntCounter::new(
+            CALLBACKS_HELD_BACK,
+            "Times a status callback waited for an earlier one of its interaction on another node",
+        )?,
         smpp_opt_out: prometheus::IntCounter::new(
             SMPP_OPT_OUT,
             "Opt-out keyword messages not forwarded",
@@ -353,6 +365,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.smpp_store_throttled.clone()))?;
     m.registry.register(Box::new(m.store_available.clone()))?;
     m.registry.register(Box::new(m.smpp_claimed.clone()))?;
+    m.registry.register(Box::new(m.callbacks_claimed.clone()))?;
+    m.registry
+        .register(Box::new(m.callbacks_held_back.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;
     m.registry.register(Box::new(m.smpp_receipts.clone()))?;
     m.registry

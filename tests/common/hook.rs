@@ -13,6 +13,8 @@ pub struct Request {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub params: Vec<(String, String)>,
+    /// The status it was answered with (`None`: never answered).
+    pub answered: Option<u16>,
 }
 
 impl Request {
@@ -137,8 +139,13 @@ impl Hook {
         }
     }
 
-    /// Waits (bounded) until `path` has received at least `n` requests.
-    pub fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Request> {
+    /// Waits (bounded) until the requests to `path` satisfy `done`.
+    pub fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        done: impl Fn(&[Request]) -> bool,
+    ) -> Vec<Request> {
         let deadline = Instant::now() + timeout;
         let (m, cv) = &*self.shared;
         let mut g = m.lock().unwrap();
@@ -150,11 +157,16 @@ impl Hook {
                 .cloned()
                 .collect();
             let now = Instant::now();
-            if got.len() >= n || now >= deadline {
+            if done(&got) || now >= deadline {
                 return got;
             }
             g = cv.wait_timeout(g, deadline - now).unwrap().0;
         }
+    }
+
+    /// Waits (bounded) until `path` has received at least `n` requests.
+    pub fn wait(&self, path: &str, n: usize, timeout: Duration) -> Vec<Request> {
+        self.wait_for(path, timeout, |got| got.len() >= n)
     }
 }
 
@@ -226,13 +238,19 @@ fn serve(mut conn: TcpStream, shared: &Arc<(Mutex<Shared>, Condvar)>) {
     let reply = {
         let (m, cv) = &**shared;
         let mut g = m.lock().unwrap();
+        let reply = g.replies.get(&path).cloned().unwrap_or(Reply::Status(200));
         g.requests.push(Request {
             path: path.clone(),
             headers,
             params,
+            answered: match reply {
+                Reply::Status(c) => Some(c),
+                Reply::Json(_) => Some(200),
+                Reply::Silent => None,
+            },
         });
         cv.notify_all();
-        g.replies.get(&path).cloned().unwrap_or(Reply::Status(200))
+        reply
     };
     let (code, ct, body) = match reply {
         Reply::Status(c) => (c, "text/plain", String::new()),

@@ -440,6 +440,52 @@ impl Store for PgStore {
         Ok(items)
     }
 
+    fn callbacks_before(&self, id: u64) -> Result<Option<Vec<(u64, bool)>>, StoreError> {
+        let rows = self.rows(Sql::Prepared(R::CallbacksBefore), vec![p(big(id))])?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut before = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(e.to_string());
+            let id: Option<i64> = r.try_get(0).map_err(corrupt)?;
+            let mine: Option<bool> = r.try_get(1).map_err(corrupt)?;
+            if let (Some(id), Some(mine)) = (id, mine) {
+                before.push((id as u64, mine));
+            }
+        }
+        Ok(Some(before))
+    }
+
+    fn claim_callbacks(&self, limit: usize) -> Result<Vec<CallbackItem>, StoreError> {
+        // The callbacks of nodes silent for longer than a node runs without its store, in
+        // the order the store took them; one another node is claiming is skipped.
+        let sql = format!(
+            "UPDATE callbacks SET owner = $1 WHERE id IN (
+               SELECT id FROM callbacks
+               WHERE owner <> $1 AND owner NOT IN (
+                 SELECT node FROM nodes
+                 WHERE seen_at > now() - interval '1 millisecond' * {gone_ms})
+               ORDER BY pos LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING {cols}, pos",
+            cols = CALLBACKS.join(", "),
+            gone_ms = self.node_timeout.as_millis()
+        );
+        let rows = self.rows(
+            Sql::Text(sql),
+            vec![p(i32::from(self.node)), p(big(limit as u64))],
+        )?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let pos: i64 = r
+                .try_get(CALLBACKS.len())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            items.push((pos, read::callback(r)?));
+        }
+        items.sort_by_key(|(pos, _)| *pos);
+        Ok(items.into_iter().map(|(_, i)| i).collect())
+    }
+
     fn route_owner(
         &self,
         proxy: crate::core::E164,

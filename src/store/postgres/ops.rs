@@ -406,7 +406,9 @@ pub(super) fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
                 c.outbound.as_ref().map(|o| o.0.as_str()),
                 c.outbound.as_ref().and_then(|o| o.1.clone()),
                 c.outbound.as_ref().map(|o| o.2),
-                c.created
+                c.created,
+                // The owner, filled in by `PgWriter::statements_of`.
+                0i32
             ],
         )),
         WriteOp::DeleteCallback(id) => out.push((W::DeleteCallback, params![big(*id)])),

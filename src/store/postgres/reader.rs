@@ -20,6 +20,7 @@ pub(super) enum R {
     OutboundAfter,
     OutboundCount,
     CallbacksAfter,
+    CallbacksBefore,
     RemoteRef,
     Recording,
 }
@@ -33,6 +34,7 @@ pub(super) const READS: &[R] = &[
     R::OutboundAfter,
     R::OutboundCount,
     R::CallbacksAfter,
+    R::CallbacksBefore,
     R::RemoteRef,
     R::Recording,
 ];
@@ -63,12 +65,19 @@ fn read_sql(r: R, node: u16) -> String {
             select("outbound", OUTBOUND)
         ),
         R::OutboundCount => format!("SELECT COUNT(*) FROM outbound WHERE owner = {node}"),
-        // The callbacks this node made (their ids carry its node id): each goes out once,
-        // from the node that made it.
+        // The callbacks this node sends: the ones it made, and the ones it claimed from a
+        // node gone silent. Each goes out once, from its owner.
         R::CallbacksAfter => format!(
-            "{} WHERE id > $1 AND (id & {mask}) = {node} ORDER BY id LIMIT $2",
+            "{} WHERE id > $1 AND owner = {node} ORDER BY id LIMIT $2",
             select("callbacks", CALLBACKS),
-            mask = (1u32 << crate::core::engine::NODE_BITS) - 1
+        ),
+        // The callbacks of `$1`'s interaction the store took before it, oldest first, and
+        // whether this node sends each; one row of NULLs when there are none, no row when
+        // `$1` is not in the store.
+        R::CallbacksBefore => format!(
+            "SELECT c.id, c.owner = {node} FROM callbacks me
+             LEFT JOIN callbacks c ON c.interaction_sid = me.interaction_sid AND c.pos < me.pos
+             WHERE me.id = $1 ORDER BY c.pos"
         ),
         R::RemoteRef => format!(
             "{} WHERE peer = $1 AND remote_id = $2",

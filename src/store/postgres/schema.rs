@@ -108,6 +108,7 @@ pub(super) const CALLBACKS: &[&str] = &[
     "out_sid",
     "out_at",
     "created",
+    "owner",
 ];
 pub(super) const RECORDINGS: &[&str] = &[
     "sid",
@@ -225,8 +226,21 @@ CREATE INDEX outbound_owner ON outbound(owner, id);
 CREATE INDEX outbound_unclaimed ON outbound(next_hop, id) WHERE owner IS NULL;
 ";
 
+/// Version 5: status callbacks across nodes. `owner` is the node sending a callback (the
+/// one that made it, until another claims it from a node gone silent); `pos` is the order
+/// the store took them in: a callback made after reading another node's commit sorts after
+/// that node's callbacks, so a node holds an interaction's callback back while an earlier
+/// one of it waits on another node.
+const V5: &str = "
+ALTER TABLE callbacks ADD COLUMN owner INT, ADD COLUMN pos BIGSERIAL;
+UPDATE callbacks SET owner = (id & 1023)::int;
+ALTER TABLE callbacks ALTER COLUMN owner SET NOT NULL;
+CREATE INDEX callbacks_owner ON callbacks(owner, id);
+CREATE INDEX callbacks_interaction ON callbacks(interaction_sid, pos);
+";
+
 /// Every step, oldest first; version N is `STEPS[N - 1]`.
-const STEPS: &[&str] = &[V1, V2, V3, V4];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The advisory lock a writer holds from its change-log insert to its commit, so the log's
 /// sequence is in commit order (a bigserial alone is in insert order).

@@ -129,8 +129,10 @@ impl PgWriter {
             }
             let mut one = Vec::new();
             statements(op, &mut one);
-            if let (WriteOp::PutOutbound(_), Some((_, p))) = (op, one.first_mut()) {
-                // The accepting node delivers it (or lets go of it) first.
+            if let (WriteOp::PutOutbound(_) | WriteOp::PutCallback(_), Some((_, p))) =
+                (op, one.first_mut())
+            {
+                // The node that made it delivers it (or lets go of it) first.
                 if let Some(owner) = p.last_mut() {
                     *owner = Box::new(self.node);
                 }
