@@ -28,16 +28,7 @@ fn node(dir: &Path, url: &str, node: u16) -> Daemon {
 }
 
 fn node_with(dir: &Path, url: &str, node: u16, services: &str) -> Daemon {
-    let edit = |cfg: &str| {
-        let start = cfg.find("store:").unwrap();
-        let end = start + cfg[start..].find("\ntimer_tick").unwrap();
-        format!(
-            "{}store:\n  url: \"{url}\"\n  node_id: {node}\n  node_timeout: \"3s\"{}",
-            &cfg[..start],
-            &cfg[end..]
-        )
-    };
-    Daemon::start_edited(dir, services, edit)
+    pg::node(dir, url, node, services)
 }
 
 fn post(api: SocketAddr, path: &str, form: &[(&str, &str)]) -> common::Resp {

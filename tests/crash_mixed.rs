@@ -10,15 +10,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::sip::{answered_call, header, invite, respond, socket};
-use common::smpp::{sm, Peer};
+use common::load::{caller, carrier_a, carrier_b, trunk_answering};
+use common::sip::{answered_call, socket};
 use common::*;
-use maskd::smpp::pdu::{status, BindKind, Body};
 
 const PAIRS: usize = 4;
 const KILLS: usize = 3;
@@ -84,149 +82,6 @@ fn proxy_for_a(all: &HashMap<String, Vec<(String, String)>>, i: usize) -> String
 }
 
 /// Carrier B: answers every deliver_sm and counts each text, until its link closes.
-fn carrier_b(
-    smpp: SocketAddr,
-    got: Arc<Mutex<HashMap<String, usize>>>,
-) -> std::thread::JoinHandle<()> {
-    let mut cb = Peer::bound(smpp, BindKind::Transceiver, "carrier-b", "secret-b");
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = 0;
-        while !cb.closed && Instant::now() < deadline {
-            cb.recv(Duration::from_millis(50));
-            let mut g = got.lock().unwrap();
-            for m in &cb.messages[seen..] {
-                *g.entry(String::from_utf8_lossy(&m.short_message).to_string())
-                    .or_default() += 1;
-            }
-            seen = cb.messages.len();
-        }
-    })
-}
-
-/// Carrier A: submits numbered messages from each A_i to its proxy until `stop` or the link
-/// dies; records those answered ESME_ROK.
-fn carrier_a(
-    smpp: SocketAddr,
-    round: usize,
-    proxies: Vec<String>,
-    acked: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut ca = Peer::connect(smpp);
-        if ca.bind(BindKind::Transceiver, "carrier-a", "secret-a") != status::ESME_ROK {
-            return;
-        }
-        for n in 0..100_000 {
-            if stop.load(Ordering::Relaxed) || ca.closed {
-                return;
-            }
-            // Eight in flight at a time.
-            let batch: Vec<(u32, String)> = (0..8)
-                .map(|k| {
-                    let i = (n * 8 + k) % PAIRS;
-                    let text = format!("r{round}-n{n}-k{k}");
-                    let seq = ca.send(Body::SubmitSm(sm(
-                        &a_of(i)[1..],
-                        proxies[i].trim_start_matches('+'),
-                        text.as_bytes(),
-                    )));
-                    (seq, text)
-                })
-                .collect();
-            for (seq, text) in batch {
-                let r =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ca.wait_resp(seq)));
-                match r {
-                    Ok(p) if p.status == status::ESME_ROK => acked.lock().unwrap().push(text),
-                    Ok(_) => {}
-                    Err(_) => return, // killed mid-answer
-                }
-            }
-        }
-    })
-}
-
-/// Calls: INVITE → trunk answers 200 → ACK → BYE → 200, over and over until `stop`.
-fn caller(
-    sip: SocketAddr,
-    round: usize,
-    proxies: Vec<String>,
-    done: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let (a, port) = socket();
-        a.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let mut buf = [0u8; 8192];
-        for n in 0..100_000 {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let i = n % PAIRS;
-            let id = format!("r{round}c{n}");
-            a.send_to(invite(port, &a_of(i), &proxies[i], &id).as_bytes(), sip)
-                .unwrap();
-            let mut ok = None;
-            for _ in 0..10 {
-                let Ok((len, _)) = a.recv_from(&mut buf) else {
-                    break;
-                };
-                let t = String::from_utf8_lossy(&buf[..len]).to_string();
-                if t.starts_with("SIP/2.0 200") && header(&t, "Call-ID") == id {
-                    ok = Some(t);
-                    break;
-                }
-            }
-            let Some(ok) = ok else { continue };
-            let to = header(&ok, "To").to_string();
-            let (proxy, caller) = (&proxies[i], a_of(i));
-            for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
-                let m = format!(
-                    "{method} sip:{proxy}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{method}{id}\r\n\
-                     From: <sip:{caller}@127.0.0.1>;tag=t{id}\r\nTo: {to}\r\nCall-ID: {id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-                );
-                a.send_to(m.as_bytes(), sip).unwrap();
-            }
-            for _ in 0..10 {
-                let Ok((len, _)) = a.recv_from(&mut buf) else {
-                    break;
-                };
-                let t = String::from_utf8_lossy(&buf[..len]);
-                if t.starts_with("SIP/2.0 200") && header(&t, "CSeq").ends_with("BYE") {
-                    done.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-            }
-        }
-    })
-}
-
-/// The trunk: answers INVITE and BYE with 200 until `stop`.
-fn trunk_answering(trunk: UdpSocket, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<UdpSocket> {
-    std::thread::spawn(move || {
-        trunk
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut buf = [0u8; 8192];
-        for _ in 0..1_000_000 {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let Ok((len, from)) = trunk.recv_from(&mut buf) else {
-                continue;
-            };
-            let t = String::from_utf8_lossy(&buf[..len]).to_string();
-            if t.starts_with("INVITE ") || t.starts_with("BYE ") {
-                respond(&trunk, &t, from, 200, "OK");
-            }
-        }
-        trunk
-    })
-}
-
 #[test]
 fn sigkill_at_random_points_under_sms_and_call_load_loses_nothing_acknowledged() {
     let seed = std::env::var("MASKD_CRASH_SEED")
@@ -257,16 +112,29 @@ fn sigkill_at_random_points_under_sms_and_call_load_loses_nothing_acknowledged()
     let before = sessions(&d);
     assert_eq!(before.len(), PAIRS);
     let proxies: Vec<String> = (0..PAIRS).map(|i| proxy_for_a(&before, i)).collect();
+    let pairs: Vec<(String, String)> = (0..PAIRS).map(|i| (a_of(i), proxies[i].clone())).collect();
 
     let got: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let calls = Arc::new(AtomicUsize::new(0));
     for round in 0..KILLS {
         let stop = Arc::new(AtomicBool::new(false));
-        let receiver = carrier_b(d.smpp, got.clone());
-        let sender = carrier_a(d.smpp, round, proxies.clone(), acked.clone(), stop.clone());
+        let receiver = carrier_b(d.smpp, got.clone(), stop.clone());
+        let sender = carrier_a(
+            d.smpp,
+            format!("r{round}"),
+            pairs.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
         let trunk_t = trunk_answering(trunk, stop.clone());
-        let call_t = caller(d.sip, round, proxies.clone(), calls.clone(), stop.clone());
+        let call_t = caller(
+            d.sip,
+            format!("r{round}"),
+            pairs.clone(),
+            calls.clone(),
+            stop.clone(),
+        );
         // A random point 200–1,200 ms into the load.
         let at = Duration::from_millis(200 + rng.next() % 1_000);
         std::thread::sleep(at);
@@ -302,7 +170,7 @@ fn sigkill_at_random_points_under_sms_and_call_load_loses_nothing_acknowledged()
         );
     }
     // Carrier B binds once more: every acknowledged message arrives (from the queue).
-    let receiver = carrier_b(d.smpp, got.clone());
+    let receiver = carrier_b(d.smpp, got.clone(), Arc::new(AtomicBool::new(false)));
     let acked = acked.lock().unwrap().clone();
     assert!(!acked.is_empty());
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -45,6 +45,8 @@ pub const SMPP_OUT_OF_SESSION: &str = "maskd_smpp_out_of_session_total";
 pub const SMPP_HANDED_OFF: &str = "maskd_smpp_handed_off_total";
 pub const SMPP_STORE_THROTTLED: &str = "maskd_smpp_store_throttled_total";
 pub const STORE_AVAILABLE: &str = "maskd_store_available";
+pub const STORE_PENDING: &str = "maskd_store_pending_writes";
+pub const STORE_DROPPED: &str = "maskd_store_writes_dropped_total";
 pub const SMPP_CLAIMED: &str = "maskd_smpp_claimed_total";
 pub const CALLBACKS_CLAIMED: &str = "maskd_callbacks_claimed_total";
 pub const CALLBACKS_HELD_BACK: &str = "maskd_callbacks_held_back_total";
@@ -91,6 +93,8 @@ pub struct Metrics {
     pub smpp_handed_off: prometheus::IntCounter,
     pub smpp_store_throttled: prometheus::IntCounter,
     pub store_available: IntGauge,
+    pub store_pending: IntGauge,
+    pub store_dropped: prometheus::IntCounter,
     pub smpp_claimed: prometheus::IntCounter,
     pub callbacks_claimed: prometheus::IntCounter,
     pub callbacks_held_back: prometheus::IntCounter,
@@ -262,6 +266,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
             SMPP_STORE_THROTTLED,
             "Messages answered ESME_RTHROTTLED because the store could not be reached",
         )?,
+        store_pending: IntGauge::new(
+            STORE_PENDING,
+            "Write batches submitted to the store and not yet committed",
+        )?,
+        store_dropped: prometheus::IntCounter::new(
+            STORE_DROPPED,
+            "Unawaited write batches (call logs and the like) dropped: the store was unreachable and the queue full",
+        )?,
         store_available: IntGauge::new(
             STORE_AVAILABLE,
             "1 while the store takes writes, 0 while it cannot be reached",
@@ -364,6 +376,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.smpp_store_throttled.clone()))?;
     m.registry.register(Box::new(m.store_available.clone()))?;
+    m.registry.register(Box::new(m.store_pending.clone()))?;
+    m.registry.register(Box::new(m.store_dropped.clone()))?;
     m.registry.register(Box::new(m.smpp_claimed.clone()))?;
     m.registry.register(Box::new(m.callbacks_claimed.clone()))?;
     m.registry

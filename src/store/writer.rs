@@ -16,7 +16,9 @@ use parking_lot::Mutex;
 use crate::core::sid::Sid;
 use crate::core::store::{Completion, StoreError, WriteOp};
 
-/// Batches waiting for the writer; submitters block beyond this (back-pressure).
+/// Batches waiting for the writer; submitters block beyond this (back-pressure), but while
+/// the store is unreachable a batch nobody awaits (a call's log) is dropped and counted
+/// instead, so calls go on routing from memory through a long outage.
 const QUEUE_BOUND: usize = 65_536;
 /// Batches folded into one transaction at most.
 const GROUP_MAX: usize = 1024;
@@ -34,6 +36,8 @@ type Commit<'a> = &'a mut dyn FnMut(&[Job]) -> Result<Vec<usize>, StoreError>;
 /// what was queued.
 pub(super) struct Writer {
     tx: Mutex<Option<SyncSender<Job>>>,
+    /// Whether the store takes writes (a shared store's server can go away for a while).
+    up: Option<Arc<AtomicBool>>,
     /// Set with an awaited job: ends the writer's wait for company (see `LAZY_WINDOW`).
     urgent: Arc<AtomicBool>,
     thread: std::thread::Thread,
@@ -59,10 +63,17 @@ impl Writer {
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(Writer {
             tx: Mutex::new(Some(tx)),
+            up: None,
             urgent,
             thread: handle.thread().clone(),
             handle: Mutex::new(Some(handle)),
         })
+    }
+
+    /// The store says through `up` whether it takes writes now (see `QUEUE_BOUND`).
+    pub(super) fn with_availability(mut self, up: Arc<AtomicBool>) -> Writer {
+        self.up = Some(up);
+        self
     }
 
     pub(super) fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
@@ -71,7 +82,26 @@ impl Writer {
             // A send error means the writer is gone: dropping `done` fails its waiter.
             Some(tx) => {
                 let awaited = done.is_some();
-                let _ = tx.send((ops, done));
+                let pending = &crate::metrics::get().store_pending;
+                pending.inc();
+                let down = self.up.as_ref().is_some_and(|u| !u.load(Ordering::SeqCst));
+                if !awaited && down {
+                    match tx.try_send((ops, done)) {
+                        Err(mpsc::TrySendError::Full(_)) => {
+                            pending.dec();
+                            crate::metrics::get().store_dropped.inc();
+                            tracing::debug!(
+                                "store unreachable and its queue full: a log write dropped"
+                            );
+                        }
+                        Err(mpsc::TrySendError::Disconnected(_)) => pending.dec(),
+                        Ok(()) => {}
+                    }
+                    return;
+                }
+                if tx.send((ops, done)).is_err() {
+                    pending.dec();
+                }
                 if awaited {
                     self.urgent.store(true, Ordering::SeqCst);
                     self.thread.unpark();
@@ -127,7 +157,9 @@ fn writer_loop(
             }
             drain(&rx, &mut jobs);
         }
+        let n = jobs.len() as i64;
         if failed {
+            crate::metrics::get().store_pending.sub(n);
             for (_, done) in jobs {
                 if let Some(d) = done {
                     d.complete(Err(StoreError::Closed));
@@ -148,6 +180,7 @@ fn writer_loop(
                 &[]
             }
         };
+        crate::metrics::get().store_pending.sub(n);
         for (k, (_, done)) in jobs.into_iter().enumerate() {
             if let Some(d) = done {
                 d.complete(match &result {
@@ -206,4 +239,51 @@ pub(super) fn effective_ops_of<'a>(jobs: &'a [Job], skip: &[usize]) -> Vec<(usiz
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While the store is unreachable, a full queue drops the writes nobody awaits (counted)
+    /// instead of blocking their submitter; once the store is back, what was queued commits.
+    #[test]
+    fn a_full_queue_drops_unawaited_writes_only_while_the_store_is_down() {
+        let (gate_tx, gate_rx) = mpsc::channel::<()>();
+        let (entered_tx, entered_rx) = mpsc::channel::<()>();
+        let committed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = committed.clone();
+        let mut first = true;
+        let writer = Writer::spawn(
+            move |jobs: &[Job]| {
+                if std::mem::take(&mut first) {
+                    // The store is down: the first commit waits until it is back.
+                    let _ = entered_tx.send(());
+                    let _ = gate_rx.recv();
+                }
+                c.fetch_add(jobs.len(), Ordering::SeqCst);
+                Ok(Vec::new())
+            },
+            Box::new(|_| {}),
+        )
+        .unwrap();
+        let up = Arc::new(AtomicBool::new(false));
+        let writer = writer.with_availability(up.clone());
+        let dropped = || crate::metrics::get().store_dropped.get();
+        let before = dropped();
+        // One job the writer takes into its (stuck) commit.
+        writer.submit(Vec::new(), None);
+        entered_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        for _ in 0..QUEUE_BOUND {
+            writer.submit(Vec::new(), None);
+        }
+        assert_eq!(dropped(), before, "room for every one of them");
+        writer.submit(Vec::new(), None);
+        writer.submit(Vec::new(), None);
+        assert_eq!(dropped(), before + 2, "past the bound, dropped and counted");
+        up.store(true, Ordering::SeqCst);
+        gate_tx.send(()).unwrap();
+        writer.close();
+        assert_eq!(committed.load(Ordering::SeqCst), 1 + QUEUE_BOUND);
+    }
 }

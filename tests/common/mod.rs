@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hook;
+pub mod load;
 pub mod media;
 pub mod pg;
 pub mod recordings;

@@ -162,3 +162,18 @@ impl Drop for Cluster {
             .status();
     }
 }
+
+/// A daemon on `url` as node `node` (`store.node_timeout` 3 s), with `services` (the config's
+/// services and peers).
+pub fn node(dir: &std::path::Path, url: &str, node: u16, services: &str) -> super::Daemon {
+    let edit = |cfg: &str| {
+        let start = cfg.find("store:").unwrap();
+        let end = start + cfg[start..].find("\ntimer_tick").unwrap();
+        format!(
+            "{}store:\n  url: \"{url}\"\n  node_id: {node}\n  node_timeout: \"3s\"{}",
+            &cfg[..start],
+            &cfg[end..]
+        )
+    };
+    super::Daemon::start_edited(dir, services, edit)
+}

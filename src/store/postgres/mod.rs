@@ -176,7 +176,8 @@ impl PgStore {
         let writer = Writer::spawn(
             move |jobs| writer.commit(jobs),
             Box::new(move |e| (for_writer.lock())(e)),
-        )?;
+        )?
+        .with_availability(up.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
