@@ -263,6 +263,41 @@ fn two_nodes_never_give_one_route_key_to_two_sessions() {
 /// (`ESME_ROK` once durable in PostgreSQL), is let go by node 1 (no link to B there) and
 /// delivered by node 2; B's acceptance there, final delivery, becomes maskd's DELIVRD receipt
 /// to A, which node 2 lets go and node 1 delivers.
+/// Two nodes started at once with the same config: one loads the store and creates the
+/// config's service and numbers, the other waits its turn and finds them. One service, each
+/// number once, both nodes serving it.
+#[test]
+fn nodes_started_at_once_create_their_configs_services_once() {
+    let url = pg::fresh_database("startup");
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let starts: Vec<_> = [(d1.path().to_owned(), 1), (d2.path().to_owned(), 2)]
+        .into_iter()
+        .map(|(dir, id)| {
+            let url = url.clone();
+            std::thread::spawn(move || node(&dir, &url, id))
+        })
+        .collect();
+    let nodes: Vec<Daemon> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        pg::run_on(&url, "SELECT count(*) FROM services"),
+        vec![Some("1".into())]
+    );
+    assert_eq!(
+        pg::run_on(&url, "SELECT count(*) FROM numbers"),
+        vec![Some("3".into())]
+    );
+    let sids: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            n.get("/v1/Services/pool").json()["sid"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(sids[0], sids[1]);
+}
+
 #[test]
 fn a_message_accepted_on_one_node_is_delivered_by_the_node_bound_to_its_next_hop() {
     let url = pg::fresh_database("sms");

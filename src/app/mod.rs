@@ -106,6 +106,17 @@ pub async fn run(
         },
         ..EngineOptions::default()
     };
+    // Several nodes starting at once: one at a time loads the store and creates the services
+    // its config lists, so the next finds them (held until they are durable, below).
+    let turn = if cfg.services.is_empty() {
+        None
+    } else {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.startup_lock())
+            .await
+            .map_err(|e| store_err(StoreError::Io(e.to_string())))?
+            .map_err(store_err)?
+    };
     let started = std::time::Instant::now();
     let engine = Arc::new(Engine::open(store.clone(), opts, now_ms()).map_err(store_err)?);
     // Several nodes: the others' changes from here on (nothing to follow on SQLite).
@@ -127,6 +138,7 @@ pub async fn run(
             })?;
         d.await.map_err(store_err)?;
     }
+    drop(turn);
     media::prepare_recordings(&cfg, &engine).map_err(store_err)?;
     let closed = engine.expire(now_ms());
     let pending = engine.pending_outbound().map_err(store_err)?;

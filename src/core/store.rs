@@ -257,6 +257,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = (peers, limit);
         Ok(Vec::new())
     }
+    /// Several nodes: waits until this node may load the store and create the services of
+    /// its config, one node at a time (nodes starting at once would each create them), and
+    /// holds that turn until the returned guard is dropped. `None` for one node.
+    fn startup_lock(&self) -> Result<Option<Box<dyn std::any::Any + Send>>, StoreError> {
+        Ok(None)
+    }
     /// Several nodes: the status callbacks of callback `id`'s interaction the store took
     /// before it, oldest first, each with whether this node sends it; `None` when `id` is
     /// not in the store (not committed yet, or gone). A node sends an interaction's callback

@@ -11,6 +11,7 @@ mod ops;
 mod read;
 mod reader;
 mod schema;
+mod startup;
 mod write;
 
 use std::str::FromStr;
@@ -485,6 +486,11 @@ impl Store for PgStore {
         }
         items.sort_by_key(|(pos, _)| *pos);
         Ok(items.into_iter().map(|(_, i)| i).collect())
+    }
+
+    fn startup_lock(&self) -> Result<Option<Box<dyn std::any::Any + Send>>, StoreError> {
+        let lock = startup::take(self.reader.config.clone())?;
+        Ok(Some(Box::new(lock)))
     }
 
     fn route_owner(
