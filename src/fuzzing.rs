@@ -144,6 +144,7 @@ fn settings(trunk: SocketAddr) -> Settings {
         server_header: Some("maskd".into()),
         ring_timeout: 120_000,
         media_ip: "127.0.0.1".parse().expect("an IP"),
+        carriers: Default::default(),
     }
 }
 

@@ -263,6 +263,7 @@ pub async fn run(
         trunk_tcp: cfg.raw.sip.transport == "tcp",
         ring_timeout: cfg.sip.ring_timeout.as_millis() as u64,
         media_ip: cfg.media.advertised_ip,
+        carriers: cfg.carriers.clone(),
         timers: crate::sip::transaction::Timers {
             t1: cfg.sip.t1.as_millis() as u64,
             t2: cfg.sip.t2.as_millis() as u64,

@@ -12,8 +12,10 @@ use serde::Deserialize;
 
 use crate::core::{sid::SidKind, Sid, E164};
 
+mod carriers;
 mod media;
 mod validate;
+pub use carriers::{CarrierConfig, CarrierSipConfig, TrunkConfig};
 pub use media::{MediaConfig, MediaSettings, RecordingConfig};
 use validate::Problems;
 pub use validate::{SipSettings, SmppTimers, StoreTarget, ValidService, Validated};
@@ -64,6 +66,9 @@ pub struct Config {
     /// Media plane: RTP anchoring and recording.
     #[serde(default)]
     pub media: MediaConfig,
+    /// Carriers: the proxy numbers each owns, and its SMPP link and SIP trunks.
+    #[serde(default)]
+    pub carriers: Vec<CarrierConfig>,
     /// Services created or updated at start, idempotently.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,

@@ -18,6 +18,7 @@ pub struct Validated {
     pub media: MediaSettings,
     pub store: StoreTarget,
     pub services: Vec<ValidService>,
+    pub carriers: std::sync::Arc<crate::core::carriers::Carriers>,
 }
 
 /// Where the store is: `store.path` or `store.url`.
@@ -358,6 +359,7 @@ impl Config {
             }
         }
         let media = self.media.validate(&mut p);
+        let carriers = super::carriers::validate(&self.carriers, &self.smpp, &mut p);
         let mut services = Vec::new();
         let mut svc_names = HashSet::new();
         let mut all_numbers = HashSet::new();
@@ -486,6 +488,7 @@ impl Config {
                 response_timeout: smpp_response,
             },
             services,
+            carriers: std::sync::Arc::new(carriers),
         })
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod allocator;
 pub mod callback;
+pub mod carriers;
 pub mod datetime;
 pub mod e164;
 pub mod engine;

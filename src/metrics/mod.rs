@@ -49,6 +49,7 @@ pub const STORE_PENDING: &str = "maskd_store_pending_writes";
 pub const STORE_DROPPED: &str = "maskd_store_writes_dropped_total";
 pub const SMPP_CLAIMED: &str = "maskd_smpp_claimed_total";
 pub const CALLBACKS_CLAIMED: &str = "maskd_callbacks_claimed_total";
+pub const SIP_TRUNK_FAILOVERS: &str = "maskd_sip_trunk_failovers_total";
 pub const CALLBACKS_HELD_BACK: &str = "maskd_callbacks_held_back_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
@@ -97,6 +98,7 @@ pub struct Metrics {
     pub store_dropped: prometheus::IntCounter,
     pub smpp_claimed: prometheus::IntCounter,
     pub callbacks_claimed: prometheus::IntCounter,
+    pub sip_trunk_failovers: IntCounterVec,
     pub callbacks_held_back: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
     pub smpp_receipts: IntCounterVec,
@@ -286,6 +288,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
             SMPP_CLAIMED,
             "Queued messages claimed from the shared queue (let go by another node, or held by a node gone)",
         )?,
+        sip_trunk_failovers: IntCounterVec::new(
+            Opts::new(
+                SIP_TRUNK_FAILOVERS,
+                "Leg B INVITEs sent on to a carrier's next trunk (503, 408 or silence)",
+            ),
+            &["carrier"],
+        )?,
         callbacks_claimed: prometheus::IntCounter::new(
             CALLBACKS_CLAIMED,
             "Status callbacks claimed from a node gone silent, to send from here",
@@ -380,6 +389,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.store_dropped.clone()))?;
     m.registry.register(Box::new(m.smpp_claimed.clone()))?;
     m.registry.register(Box::new(m.callbacks_claimed.clone()))?;
+    m.registry
+        .register(Box::new(m.sip_trunk_failovers.clone()))?;
     m.registry
         .register(Box::new(m.callbacks_held_back.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;

@@ -40,7 +40,10 @@ impl SmppPlane {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let peer = item.via.clone().or_else(|| self.route_for(item.to));
+            let peer = item
+                .via
+                .clone()
+                .or_else(|| self.route_for(item.from, item.to));
             let (Some(peer), Some(Body::SubmitSm(message))) = (peer, decode_payload(&item.payload))
             else {
                 if item.via.is_none() {

@@ -104,6 +104,8 @@ pub struct SmppPlane {
     accounts: HashMap<String, Account>,
     upstreams: Vec<Upstream>,
     routes: Vec<(String, String)>,
+    /// Who owns which proxy numbers: a message leaves by its sender's carrier.
+    carriers: Arc<crate::core::carriers::Carriers>,
     /// The calling code of each account's or upstream's `default_country`, by name.
     default_country: HashMap<String, u16>,
     reject_out_of_session: bool,
@@ -233,6 +235,7 @@ impl SmppPlane {
             accounts,
             upstreams,
             routes,
+            carriers: cfg.carriers.clone(),
             default_country,
             reject_out_of_session: s.reject_out_of_session,
             webhooks: std::sync::OnceLock::new(),
@@ -431,7 +434,13 @@ impl SmppPlane {
         Some(v[i].clone())
     }
 
-    fn route_for(&self, to: E164) -> Option<String> {
+    /// Where a message from proxy number `from` to `to` leaves: by the SMPP link of the
+    /// carrier owning `from` (a sender ID is only valid there), else by the longest prefix
+    /// route matching `to`.
+    fn route_for(&self, from: E164, to: E164) -> Option<String> {
+        if let Some(link) = self.carriers.owner(from).and_then(|(_, c)| c.smpp.clone()) {
+            return Some(link);
+        }
         let digits = to.to_string();
         self.routes
             .iter()

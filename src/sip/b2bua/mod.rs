@@ -14,6 +14,7 @@
 
 mod call;
 mod dialog;
+mod failover;
 mod log;
 mod media;
 mod relay;
@@ -123,6 +124,8 @@ pub struct Settings {
     pub ring_timeout: u64,
     /// maskd's media address, written into every SDP it anchors.
     pub media_ip: IpAddr,
+    /// Who owns which proxy numbers: leg B leaves by its carrier's trunks.
+    pub carriers: std::sync::Arc<crate::core::carriers::Carriers>,
 }
 
 impl Settings {

@@ -11,7 +11,7 @@ use crate::core::model::ResourceStatus;
 use crate::core::store::WriteOp;
 use crate::core::{Sid, SidKind, E164};
 use crate::sip::message::{parse, HeaderName, Message, Outgoing, StartLine, Transport};
-use crate::sip::transaction::{Action, ClientTx, ServerTx};
+use crate::sip::transaction::{Action, ServerTx};
 use crate::sip::uri::NameAddr;
 
 /// Headers that may pass from one leg to the other; everything else is rebuilt or dropped.
@@ -326,72 +326,63 @@ impl B2bua {
             cseq: m.cseq().map_or(1, |c| c.0),
         };
 
-        // Leg B from scratch: from the callee's proxy number to the callee.
-        let trunk = self.cfg.trunk();
+        // Leg B from scratch: from the callee's proxy number to the callee, through the
+        // carrier owning that proxy number.
+        let (carrier, mut trunks) = self.cfg.trunks_for(t.counterpart_proxy);
+        let trunk = trunks.remove(0);
         let proxy_b = t.counterpart_proxy.to_string();
         let real_b = t.counterpart_real.to_string();
-        let transport = if trunk.tcp { ";transport=tcp" } else { "" };
-        let b_ruri = format!("sip:{real_b}@{}{transport}", self.cfg.trunk);
         let mut b = Dialog {
             call_id: format!("{}@maskd", token()),
             local: format!("<sip:{proxy_b}@{}>", self.cfg.advertised_host),
             local_tag: token(),
-            remote: format!("<sip:{real_b}@{}>", self.cfg.trunk),
+            remote: String::new(),
             remote_tag: None,
             cseq: 0,
-            target: b_ruri.clone(),
+            target: String::new(),
             routes: Vec::new(),
             flow: trunk,
             peer_opened: false,
             user: proxy_b.clone(),
         };
-        let b_branch = token();
-        let mut invite = b
-            .request("INVITE", &b_branch, trunk, &self.cfg)
-            .header("Max-Forwards", mf.saturating_sub(1).to_string());
-        // The dialog writes Max-Forwards 70; leg B carries A's, decremented.
-        if let Some(i) = invite
-            .headers
-            .iter()
-            .position(|(n, _)| *n == "Max-Forwards")
-        {
-            invite.headers.remove(i);
-        }
+        // Leg B carries A's Max-Forwards, decremented.
+        let mut extra = vec![("Max-Forwards", mf.saturating_sub(1).to_string())];
         if self.cfg.assert_identity {
-            invite = invite.header(
+            extra.push((
                 "P-Asserted-Identity",
                 format!("<sip:{proxy_b}@{}>", self.cfg.advertised_host),
-            );
+            ));
         }
         for h in &m.headers {
             if let Some(name) = passes(h.raw_name) {
-                invite = invite.header(name, without_100rel(name, &h.value));
+                extra.push((name, without_100rel(name, &h.value)));
             }
         }
         if let Some(r) = m.header(HeaderName::Require) {
-            invite = invite.header("Require", r.to_string());
+            extra.push(("Require", r.to_string()));
         }
-        invite.body = b_body;
-        let mut acts = Vec::new();
-        let tx = ClientTx::start(
-            true,
-            invite.encode(),
-            trunk.tcp,
-            self.cfg.timers,
-            cx.now,
-            &mut acts,
+        let b_branch = token();
+        let invite = super::failover::leg_b_invite(
+            &mut b, &real_b, &b_branch, trunk, &extra, &b_body, &self.cfg,
         );
-        self.client.insert(
+        let b_ruri = b.target.clone();
+        let alternates = carrier.filter(|_| !trunks.is_empty()).map(|carrier| {
+            Box::new(super::failover::Alternates {
+                real_b,
+                extra,
+                body: b_body,
+                trunks,
+                carrier,
+            })
+        });
+        self.send_leg_b_invite(
+            id,
             b_branch.clone(),
-            super::call::ClientEntry {
-                call: id,
-                purpose: Purpose::Invite,
-                to: trunk,
-                tx,
-                give_up: None,
-            },
+            trunk,
+            invite,
+            alternates.is_some(),
+            cx,
         );
-        cx.send_all(trunk, acts);
         let interaction = voice_interaction(&t, decided.interaction, cx.now_s(), cx.core);
         cx.core.record(
             vec![WriteOp::PutInteraction(interaction.clone())],
@@ -416,6 +407,7 @@ impl B2bua {
             cancel_pending: false,
             late_offer: m.body.is_empty(),
             media,
+            alternates,
         };
         self.by_a.insert(call.a.call_id.clone(), id);
         self.by_b.insert(call.b.call_id.clone(), id);
@@ -511,7 +503,13 @@ impl B2bua {
             return;
         }
         match purpose {
-            Purpose::Invite => self.on_invite_response(id, &branch, m, code, cx),
+            Purpose::Invite => {
+                // The trunk answers: no longer given up for silence.
+                if let Some(e) = self.client.get_mut(&branch) {
+                    e.give_up = None;
+                }
+                self.on_invite_response(id, &branch, m, code, cx)
+            }
             Purpose::Relay(ref r) => {
                 if code >= 200 {
                     // Answered: no longer given up on.
@@ -659,6 +657,9 @@ impl B2bua {
             }
             _ => {
                 self.ack_b_failure(id, branch, m, cx);
+                if self.fail_over(id, code, cx) {
+                    return;
+                }
                 let bytes = self.to_a(&self.calls[&id], code, failure_reason(code), None);
                 self.answer_a(id, code, bytes, cx);
                 let status = match code {

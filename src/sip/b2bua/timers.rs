@@ -97,6 +97,10 @@ impl B2bua {
     ) {
         match purpose {
             Purpose::Invite => {
+                self.client.remove(key);
+                if self.fail_over(id, code, cx) {
+                    return;
+                }
                 let state = self.calls.get(&id).map(|c| c.state);
                 match state {
                     Some(CallState::Setup | CallState::Early) => {

@@ -1,6 +1,7 @@
 //! The B2BUA in simulated time: scripted peers on leg A and leg B, a fake core, the clock
 //! moved by the test. Each test drives one call's story and reads what maskd sent where.
 
+mod failover;
 mod media;
 
 use std::net::SocketAddr;
@@ -149,6 +150,7 @@ fn settings(trunk_tcp: bool) -> Settings {
         trunk_tcp,
         ring_timeout: 120_000,
         media_ip: "127.0.0.1".parse().expect("an IP"),
+        carriers: Default::default(),
     }
 }
 

@@ -1,0 +1,188 @@
+//! The `carriers:` keys (SPEC §2.7): the proxy numbers each carrier owns, the SMPP link its
+//! numbers' messages leave by, its SIP trunks (tried in order) with their digest
+//! credentials, how often they are probed, and its per-number message rate.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{Problems, SmppConfig};
+use crate::core::carriers::{Carrier, Carriers, Credentials, Trunk};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierConfig {
+    pub name: String,
+    /// Numbers or prefixes (`+` and digits) this carrier owns; longest match wins.
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    /// Outbound messages per second, per number.
+    #[serde(default)]
+    pub mps: Option<u32>,
+    /// The SMPP account or upstream its numbers' messages leave by.
+    #[serde(default)]
+    pub smpp: Option<String>,
+    #[serde(default)]
+    pub sip: Option<CarrierSipConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierSipConfig {
+    /// How often each trunk is probed with OPTIONS.
+    #[serde(default = "default_options_interval")]
+    pub options_interval: String,
+    /// Tried in order: failover on 503, 408 or silence.
+    pub trunks: Vec<TrunkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// `ip:port`.
+    pub address: String,
+    /// `udp` or `tcp`.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Digest credentials, used when the trunk challenges.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Answer only challenges of this realm.
+    #[serde(default)]
+    pub realm: Option<String>,
+}
+
+fn default_options_interval() -> String {
+    "30s".into()
+}
+
+fn default_transport() -> String {
+    "udp".into()
+}
+
+/// `+` and 1 to 15 digits.
+fn is_number_or_prefix(v: &str) -> bool {
+    v.strip_prefix('+')
+        .is_some_and(|d| (1..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Checks `carriers`, adding every problem to `p`; the carriers as the planes use them.
+pub(super) fn validate(list: &[CarrierConfig], smpp: &SmppConfig, p: &mut Problems) -> Carriers {
+    let links: Vec<&str> = smpp
+        .accounts
+        .iter()
+        .map(|a| a.system_id.as_str())
+        .chain(smpp.upstreams.iter().map(|u| u.name.as_str()))
+        .collect();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut owners: HashMap<&str, usize> = HashMap::new();
+    let mut carriers = Vec::new();
+    let mut owned = Vec::new();
+    for (i, c) in list.iter().enumerate() {
+        let key = format!("carriers[{i}]");
+        if c.name.trim().is_empty() {
+            p.add(format!("{key}.name"), "must not be empty");
+        } else if let Some(j) = names.insert(&c.name, i) {
+            p.add(
+                format!("{key}.name"),
+                format!("\"{}\" is carriers[{j}]'s name too", c.name),
+            );
+        }
+        for (k, n) in c.numbers.iter().enumerate() {
+            let nkey = format!("{key}.numbers[{k}]");
+            if !is_number_or_prefix(n) {
+                p.add(nkey, format!("\"{n}\" is not + and 1 to 15 digits"));
+            } else if let Some(j) = owners.insert(n, i) {
+                p.add(
+                    nkey,
+                    format!(
+                        "\"{n}\" is owned by carriers[{j}] too: a number or prefix has one owner"
+                    ),
+                );
+            } else {
+                owned.push((n.clone(), i));
+            }
+        }
+        if c.mps == Some(0) {
+            p.add(format!("{key}.mps"), "must be at least 1");
+        }
+        if let Some(link) = &c.smpp {
+            if !links.contains(&link.as_str()) {
+                p.add(
+                    format!("{key}.smpp"),
+                    format!("\"{link}\" is no smpp.accounts system_id or smpp.upstreams name"),
+                );
+            }
+        }
+        let mut trunks = Vec::new();
+        let mut options_interval = Duration::from_secs(30);
+        if let Some(sip) = &c.sip {
+            if let Some(d) = p.duration(
+                &format!("{key}.sip.options_interval"),
+                &sip.options_interval,
+            ) {
+                if d < Duration::from_secs(1) {
+                    p.add(format!("{key}.sip.options_interval"), "must be at least 1s");
+                }
+                options_interval = d;
+            }
+            if sip.trunks.is_empty() {
+                p.add(format!("{key}.sip.trunks"), "needs at least one trunk");
+            }
+            for (k, t) in sip.trunks.iter().enumerate() {
+                if let Some(trunk) = trunk(t, &format!("{key}.sip.trunks[{k}]"), p) {
+                    trunks.push(trunk);
+                }
+            }
+        }
+        carriers.push(Carrier {
+            name: c.name.clone(),
+            smpp: c.smpp.clone(),
+            trunks,
+            options_interval,
+            mps: c.mps,
+        });
+    }
+    Carriers::new(carriers, owned)
+}
+
+fn trunk(t: &TrunkConfig, key: &str, p: &mut Problems) -> Option<Trunk> {
+    let addr = match t.address.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.add(
+                format!("{key}.address"),
+                format!(
+                    "\"{}\" is not an ip:port address (e.g. \"192.0.2.10:5060\"; hostnames are not resolved yet)",
+                    t.address
+                ),
+            );
+            None
+        }
+    };
+    p.one_of(&format!("{key}.transport"), &t.transport, &["udp", "tcp"]);
+    let credentials = match (&t.username, &t.password) {
+        (Some(u), Some(pw)) if !u.is_empty() => Some(Credentials {
+            username: u.clone(),
+            password: pw.clone(),
+            realm: t.realm.clone(),
+        }),
+        (None, None) => None,
+        _ => {
+            p.add(
+                format!("{key}.username"),
+                "username and password go together (a non-empty username)",
+            );
+            None
+        }
+    };
+    Some(Trunk {
+        addr: addr?,
+        tcp: t.transport == "tcp",
+        credentials,
+    })
+}

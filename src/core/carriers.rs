@@ -1,0 +1,114 @@
+//! Which carrier owns which proxy numbers (SPEC §2.7), and so where traffic from a proxy
+//! number leaves: the carrier's SMPP link for its messages, its SIP trunks (in order) for its
+//! calls. A call's caller ID or a message's sender is only valid on the carrier that owns the
+//! number. Pure data: the planes ask, and fall back to their prefix routes and default trunk
+//! for numbers no carrier owns.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::E164;
+
+/// Digest credentials a trunk's challenges are answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+    /// Answer only challenges of this realm (`None`: any).
+    pub realm: Option<String>,
+}
+
+/// One SIP trunk of a carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    pub addr: SocketAddr,
+    pub tcp: bool,
+    pub credentials: Option<Credentials>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carrier {
+    pub name: String,
+    /// The SMPP account or upstream its numbers' messages leave by.
+    pub smpp: Option<String>,
+    /// Tried in order: the first one up, then the next on 503, 408 or silence.
+    pub trunks: Vec<Trunk>,
+    /// How often each trunk is probed with OPTIONS.
+    pub options_interval: Duration,
+    /// Outbound messages per second per number, when the carrier limits them.
+    pub mps: Option<u32>,
+}
+
+/// Every carrier, and the numbers and prefixes each owns (longest match wins).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carriers {
+    list: Vec<Carrier>,
+    /// `(+digits, carrier index)`, longest first.
+    owned: Vec<(String, usize)>,
+}
+
+impl Carriers {
+    /// `owned`: each carrier's numbers or prefixes (`+` and digits), by index into `list`.
+    pub fn new(list: Vec<Carrier>, owned: Vec<(String, usize)>) -> Carriers {
+        let mut owned: Vec<(String, usize)> =
+            owned.into_iter().filter(|(_, i)| *i < list.len()).collect();
+        owned.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Carriers { list, owned }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn list(&self) -> &[Carrier] {
+        &self.list
+    }
+
+    /// The carrier owning `number` (its longest matching number or prefix), with its index.
+    pub fn owner(&self, number: E164) -> Option<(usize, &Carrier)> {
+        if self.owned.is_empty() {
+            return None;
+        }
+        let digits = number.to_string();
+        self.owned
+            .iter()
+            .find(|(p, _)| digits.starts_with(p.as_str()))
+            .map(|(_, i)| (*i, &self.list[*i]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn carrier(name: &str) -> Carrier {
+        Carrier {
+            name: name.into(),
+            smpp: Some(name.into()),
+            trunks: Vec::new(),
+            options_interval: Duration::from_secs(30),
+            mps: None,
+        }
+    }
+
+    #[test]
+    fn the_longest_owned_prefix_wins_and_unowned_numbers_have_no_carrier() {
+        let c = Carriers::new(
+            vec![carrier("a"), carrier("b")],
+            vec![
+                ("+1555".into(), 0),
+                ("+15550001".into(), 1),
+                ("+442071234567".into(), 1),
+            ],
+        );
+        let owner = |n: &str| {
+            c.owner(E164::parse(n).unwrap())
+                .map(|(_, c)| c.name.clone())
+        };
+        assert_eq!(owner("+15559990000").as_deref(), Some("a"));
+        assert_eq!(owner("+15550001234").as_deref(), Some("b"));
+        assert_eq!(owner("+442071234567").as_deref(), Some("b"));
+        assert_eq!(owner("+442071234568"), None);
+        assert_eq!(owner("+14155550101"), None);
+    }
+}

@@ -1,0 +1,154 @@
+//! Leg B across a carrier's trunks (SPEC §2.7): a call to the callee leaves through the
+//! carrier owning the callee's proxy number (the caller ID maskd sends is only valid there),
+//! by its trunks in order. While leg B has not rung, a trunk answering 503 or 408, or silent
+//! (not even a 100) for four T1, gives way to the next. Numbers no carrier owns go to
+//! `sip.trunk`.
+
+use super::call::{CallState, ClientEntry, Purpose};
+use super::dialog::Dialog;
+use super::{B2bua, Ctx, Remote, Settings};
+use crate::core::E164;
+use crate::sip::message::Outgoing;
+use crate::sip::transaction::ClientTx;
+
+/// A trunk silent this many T1 after leg B's INVITE gives way to the next one.
+const SILENCE_T1: u64 = 4;
+
+/// What leg B's INVITE needs to go again, to the carrier's next trunk.
+#[derive(Debug)]
+pub(super) struct Alternates {
+    /// The callee's real number (the Request-URI's user).
+    pub real_b: String,
+    /// The headers after the dialog's own (Max-Forwards, P-Asserted-Identity, what passes
+    /// from leg A), and the body.
+    pub extra: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    /// The trunks not tried yet, in order.
+    pub trunks: Vec<Remote>,
+    /// The carrier's index (for its metrics' label).
+    pub carrier: usize,
+}
+
+impl Settings {
+    /// The trunks leg B from proxy number `proxy` may take, in order, and the carrier
+    /// owning `proxy` (`None`: no carrier owns it, `sip.trunk`).
+    pub(super) fn trunks_for(&self, proxy: E164) -> (Option<usize>, Vec<Remote>) {
+        match self.carriers.owner(proxy) {
+            Some((i, c)) if !c.trunks.is_empty() => (
+                Some(i),
+                c.trunks
+                    .iter()
+                    .map(|t| Remote {
+                        addr: t.addr,
+                        tcp: t.tcp,
+                    })
+                    .collect(),
+            ),
+            _ => (None, vec![self.trunk()]),
+        }
+    }
+}
+
+/// Leg B's INVITE to `trunk`: the dialog pointed at it (a new CSeq), then `extra` and `body`.
+pub(super) fn leg_b_invite(
+    b: &mut Dialog,
+    real_b: &str,
+    branch: &str,
+    trunk: Remote,
+    extra: &[(&'static str, String)],
+    body: &[u8],
+    cfg: &Settings,
+) -> Outgoing {
+    let transport = if trunk.tcp { ";transport=tcp" } else { "" };
+    b.target = format!("sip:{real_b}@{}{transport}", trunk.addr);
+    b.remote = format!("<sip:{real_b}@{}>", trunk.addr);
+    b.flow = trunk;
+    let mut invite = b.request("INVITE", branch, trunk, cfg);
+    // The dialog writes Max-Forwards 70; leg B carries A's, decremented, in `extra`.
+    invite.headers.retain(|(n, _)| *n != "Max-Forwards");
+    invite.headers.extend(extra.iter().cloned());
+    invite.body = body.to_vec();
+    invite
+}
+
+impl B2bua {
+    /// Sends leg B's INVITE of call `id` over a new client transaction; with trunks left to
+    /// try, a silent trunk is given up after `SILENCE_T1` T1.
+    pub(super) fn send_leg_b_invite(
+        &mut self,
+        id: u64,
+        branch: String,
+        trunk: Remote,
+        invite: Outgoing,
+        alternates: bool,
+        cx: &mut Ctx,
+    ) {
+        let mut acts = Vec::new();
+        let tx = ClientTx::start(
+            true,
+            invite.encode(),
+            trunk.tcp,
+            self.cfg.timers,
+            cx.now,
+            &mut acts,
+        );
+        self.client.insert(
+            branch,
+            ClientEntry {
+                call: id,
+                purpose: Purpose::Invite,
+                to: trunk,
+                tx,
+                give_up: alternates.then(|| cx.now + SILENCE_T1 * self.cfg.timers.t1),
+            },
+        );
+        cx.send_all(trunk, acts);
+    }
+
+    /// Leg B's INVITE failed with `code` (503 or 408, answered or for silence) before it
+    /// rang: true when it went on to the carrier's next trunk.
+    pub(super) fn fail_over(&mut self, id: u64, code: u16, cx: &mut Ctx) -> bool {
+        if !matches!(code, 408 | 503) {
+            return false;
+        }
+        let cfg = &self.cfg;
+        let Some(c) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if c.state != CallState::Setup {
+            return false;
+        }
+        let Some(alt) = c.alternates.as_mut() else {
+            return false;
+        };
+        if alt.trunks.is_empty() {
+            return false;
+        }
+        let trunk = alt.trunks.remove(0);
+        let more = !alt.trunks.is_empty();
+        let branch = super::dialog::token();
+        let invite = leg_b_invite(
+            &mut c.b,
+            &alt.real_b,
+            &branch,
+            trunk,
+            &alt.extra,
+            &alt.body,
+            cfg,
+        );
+        let carrier = cfg
+            .carriers
+            .list()
+            .get(alt.carrier)
+            .map_or("", |c| c.name.as_str());
+        crate::metrics::get()
+            .sip_trunk_failovers
+            .with_label_values(&[carrier])
+            .inc();
+        tracing::info!(carrier, code, next = %trunk.addr, "leg B fails over to the next trunk");
+        c.b_ruri = c.b.target.clone();
+        c.b_invite_branch = branch.clone();
+        self.send_leg_b_invite(id, branch, trunk, invite, more, cx);
+        true
+    }
+}

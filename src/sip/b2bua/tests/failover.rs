@@ -1,0 +1,119 @@
+//! Leg B by the carrier owning the callee's proxy number, across its trunks: 503, 408 and
+//! silence before ringing move the INVITE on to the next trunk; A sees only the outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::core::carriers::{Carrier, Carriers, Trunk};
+
+/// A harness whose callee's proxy number (`PROXY_B`) belongs to a carrier with trunks on
+/// 127.0.0.1:5080 and :5081; `sip.trunk` (:5070) is for numbers no carrier owns.
+fn harness() -> Harness {
+    let trunk = |port| Trunk {
+        addr: addr(port),
+        tcp: false,
+        credentials: None,
+    };
+    let carriers = Carriers::new(
+        vec![Carrier {
+            name: "carrier-b".into(),
+            smpp: None,
+            trunks: vec![trunk(5080), trunk(5081)],
+            options_interval: Duration::from_secs(30),
+            mps: None,
+        }],
+        vec![(PROXY_B.into(), 0)],
+    );
+    let mut h = Harness::new(Remote::udp(addr(5062)), false);
+    h.b2bua = B2bua::new(Settings {
+        carriers: Arc::new(carriers),
+        ..settings(false)
+    });
+    h.trunk = Remote::udp(addr(5080));
+    h
+}
+
+fn codes(sent: &[Sent]) -> Vec<u16> {
+    sent.iter().filter_map(Sent::code).collect()
+}
+
+#[test]
+fn a_503_from_the_first_trunk_sends_leg_b_to_the_next_and_a_sees_only_the_answer() {
+    let mut h = harness();
+    let first = h.call();
+    assert!(first.uri().contains("@127.0.0.1:5080"), "{}", first.uri());
+    assert!(h.take(Remote::udp(addr(5070))).is_empty(), "not sip.trunk");
+    h.answer_b(&first, 503, "");
+    let acks = h.take_b();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].method().as_deref(), Some("ACK"));
+    assert!(codes(&h.take_a()).is_empty(), "A is not told of the 503");
+
+    h.trunk = Remote::udp(addr(5081));
+    let mut next = h.take_b();
+    assert_eq!(next.len(), 1, "the INVITE goes to the next trunk");
+    let second = next.remove(0);
+    assert_eq!(second.method().as_deref(), Some("INVITE"));
+    assert!(second.uri().contains("@127.0.0.1:5081"), "{}", second.uri());
+    // The same caller ID, the same leg B dialog, a new transaction.
+    assert_eq!(
+        second.header(HeaderName::From),
+        first.header(HeaderName::From)
+    );
+    assert_eq!(
+        second.header(HeaderName::CallId),
+        first.header(HeaderName::CallId)
+    );
+    assert_eq!(second.header(HeaderName::CSeq), "2 INVITE");
+    assert_ne!(
+        second.headers(HeaderName::Via),
+        first.headers(HeaderName::Via)
+    );
+    h.answer_b(&second, 200, "");
+    assert_eq!(codes(&h.take_a()), vec![200]);
+    assert_eq!(h.core.outbound(), Some(ResourceStatus::InProgress));
+}
+
+#[test]
+fn a_silent_trunk_gives_way_after_four_t1_and_the_last_ones_503_reaches_a() {
+    let mut h = harness();
+    let first = h.call();
+    assert!(first.uri().contains("@127.0.0.1:5080"));
+    h.advance(1_900);
+    assert!(
+        h.take(Remote::udp(addr(5081))).is_empty(),
+        "not before four T1"
+    );
+    h.advance(200);
+    h.trunk = Remote::udp(addr(5081));
+    let mut next = h.take_b();
+    assert_eq!(next.len(), 1, "the next trunk after 2 s of silence");
+    let second = next.remove(0);
+    // The last trunk: its 503 is A's answer.
+    h.answer_b(&second, 503, "");
+    assert_eq!(codes(&h.take_a()), vec![503]);
+}
+
+#[test]
+fn once_leg_b_rang_a_failure_is_not_failed_over() {
+    let mut h = harness();
+    let first = h.call();
+    h.answer_b(&first, 180, "");
+    assert_eq!(codes(&h.take_a()), vec![180]);
+    // Answered: silence no longer moves it on.
+    h.advance(3_000);
+    assert!(h.take(Remote::udp(addr(5081))).is_empty());
+    h.answer_b(&first, 408, "");
+    assert_eq!(codes(&h.take_a()), vec![408]);
+    assert!(h.take(Remote::udp(addr(5081))).is_empty());
+}
+
+#[test]
+fn a_callee_proxy_no_carrier_owns_goes_to_sip_trunk() {
+    let mut h = harness();
+    h.core.target.counterpart_proxy = E164::parse("+14155550199").unwrap();
+    h.trunk = Remote::udp(addr(5070));
+    let inv = h.call();
+    assert!(inv.uri().contains("@127.0.0.1:5070"), "{}", inv.uri());
+}
