@@ -1,0 +1,139 @@
+//! Carriers (SPEC §2.7): traffic from a proxy number leaves through the carrier that owns it.
+//! A message by that carrier's SMPP link even when the prefix routes say otherwise; a call by
+//! that carrier's trunks, the next one taking over when one answers 503. `check-config`
+//! names every bad `carriers` key. Real daemon, real sockets on loopback.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::sip::{header, recv_until, respond, socket};
+use common::smpp::{sm, Peer};
+use common::*;
+use maskd::smpp::pdu::{status, BindKind, Body};
+
+const A: &str = "+14155551001";
+const B: &str = "+14155552002";
+
+/// Two SMPP carriers with prefix routes (B's number routes to carrier-b), a default trunk
+/// `sip_trunk`, and carrier "alpha" owning both pool numbers: its messages go by
+/// carrier-a's bind, its calls by `trunks`.
+fn config(sip_trunk: u16, trunks: &[u16]) -> String {
+    let trunks: String = trunks
+        .iter()
+        .map(|p| format!("        - address: \"127.0.0.1:{p}\"\n"))
+        .collect();
+    format!(
+        "{}sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{sip_trunk}\"\n\
+         carriers:\n  - name: \"alpha\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n    smpp: \"carrier-a\"\n    sip:\n      trunks:\n{trunks}\
+         services:\n  - unique_name: \"s\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
+        two_carriers("")
+    )
+}
+
+#[test]
+fn a_message_leaves_by_the_smpp_link_of_the_carrier_owning_its_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_unused, port) = socket();
+    let d = Daemon::start_with(dir.path(), &config(port, &[port]));
+    let (pa, pb) = two_party_session(&d, "s", "chat", A, B);
+    let mut a = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-a", "secret-a");
+    let mut b = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-b", "secret-b");
+    let r = a.request(Body::SubmitSm(sm(&A[1..], &pa[1..], b"by the owner")));
+    assert_eq!(r.status, status::ESME_ROK);
+    // B's number routes to carrier-b by prefix, but the sender (B's proxy number) belongs to
+    // alpha, whose link is carrier-a: the message goes there.
+    assert!(a.wait_messages(1, Duration::from_secs(5)), "by carrier-a");
+    let m = &a.messages[0];
+    assert_eq!(
+        (m.source.addr.as_str(), m.dest.addr.as_str()),
+        (&pb[1..], &B[1..])
+    );
+    assert_eq!(m.short_message, b"by the owner");
+    assert!(
+        !b.wait_messages(1, Duration::from_millis(500)),
+        "not by the prefix route"
+    );
+}
+
+#[test]
+fn a_call_leaves_by_the_owning_carriers_trunks_and_fails_over_on_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let (default_trunk, default_port) = socket();
+    let (first, first_port) = socket();
+    let (second, second_port) = socket();
+    let d = Daemon::start_with(
+        dir.path(),
+        &config(default_port, &[first_port, second_port]),
+    );
+    let (pa, pb) = two_party_session(&d, "s", "chat", A, B);
+    let (caller, caller_port) = socket();
+    caller
+        .send_to(
+            common::sip::invite(caller_port, A, &pa, "owned1").as_bytes(),
+            d.sip,
+        )
+        .unwrap();
+    // The carrier's first trunk is out of service.
+    let (inv1, from) = recv_until(&first, "INVITE ");
+    assert!(inv1.starts_with(&format!("INVITE sip:{B}@127.0.0.1:{first_port}")), "{inv1}");
+    assert!(header(&inv1, "From").contains(&pb), "{inv1}");
+    respond(&first, &inv1, from, 503, "Service Unavailable");
+    // The next one answers.
+    let (inv2, from) = recv_until(&second, "INVITE ");
+    assert!(inv2.starts_with(&format!("INVITE sip:{B}@127.0.0.1:{second_port}")), "{inv2}");
+    assert_eq!(header(&inv2, "Call-ID"), header(&inv1, "Call-ID"));
+    respond(&second, &inv2, from, 200, "OK");
+    let (ok, _) = recv_until(&caller, "SIP/2.0 200");
+    assert_eq!(header(&ok, "Call-ID"), "owned1");
+    let m = d.metrics_text();
+    assert!(
+        m.contains(r#"maskd_sip_trunk_failovers_total{carrier="alpha"} 1"#),
+        "{m}"
+    );
+    // Nothing went to sip.trunk, which is for numbers no carrier owns.
+    default_trunk
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(default_trunk.recv_from(&mut buf).is_err());
+}
+
+#[test]
+fn check_config_names_every_bad_carriers_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = format!(
+        "{}carriers:\n\
+         \x20 - name: \"alpha\"\n    numbers: [\"+1555\", \"555\"]\n    smpp: \"nobody\"\n    mps: 0\n    sip:\n      options_interval: \"soon\"\n      trunks:\n        - address: \"trunk.example\"\n          transport: \"sctp\"\n          username: \"maskd\"\n\
+         \x20 - name: \"alpha\"\n    numbers: [\"+1555\"]\n    sip:\n      trunks: []\n",
+        two_carriers("")
+    );
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        config_yaml(dir.path(), free_port(), free_port(), &bad),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "carriers[0].numbers[1]",
+        "carriers[0].smpp",
+        "carriers[0].mps",
+        "carriers[0].sip.options_interval",
+        "carriers[0].sip.trunks[0].address",
+        "carriers[0].sip.trunks[0].transport",
+        "carriers[0].sip.trunks[0].username",
+        "carriers[1].name",
+        "carriers[1].numbers[0]",
+        "carriers[1].sip.trunks",
+    ] {
+        assert!(err.contains(&format!("{key}:")), "{key} not named: {err}");
+    }
+    assert!(err.contains("owned by carriers[0] too"), "{err}");
+}
