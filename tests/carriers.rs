@@ -77,12 +77,18 @@ fn a_call_leaves_by_the_owning_carriers_trunks_and_fails_over_on_503() {
         .unwrap();
     // The carrier's first trunk is out of service.
     let (inv1, from) = recv_until(&first, "INVITE ");
-    assert!(inv1.starts_with(&format!("INVITE sip:{B}@127.0.0.1:{first_port}")), "{inv1}");
+    assert!(
+        inv1.starts_with(&format!("INVITE sip:{B}@127.0.0.1:{first_port}")),
+        "{inv1}"
+    );
     assert!(header(&inv1, "From").contains(&pb), "{inv1}");
     respond(&first, &inv1, from, 503, "Service Unavailable");
     // The next one answers.
     let (inv2, from) = recv_until(&second, "INVITE ");
-    assert!(inv2.starts_with(&format!("INVITE sip:{B}@127.0.0.1:{second_port}")), "{inv2}");
+    assert!(
+        inv2.starts_with(&format!("INVITE sip:{B}@127.0.0.1:{second_port}")),
+        "{inv2}"
+    );
     assert_eq!(header(&inv2, "Call-ID"), header(&inv1, "Call-ID"));
     respond(&second, &inv2, from, 200, "OK");
     let (ok, _) = recv_until(&caller, "SIP/2.0 200");

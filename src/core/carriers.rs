@@ -64,6 +64,13 @@ impl Carriers {
         &self.list
     }
 
+    /// Whether any trunk of carrier `i` has credentials.
+    pub fn has_credentials(&self, i: usize) -> bool {
+        self.list
+            .get(i)
+            .is_some_and(|c| c.trunks.iter().any(|t| t.credentials.is_some()))
+    }
+
     /// The carrier owning `number` (its longest matching number or prefix), with its index.
     pub fn owner(&self, number: E164) -> Option<(usize, &Carrier)> {
         if self.owned.is_empty() {

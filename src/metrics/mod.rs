@@ -50,6 +50,7 @@ pub const STORE_DROPPED: &str = "maskd_store_writes_dropped_total";
 pub const SMPP_CLAIMED: &str = "maskd_smpp_claimed_total";
 pub const CALLBACKS_CLAIMED: &str = "maskd_callbacks_claimed_total";
 pub const SIP_TRUNK_FAILOVERS: &str = "maskd_sip_trunk_failovers_total";
+pub const SIP_AUTH: &str = "maskd_sip_auth_challenges_total";
 pub const CALLBACKS_HELD_BACK: &str = "maskd_callbacks_held_back_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
@@ -99,6 +100,7 @@ pub struct Metrics {
     pub smpp_claimed: prometheus::IntCounter,
     pub callbacks_claimed: prometheus::IntCounter,
     pub sip_trunk_failovers: IntCounterVec,
+    pub sip_auth: IntCounterVec,
     pub callbacks_held_back: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
     pub smpp_receipts: IntCounterVec,
@@ -295,6 +297,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["carrier"],
         )?,
+        sip_auth: IntCounterVec::new(
+            Opts::new(
+                SIP_AUTH,
+                "Digest challenges from carriers' trunks: answered, refused (credentials wrong), unanswerable",
+            ),
+            &["carrier", "outcome"],
+        )?,
         callbacks_claimed: prometheus::IntCounter::new(
             CALLBACKS_CLAIMED,
             "Status callbacks claimed from a node gone silent, to send from here",
@@ -391,6 +400,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.callbacks_claimed.clone()))?;
     m.registry
         .register(Box::new(m.sip_trunk_failovers.clone()))?;
+    m.registry.register(Box::new(m.sip_auth.clone()))?;
     m.registry
         .register(Box::new(m.callbacks_held_back.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;

@@ -2,6 +2,7 @@
 //! and the B2BUA come next (see the voice-plane issue); sockets live in `net/`.
 
 pub mod b2bua;
+pub mod digest;
 pub mod message;
 mod timed;
 pub mod transaction;

@@ -94,8 +94,9 @@ pub(super) struct Call {
     /// Leg A's INVITE had no SDP (late offer): B's 2xx carries the offer, and leg B's ACK
     /// waits for A's, which carries the answer.
     pub late_offer: bool,
-    /// Leg B's carrier has trunks not tried yet (failover).
-    pub alternates: Option<Box<super::failover::Alternates>>,
+    /// Leg B through a carrier that has more trunks or credentials: what it needs to go
+    /// again.
+    pub carrier_leg: Option<Box<super::failover::CarrierLeg>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,19 +14,24 @@ use crate::sip::transaction::ClientTx;
 /// A trunk silent this many T1 after leg B's INVITE gives way to the next one.
 const SILENCE_T1: u64 = 4;
 
-/// What leg B's INVITE needs to go again, to the carrier's next trunk.
+/// Leg B through a carrier: what its INVITE needs to go again, to the carrier's next trunk
+/// or with credentials answering a challenge.
 #[derive(Debug)]
-pub(super) struct Alternates {
+pub(super) struct CarrierLeg {
     /// The callee's real number (the Request-URI's user).
     pub real_b: String,
     /// The headers after the dialog's own (Max-Forwards, P-Asserted-Identity, what passes
     /// from leg A), and the body.
     pub extra: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
-    /// The trunks not tried yet, in order.
-    pub trunks: Vec<Remote>,
-    /// The carrier's index (for its metrics' label).
+    /// The carrier (its index) and the trunk (index into its trunks) leg B went to last.
     pub carrier: usize,
+    pub trunk: usize,
+    /// The INVITE to this trunk carried credentials already: a new challenge (not `stale`)
+    /// means they are wrong, and is not answered again.
+    pub answered_challenge: bool,
+    /// A BYE to leg B was challenged once already.
+    pub bye_challenged: bool,
 }
 
 impl Settings {
@@ -118,34 +123,37 @@ impl B2bua {
         if c.state != CallState::Setup {
             return false;
         }
-        let Some(alt) = c.alternates.as_mut() else {
+        let Some(leg) = c.carrier_leg.as_mut() else {
             return false;
         };
-        if alt.trunks.is_empty() {
+        let Some(carrier) = cfg.carriers.list().get(leg.carrier) else {
             return false;
-        }
-        let trunk = alt.trunks.remove(0);
-        let more = !alt.trunks.is_empty();
+        };
+        let Some(next) = carrier.trunks.get(leg.trunk + 1) else {
+            return false;
+        };
+        leg.trunk += 1;
+        leg.answered_challenge = false;
+        let more = leg.trunk + 1 < carrier.trunks.len();
+        let trunk = Remote {
+            addr: next.addr,
+            tcp: next.tcp,
+        };
         let branch = super::dialog::token();
         let invite = leg_b_invite(
             &mut c.b,
-            &alt.real_b,
+            &leg.real_b,
             &branch,
             trunk,
-            &alt.extra,
-            &alt.body,
+            &leg.extra,
+            &leg.body,
             cfg,
         );
-        let carrier = cfg
-            .carriers
-            .list()
-            .get(alt.carrier)
-            .map_or("", |c| c.name.as_str());
         crate::metrics::get()
             .sip_trunk_failovers
-            .with_label_values(&[carrier])
+            .with_label_values(&[carrier.name.as_str()])
             .inc();
-        tracing::info!(carrier, code, next = %trunk.addr, "leg B fails over to the next trunk");
+        tracing::info!(carrier = %carrier.name, code, next = %trunk.addr, "leg B fails over to the next trunk");
         c.b_ruri = c.b.target.clone();
         c.b_invite_branch = branch.clone();
         self.send_leg_b_invite(id, branch, trunk, invite, more, cx);

@@ -12,6 +12,7 @@
 //! `teardown` (CANCEL, BYE, session close, shutdown), `timers` (what time passing does) and
 //! `log` (the call's interaction).
 
+mod auth;
 mod call;
 mod dialog;
 mod failover;

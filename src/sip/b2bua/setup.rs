@@ -366,23 +366,22 @@ impl B2bua {
             &mut b, &real_b, &b_branch, trunk, &extra, &b_body, &self.cfg,
         );
         let b_ruri = b.target.clone();
-        let alternates = carrier.filter(|_| !trunks.is_empty()).map(|carrier| {
-            Box::new(super::failover::Alternates {
-                real_b,
-                extra,
-                body: b_body,
-                trunks,
-                carrier,
-            })
-        });
-        self.send_leg_b_invite(
-            id,
-            b_branch.clone(),
-            trunk,
-            invite,
-            alternates.is_some(),
-            cx,
-        );
+        // Kept when leg B may go again: to the next trunk, or answering a challenge.
+        let more = !trunks.is_empty();
+        let carrier_leg = carrier
+            .filter(|c| more || self.cfg.carriers.has_credentials(*c))
+            .map(|carrier| {
+                Box::new(super::failover::CarrierLeg {
+                    real_b,
+                    extra,
+                    body: b_body,
+                    carrier,
+                    trunk: 0,
+                    answered_challenge: false,
+                    bye_challenged: false,
+                })
+            });
+        self.send_leg_b_invite(id, b_branch.clone(), trunk, invite, more, cx);
         let interaction = voice_interaction(&t, decided.interaction, cx.now_s(), cx.core);
         cx.core.record(
             vec![WriteOp::PutInteraction(interaction.clone())],
@@ -407,7 +406,7 @@ impl B2bua {
             cancel_pending: false,
             late_offer: m.body.is_empty(),
             media,
-            alternates,
+            carrier_leg,
         };
         self.by_a.insert(call.a.call_id.clone(), id);
         self.by_b.insert(call.b.call_id.clone(), id);
@@ -518,6 +517,9 @@ impl B2bua {
                     }
                 }
                 self.relay_answer(id, &branch, r, m, code, cx)
+            }
+            Purpose::ByeToB if matches!(code, 401 | 407) => {
+                self.answer_bye_challenge(id, m, code, cx);
             }
             Purpose::ByeToA | Purpose::ByeToB | Purpose::Cancel => {}
         }
@@ -657,9 +659,12 @@ impl B2bua {
             }
             _ => {
                 self.ack_b_failure(id, branch, m, cx);
-                if self.fail_over(id, code, cx) {
+                if self.answer_invite_challenge(id, m, code, cx) || self.fail_over(id, code, cx) {
                     return;
                 }
+                // A challenge to maskd's own credentials (or none) is no question for the
+                // caller, who cannot answer it: the trunk is unusable to maskd.
+                let code = if matches!(code, 401 | 407) { 503 } else { code };
                 let bytes = self.to_a(&self.calls[&id], code, failure_reason(code), None);
                 self.answer_a(id, code, bytes, cx);
                 let status = match code {

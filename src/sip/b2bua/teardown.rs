@@ -156,6 +156,18 @@ impl B2bua {
 
     /// Sends BYE on leg A (`to_a`) or leg B, in that leg's dialog, to its remote target.
     pub(super) fn bye(&mut self, id: u64, to_a: bool, cx: &mut Ctx) {
+        self.bye_with(id, to_a, None, cx);
+    }
+
+    /// `bye`, answering a digest challenge to an earlier BYE (`auth`: the header to send,
+    /// the challenge and the trunk's credentials).
+    pub(super) fn bye_with(
+        &mut self,
+        id: u64,
+        to_a: bool,
+        auth: Option<super::auth::Answer>,
+        cx: &mut Ctx,
+    ) {
         let streams = &self.stream_peers;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -163,7 +175,11 @@ impl B2bua {
         let d = if to_a { &mut c.a } else { &mut c.b };
         let to = d.next_hop(&|a| streams.contains(&a));
         let branch = token();
-        let bye = d.request("BYE", &branch, to, &self.cfg).encode();
+        let mut bye = d.request("BYE", &branch, to, &self.cfg);
+        if let Some(a) = auth {
+            bye = bye.header(a.header, a.value("BYE", &d.target));
+        }
+        let bye = bye.encode();
         let mut acts = Vec::new();
         let tx = ClientTx::start(false, bye, to.tcp, self.cfg.timers, cx.now, &mut acts);
         let purpose = if to_a {

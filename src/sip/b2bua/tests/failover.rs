@@ -34,10 +34,6 @@ fn harness() -> Harness {
     h
 }
 
-fn codes(sent: &[Sent]) -> Vec<u16> {
-    sent.iter().filter_map(Sent::code).collect()
-}
-
 #[test]
 fn a_503_from_the_first_trunk_sends_leg_b_to_the_next_and_a_sees_only_the_answer() {
     let mut h = harness();

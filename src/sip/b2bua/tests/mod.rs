@@ -1,6 +1,7 @@
 //! The B2BUA in simulated time: scripted peers on leg A and leg B, a fake core, the clock
 //! moved by the test. Each test drives one call's story and reads what maskd sent where.
 
+mod auth;
 mod failover;
 mod media;
 

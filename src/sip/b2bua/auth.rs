@@ -1,0 +1,171 @@
+//! Digest challenges from a carrier's trunk (RFC 3261 §22.2, RFC 8760): a 401 or 407 to leg
+//! B's INVITE or BYE is answered once with the trunk's credentials (`carriers[].sip.trunks[]`
+//! `username`/`password`, for its `realm` if set): the request goes again with a new CSeq and
+//! an `Authorization` or `Proxy-Authorization` header. A second challenge to the answered
+//! INVITE (not `stale`) means the credentials are wrong: the failure goes to the caller.
+
+use super::call::CallState;
+use super::failover::leg_b_invite;
+use super::{B2bua, Ctx, Remote};
+use crate::core::carriers::Credentials;
+use crate::sip::digest::{self, Challenge};
+use crate::sip::message::Message;
+
+/// What answers one challenge.
+pub(super) struct Answer {
+    /// `Authorization` (to a 401) or `Proxy-Authorization` (to a 407).
+    pub header: &'static str,
+    pub challenge: Challenge,
+    pub credentials: Credentials,
+}
+
+impl Answer {
+    /// The header's value for a `method` request to `uri`.
+    pub fn value(&self, method: &str, uri: &str) -> String {
+        digest::authorization(
+            &self.challenge,
+            &self.credentials.username,
+            &self.credentials.password,
+            method,
+            uri,
+            &super::dialog::token(),
+            1,
+        )
+    }
+}
+
+/// The challenge in `m` (a 401's `WWW-Authenticate`, a 407's `Proxy-Authenticate`) that
+/// `credentials` can answer: the first one readable, of their realm if they name one.
+fn answer(m: &Message<'_>, code: u16, credentials: &Credentials) -> Option<Answer> {
+    let (asks, header) = match code {
+        401 => ("WWW-Authenticate", "Authorization"),
+        407 => ("Proxy-Authenticate", "Proxy-Authorization"),
+        _ => return None,
+    };
+    let challenge = m
+        .headers
+        .iter()
+        .filter(|h| h.raw_name.eq_ignore_ascii_case(asks))
+        .filter_map(|h| digest::parse_challenge(&h.value))
+        .find(|ch| credentials.realm.as_ref().is_none_or(|r| *r == ch.realm))?;
+    Some(Answer {
+        header,
+        challenge,
+        credentials: credentials.clone(),
+    })
+}
+
+fn count(carrier: &str, outcome: &str) {
+    crate::metrics::get()
+        .sip_auth
+        .with_label_values(&[carrier, outcome])
+        .inc();
+}
+
+impl B2bua {
+    /// The credentials of the trunk leg B of call `id` went to last, and its carrier's name.
+    fn leg_b_credentials(&self, id: u64) -> Option<(Credentials, String)> {
+        let leg = self.calls.get(&id)?.carrier_leg.as_ref()?;
+        let carrier = self.cfg.carriers.list().get(leg.carrier)?;
+        let trunk = carrier.trunks.get(leg.trunk)?;
+        Some((trunk.credentials.clone()?, carrier.name.clone()))
+    }
+
+    /// Leg B's INVITE got 401 or 407 before it rang: true when it went again with
+    /// credentials.
+    pub(super) fn answer_invite_challenge(
+        &mut self,
+        id: u64,
+        m: &Message<'_>,
+        code: u16,
+        cx: &mut Ctx,
+    ) -> bool {
+        if !matches!(code, 401 | 407) {
+            return false;
+        }
+        let Some((credentials, carrier)) = self.leg_b_credentials(id) else {
+            return false;
+        };
+        let Some(a) = answer(m, code, &credentials) else {
+            tracing::warn!(%carrier, code, "leg B challenged with nothing maskd can answer");
+            count(&carrier, "unanswerable");
+            return false;
+        };
+        let cfg = &self.cfg;
+        let Some(c) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let Some(leg) = c.carrier_leg.as_mut() else {
+            return false;
+        };
+        if c.state != CallState::Setup || (leg.answered_challenge && !a.challenge.stale) {
+            tracing::warn!(%carrier, code, "leg B's credentials refused");
+            count(&carrier, "refused");
+            return false;
+        }
+        let Some(t) = cfg
+            .carriers
+            .list()
+            .get(leg.carrier)
+            .and_then(|k| k.trunks.get(leg.trunk))
+        else {
+            return false;
+        };
+        let trunk = Remote {
+            addr: t.addr,
+            tcp: t.tcp,
+        };
+        let more = cfg
+            .carriers
+            .list()
+            .get(leg.carrier)
+            .is_some_and(|k| leg.trunk + 1 < k.trunks.len());
+        let mut extra = leg.extra.clone();
+        // The Request-URI stays: the trunk is the same.
+        extra.push((a.header, a.value("INVITE", &c.b.target)));
+        let branch = super::dialog::token();
+        let invite = leg_b_invite(
+            &mut c.b,
+            &leg.real_b,
+            &branch,
+            trunk,
+            &extra,
+            &leg.body,
+            cfg,
+        );
+        leg.answered_challenge = true;
+        c.b_ruri = c.b.target.clone();
+        c.b_invite_branch = branch.clone();
+        count(&carrier, "answered");
+        self.send_leg_b_invite(id, branch, trunk, invite, more, cx);
+        true
+    }
+
+    /// Leg B's BYE got 401 or 407: it goes again, once, with credentials.
+    pub(super) fn answer_bye_challenge(
+        &mut self,
+        id: u64,
+        m: &Message<'_>,
+        code: u16,
+        cx: &mut Ctx,
+    ) {
+        let Some((credentials, carrier)) = self.leg_b_credentials(id) else {
+            return;
+        };
+        let Some(leg) = self.calls.get_mut(&id).and_then(|c| c.carrier_leg.as_mut()) else {
+            return;
+        };
+        if std::mem::replace(&mut leg.bye_challenged, true) {
+            tracing::warn!(%carrier, code, "leg B's BYE credentials refused");
+            count(&carrier, "refused");
+            return;
+        }
+        match answer(m, code, &credentials) {
+            Some(a) => {
+                count(&carrier, "answered");
+                self.bye_with(id, false, Some(a), cx);
+            }
+            None => count(&carrier, "unanswerable"),
+        }
+    }
+}
