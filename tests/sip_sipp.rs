@@ -59,16 +59,18 @@ fn setup() -> Setup {
 
 /// With `tcp`, maskd reaches the trunk over TCP and both SIPp sides use TCP.
 fn setup_on(tcp: bool) -> Setup {
-    setup_with(tcp, "")
+    setup_with(tcp, "", |_| String::new())
 }
 
-/// `sip_extra`: more keys of the `sip:` section (each line indented two spaces).
-fn setup_with(tcp: bool, sip_extra: &str) -> Setup {
+/// `sip_extra`: more keys of the `sip:` section (each line indented two spaces);
+/// `sections`: more top-level sections, given the UAS's port.
+fn setup_with(tcp: bool, sip_extra: &str, sections: impl Fn(u16) -> String) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let uas_port = if tcp { free_port() } else { udp_port() };
     let cfg = format!(
-        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{uas_port}\"\n{sip_extra}  transport: \"{}\"\nservices:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
-        if tcp { "tcp" } else { "udp" }
+        "sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{uas_port}\"\n{sip_extra}  transport: \"{}\"\n{}services:\n  - unique_name: \"voice\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
+        if tcp { "tcp" } else { "udp" },
+        sections(uas_port)
     );
     let d = Daemon::start_with(dir.path(), &cfg);
     let p1 = r#"{"Identifier":"+14155551001"}"#;
@@ -245,6 +247,35 @@ fn sipp_cancel_during_ringing() {
     );
 }
 
+/// A carrier's trunk (SIPp) answers maskd's INVITE with a 401 and a nonce, and checks the
+/// credentials of the next one itself (SIPp's verifyauth): the call is answered, then hung up.
+#[test]
+fn sipp_trunk_challenge_answered_with_the_carriers_credentials() {
+    let s = setup_with(false, "", |trunk| {
+        format!(
+            "carriers:\n  - name: \"carrier-b\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n    sip:\n      trunks:\n        - address: \"127.0.0.1:{trunk}\"\n          username: \"maskd\"\n          password: \"s3cret\"\n"
+        )
+    });
+    let (uac, uas) = run_call(&s, "uac.xml", Some("uas_digest.xml"), &s.pa);
+    assert!(uac.contains("SIP/2.0 200"), "{uac}");
+    assert!(
+        uas.contains("Authorization: Digest username=\"maskd\""),
+        "{uas}"
+    );
+    assert!(
+        !uac.contains("401"),
+        "the caller hears nothing of the challenge:\n{uac}"
+    );
+    assert_eq!(
+        only_interaction(&s.d)["outbound_resource_status"],
+        "completed"
+    );
+    assert!(s
+        .d
+        .metrics_text()
+        .contains(r#"maskd_sip_auth_challenges_total{carrier="carrier-b",outcome="answered"} 1"#));
+}
+
 #[test]
 fn sipp_busy_callee() {
     let s = setup();
@@ -296,7 +327,9 @@ fn sipp_out_of_session_caller_gets_404_and_no_leg_b() {
 /// then answers: the call is answered, not cut off with 408 by Timer B.
 #[test]
 fn sipp_callee_ringing_past_timer_b_is_answered() {
-    let s = setup_with(false, "  t1: \"100ms\"\n  t2: \"400ms\"\n");
+    let s = setup_with(false, "  t1: \"100ms\"\n  t2: \"400ms\"\n", |_| {
+        String::new()
+    });
     let (uac_text, _) = run_call(&s, "uac.xml", Some("uas_long_ring.xml"), &s.pa);
     assert!(
         !uac_text.contains("SIP/2.0 408"),
