@@ -143,3 +143,37 @@ fn check_config_names_every_bad_carriers_key() {
     }
     assert!(err.contains("owned by carriers[0] too"), "{err}");
 }
+
+/// Each carrier trunk is probed with OPTIONS at start (then every `options_interval`): one
+/// answering is up, one silent for four T1 is down, and `/metrics` says which.
+#[test]
+fn trunks_are_probed_with_options_and_their_health_is_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_default, default_port) = socket();
+    let (answering, answering_port) = socket();
+    let (silent, silent_port) = socket();
+    let d = Daemon::start_with(
+        dir.path(),
+        &config(default_port, &[silent_port, answering_port]),
+    );
+    let (probe, from) = recv_until(&answering, "OPTIONS ");
+    assert!(
+        probe.starts_with(&format!("OPTIONS sip:127.0.0.1:{answering_port} ")),
+        "{probe}"
+    );
+    respond(&answering, &probe, from, 200, "OK");
+    let (probe, _) = recv_until(&silent, "OPTIONS ");
+    assert!(!probe.contains("+1"), "no number in a probe: {probe}");
+    let metric = |port: u16, v: u8| {
+        format!("maskd_sip_trunk_up{{carrier=\"alpha\",trunk=\"127.0.0.1:{port}\"}} {v}")
+    };
+    let t = std::time::Instant::now();
+    loop {
+        let m = d.metrics_text();
+        if m.contains(&metric(answering_port, 1)) && m.contains(&metric(silent_port, 0)) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -51,6 +51,7 @@ pub const SMPP_CLAIMED: &str = "maskd_smpp_claimed_total";
 pub const CALLBACKS_CLAIMED: &str = "maskd_callbacks_claimed_total";
 pub const SIP_TRUNK_FAILOVERS: &str = "maskd_sip_trunk_failovers_total";
 pub const SIP_AUTH: &str = "maskd_sip_auth_challenges_total";
+pub const SIP_TRUNK_UP: &str = "maskd_sip_trunk_up";
 pub const CALLBACKS_HELD_BACK: &str = "maskd_callbacks_held_back_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
@@ -101,6 +102,7 @@ pub struct Metrics {
     pub callbacks_claimed: prometheus::IntCounter,
     pub sip_trunk_failovers: IntCounterVec,
     pub sip_auth: IntCounterVec,
+    pub sip_trunk_up: IntGaugeVec,
     pub callbacks_held_back: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
     pub smpp_receipts: IntCounterVec,
@@ -297,6 +299,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["carrier"],
         )?,
+        sip_trunk_up: IntGaugeVec::new(
+            Opts::new(
+                SIP_TRUNK_UP,
+                "Whether a carrier's trunk answers its OPTIONS probes (1) or not (0)",
+            ),
+            &["carrier", "trunk"],
+        )?,
         sip_auth: IntCounterVec::new(
             Opts::new(
                 SIP_AUTH,
@@ -401,6 +410,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.sip_trunk_failovers.clone()))?;
     m.registry.register(Box::new(m.sip_auth.clone()))?;
+    m.registry.register(Box::new(m.sip_trunk_up.clone()))?;
     m.registry
         .register(Box::new(m.callbacks_held_back.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;

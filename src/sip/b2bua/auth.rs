@@ -67,7 +67,7 @@ impl B2bua {
     fn leg_b_credentials(&self, id: u64) -> Option<(Credentials, String)> {
         let leg = self.calls.get(&id)?.carrier_leg.as_ref()?;
         let carrier = self.cfg.carriers.list().get(leg.carrier)?;
-        let trunk = carrier.trunks.get(leg.trunk)?;
+        let trunk = carrier.trunks.get(leg.trunk())?;
         Some((trunk.credentials.clone()?, carrier.name.clone()))
     }
 
@@ -107,7 +107,7 @@ impl B2bua {
             .carriers
             .list()
             .get(leg.carrier)
-            .and_then(|k| k.trunks.get(leg.trunk))
+            .and_then(|k| k.trunks.get(leg.trunk()))
         else {
             return false;
         };
@@ -115,11 +115,7 @@ impl B2bua {
             addr: t.addr,
             tcp: t.tcp,
         };
-        let more = cfg
-            .carriers
-            .list()
-            .get(leg.carrier)
-            .is_some_and(|k| leg.trunk + 1 < k.trunks.len());
+        let more = leg.more();
         let mut extra = leg.extra.clone();
         // The Request-URI stays: the trunk is the same.
         extra.push((a.header, a.value("INVITE", &c.b.target)));

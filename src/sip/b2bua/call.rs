@@ -108,6 +108,8 @@ pub(super) enum Purpose {
     /// An in-dialog request (re-INVITE, UPDATE, INFO, …) relayed from the other leg: the
     /// final answer goes back through this server transaction, built from these headers.
     Relay(Box<Relayed>),
+    /// An OPTIONS probe of a carrier's trunk: (carrier, trunk), indexes.
+    Probe(usize, usize),
 }
 
 /// What is needed to answer the leg that sent a relayed in-dialog request.

@@ -24,9 +24,11 @@ pub(super) struct CarrierLeg {
     /// from leg A), and the body.
     pub extra: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
-    /// The carrier (its index) and the trunk (index into its trunks) leg B went to last.
+    /// The carrier (its index), its trunks (indexes) in the order leg B tries them (the
+    /// ones up first), and the position of the one it went to last.
     pub carrier: usize,
-    pub trunk: usize,
+    pub order: Vec<usize>,
+    pub at: usize,
     /// The INVITE to this trunk carried credentials already: a new challenge (not `stale`)
     /// means they are wrong, and is not answered again.
     pub answered_challenge: bool,
@@ -34,23 +36,15 @@ pub(super) struct CarrierLeg {
     pub bye_challenged: bool,
 }
 
-impl Settings {
-    /// The trunks leg B from proxy number `proxy` may take, in order, and the carrier
-    /// owning `proxy` (`None`: no carrier owns it, `sip.trunk`).
-    pub(super) fn trunks_for(&self, proxy: E164) -> (Option<usize>, Vec<Remote>) {
-        match self.carriers.owner(proxy) {
-            Some((i, c)) if !c.trunks.is_empty() => (
-                Some(i),
-                c.trunks
-                    .iter()
-                    .map(|t| Remote {
-                        addr: t.addr,
-                        tcp: t.tcp,
-                    })
-                    .collect(),
-            ),
-            _ => (None, vec![self.trunk()]),
-        }
+impl CarrierLeg {
+    /// The trunk (index into the carrier's trunks) leg B went to last.
+    pub fn trunk(&self) -> usize {
+        self.order[self.at]
+    }
+
+    /// Whether trunks are left to try after this one.
+    pub fn more(&self) -> bool {
+        self.at + 1 < self.order.len()
     }
 }
 
@@ -77,6 +71,28 @@ pub(super) fn leg_b_invite(
 }
 
 impl B2bua {
+    /// Where leg B from proxy number `proxy` goes: the carrier owning `proxy` and its
+    /// trunks in the order to try them (those up first, as configured, then those down), and
+    /// the first of them; `None` and `sip.trunk` when no carrier with trunks owns it.
+    pub(super) fn leg_b_route(&self, proxy: E164) -> (Option<(usize, Vec<usize>)>, Remote) {
+        match self.cfg.carriers.owner(proxy) {
+            Some((i, c)) if !c.trunks.is_empty() => {
+                let (mut order, down): (Vec<usize>, Vec<usize>) =
+                    (0..c.trunks.len()).partition(|t| self.health.is_up(i, *t));
+                order.extend(down);
+                let t = &c.trunks[order[0]];
+                (
+                    Some((i, order)),
+                    Remote {
+                        addr: t.addr,
+                        tcp: t.tcp,
+                    },
+                )
+            }
+            _ => (None, self.cfg.trunk()),
+        }
+    }
+
     /// Sends leg B's INVITE of call `id` over a new client transaction; with trunks left to
     /// try, a silent trunk is given up after `SILENCE_T1` T1.
     pub(super) fn send_leg_b_invite(
@@ -129,12 +145,15 @@ impl B2bua {
         let Some(carrier) = cfg.carriers.list().get(leg.carrier) else {
             return false;
         };
-        let Some(next) = carrier.trunks.get(leg.trunk + 1) else {
+        if !leg.more() {
+            return false;
+        }
+        leg.at += 1;
+        leg.answered_challenge = false;
+        let more = leg.more();
+        let Some(next) = carrier.trunks.get(leg.trunk()) else {
             return false;
         };
-        leg.trunk += 1;
-        leg.answered_challenge = false;
-        let more = leg.trunk + 1 < carrier.trunks.len();
         let trunk = Remote {
             addr: next.addr,
             tcp: next.tcp,

@@ -18,6 +18,7 @@ mod dialog;
 mod failover;
 mod log;
 mod media;
+mod probe;
 mod relay;
 mod setup;
 mod teardown;
@@ -217,6 +218,8 @@ pub struct B2bua {
     pub counters: Counters,
     /// The media relay when media is anchored (`None`: SDP bodies cross untouched).
     media: Option<std::sync::Arc<dyn crate::media::Media>>,
+    /// Which carriers' trunks answer their probes.
+    health: probe::Health,
 }
 
 /// What one step works with: the time, the core, and where messages to send go.
@@ -255,7 +258,6 @@ pub(super) struct Incoming<'a, 'm> {
 impl B2bua {
     pub fn new(cfg: Settings) -> B2bua {
         B2bua {
-            cfg,
             calls: Map::default(),
             by_a: Map::default(),
             by_b: Map::default(),
@@ -269,6 +271,8 @@ impl B2bua {
             asks: Vec::new(),
             counters: Counters::default(),
             media: None,
+            health: probe::Health::new(&cfg.carriers),
+            cfg,
         }
     }
 

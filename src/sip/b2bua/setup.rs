@@ -328,8 +328,7 @@ impl B2bua {
 
         // Leg B from scratch: from the callee's proxy number to the callee, through the
         // carrier owning that proxy number.
-        let (carrier, mut trunks) = self.cfg.trunks_for(t.counterpart_proxy);
-        let trunk = trunks.remove(0);
+        let (carrier, trunk) = self.leg_b_route(t.counterpart_proxy);
         let proxy_b = t.counterpart_proxy.to_string();
         let real_b = t.counterpart_real.to_string();
         let mut b = Dialog {
@@ -367,16 +366,17 @@ impl B2bua {
         );
         let b_ruri = b.target.clone();
         // Kept when leg B may go again: to the next trunk, or answering a challenge.
-        let more = !trunks.is_empty();
+        let more = carrier.as_ref().is_some_and(|(_, order)| order.len() > 1);
         let carrier_leg = carrier
-            .filter(|c| more || self.cfg.carriers.has_credentials(*c))
-            .map(|carrier| {
+            .filter(|(c, _)| more || self.cfg.carriers.has_credentials(*c))
+            .map(|(carrier, order)| {
                 Box::new(super::failover::CarrierLeg {
                     real_b,
                     extra,
                     body: b_body,
                     carrier,
-                    trunk: 0,
+                    order,
+                    at: 0,
                     answered_challenge: false,
                     bye_challenged: false,
                 })
@@ -517,6 +517,15 @@ impl B2bua {
                     }
                 }
                 self.relay_answer(id, &branch, r, m, code, cx)
+            }
+            Purpose::Probe(c, t) => {
+                if code >= 200 {
+                    // Answered: no longer given up for silence.
+                    if let Some(e) = self.client.get_mut(&branch) {
+                        e.give_up = None;
+                    }
+                    self.probed(c, t, Some(code));
+                }
             }
             Purpose::ByeToB if matches!(code, 401 | 407) => {
                 self.answer_bye_challenge(id, m, code, cx);

@@ -16,6 +16,7 @@ impl B2bua {
     /// Drives every timer due at `now`.
     pub fn on_timer(&mut self, now: u64, core: &dyn Core, out: &mut Vec<Datagram>) {
         let mut cx = Ctx { now, core, out };
+        self.probe_trunks(&mut cx);
         self.fire_transactions(&mut cx);
         self.fire_calls(&mut cx);
         self.end_closed_sessions(&mut cx);
@@ -127,6 +128,10 @@ impl B2bua {
             }
             Purpose::Relay(r) => {
                 self.relay_timed_out(&r, cx);
+                self.client.remove(key);
+            }
+            Purpose::Probe(c, t) => {
+                self.probed(c, t, None);
                 self.client.remove(key);
             }
             Purpose::Cancel | Purpose::ByeToA | Purpose::ByeToB => {}

@@ -4,6 +4,7 @@
 mod auth;
 mod failover;
 mod media;
+mod probe;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
