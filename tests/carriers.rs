@@ -177,3 +177,93 @@ fn trunks_are_probed_with_options_and_their_health_is_shown() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A carrier's per-number message rate (`mps`): five messages from one proxy number at 2 a
+/// second leave over two seconds, in order, none refused; a message from another number of
+/// the same carrier meanwhile is not held behind them.
+#[test]
+fn each_number_is_held_to_its_carriers_message_rate_without_delaying_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_trunk, port) = socket();
+    let cfg = format!(
+        "{}sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{port}\"\n\
+         carriers:\n  - name: \"alpha\"\n    numbers: [\"+141555501\"]\n    smpp: \"carrier-a\"\n    mps: 2\n\
+         services:\n  - unique_name: \"s\"\n    numbers: [\"+14155550101\", \"+14155550102\", \"+14155550103\"]\n",
+        two_carriers("")
+    );
+    let d = Daemon::start_with(dir.path(), &cfg);
+    let session = |name: &str, x: (&str, &str), y: (&str, &str)| {
+        let p = |(id, proxy): (&str, &str)| {
+            format!(r#"{{"Identifier":"{id}","ProxyIdentifier":"{proxy}"}}"#)
+        };
+        let r = d.post(
+            "/v1/Services/s/Sessions",
+            &[
+                ("UniqueName", name),
+                ("Participants", &p(x)),
+                ("Participants", &p(y)),
+            ],
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    // A and B talk through 0101 and 0102; C and D through 0101 and 0103.
+    let (c, dd) = ("+14155551003", "+14155552004");
+    session("ab", (A, "+14155550101"), (B, "+14155550102"));
+    session("cd", (c, "+14155550101"), (dd, "+14155550103"));
+    let mut a = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-a", "secret-a");
+    let t0 = std::time::Instant::now();
+    for k in 0..5 {
+        let text = format!("to B {k}");
+        let r = a.request(Body::SubmitSm(sm(&A[1..], "14155550101", text.as_bytes())));
+        assert_eq!(r.status, status::ESME_ROK, "queued, not refused");
+    }
+    let r = a.request(Body::SubmitSm(sm(&c[1..], "14155550101", b"to D")));
+    assert_eq!(r.status, status::ESME_ROK);
+    // Each message as it arrives (all by carrier-a, alpha's link), with when.
+    let mut arrived: Vec<(String, String, Duration)> = Vec::new();
+    let mut seen = 0;
+    while arrived.len() < 6 && t0.elapsed() < Duration::from_secs(10) {
+        a.recv(Duration::from_millis(20));
+        for m in &a.messages[seen..] {
+            arrived.push((
+                m.source.addr.clone(),
+                String::from_utf8_lossy(&m.short_message).into_owned(),
+                t0.elapsed(),
+            ));
+        }
+        seen = a.messages.len();
+        if arrived.len() == 1 {
+            let m = d.metrics_text();
+            assert!(
+                m.lines().any(
+                    |l| l.starts_with("maskd_smpp_throttled_backlog{service=\"KS")
+                        && !l.ends_with(" 0")
+                ),
+                "the backlog shows: {m}"
+            );
+        }
+    }
+    let to_b: Vec<&(String, String, Duration)> = arrived
+        .iter()
+        .filter(|(src, ..)| src == "14155550102")
+        .collect();
+    let texts: Vec<&str> = to_b.iter().map(|(_, t, _)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["to B 0", "to B 1", "to B 2", "to B 3", "to B 4"],
+        "{arrived:?}"
+    );
+    let span = to_b[4].2 - to_b[0].2;
+    assert!(
+        span >= Duration::from_millis(1_900) && span < Duration::from_secs(4),
+        "five at 2 a second: {span:?}"
+    );
+    let to_d = arrived
+        .iter()
+        .find(|(src, ..)| src == "14155550103")
+        .expect("D's message");
+    assert!(
+        to_d.2 < to_b[2].2,
+        "D's message is not held behind B's: {arrived:?}"
+    );
+}

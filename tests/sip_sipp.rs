@@ -263,7 +263,7 @@ fn sipp_trunk_challenge_answered_with_the_carriers_credentials() {
         "{uas}"
     );
     assert!(
-        !uac.contains("401"),
+        !uac.contains("SIP/2.0 401"),
         "the caller hears nothing of the challenge:\n{uac}"
     );
     assert_eq!(

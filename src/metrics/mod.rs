@@ -52,6 +52,7 @@ pub const CALLBACKS_CLAIMED: &str = "maskd_callbacks_claimed_total";
 pub const SIP_TRUNK_FAILOVERS: &str = "maskd_sip_trunk_failovers_total";
 pub const SIP_AUTH: &str = "maskd_sip_auth_challenges_total";
 pub const SIP_TRUNK_UP: &str = "maskd_sip_trunk_up";
+pub const SMPP_THROTTLED_BACKLOG: &str = "maskd_smpp_throttled_backlog";
 pub const CALLBACKS_HELD_BACK: &str = "maskd_callbacks_held_back_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
 pub const SMPP_RECEIPTS: &str = "maskd_smpp_receipts_total";
@@ -103,6 +104,7 @@ pub struct Metrics {
     pub sip_trunk_failovers: IntCounterVec,
     pub sip_auth: IntCounterVec,
     pub sip_trunk_up: IntGaugeVec,
+    pub smpp_throttled_backlog: IntGaugeVec,
     pub callbacks_held_back: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
     pub smpp_receipts: IntCounterVec,
@@ -299,6 +301,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["carrier"],
         )?,
+        smpp_throttled_backlog: IntGaugeVec::new(
+            Opts::new(
+                SMPP_THROTTLED_BACKLOG,
+                "Outbound messages waiting for their sender number's message rate (carriers[].mps), by the number's service",
+            ),
+            &["service"],
+        )?,
         sip_trunk_up: IntGaugeVec::new(
             Opts::new(
                 SIP_TRUNK_UP,
@@ -411,6 +420,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.sip_trunk_failovers.clone()))?;
     m.registry.register(Box::new(m.sip_auth.clone()))?;
     m.registry.register(Box::new(m.sip_trunk_up.clone()))?;
+    m.registry
+        .register(Box::new(m.smpp_throttled_backlog.clone()))?;
     m.registry
         .register(Box::new(m.callbacks_held_back.clone()))?;
     m.registry.register(Box::new(m.smpp_opt_out.clone()))?;

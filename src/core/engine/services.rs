@@ -9,6 +9,13 @@ impl Engine {
         st.resolve_service(sid_or_name)
     }
 
+    /// The service whose pool holds `number`.
+    pub fn service_of_number(&self, number: E164) -> Option<Sid> {
+        let st = self.state.lock();
+        let pn = st.number_index.get(&number.as_u64())?;
+        st.numbers.get(pn).map(|n| n.service_sid)
+    }
+
     pub fn service(&self, sid: Sid) -> Result<Service, CoreError> {
         let st = self.state.lock();
         st.services

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::shaper::Shaper;
 use super::{decode_payload, now_s, LinkDown, Request, SmppPlane, MAX_AGE_MS, MAX_DELIVERIES};
 use crate::core::model::ResourceStatus;
 use crate::core::store::{OutboundItem, RemoteRef, WriteOp};
@@ -36,41 +37,95 @@ impl SmppPlane {
     pub(super) async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<OutboundItem>) {
         let slots = Arc::new(Semaphore::new(MAX_DELIVERIES));
         let mut feeds: HashMap<String, Feed> = HashMap::new();
-        while let Some(item) = rx.recv().await {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let peer = item
-                .via
-                .clone()
-                .or_else(|| self.route_for(item.from, item.to));
-            let (Some(peer), Some(Body::SubmitSm(message))) = (peer, decode_payload(&item.payload))
-            else {
-                if item.via.is_none() {
-                    tracing::warn!(to = %item.to.masked(), "no smpp route for destination");
-                }
-                let me = self.clone();
-                tokio::spawn(async move {
-                    if me.give_up(&item).await {
-                        me.done(item.id);
+        let mut shaper = Shaper::default();
+        let clock = std::time::Instant::now();
+        let now_ms = || clock.elapsed().as_millis() as u64;
+        let backlog = &crate::metrics::get().smpp_throttled_backlog;
+        loop {
+            let wake = shaper
+                .next_due()
+                .map(|at| tokio::time::Instant::from_std(clock + Duration::from_millis(at)));
+            let next = match wake {
+                Some(at) => tokio::select! {
+                    r = rx.recv() => r,
+                    _ = tokio::time::sleep_until(at) => {
+                        for (item, label) in shaper.take_due(now_ms()) {
+                            backlog.with_label_values(&[&label]).dec();
+                            self.dispatch_one(item, &slots, &mut feeds).await;
+                        }
+                        continue;
                     }
-                    drop(slot);
-                });
-                continue;
+                },
+                None => rx.recv().await,
             };
-            let feed = feeds.entry(peer.clone()).or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let me = self.clone();
-                tokio::spawn(me.feed(rx));
-                tx
-            });
-            let _ = feed.send(Delivery {
-                item,
-                peer,
-                message,
-                _slot: slot,
-            });
+            let Some(item) = next else { return };
+            if let Some((mps, label)) = self.rate_of(&item) {
+                let now = now_ms();
+                let at = shaper.slot(item.from, mps, now);
+                if at > now {
+                    backlog.with_label_values(&[&label]).inc();
+                    shaper.hold(at, item, label);
+                    continue;
+                }
+            }
+            self.dispatch_one(item, &slots, &mut feeds).await;
         }
+    }
+
+    /// The rate a message is held to (its sender's carrier's `mps`), and the label of its
+    /// backlog (the sender's service); `None` for receipts and unlimited numbers.
+    fn rate_of(&self, item: &OutboundItem) -> Option<(u32, String)> {
+        if item.via.is_some() {
+            return None;
+        }
+        let mps = self.carriers.owner(item.from)?.1.mps?;
+        let label = self
+            .engine
+            .service_of_number(item.from)
+            .map_or_else(|| "none".to_string(), |s| s.to_string());
+        Some((mps, label))
+    }
+
+    /// Routes one message to its next hop's feed, once a delivery slot is free.
+    async fn dispatch_one(
+        self: &Arc<Self>,
+        item: OutboundItem,
+        slots: &Arc<Semaphore>,
+        feeds: &mut HashMap<String, Feed>,
+    ) {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let peer = item
+            .via
+            .clone()
+            .or_else(|| self.route_for(item.from, item.to));
+        let (Some(peer), Some(Body::SubmitSm(message))) = (peer, decode_payload(&item.payload))
+        else {
+            if item.via.is_none() {
+                tracing::warn!(to = %item.to.masked(), "no smpp route for destination");
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                if me.give_up(&item).await {
+                    me.done(item.id);
+                }
+                drop(slot);
+            });
+            return;
+        };
+        let feed = feeds.entry(peer.clone()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let me = self.clone();
+            tokio::spawn(me.feed(rx));
+            tx
+        });
+        let _ = feed.send(Delivery {
+            item,
+            peer,
+            message,
+            _slot: slot,
+        });
     }
 
     /// One next hop's feed: the first attempt of each message, in queue order.

@@ -37,6 +37,7 @@ mod link;
 mod order;
 mod queue;
 mod receipts;
+mod shaper;
 mod shared;
 
 /// What forwarding needs of a route: plain values, so a lookup copies no `Arc`.
