@@ -132,6 +132,7 @@ impl B2bua {
         leg.answered_challenge = true;
         c.b_ruri = c.b.target.clone();
         c.b_invite_branch = branch.clone();
+        c.b_invite_cseq = c.b.cseq;
         count(&carrier, "answered");
         self.send_leg_b_invite(id, branch, trunk, invite, more, cx);
         true

@@ -73,6 +73,9 @@ pub(super) struct Call {
     /// Leg B's INVITE: its Request-URI and branch (a CANCEL repeats both).
     pub b_ruri: String,
     pub b_invite_branch: String,
+    /// Leg B's INVITE's CSeq number (its ACK and CANCEL repeat it; an INVITE sent again,
+    /// to the next trunk or with credentials, has a higher one).
+    pub b_invite_cseq: u32,
     pub ack_to_b: Option<Vec<u8>>,
     /// The log.
     pub interaction: Interaction,

@@ -175,6 +175,7 @@ impl B2bua {
         tracing::info!(carrier = %carrier.name, code, next = %trunk.addr, "leg B fails over to the next trunk");
         c.b_ruri = c.b.target.clone();
         c.b_invite_branch = branch.clone();
+        c.b_invite_cseq = c.b.cseq;
         self.send_leg_b_invite(id, branch, trunk, invite, more, cx);
         true
     }

@@ -365,6 +365,7 @@ impl B2bua {
             &mut b, &real_b, &b_branch, trunk, &extra, &b_body, &self.cfg,
         );
         let b_ruri = b.target.clone();
+        let b_invite_cseq = b.cseq;
         // Kept when leg B may go again: to the next trunk, or answering a challenge.
         let more = carrier.as_ref().is_some_and(|(_, order)| order.len() > 1);
         let carrier_leg = carrier
@@ -395,6 +396,7 @@ impl B2bua {
             b,
             b_ruri,
             b_invite_branch: b_branch,
+            b_invite_cseq,
             ack_to_b: None,
             interaction,
             session: t.session,
@@ -699,7 +701,7 @@ impl B2bua {
         self.counters.retransmissions += 1;
         let streams = &self.stream_peers;
         let Some(c) = self.calls.get(&id) else { return };
-        if leg_b && cseq == 1 {
+        if leg_b && cseq == c.b_invite_cseq {
             if let Some(ack) = &c.ack_to_b {
                 cx.send(c.b.flow, ack.clone());
                 return;
@@ -725,7 +727,8 @@ impl B2bua {
             return;
         };
         let to = c.b.next_hop(&|a| streams.contains(&a));
-        let mut ack = c.b.request_with("ACK", 1, &token(), to, &self.cfg);
+        let mut ack =
+            c.b.request_with("ACK", c.b_invite_cseq, &token(), to, &self.cfg);
         if let Some((ct, b)) = body {
             ack = ack.body(Some(ct), b);
         }
@@ -743,7 +746,9 @@ impl B2bua {
         d.routes.clear();
         d.remote_tag = m.header(HeaderName::To).and_then(tag_of);
         let to: Remote = c.b.flow;
-        let ack = d.request_with("ACK", 1, branch, to, &self.cfg).encode();
+        // The INVITE it answers: its CSeq (a re-sent INVITE has a higher one).
+        let cseq = m.cseq().map_or(c.b_invite_cseq, |c| c.0);
+        let ack = d.request_with("ACK", cseq, branch, to, &self.cfg).encode();
         if let Some(e) = self.client.get_mut(branch) {
             let mut acts = Vec::new();
             e.tx.ack(ack, &mut acts);

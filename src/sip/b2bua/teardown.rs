@@ -101,7 +101,7 @@ impl B2bua {
         d.remote_tag = None;
         let to = c.b.flow;
         let cancel = d
-            .request_with("CANCEL", 1, &c.b_invite_branch, to, &self.cfg)
+            .request_with("CANCEL", c.b_invite_cseq, &c.b_invite_branch, to, &self.cfg)
             .encode();
         let mut acts = Vec::new();
         let tx = ClientTx::start(false, cancel, to.tcp, self.cfg.timers, cx.now, &mut acts);

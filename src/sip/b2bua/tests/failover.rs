@@ -77,6 +77,48 @@ fn a_503_from_the_first_trunk_sends_leg_b_to_the_next_and_a_sees_only_the_answer
     h.answer_b(&second, 200, "");
     assert_eq!(codes(&h.take_a()), vec![200]);
     assert_eq!(h.core.outbound(), Some(ResourceStatus::InProgress));
+    // The ACK repeats the INVITE's CSeq (RFC 3261 §13.2.2.4).
+    let ack = invites_and_acks(&mut h, 5081);
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].header(HeaderName::CSeq), "2 ACK");
+}
+
+/// What went to `port` but OPTIONS probes.
+fn invites_and_acks(h: &mut Harness, port: u16) -> Vec<Sent> {
+    h.take(Remote::udp(addr(port)))
+        .into_iter()
+        .filter(|s| s.method().as_deref() != Some("OPTIONS"))
+        .collect()
+}
+
+#[test]
+fn a_cancel_after_failover_goes_to_the_trunk_ringing_with_its_invites_cseq() {
+    let mut h = harness();
+    let first = h.call();
+    h.answer_b(&first, 503, "");
+    let _ = h.take_b();
+    h.trunk = Remote::udp(addr(5081));
+    let second = invites(&mut h, 5081).remove(0);
+    h.answer_b(&second, 180, "");
+    assert_eq!(codes(&h.take_a()), vec![180]);
+    let a = h.a;
+    h.deliver(a, &cancel_from_a());
+    let cancel = invites_and_acks(&mut h, 5081);
+    let cancel: Vec<&Sent> = cancel
+        .iter()
+        .filter(|s| s.method().as_deref() == Some("CANCEL"))
+        .collect();
+    assert_eq!(cancel.len(), 1, "the CANCEL goes to the trunk now ringing");
+    assert_eq!(cancel[0].header(HeaderName::CSeq), "2 CANCEL");
+    assert_eq!(
+        cancel[0].headers(HeaderName::Via),
+        second.headers(HeaderName::Via),
+        "the INVITE's branch"
+    );
+    assert!(h
+        .take(Remote::udp(addr(5080)))
+        .iter()
+        .all(|s| s.method().as_deref() != Some("CANCEL")));
 }
 
 #[test]
