@@ -17,8 +17,8 @@ use crate::core::sid::Sid;
 use crate::core::store::{Completion, StoreError, WriteOp};
 
 /// Batches waiting for the writer; submitters block beyond this (back-pressure), but while
-/// the store is unreachable a batch nobody awaits (a call's log) is dropped and counted
-/// instead, so calls go on routing from memory through a long outage.
+/// the store is unreachable a batch of call logs nobody awaits (`droppable`) is dropped and
+/// counted instead, so calls go on routing from memory through a long outage.
 const QUEUE_BOUND: usize = 65_536;
 /// Batches folded into one transaction at most.
 const GROUP_MAX: usize = 1024;
@@ -85,7 +85,7 @@ impl Writer {
                 let pending = &crate::metrics::get().store_pending;
                 pending.inc();
                 let down = self.up.as_ref().is_some_and(|u| !u.load(Ordering::SeqCst));
-                if !awaited && down {
+                if !awaited && down && droppable(&ops) {
                     match tx.try_send((ops, done)) {
                         Err(mpsc::TrySendError::Full(_)) => {
                             pending.dec();
@@ -125,6 +125,20 @@ impl Drop for Writer {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Whether a batch is only a call's log (its interaction row, a whole-row replacement that
+/// the call's next write repeats, and the session's touch, a merge the next activity
+/// repeats): the one kind of write given up rather than waited for when the store is down
+/// and the queue full. Callbacks, queue items and session changes always wait.
+fn droppable(ops: &[WriteOp]) -> bool {
+    !ops.is_empty()
+        && ops.iter().all(|op| {
+            matches!(
+                op,
+                WriteOp::PutInteraction(_) | WriteOp::TouchSession { .. }
+            )
+        })
 }
 
 fn writer_loop(
@@ -274,16 +288,37 @@ mod tests {
         // One job the writer takes into its (stuck) commit.
         writer.submit(Vec::new(), None);
         entered_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let log = || {
+            vec![WriteOp::TouchSession {
+                session: Sid::generate(crate::core::SidKind::Session),
+                at: 1,
+                follow: false,
+            }]
+        };
         for _ in 0..QUEUE_BOUND {
-            writer.submit(Vec::new(), None);
+            writer.submit(log(), None);
         }
         assert_eq!(dropped(), before, "room for every one of them");
-        writer.submit(Vec::new(), None);
-        writer.submit(Vec::new(), None);
-        assert_eq!(dropped(), before + 2, "past the bound, dropped and counted");
+        writer.submit(log(), None);
+        writer.submit(log(), None);
+        assert_eq!(dropped(), before + 2, "past the bound, call logs dropped and counted");
+
         up.store(true, Ordering::SeqCst);
         gate_tx.send(()).unwrap();
         writer.close();
         assert_eq!(committed.load(Ordering::SeqCst), 1 + QUEUE_BOUND);
+    }
+
+    #[test]
+    fn only_call_logs_are_ever_dropped() {
+        let touch = WriteOp::TouchSession {
+            session: Sid::generate(crate::core::SidKind::Session),
+            at: 1,
+            follow: false,
+        };
+        assert!(droppable(std::slice::from_ref(&touch)));
+        assert!(!droppable(&[]));
+        assert!(!droppable(&[WriteOp::DeleteCallback(1)]));
+        assert!(!droppable(&[touch, WriteOp::DeleteOutbound(1)]));
     }
 }
