@@ -263,14 +263,16 @@ pub trait Store: Send + Sync + 'static {
     fn startup_lock(&self) -> Result<Option<Box<dyn std::any::Any + Send>>, StoreError> {
         Ok(None)
     }
-    /// Several nodes: the status callbacks of callback `id`'s interaction the store took
-    /// before it, oldest first, each with whether this node sends it; `None` when `id` is
-    /// not in the store (not committed yet, or gone). A node sends an interaction's callback
-    /// only once none before it waits on another node. Empty for one node: its memory
-    /// holds the whole order.
-    fn callbacks_before(&self, id: u64) -> Result<Option<Vec<(u64, bool)>>, StoreError> {
+    /// Several nodes: whether callback `id` is still this node's to send (another node
+    /// claims it if this one falls silent), and the status callbacks of its interaction the
+    /// store took before it, oldest first, each with whether this node sends it; `None` when
+    /// `id` is not in the store (not committed yet, or gone). A node sends an interaction's
+    /// callback only once none before it waits on another node. For one node: its own,
+    /// nothing before (its memory holds the whole order).
+    #[allow(clippy::type_complexity)]
+    fn callbacks_before(&self, id: u64) -> Result<Option<(bool, Vec<(u64, bool)>)>, StoreError> {
         let _ = id;
-        Ok(Some(Vec::new()))
+        Ok(Some((true, Vec::new())))
     }
     /// Several nodes: takes for this node up to `limit` status callbacks that a node no
     /// longer running was to send, oldest first. They are this node's to send from then on.

@@ -301,7 +301,11 @@ mod tests {
         assert_eq!(dropped(), before, "room for every one of them");
         writer.submit(log(), None);
         writer.submit(log(), None);
-        assert_eq!(dropped(), before + 2, "past the bound, call logs dropped and counted");
+        assert_eq!(
+            dropped(),
+            before + 2,
+            "past the bound, call logs dropped and counted"
+        );
 
         up.store(true, Ordering::SeqCst);
         gate_tx.send(()).unwrap();

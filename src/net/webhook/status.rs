@@ -41,6 +41,9 @@ enum Done {
     /// Several nodes: these callbacks of its interaction, held here behind it, the store
     /// took before it (claimed from a node gone silent): they go first, in this order.
     After(Vec<u64>),
+    /// Several nodes: another node claimed it (this one seemed silent): it leaves this
+    /// queue without being sent, and its row stays for that node.
+    Elsewhere,
 }
 
 struct Queued {
@@ -289,8 +292,23 @@ async fn status_loop(
                             wh.engine.record_behind(vec![WriteOp::DeleteCallback(h.item.id)], None);
                         }
                     }
+                    Done::Elsewhere => {
+                        qs.pop(sid);
+                    }
                     Done::HeldBack => {
-                        qs.ready.push(Reverse((Instant::now() + HELD_BACK_PAUSE, sid)));
+                        let Some(h) = qs.by_interaction.get(&sid).and_then(|q| q.front()) else { continue };
+                        let age = (crate::clock::now_ms() / 1000) - h.item.created;
+                        if age > GIVE_UP_AFTER_S {
+                            // An earlier callback elsewhere never went: this one is not
+                            // held back for ever.
+                            tracing::warn!(interaction = %h.item.interaction, "status callback held back for a day; given up");
+                            crate::metrics::get().callbacks.with_label_values(&[queue_kind(&h.item), "dropped"]).inc();
+                            if let Some(h) = qs.pop(sid) {
+                                wh.engine.record_behind(vec![WriteOp::DeleteCallback(h.item.id)], None);
+                            }
+                        } else {
+                            qs.ready.push(Reverse((Instant::now() + HELD_BACK_PAUSE, sid)));
+                        }
                     }
                     Done::After(first) => {
                         if let Some(q) = qs.by_interaction.get_mut(&sid) {
@@ -357,14 +375,19 @@ async fn held_back(wh: &Webhooks, item: &CallbackItem, behind: &[u64]) -> Option
     let mut before = read().await;
     if matches!(before, Ok(Ok(None))) {
         // Handed over before its write committed: once everything submitted so far is
-        // durable, it is there (or gone for good: then nothing holds it back).
+        // durable, it is there, or gone: claimed by another node (this one seemed
+        // silent) and sent from there.
         if wh.engine.record(vec![], None).await.is_err() {
             return Some(Done::HeldBack);
         }
         before = read().await;
     }
     let before = match before {
-        Ok(Ok(before)) => before.unwrap_or_default(),
+        Ok(Ok(Some((true, before)))) => before,
+        Ok(Ok(Some((false, _)) | None)) => {
+            tracing::info!(interaction = %item.interaction, "status callback claimed by another node; not sent from here");
+            return Some(Done::Elsewhere);
+        }
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "cannot read a status callback's order; trying again");
             return Some(Done::HeldBack);

@@ -442,21 +442,21 @@ impl Store for PgStore {
         Ok(items)
     }
 
-    fn callbacks_before(&self, id: u64) -> Result<Option<Vec<(u64, bool)>>, StoreError> {
+    fn callbacks_before(&self, id: u64) -> Result<Option<(bool, Vec<(u64, bool)>)>, StoreError> {
         let rows = self.rows(Sql::Prepared(R::CallbacksBefore), vec![p(big(id))])?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
         let mut before = Vec::with_capacity(rows.len());
+        let mut still_mine = None;
         for r in &rows {
             let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(e.to_string());
-            let id: Option<i64> = r.try_get(0).map_err(corrupt)?;
-            let mine: Option<bool> = r.try_get(1).map_err(corrupt)?;
+            let me: bool = r.try_get(0).map_err(corrupt)?;
+            still_mine = Some(me);
+            let id: Option<i64> = r.try_get(1).map_err(corrupt)?;
+            let mine: Option<bool> = r.try_get(2).map_err(corrupt)?;
             if let (Some(id), Some(mine)) = (id, mine) {
                 before.push((id as u64, mine));
             }
         }
-        Ok(Some(before))
+        Ok(still_mine.map(|me| (me, before)))
     }
 
     fn claim_callbacks(&self, limit: usize) -> Result<Vec<CallbackItem>, StoreError> {
@@ -465,7 +465,8 @@ impl Store for PgStore {
         let sql = format!(
             "UPDATE callbacks SET owner = $1 WHERE id IN (
                SELECT id FROM callbacks
-               WHERE owner <> $1 AND owner NOT IN (
+               WHERE COALESCE(owner, (id & 1023)::int) <> $1
+                 AND COALESCE(owner, (id & 1023)::int) NOT IN (
                  SELECT node FROM nodes
                  WHERE seen_at > now() - interval '1 millisecond' * {gone_ms})
                ORDER BY pos LIMIT $2 FOR UPDATE SKIP LOCKED)

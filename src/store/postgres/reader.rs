@@ -68,14 +68,16 @@ fn read_sql(r: R, node: u16) -> String {
         // The callbacks this node sends: the ones it made, and the ones it claimed from a
         // node gone silent. Each goes out once, from its owner.
         R::CallbacksAfter => format!(
-            "{} WHERE id > $1 AND owner = {node} ORDER BY id LIMIT $2",
+            "{} WHERE id > $1 AND {OWNER} = {node} ORDER BY id LIMIT $2",
             select("callbacks", CALLBACKS),
         ),
-        // The callbacks of `$1`'s interaction the store took before it, oldest first, and
-        // whether this node sends each; one row of NULLs when there are none, no row when
-        // `$1` is not in the store.
+        // Whether `$1` is still this node's to send, and the callbacks of its interaction the
+        // store took before it, oldest first, with whether this node sends each (NULLs when
+        // there are none); no row when `$1` is not in the store.
         R::CallbacksBefore => format!(
-            "SELECT c.id, c.owner = {node} FROM callbacks me
+            "SELECT COALESCE(me.owner, (me.id & 1023)::int) = {node}, c.id,
+                    COALESCE(c.owner, (c.id & 1023)::int) = {node}
+             FROM callbacks me
              LEFT JOIN callbacks c ON c.interaction_sid = me.interaction_sid AND c.pos < me.pos
              WHERE me.id = $1 ORDER BY c.pos"
         ),

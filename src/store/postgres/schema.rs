@@ -231,13 +231,24 @@ CREATE INDEX outbound_unclaimed ON outbound(next_hop, id) WHERE owner IS NULL;
 /// the store took them in: a callback made after reading another node's commit sorts after
 /// that node's callbacks, so a node holds an interaction's callback back while an earlier
 /// one of it waits on another node.
+/// Rows already queued take `pos` in id order (each node's in the order it made them).
+/// `owner` stays nullable: a node of the previous version still running during a rolling
+/// upgrade inserts without it, and readers take the node in the id's low bits then
+/// (`OWNER`).
 const V5: &str = "
-ALTER TABLE callbacks ADD COLUMN owner INT, ADD COLUMN pos BIGSERIAL;
-UPDATE callbacks SET owner = (id & 1023)::int;
-ALTER TABLE callbacks ALTER COLUMN owner SET NOT NULL;
+ALTER TABLE callbacks ADD COLUMN owner INT, ADD COLUMN pos BIGINT;
+CREATE SEQUENCE callbacks_pos_seq OWNED BY callbacks.pos;
+UPDATE callbacks c SET owner = (c.id & 1023)::int, pos = r.n
+  FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM callbacks) r WHERE r.id = c.id;
+SELECT setval('callbacks_pos_seq', COALESCE((SELECT MAX(pos) FROM callbacks), 0) + 1, false);
+ALTER TABLE callbacks ALTER COLUMN pos SET DEFAULT nextval('callbacks_pos_seq'),
+  ALTER COLUMN pos SET NOT NULL;
 CREATE INDEX callbacks_owner ON callbacks(owner, id);
 CREATE INDEX callbacks_interaction ON callbacks(interaction_sid, pos);
 ";
+
+/// A callback's owner, for rows a node of the previous version inserted without one.
+pub(super) const OWNER: &str = "COALESCE(owner, (id & 1023)::int)";
 
 /// Every step, oldest first; version N is `STEPS[N - 1]`.
 const STEPS: &[&str] = &[V1, V2, V3, V4, V5];
