@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Problems, SmppConfig};
+use super::{Problems, SipConfig, SmppConfig};
 use crate::core::carriers::{Carrier, Carriers, Credentials, Trunk};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,7 +71,21 @@ fn is_number_or_prefix(v: &str) -> bool {
 }
 
 /// Checks `carriers`, adding every problem to `p`; the carriers as the planes use them.
-pub(super) fn validate(list: &[CarrierConfig], smpp: &SmppConfig, p: &mut Problems) -> Carriers {
+pub(super) fn validate(
+    list: &[CarrierConfig],
+    smpp: &SmppConfig,
+    sip_cfg: &SipConfig,
+    p: &mut Problems,
+) -> Carriers {
+    let trusted: Vec<ipnet::IpNet> = sip_cfg
+        .trusted_cidrs
+        .iter()
+        .filter_map(|c| {
+            c.parse::<ipnet::IpNet>()
+                .ok()
+                .or_else(|| c.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+        })
+        .collect();
     let links: Vec<&str> = smpp
         .accounts
         .iter()
@@ -107,8 +121,8 @@ pub(super) fn validate(list: &[CarrierConfig], smpp: &SmppConfig, p: &mut Proble
                 owned.push((n.clone(), i));
             }
         }
-        if c.mps == Some(0) {
-            p.add(format!("{key}.mps"), "must be at least 1");
+        if c.mps.is_some_and(|m| !(1..=1000).contains(&m)) {
+            p.add(format!("{key}.mps"), "must be 1 to 1000");
         }
         if let Some(link) = &c.smpp {
             if !links.contains(&link.as_str()) {
@@ -134,7 +148,17 @@ pub(super) fn validate(list: &[CarrierConfig], smpp: &SmppConfig, p: &mut Proble
                 p.add(format!("{key}.sip.trunks"), "needs at least one trunk");
             }
             for (k, t) in sip.trunks.iter().enumerate() {
-                if let Some(trunk) = trunk(t, &format!("{key}.sip.trunks[{k}]"), p) {
+                let tkey = format!("{key}.sip.trunks[{k}]");
+                if let Some(trunk) = trunk(t, &tkey, p) {
+                    if !trusted.iter().any(|n| n.contains(&trunk.addr.ip())) {
+                        p.add(
+                            format!("{tkey}.address"),
+                            format!(
+                                "{} is outside sip.trusted_cidrs: maskd would drop its answers",
+                                trunk.addr.ip()
+                            ),
+                        );
+                    }
                     trunks.push(trunk);
                 }
             }

@@ -359,7 +359,7 @@ impl Config {
             }
         }
         let media = self.media.validate(&mut p);
-        let carriers = super::carriers::validate(&self.carriers, &self.smpp, &mut p);
+        let carriers = super::carriers::validate(&self.carriers, &self.smpp, &self.sip, &mut p);
         let mut services = Vec::new();
         let mut svc_names = HashSet::new();
         let mut all_numbers = HashSet::new();

@@ -59,6 +59,12 @@ impl SmppPlane {
                 None => rx.recv().await,
             };
             let Some(item) = next else { return };
+            // Held messages whose time has come go first: a newer one from the same number
+            // must not overtake them.
+            for (held, label) in shaper.take_due(now_ms()) {
+                backlog.with_label_values(&[&label]).dec();
+                self.dispatch_one(held, &slots, &mut feeds).await;
+            }
             if let Some((mps, label)) = self.rate_of(&item) {
                 let now = now_ms();
                 let at = shaper.slot(item.from, mps, now);

@@ -29,10 +29,11 @@ impl Shaper {
             // Numbers idle for a while have no slot to remember.
             self.next_free.retain(|_, t| *t > now);
         }
-        let gap = 1000 / u64::from(mps.max(1));
+        // Rounded up: never more than `mps` in any second.
+        let gap = 1000u64.div_ceil(u64::from(mps.max(1)));
         let t = self.next_free.entry(from).or_insert(0);
         let at = (*t).max(now);
-        *t = at + gap.max(1);
+        *t = at + gap;
         at
     }
 
@@ -91,6 +92,10 @@ mod tests {
         // Two a second from P: the first now, then every 500 ms.
         let slots: Vec<u64> = (0..4).map(|_| s.slot(p, 2, 1_000)).collect();
         assert_eq!(slots, [1_000, 1_500, 2_000, 2_500]);
+        // 3 a second: 334 ms apart, so never four within a second.
+        let r = E164::parse("+14155550103").unwrap();
+        let thirds: Vec<u64> = (0..4).map(|_| s.slot(r, 3, 0)).collect();
+        assert_eq!(thirds, [0, 334, 668, 1_002]);
         for (k, at) in slots.iter().enumerate().skip(1) {
             s.hold(*at, item(k as u64, "+14155550101"), "svc".into());
         }

@@ -98,7 +98,11 @@ impl B2bua {
         let Some(leg) = c.carrier_leg.as_mut() else {
             return false;
         };
-        if c.state != CallState::Setup || (leg.answered_challenge && !a.challenge.stale) {
+        // A second challenge is answered only for a stale nonce, and only once more.
+        if c.state != CallState::Setup
+            || leg.challenges_answered >= 2
+            || (leg.challenges_answered == 1 && !a.challenge.stale)
+        {
             tracing::warn!(%carrier, code, "leg B's credentials refused");
             count(&carrier, "refused");
             return false;
@@ -129,7 +133,7 @@ impl B2bua {
             &leg.body,
             cfg,
         );
-        leg.answered_challenge = true;
+        leg.challenges_answered += 1;
         c.b_ruri = c.b.target.clone();
         c.b_invite_branch = branch.clone();
         c.b_invite_cseq = c.b.cseq;

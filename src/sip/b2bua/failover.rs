@@ -29,9 +29,9 @@ pub(super) struct CarrierLeg {
     pub carrier: usize,
     pub order: Vec<usize>,
     pub at: usize,
-    /// The INVITE to this trunk carried credentials already: a new challenge (not `stale`)
-    /// means they are wrong, and is not answered again.
-    pub answered_challenge: bool,
+    /// Challenges of this trunk answered so far: a new one after an answer means the
+    /// credentials are wrong, unless its nonce was only `stale` (answered once more).
+    pub challenges_answered: u8,
     /// A BYE to leg B was challenged once already.
     pub bye_challenged: bool,
 }
@@ -149,7 +149,7 @@ impl B2bua {
             return false;
         }
         leg.at += 1;
-        leg.answered_challenge = false;
+        leg.challenges_answered = 0;
         let more = leg.more();
         let Some(next) = carrier.trunks.get(leg.trunk()) else {
             return false;

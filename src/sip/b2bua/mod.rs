@@ -302,11 +302,13 @@ impl B2bua {
         self.held.is_empty()
             && self.calls.values().all(|c| c.state == CallState::Ended)
             && self.client.values().all(|e| {
-                matches!(
-                    e.tx.state(),
-                    super::transaction::ClientState::Completed
-                        | super::transaction::ClientState::Terminated
-                )
+                // A trunk's probe is no call's business.
+                matches!(e.purpose, call::Purpose::Probe(..))
+                    || matches!(
+                        e.tx.state(),
+                        super::transaction::ClientState::Completed
+                            | super::transaction::ClientState::Terminated
+                    )
             })
     }
 

@@ -48,6 +48,9 @@ impl Health {
 impl B2bua {
     /// Sends the probes due at `cx.now`.
     pub(super) fn probe_trunks(&mut self, cx: &mut Ctx) {
+        if self.draining {
+            return;
+        }
         let carriers = self.cfg.carriers.clone();
         for (i, c) in carriers.list().iter().enumerate() {
             let due = self.health.next_probe.get(i).copied().unwrap_or(u64::MAX);

@@ -378,7 +378,7 @@ impl B2bua {
                     carrier,
                     order,
                     at: 0,
-                    answered_challenge: false,
+                    challenges_answered: 0,
                     bye_challenged: false,
                 })
             });

@@ -21,11 +21,12 @@ pub(super) struct StartupLock {
 }
 
 impl Drop for StartupLock {
+    /// Lets go: the lock's thread unlocks and closes its connection by itself (not waited
+    /// for: the server also lets go when the connection closes, and a store gone at that
+    /// moment must not hold start-up).
     fn drop(&mut self) {
         self.release.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.thread.take();
     }
 }
 
@@ -55,12 +56,32 @@ pub(super) fn take(config: Config) -> Result<StartupLock, StoreError> {
                         return;
                     }
                 };
-                if let Err(e) = client
-                    .execute("SELECT pg_advisory_lock($1)", &[&STARTUP_LOCK])
-                    .await
-                {
-                    let _ = ready_tx.send(Err(io(e)));
-                    return;
+                // Tried every second, with a word now and then, rather than waited on
+                // blindly: a node holding it from behind a broken network keeps it until its
+                // connection is found dead.
+                let since = std::time::Instant::now();
+                let mut said = 0u64;
+                loop {
+                    match client
+                        .query_one("SELECT pg_try_advisory_lock($1)", &[&STARTUP_LOCK])
+                        .await
+                    {
+                        Ok(row) if row.get::<_, bool>(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(io(e)));
+                            return;
+                        }
+                    }
+                    let waited = since.elapsed().as_secs();
+                    if waited >= 10 && waited / 10 > said {
+                        said = waited / 10;
+                        tracing::warn!(
+                            waited_s = waited,
+                            "another node is starting; waiting for its turn to end"
+                        );
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
                 let _ = ready_tx.send(Ok(()));
                 // Held until the guard is dropped (the sender with it).
