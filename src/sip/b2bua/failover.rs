@@ -5,10 +5,10 @@
 //! `sip.trunk`.
 
 use super::call::{CallState, ClientEntry, Purpose};
-use super::dialog::Dialog;
+use super::dialog::{contact_uri, strip_tag, token, Dialog};
 use super::{B2bua, Ctx, Remote, Settings};
 use crate::core::E164;
-use crate::sip::message::Outgoing;
+use crate::sip::message::{HeaderName, Message, Outgoing};
 use crate::sip::transaction::ClientTx;
 
 /// A trunk silent this many T1 after leg B's INVITE gives way to the next one.
@@ -177,6 +177,87 @@ impl B2bua {
         c.b_invite_branch = branch.clone();
         c.b_invite_cseq = c.b.cseq;
         self.send_leg_b_invite(id, branch, trunk, invite, more, cx);
+        true
+    }
+}
+
+/// An INVITE given up for silence when leg B moved on to the next trunk. The trunk may still
+/// answer it late: a provisional answer gets a CANCEL, a 2xx an ACK and a BYE, so the callee
+/// is never left ringing or connected behind the call that went elsewhere.
+#[derive(Debug)]
+pub(super) struct Abandoned {
+    pub to: Remote,
+    pub ruri: String,
+    /// Forgotten after this (ms): 64 T1, as long as the INVITE's transaction would live.
+    pub until: u64,
+    pub cancelled: bool,
+}
+
+impl B2bua {
+    /// Remembers the INVITE of `branch` to `to` (Request-URI `ruri`), given up for silence.
+    pub(super) fn abandon(&mut self, branch: &str, to: Remote, ruri: String, now: u64) {
+        let until = now + 64 * self.cfg.timers.t1;
+        self.abandoned.retain(|_, a| a.until > now);
+        self.abandoned.insert(
+            branch.to_string(),
+            Abandoned {
+                to,
+                ruri,
+                until,
+                cancelled: false,
+            },
+        );
+    }
+
+    /// A response to an abandoned INVITE: true when it was one (and was dealt with).
+    pub(super) fn on_abandoned_response(
+        &mut self,
+        branch: &str,
+        m: &Message<'_>,
+        code: u16,
+        cx: &mut Ctx,
+    ) -> bool {
+        let Some(a) = self.abandoned.get_mut(branch) else {
+            return false;
+        };
+        let (to, ruri) = (a.to, a.ruri.clone());
+        let header = |h: HeaderName| m.header(h).unwrap_or("").to_string();
+        let cseq = m.cseq().map_or(1, |c| c.0);
+        let via = |b: &str| self.cfg.via(to.tcp, b);
+        let request = |method: &str, uri: &str, via: String, to_h: &str, n: u32| {
+            Outgoing::request(method, uri)
+                .header("Via", via)
+                .header("Max-Forwards", "70")
+                .header("From", header(HeaderName::From))
+                .header("To", to_h.to_string())
+                .header("Call-ID", header(HeaderName::CallId))
+                .header("CSeq", format!("{n} {method}"))
+                .encode()
+        };
+        match code {
+            101..=199 if !a.cancelled => {
+                a.cancelled = true;
+                // Same branch, Request-URI and CSeq as the INVITE; To without the tag.
+                let to_h = strip_tag(&header(HeaderName::To));
+                let cancel = request("CANCEL", &ruri, via(branch), &to_h, cseq);
+                cx.out.push(super::Datagram { to, data: cancel });
+            }
+            200..=299 => {
+                let target = contact_uri(m).unwrap_or(ruri);
+                let to_h = header(HeaderName::To);
+                let ack = request("ACK", &target, via(&token()), &to_h, cseq);
+                let bye = request("BYE", &target, via(&token()), &to_h, cseq + 1);
+                cx.out.push(super::Datagram { to, data: ack });
+                cx.out.push(super::Datagram { to, data: bye });
+                tracing::info!(trunk = %to.addr, "a trunk answered after leg B moved on: hung up");
+            }
+            300..=699 => {
+                // Its ACK (same branch): the transaction it belonged to is gone.
+                let ack = request("ACK", &ruri, via(branch), &header(HeaderName::To), cseq);
+                cx.out.push(super::Datagram { to, data: ack });
+            }
+            _ => {}
+        }
         true
     }
 }

@@ -220,6 +220,8 @@ pub struct B2bua {
     media: Option<std::sync::Arc<dyn crate::media::Media>>,
     /// Which carriers' trunks answer their probes.
     health: probe::Health,
+    /// INVITEs given up for silence when leg B moved on, by branch (late answers).
+    abandoned: Map<String, failover::Abandoned>,
 }
 
 /// What one step works with: the time, the core, and where messages to send go.
@@ -272,6 +274,7 @@ impl B2bua {
             counters: Counters::default(),
             media: None,
             health: probe::Health::new(&cfg.carriers),
+            abandoned: Map::default(),
             cfg,
         }
     }

@@ -479,6 +479,9 @@ impl B2bua {
             // A CANCEL shares its INVITE's branch; its transaction is keyed apart.
             branch.push_str("-cancel");
         }
+        if self.on_abandoned_response(&branch, m, code, cx) {
+            return;
+        }
         let Some(entry) = self.client.get_mut(&branch) else {
             // A 2xx to one of our INVITEs after its transaction ended (a retransmission, or
             // a late answer to a re-INVITE given up on): ACK it in its dialog, with its CSeq.

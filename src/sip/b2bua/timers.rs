@@ -99,7 +99,13 @@ impl B2bua {
         match purpose {
             Purpose::Invite => {
                 self.client.remove(key);
+                // Where that INVITE went, before leg B moves on.
+                let old = self.calls.get(&id).map(|c| (c.b.flow, c.b_ruri.clone()));
                 if self.fail_over(id, code, cx) {
+                    // Given up for silence: a late answer from that trunk is dealt with.
+                    if let Some((to, ruri)) = old {
+                        self.abandon(key, to, ruri, cx.now);
+                    }
                     return;
                 }
                 let state = self.calls.get(&id).map(|c| c.state);

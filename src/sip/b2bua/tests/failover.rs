@@ -160,3 +160,29 @@ fn a_callee_proxy_no_carrier_owns_goes_to_sip_trunk() {
     let inv = h.call();
     assert!(inv.uri().contains("@127.0.0.1:5070"), "{}", inv.uri());
 }
+
+#[test]
+fn a_trunk_answering_after_leg_b_moved_on_is_cancelled_or_hung_up() {
+    let mut h = harness();
+    let first = h.call();
+    h.advance(2_100);
+    assert_eq!(invites(&mut h, 5081).len(), 1, "moved on for silence");
+    let _ = h.take(Remote::udp(addr(5080)));
+    // The first trunk wakes up: it rings, then answers. Leg B is elsewhere by now.
+    h.answer_b(&first, 180, "");
+    let sent = invites_and_acks(&mut h, 5080);
+    assert_eq!(methods(&sent), ["CANCEL"], "its ringing is cancelled");
+    assert_eq!(
+        sent[0].headers(HeaderName::Via),
+        first.headers(HeaderName::Via)
+    );
+    assert_eq!(sent[0].header(HeaderName::CSeq), "1 CANCEL");
+    assert_eq!(sent[0].uri(), first.uri());
+    h.answer_b(&first, 200, "");
+    let sent = invites_and_acks(&mut h, 5080);
+    assert_eq!(methods(&sent), ["ACK", "BYE"], "its answer is hung up");
+    assert_eq!(sent[0].header(HeaderName::CSeq), "1 ACK");
+    assert_eq!(sent[1].header(HeaderName::CSeq), "2 BYE");
+    assert!(sent[1].header(HeaderName::To).contains("tag=tb"));
+    assert!(codes(&h.take_a()).is_empty(), "A hears nothing of it");
+}
