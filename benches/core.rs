@@ -209,9 +209,47 @@ fn scaling(c: &mut Criterion) {
     }
 }
 
+/// Which carrier owns a proxy number (SPEC §2.7), the one lookup carrier routing adds per
+/// outbound message and per leg B: 100 carriers owning 10 numbers and 10 prefixes each
+/// (2,000 entries, longest match wins), looked up for owned and unowned numbers.
+fn carrier_owner(c: &mut Criterion) {
+    use maskd::core::carriers::{Carrier, Carriers};
+    let list: Vec<Carrier> = (0..100)
+        .map(|k| Carrier {
+            name: format!("carrier-{k}"),
+            smpp: Some(format!("carrier-{k}")),
+            trunks: Vec::new(),
+            options_interval: Duration::from_secs(30),
+            mps: None,
+        })
+        .collect();
+    let mut owned = Vec::new();
+    for k in 0..100u64 {
+        for j in 0..10u64 {
+            owned.push((format!("+1{}", 415_555_0000 + k * 10 + j), k as usize));
+            owned.push((format!("+44{}", 20_000 + k * 10 + j), k as usize));
+        }
+    }
+    let carriers = Carriers::new(list, owned);
+    let numbers: Vec<E164> = (0..4096u64)
+        .map(|i| match i % 3 {
+            0 => number(14_155_550_000, i % 1000),
+            1 => number(442_000_000_000, i * 7919 % 100_000_000),
+            _ => number(16_505_550_000, i),
+        })
+        .collect();
+    let mut i = 0usize;
+    c.bench_function("carrier_owner_2000_entries", |bch| {
+        bch.iter(|| {
+            i = (i + 1) % numbers.len();
+            black_box(carriers.owner(numbers[i]).map(|(k, _)| k))
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = route_lookup, wheel, scaling
+    targets = route_lookup, wheel, scaling, carrier_owner
 }
 criterion_main!(benches);

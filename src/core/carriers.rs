@@ -40,20 +40,51 @@ pub struct Carrier {
 }
 
 /// Every carrier, and the numbers and prefixes each owns (longest match wins).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Carriers {
     list: Vec<Carrier>,
-    /// `(+digits, carrier index)`, longest first.
-    owned: Vec<(String, usize)>,
+    /// `(digit count, prefix as a number)` → carrier index: a number matches a prefix when
+    /// its leading digits, as a number, equal it (no text on the hot path).
+    owned: std::collections::HashMap<(u32, u64), usize, foldhash::fast::RandomState>,
+    /// The prefixes' digit counts, longest first: one probe of `owned` each.
+    lengths: Vec<u32>,
+}
+
+impl PartialEq for Carriers {
+    fn eq(&self, other: &Carriers) -> bool {
+        self.list == other.list && self.owned == other.owned
+    }
+}
+
+/// The number of decimal digits of `v` (at least 1).
+fn digit_count(v: u64) -> u32 {
+    v.checked_ilog10().map_or(1, |l| l + 1)
 }
 
 impl Carriers {
     /// `owned`: each carrier's numbers or prefixes (`+` and digits), by index into `list`.
+    /// Prefixes that are not `+` and 1 to 15 digits are left out (config validation refuses
+    /// them first).
     pub fn new(list: Vec<Carrier>, owned: Vec<(String, usize)>) -> Carriers {
-        let mut owned: Vec<(String, usize)> =
-            owned.into_iter().filter(|(_, i)| *i < list.len()).collect();
-        owned.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-        Carriers { list, owned }
+        let owned: std::collections::HashMap<(u32, u64), usize, _> = owned
+            .into_iter()
+            .filter(|(_, i)| *i < list.len())
+            .filter_map(|(p, i)| {
+                let d = p.strip_prefix('+')?;
+                if d.is_empty() || d.len() > 15 || !d.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                Some(((d.len() as u32, d.parse().ok()?), i))
+            })
+            .collect();
+        let mut lengths: Vec<u32> = owned.keys().map(|(len, _)| *len).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        Carriers {
+            list,
+            owned,
+            lengths,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,11 +107,13 @@ impl Carriers {
         if self.owned.is_empty() {
             return None;
         }
-        let digits = number.to_string();
-        self.owned
+        let n = number.as_u64();
+        let len = digit_count(n);
+        self.lengths
             .iter()
-            .find(|(p, _)| digits.starts_with(p.as_str()))
-            .map(|(_, i)| (*i, &self.list[*i]))
+            .filter(|plen| **plen <= len)
+            .find_map(|plen| self.owned.get(&(*plen, n / 10u64.pow(len - plen))))
+            .map(|i| (*i, &self.list[*i]))
     }
 }
 
