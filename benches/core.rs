@@ -226,7 +226,7 @@ fn carrier_owner(c: &mut Criterion) {
     let mut owned = Vec::new();
     for k in 0..100u64 {
         for j in 0..10u64 {
-            owned.push((format!("+1{}", 415_555_0000 + k * 10 + j), k as usize));
+            owned.push((format!("+1{}", 4_155_550_000 + k * 10 + j), k as usize));
             owned.push((format!("+44{}", 20_000 + k * 10 + j), k as usize));
         }
     }
