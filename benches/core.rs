@@ -220,6 +220,7 @@ fn carrier_owner(c: &mut Criterion) {
             smpp: Some(format!("carrier-{k}")),
             trunks: Vec::new(),
             options_interval: Duration::from_secs(30),
+            register: None,
             mps: None,
         })
         .collect();

@@ -113,7 +113,7 @@ fn check_config_names_every_bad_carriers_key() {
         "{}carriers:\n\
          \x20 - name: \"alpha\"\n    numbers: [\"+1555\", \"555\"]\n    smpp: \"nobody\"\n    mps: 0\n    sip:\n      options_interval: \"soon\"\n      trunks:\n        - address: \"trunk.example\"\n          transport: \"sctp\"\n          username: \"maskd\"\n\
          \x20 - name: \"alpha\"\n    numbers: [\"+1555\"]\n    sip:\n      trunks: []\n\
-         \x20 - name: \"gamma\"\n    sip:\n      trunks:\n        - address: \"192.0.2.10:5060\"\n",
+         \x20 - name: \"gamma\"\n    sip:\n      register: \"10s\"\n      trunks:\n        - address: \"192.0.2.10:5060\"\n",
         two_carriers("")
     );
     let path = dir.path().join("c.yaml");
@@ -140,6 +140,8 @@ fn check_config_names_every_bad_carriers_key() {
         "carriers[1].numbers[0]",
         "carriers[1].sip.trunks",
         "carriers[2].sip.trunks[0].address",
+        "carriers[2].sip.register",
+        "carriers[2].sip.trunks[0].username",
     ] {
         assert!(err.contains(&format!("{key}:")), "{key} not named: {err}");
     }

@@ -36,6 +36,10 @@ pub struct CarrierSipConfig {
     pub options_interval: String,
     /// Tried in order: failover on 503, 408 or silence.
     pub trunks: Vec<TrunkConfig>,
+    /// REGISTER with each trunk (for carriers that deliver inbound calls only to a
+    /// registered contact), asking for this long; refreshed at half of what is granted.
+    #[serde(default)]
+    pub register: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +138,7 @@ pub(super) fn validate(
         }
         let mut trunks = Vec::new();
         let mut options_interval = Duration::from_secs(30);
+        let mut register = None;
         if let Some(sip) = &c.sip {
             if let Some(d) = p.duration(
                 &format!("{key}.sip.options_interval"),
@@ -143,6 +148,22 @@ pub(super) fn validate(
                     p.add(format!("{key}.sip.options_interval"), "must be at least 1s");
                 }
                 options_interval = d;
+            }
+            if let Some(text) = &sip.register {
+                let rkey = format!("{key}.sip.register");
+                match p.duration(&rkey, text) {
+                    Some(d) if d < Duration::from_secs(60) => p.add(rkey, "must be at least 60s"),
+                    Some(d) => register = Some(d),
+                    None => {}
+                }
+                for (k, t) in sip.trunks.iter().enumerate() {
+                    if t.username.is_none() {
+                        p.add(
+                            format!("{key}.sip.trunks[{k}].username"),
+                            "sip.register needs each trunk's username (the registered user)",
+                        );
+                    }
+                }
             }
             if sip.trunks.is_empty() {
                 p.add(format!("{key}.sip.trunks"), "needs at least one trunk");
@@ -168,6 +189,7 @@ pub(super) fn validate(
             smpp: c.smpp.clone(),
             trunks,
             options_interval,
+            register,
             mps: c.mps,
         });
     }

@@ -35,6 +35,8 @@ pub struct Carrier {
     pub trunks: Vec<Trunk>,
     /// How often each trunk is probed with OPTIONS.
     pub options_interval: Duration,
+    /// REGISTER with each trunk, asking for this long (`None`: no registration).
+    pub register: Option<Duration>,
     /// Outbound messages per second per number, when the carrier limits them.
     pub mps: Option<u32>,
 }
@@ -127,6 +129,7 @@ mod tests {
             smpp: Some(name.into()),
             trunks: Vec::new(),
             options_interval: Duration::from_secs(30),
+            register: None,
             mps: None,
         }
     }

@@ -52,6 +52,8 @@ pub const CALLBACKS_CLAIMED: &str = "maskd_callbacks_claimed_total";
 pub const SIP_TRUNK_FAILOVERS: &str = "maskd_sip_trunk_failovers_total";
 pub const SIP_AUTH: &str = "maskd_sip_auth_challenges_total";
 pub const SIP_TRUNK_UP: &str = "maskd_sip_trunk_up";
+pub const SIP_REGISTER: &str = "maskd_sip_register_total";
+pub const SIP_REGISTERED: &str = "maskd_sip_registered";
 pub const SMPP_THROTTLED_BACKLOG: &str = "maskd_smpp_throttled_backlog";
 pub const CALLBACKS_HELD_BACK: &str = "maskd_callbacks_held_back_total";
 pub const SMPP_OPT_OUT: &str = "maskd_smpp_opt_out_total";
@@ -104,6 +106,8 @@ pub struct Metrics {
     pub sip_trunk_failovers: IntCounterVec,
     pub sip_auth: IntCounterVec,
     pub sip_trunk_up: IntGaugeVec,
+    pub sip_register: IntCounterVec,
+    pub sip_registered: IntGaugeVec,
     pub smpp_throttled_backlog: IntGaugeVec,
     pub callbacks_held_back: prometheus::IntCounter,
     pub smpp_opt_out: prometheus::IntCounter,
@@ -308,6 +312,20 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["service"],
         )?,
+        sip_register: IntCounterVec::new(
+            Opts::new(
+                SIP_REGISTER,
+                "REGISTERs with carriers' trunks by outcome: registered, failed, timeout, refused (credentials), unanswerable",
+            ),
+            &["carrier", "outcome"],
+        )?,
+        sip_registered: IntGaugeVec::new(
+            Opts::new(
+                SIP_REGISTERED,
+                "Whether maskd is registered with a carrier's trunk (1) or not (0)",
+            ),
+            &["carrier", "trunk"],
+        )?,
         sip_trunk_up: IntGaugeVec::new(
             Opts::new(
                 SIP_TRUNK_UP,
@@ -420,6 +438,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .register(Box::new(m.sip_trunk_failovers.clone()))?;
     m.registry.register(Box::new(m.sip_auth.clone()))?;
     m.registry.register(Box::new(m.sip_trunk_up.clone()))?;
+    m.registry.register(Box::new(m.sip_register.clone()))?;
+    m.registry.register(Box::new(m.sip_registered.clone()))?;
     m.registry
         .register(Box::new(m.smpp_throttled_backlog.clone()))?;
     m.registry

@@ -113,6 +113,8 @@ pub(super) enum Purpose {
     Relay(Box<Relayed>),
     /// An OPTIONS probe of a carrier's trunk: (carrier, trunk), indexes.
     Probe(usize, usize),
+    /// A REGISTER with a carrier's trunk: (carrier, trunk), indexes.
+    Register(usize, usize),
 }
 
 /// What is needed to answer the leg that sent a relayed in-dialog request.

@@ -19,6 +19,7 @@ mod failover;
 mod log;
 mod media;
 mod probe;
+mod register;
 mod relay;
 mod setup;
 mod teardown;
@@ -222,6 +223,8 @@ pub struct B2bua {
     health: probe::Health,
     /// INVITEs given up for silence when leg B moved on, by branch (late answers).
     abandoned: Map<String, failover::Abandoned>,
+    /// Registrations with carriers' trunks.
+    registrations: register::Registrations,
 }
 
 /// What one step works with: the time, the core, and where messages to send go.
@@ -275,6 +278,7 @@ impl B2bua {
             media: None,
             health: probe::Health::new(&cfg.carriers),
             abandoned: Map::default(),
+            registrations: register::Registrations::new(&cfg.carriers),
             cfg,
         }
     }
@@ -306,12 +310,14 @@ impl B2bua {
             && self.calls.values().all(|c| c.state == CallState::Ended)
             && self.client.values().all(|e| {
                 // A trunk's probe is no call's business.
-                matches!(e.purpose, call::Purpose::Probe(..))
-                    || matches!(
-                        e.tx.state(),
-                        super::transaction::ClientState::Completed
-                            | super::transaction::ClientState::Terminated
-                    )
+                matches!(
+                    e.purpose,
+                    call::Purpose::Probe(..) | call::Purpose::Register(..)
+                ) || matches!(
+                    e.tx.state(),
+                    super::transaction::ClientState::Completed
+                        | super::transaction::ClientState::Terminated
+                )
             })
     }
 

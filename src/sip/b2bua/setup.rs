@@ -532,6 +532,11 @@ impl B2bua {
                     self.probed(c, t, Some(code));
                 }
             }
+            Purpose::Register(c, t) => {
+                if code >= 200 {
+                    self.registered(c, t, Some((m, code)), cx.now);
+                }
+            }
             Purpose::ByeToB if matches!(code, 401 | 407) => {
                 self.answer_bye_challenge(id, m, code, cx);
             }

@@ -17,6 +17,7 @@ impl B2bua {
     pub fn on_timer(&mut self, now: u64, core: &dyn Core, out: &mut Vec<Datagram>) {
         let mut cx = Ctx { now, core, out };
         self.probe_trunks(&mut cx);
+        self.register_trunks(&mut cx);
         self.fire_transactions(&mut cx);
         self.fire_calls(&mut cx);
         self.end_closed_sessions(&mut cx);
@@ -138,6 +139,10 @@ impl B2bua {
             }
             Purpose::Probe(c, t) => {
                 self.probed(c, t, None);
+                self.client.remove(key);
+            }
+            Purpose::Register(c, t) => {
+                self.registered(c, t, None, cx.now);
                 self.client.remove(key);
             }
             Purpose::Cancel | Purpose::ByeToA | Purpose::ByeToB => {}

@@ -24,6 +24,7 @@ fn harness() -> Harness {
                 }),
             }],
             options_interval: Duration::from_secs(30),
+            register: None,
             mps: None,
         }],
         vec![(PROXY_B.into(), 0)],

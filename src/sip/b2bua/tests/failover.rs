@@ -21,6 +21,7 @@ pub(super) fn harness() -> Harness {
             smpp: None,
             trunks: vec![trunk(5080), trunk(5081)],
             options_interval: Duration::from_secs(30),
+            register: None,
             mps: None,
         }],
         vec![(PROXY_B.into(), 0)],

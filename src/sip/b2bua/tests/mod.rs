@@ -5,6 +5,7 @@ mod auth;
 mod failover;
 mod media;
 mod probe;
+mod register;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
