@@ -251,7 +251,8 @@ pub async fn run(
         .await
         .map_err(store_err)?;
     let sip_settings = crate::sip::b2bua::Settings {
-        advertised_host: cfg.raw.sip.advertised_host.clone(),
+        // An IPv6 literal goes into Via, Contact and From in brackets.
+        advertised_host: crate::sip::uri::uri_host(&cfg.raw.sip.advertised_host),
         local_port: sip_addr.port(),
         trunk: cfg.sip.trunk,
         trusted: cfg.sip.trusted.clone(),

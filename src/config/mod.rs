@@ -206,7 +206,7 @@ impl Default for SipConfig {
         SipConfig {
             listen: "127.0.0.1:5060".into(),
             advertised_host: "127.0.0.1".into(),
-            trusted_cidrs: vec!["127.0.0.0/8".into()],
+            trusted_cidrs: vec!["127.0.0.0/8".into(), "::1/128".into()],
             trunk: "127.0.0.1:5070".into(),
             transport: "udp".into(),
             t1: "500ms".into(),
@@ -357,7 +357,7 @@ fn default_max_body() -> usize {
     64 * 1024
 }
 fn loopback_cidrs() -> Vec<String> {
-    vec!["127.0.0.0/8".into()]
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
 }
 fn default_max_binds() -> u32 {
     8

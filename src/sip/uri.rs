@@ -204,6 +204,15 @@ impl<'a> NameAddr<'a> {
 }
 
 /// `name[=value]` items separated by `;` (LWS allowed around `;` and `=`): none empty.
+/// `host` as it goes into a SIP URI or Via: an IPv6 literal in brackets (RFC 3261 §25.1,
+/// `IPv6reference`), anything else as it is.
+pub fn uri_host(host: &str) -> String {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => format!("[{v6}]"),
+        Err(_) => host.to_string(),
+    }
+}
+
 pub fn valid_params(params: &str) -> bool {
     params.split(';').all(|p| {
         let (k, v) = match p.split_once('=') {
@@ -229,6 +238,15 @@ pub fn param<'a>(params: &'a str, name: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_ipv6_host_is_bracketed_in_uris() {
+        assert_eq!(super::uri_host("::1"), "[::1]");
+        assert_eq!(super::uri_host("2001:db8::10"), "[2001:db8::10]");
+        assert_eq!(super::uri_host("[::1]"), "[::1]");
+        assert_eq!(super::uri_host("127.0.0.1"), "127.0.0.1");
+        assert_eq!(super::uri_host("sbc.example.net"), "sbc.example.net");
+    }
+
     use super::*;
 
     #[test]
