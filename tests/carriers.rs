@@ -185,7 +185,8 @@ fn trunks_are_probed_with_options_and_their_health_is_shown() {
 
 /// A carrier's per-number message rate (`mps`): five messages from one proxy number at 2 a
 /// second leave over two seconds, in order, none refused; a message from another number of
-/// the same carrier meanwhile is not held behind them.
+/// the same carrier meanwhile is not held behind them; and a participant added meanwhile
+/// is given a number with spare rate.
 #[test]
 fn each_number_is_held_to_its_carriers_message_rate_without_delaying_the_others() {
     let dir = tempfile::tempdir().unwrap();
@@ -224,6 +225,20 @@ fn each_number_is_held_to_its_carriers_message_rate_without_delaying_the_others(
     }
     let r = a.request(Body::SubmitSm(sm(&c[1..], "14155550101", b"to D")));
     assert_eq!(r.status, status::ESME_ROK);
+    // While B's number (0102) has messages waiting, a new participant is given 0103, which
+    // is as loaded (one participant each) but has spare rate (by pool order it would get
+    // 0102).
+    let r = d.post(
+        "/v1/Services/s/Sessions",
+        &[("Participants", r#"{"Identifier":"+14155553000"}"#)],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sid = r.json()["sid"].as_str().unwrap().to_string();
+    let parts = d.get(&format!("/v1/Services/s/Sessions/{sid}/Participants")).json();
+    assert_eq!(
+        parts["participants"][0]["proxy_identifier"], "+14155550103",
+        "the number with spare rate"
+    );
     // Each message as it arrives (all by carrier-a, alpha's link), with when.
     let mut arrived: Vec<(String, String, Duration)> = Vec::new();
     let mut seen = 0;

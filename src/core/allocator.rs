@@ -14,6 +14,9 @@ pub struct Candidate {
     pub number: E164,
     pub reserved: bool,
     pub in_use: u32,
+    /// Messages from it waiting for its carrier's message rate (`carriers[].mps`): among
+    /// numbers otherwise equal, the one with spare rate is given.
+    pub backlog: u32,
 }
 
 /// What the allocator needs to know about the person being given a number.
@@ -150,9 +153,14 @@ pub fn select(
         }
         NumberSelection::AvoidSticky => {
             // Never used first (None sorts before Some), then least recently used, then load.
-            let best = cands
-                .iter()
-                .min_by_key(|&&i| (history.last_used(pool[i].number, me), pool[i].in_use, i));
+            let best = cands.iter().min_by_key(|&&i| {
+                (
+                    history.last_used(pool[i].number, me),
+                    pool[i].in_use,
+                    pool[i].backlog,
+                    i,
+                )
+            });
             // `cands` is non-empty here.
             Ok(best.copied().unwrap_or(cands[0]))
         }
@@ -163,7 +171,7 @@ fn least_in_use(pool: &[Candidate], cands: &[usize]) -> usize {
     cands
         .iter()
         .copied()
-        .min_by_key(|&i| (pool[i].in_use, i))
+        .min_by_key(|&i| (pool[i].in_use, pool[i].backlog, i))
         .unwrap_or(cands[0])
 }
 
@@ -205,8 +213,27 @@ mod tests {
             number: n(s),
             reserved,
             in_use,
+            backlog: 0,
         }
     }
+    #[test]
+    fn among_equals_the_number_with_spare_rate_is_given() {
+        let mut pool = vec![
+            cand("+14155550101", false, 1),
+            cand("+14155550102", false, 1),
+            cand("+14155550103", false, 2),
+        ];
+        pool[0].backlog = 40;
+        let h = Hist::default();
+        assert_eq!(select(&pool, &req("+14155551001"), &h), Ok(1));
+        // Load comes first: a busier number is not given for its spare rate.
+        pool[1].backlog = 5;
+        assert_eq!(select(&pool, &req("+14155551001"), &h), Ok(1));
+        let mut avoid = req("+14155551001");
+        avoid.behavior = NumberSelection::AvoidSticky;
+        assert_eq!(select(&pool, &avoid, &h), Ok(1));
+    }
+
     fn req(i: &str) -> Request {
         Request {
             identifier: n(i),
@@ -354,7 +381,7 @@ mod tests {
             behavior in any::<bool>(),
         ) {
             let mut seen = HashSet::new();
-            let pool: Vec<Candidate> = pool.into_iter().filter(|(p, _, _)| seen.insert(*p)).map(|(p, reserved, in_use)| Candidate {
+            let pool: Vec<Candidate> = pool.into_iter().filter(|(p, _, _)| seen.insert(*p)).map(|(p, reserved, in_use)| Candidate { backlog: 0,
                 sid: Sid::generate(super::super::sid::SidKind::PhoneNumber), number: p, reserved, in_use,
             }).collect();
             let mut h = Hist::default();

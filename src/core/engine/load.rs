@@ -113,6 +113,7 @@ impl Engine {
             callbacks: Mutex::new(None),
             recording: Mutex::new(None),
             misses: Mutex::new(HashMap::new()),
+            backlogs: Mutex::new(HashMap::new()),
         })
     }
 }

@@ -194,6 +194,9 @@ pub struct Engine {
     recording: Mutex<Option<RecordingSettings>>,
     /// Several nodes: route keys the store recently had no session for (`route_from_store`).
     misses: Mutex<HashMap<RouteKey, i64>>,
+    /// Messages waiting for each number's message rate (the SMS plane reports them): the
+    /// allocator gives numbers with spare rate among equals.
+    backlogs: Mutex<HashMap<u64, u32>>,
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -201,6 +204,16 @@ fn ms(t: Timestamp) -> i64 {
 }
 
 impl Engine {
+    /// The SMS plane's word on how many messages from `number` wait for its message rate.
+    pub fn set_backlog(&self, number: E164, waiting: u32) {
+        let mut b = self.backlogs.lock();
+        if waiting == 0 {
+            b.remove(&number.as_u64());
+        } else {
+            b.insert(number.as_u64(), waiting);
+        }
+    }
+
     /// The routing table the data planes read.
     pub fn routes(&self) -> &RoutingTable {
         &self.routes

@@ -110,6 +110,7 @@ impl Engine {
             (None, None) => None,
         };
         let svc = &st.services[&service];
+        let backlogs = self.backlogs.lock();
         let pool: Vec<Candidate> = st.pools[&service]
             .values()
             .map(|s| {
@@ -119,9 +120,11 @@ impl Engine {
                     number: n.number,
                     reserved: n.is_reserved,
                     in_use: n.in_use,
+                    backlog: backlogs.get(&n.number.as_u64()).copied().unwrap_or(0),
                 }
             })
             .collect();
+        drop(backlogs);
         let request = allocator::Request {
             identifier,
             counterpart,

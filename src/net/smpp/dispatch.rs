@@ -51,6 +51,7 @@ impl SmppPlane {
                     _ = tokio::time::sleep_until(at) => {
                         for (item, label) in shaper.take_due(now_ms()) {
                             backlog.with_label_values(&[&label]).dec();
+                            self.engine.set_backlog(item.from, shaper.waiting(item.from));
                             self.dispatch_one(item, &slots, &mut feeds).await;
                         }
                         continue;
@@ -63,6 +64,8 @@ impl SmppPlane {
             // must not overtake them.
             for (held, label) in shaper.take_due(now_ms()) {
                 backlog.with_label_values(&[&label]).dec();
+                self.engine
+                    .set_backlog(held.from, shaper.waiting(held.from));
                 self.dispatch_one(held, &slots, &mut feeds).await;
             }
             if let Some((mps, label)) = self.rate_of(&item) {
@@ -70,7 +73,10 @@ impl SmppPlane {
                 let at = shaper.slot(item.from, mps, now);
                 if at > now {
                     backlog.with_label_values(&[&label]).inc();
+                    let from = item.from;
                     shaper.hold(at, item, label);
+                    // The allocator gives numbers with spare rate among equals.
+                    self.engine.set_backlog(from, shaper.waiting(from));
                     continue;
                 }
             }

@@ -19,6 +19,8 @@ pub(super) struct Shaper {
     /// The messages waiting, by arrival order, with their label (the service's SID).
     held: HashMap<u64, (OutboundItem, String)>,
     arrivals: u64,
+    /// Messages waiting, per number.
+    waiting: HashMap<E164, u32>,
 }
 
 impl Shaper {
@@ -39,9 +41,15 @@ impl Shaper {
 
     /// Keeps `item` until `at`; `label` names its backlog.
     pub fn hold(&mut self, at: u64, item: OutboundItem, label: String) {
+        *self.waiting.entry(item.from).or_insert(0) += 1;
         self.arrivals += 1;
         self.due.push(Reverse((at, self.arrivals)));
         self.held.insert(self.arrivals, (item, label));
+    }
+
+    /// How many messages from `number` wait.
+    pub fn waiting(&self, number: E164) -> u32 {
+        self.waiting.get(&number).copied().unwrap_or(0)
     }
 
     /// When the next waiting message may go.
@@ -58,6 +66,12 @@ impl Shaper {
             }
             self.due.pop();
             if let Some(x) = self.held.remove(&n) {
+                if let Some(w) = self.waiting.get_mut(&x.0.from) {
+                    *w -= 1;
+                    if *w == 0 {
+                        self.waiting.remove(&x.0.from);
+                    }
+                }
                 out.push(x);
             }
         }
@@ -99,14 +113,17 @@ mod tests {
         for (k, at) in slots.iter().enumerate().skip(1) {
             s.hold(*at, item(k as u64, "+14155550101"), "svc".into());
         }
+        assert_eq!(s.waiting(p), 3);
         // Q is not delayed by P's backlog.
         assert_eq!(s.slot(q, 2, 1_000), 1_000);
         assert_eq!(s.next_due(), Some(1_500));
         assert!(s.take_due(1_499).is_empty());
         let ids: Vec<u64> = s.take_due(2_000).iter().map(|(i, _)| i.id).collect();
         assert_eq!(ids, [1, 2]);
+        assert_eq!(s.waiting(p), 1);
         let ids: Vec<u64> = s.take_due(10_000).iter().map(|(i, _)| i.id).collect();
         assert_eq!(ids, [3]);
+        assert_eq!(s.waiting(p), 0);
         // Idle since: the next one goes at once.
         assert_eq!(s.slot(p, 2, 10_000), 10_000);
     }
