@@ -234,7 +234,9 @@ fn each_number_is_held_to_its_carriers_message_rate_without_delaying_the_others(
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let sid = r.json()["sid"].as_str().unwrap().to_string();
-    let parts = d.get(&format!("/v1/Services/s/Sessions/{sid}/Participants")).json();
+    let parts = d
+        .get(&format!("/v1/Services/s/Sessions/{sid}/Participants"))
+        .json();
     assert_eq!(
         parts["participants"][0]["proxy_identifier"], "+14155550103",
         "the number with spare rate"

@@ -4,12 +4,13 @@
 //! an `Authorization` or `Proxy-Authorization` header. A second challenge to the answered
 //! INVITE (not `stale`) means the credentials are wrong: the failure goes to the caller.
 
-use super::call::CallState;
+use super::call::{CallState, ClientEntry, Purpose, Relayed};
 use super::failover::leg_b_invite;
 use super::{B2bua, Ctx, Remote};
 use crate::core::carriers::Credentials;
 use crate::sip::digest::{self, Challenge};
 use crate::sip::message::Message;
+use crate::sip::transaction::ClientTx;
 
 /// What answers one challenge.
 pub(super) struct Answer {
@@ -64,7 +65,7 @@ fn count(carrier: &str, outcome: &str) {
 
 impl B2bua {
     /// The credentials of the trunk leg B of call `id` went to last, and its carrier's name.
-    fn leg_b_credentials(&self, id: u64) -> Option<(Credentials, String)> {
+    pub(super) fn leg_b_credentials(&self, id: u64) -> Option<(Credentials, String)> {
         let leg = self.calls.get(&id)?.carrier_leg.as_ref()?;
         let carrier = self.cfg.carriers.list().get(leg.carrier)?;
         let trunk = carrier.trunks.get(leg.trunk())?;
@@ -139,6 +140,69 @@ impl B2bua {
         c.b_invite_cseq = c.b.cseq;
         count(&carrier, "answered");
         self.send_leg_b_invite(id, branch, trunk, invite, more, cx);
+        true
+    }
+
+    /// A request relayed to leg B (a re-INVITE, UPDATE, INFO…) got 401 or 407: it goes
+    /// again, once, with credentials, and its sender hears only the final answer. True when
+    /// it went again.
+    pub(super) fn answer_relay_challenge(
+        &mut self,
+        id: u64,
+        r: &Relayed,
+        m: &Message<'_>,
+        code: u16,
+        cx: &mut Ctx,
+    ) -> bool {
+        let Some(retry) = r.retry.as_ref().filter(|_| r.from_a) else {
+            return false;
+        };
+        let Some((credentials, carrier)) = self.leg_b_credentials(id) else {
+            return false;
+        };
+        let Some(a) = answer(m, code, &credentials) else {
+            count(&carrier, "unanswerable");
+            return false;
+        };
+        let streams = &self.stream_peers;
+        let Some(c) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let to = c.b.next_hop(&|x| streams.contains(&x));
+        let branch = super::dialog::token();
+        let mut out = c.b.request(&retry.method, &branch, to, &self.cfg);
+        let value = a.value(&retry.method, &c.b.target);
+        out.headers.extend(retry.extra.iter().cloned());
+        out = out.header(a.header, value);
+        out.body = retry.body.clone();
+        let relayed = Relayed {
+            out_cseq: c.b.cseq,
+            // Answered once: a second challenge goes to the sender.
+            retry: None,
+            ..r.clone()
+        };
+        let invite = r.invite;
+        let mut acts = Vec::new();
+        let tx = ClientTx::start(
+            invite,
+            out.encode(),
+            to.tcp,
+            self.cfg.timers,
+            cx.now,
+            &mut acts,
+        );
+        self.client.insert(
+            branch,
+            ClientEntry {
+                call: id,
+                purpose: Purpose::Relay(Box::new(relayed)),
+                to,
+                tx,
+                give_up: Some(cx.now + 64 * self.cfg.timers.t1),
+            },
+        );
+        cx.send_all(to, acts);
+        count(&carrier, "answered");
         true
     }
 

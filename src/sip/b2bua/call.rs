@@ -135,6 +135,17 @@ pub(super) struct Relayed {
     pub out_cseq: u32,
     /// Whether it was relayed from leg A (to B) or from B (to A).
     pub from_a: bool,
+    /// Relayed to leg B through a carrier with credentials: what it needs to go again,
+    /// once, answering a digest challenge.
+    pub retry: Option<Box<RelayRetry>>,
+}
+
+/// A relayed request's method, the headers after the dialog's own, and its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RelayRetry {
+    pub method: String,
+    pub extra: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
 }
 
 pub(super) struct ClientEntry {

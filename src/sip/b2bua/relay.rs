@@ -50,6 +50,8 @@ impl B2bua {
             }
         }
         let branch = token();
+        // Towards a carrier that may challenge it: kept to go again with credentials.
+        let challengeable = from_a && self.leg_b_credentials(id).is_some();
         let streams = &self.stream_peers;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -61,11 +63,20 @@ impl B2bua {
         let to = other.next_hop(&|a| streams.contains(&a));
         let mut out_req = other.request(method, &branch, to, &self.cfg);
         let out_cseq = other.cseq;
+        let mut extra = Vec::new();
         for h in &m.headers {
             if let Some(name) = passes(h.raw_name) {
-                out_req = out_req.header(name, super::setup::without_100rel(name, &h.value));
+                extra.push((name, super::setup::without_100rel(name, &h.value)));
             }
         }
+        out_req.headers.extend(extra.iter().cloned());
+        let retry = challengeable.then(|| {
+            Box::new(super::call::RelayRetry {
+                method: method.to_string(),
+                extra,
+                body: body.clone(),
+            })
+        });
         out_req.body = body;
         let relayed = Relayed {
             server_key: (req.branch.clone(), false),
@@ -79,6 +90,7 @@ impl B2bua {
             invite,
             out_cseq,
             from_a,
+            retry,
         };
         self.server.insert(
             (req.branch.clone(), false),
@@ -151,6 +163,9 @@ impl B2bua {
                 }
                 cx.send_all(to, acts);
             }
+        }
+        if matches!(code, 401 | 407) && self.answer_relay_challenge(id, r, m, code, cx) {
+            return;
         }
         self.relay_final(id, r, m, code, cx);
     }

@@ -148,3 +148,41 @@ fn a_challenged_bye_to_leg_b_goes_again_with_credentials_once() {
     h.answer_b(&again, 401, &format!("WWW-Authenticate: {MD5}\r\n"));
     assert!(h.take_b().is_empty());
 }
+
+#[test]
+fn a_challenged_re_invite_to_leg_b_goes_again_with_credentials_and_a_hears_the_answer() {
+    let mut h = harness();
+    h.invite_from_a("");
+    let _ = h.take_a();
+    let inv = h.take_b().remove(0);
+    h.answer_b(&inv, 200, "");
+    let ok = h.take_a().remove(0);
+    let _ = h.take_b();
+    let a = h.a;
+    h.deliver(a, &in_dialog_from_a(&ok, "ACK", 1, "z9hG4bKack1", a));
+    h.deliver(a, &in_dialog_from_a(&ok, "INVITE", 2, "z9hG4bKre1", a));
+    let re = h.take_b().remove(0);
+    assert_eq!(re.method().as_deref(), Some("INVITE"));
+    h.answer_b(&re, 407, &format!("Proxy-Authenticate: {SHA}\r\n"));
+    let sent = h.take_b();
+    assert_eq!(
+        methods(&sent),
+        ["ACK", "INVITE"],
+        "the 407 ACKed, the re-INVITE again"
+    );
+    let again = &sent[1];
+    assert_ne!(again.header(HeaderName::CSeq), re.header(HeaderName::CSeq));
+    let auth = again
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("Proxy-Authorization: "))
+        .expect("Proxy-Authorization")
+        .to_string();
+    check(&auth, SHA, "INVITE", &re.uri());
+    assert!(
+        codes(&h.take_a()).iter().all(|c| *c < 200),
+        "A hears nothing of the challenge"
+    );
+    h.answer_b(again, 200, "");
+    assert_eq!(codes(&h.take_a()), vec![200]);
+}
