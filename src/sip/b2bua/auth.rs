@@ -4,13 +4,12 @@
 //! an `Authorization` or `Proxy-Authorization` header. A second challenge to the answered
 //! INVITE (not `stale`) means the credentials are wrong: the failure goes to the caller.
 
-use super::call::{CallState, ClientEntry, Purpose, Relayed};
+use super::call::{CallState, NewClient, Purpose, Relayed};
 use super::failover::leg_b_invite;
 use super::{B2bua, Ctx, Remote};
 use crate::core::carriers::Credentials;
 use crate::sip::digest::{self, Challenge};
 use crate::sip::message::Message;
-use crate::sip::transaction::ClientTx;
 
 /// What answers one challenge.
 pub(super) struct Answer {
@@ -181,27 +180,14 @@ impl B2bua {
             retry: None,
             ..r.clone()
         };
-        let invite = r.invite;
-        let mut acts = Vec::new();
-        let tx = ClientTx::start(
-            invite,
-            out.encode(),
-            to.tcp,
-            self.cfg.timers,
-            cx.now,
-            &mut acts,
-        );
-        self.client.insert(
-            branch,
-            ClientEntry {
-                call: id,
-                purpose: Purpose::Relay(Box::new(relayed)),
-                to,
-                tx,
-                give_up: Some(cx.now + 64 * self.cfg.timers.t1),
-            },
-        );
-        cx.send_all(to, acts);
+        let n = NewClient {
+            call: id,
+            invite: r.invite,
+            purpose: Purpose::Relay(Box::new(relayed)),
+            to,
+            give_up: Some(cx.now + 64 * self.cfg.timers.t1),
+        };
+        self.start_client(branch, out.encode(), n, cx);
         count(&carrier, "answered");
         true
     }

@@ -148,6 +148,16 @@ pub(super) struct RelayRetry {
     pub body: Vec<u8>,
 }
 
+/// A client transaction about to start: whose it is, what for, where to, and when to give
+/// up on it beyond the transaction's own timers.
+pub(super) struct NewClient {
+    pub call: u64,
+    pub purpose: Purpose,
+    pub to: Remote,
+    pub invite: bool,
+    pub give_up: Option<u64>,
+}
+
 pub(super) struct ClientEntry {
     pub call: u64,
     pub purpose: Purpose,

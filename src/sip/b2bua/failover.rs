@@ -4,12 +4,11 @@
 //! (not even a 100) for four T1, gives way to the next. Numbers no carrier owns go to
 //! `sip.trunk`.
 
-use super::call::{CallState, ClientEntry, Purpose};
+use super::call::{CallState, NewClient, Purpose};
 use super::dialog::{contact_uri, strip_tag, token, Dialog};
 use super::{B2bua, Ctx, Remote, Settings};
 use crate::core::E164;
 use crate::sip::message::{HeaderName, Message, Outgoing};
-use crate::sip::transaction::ClientTx;
 
 /// A trunk silent this many T1 after leg B's INVITE gives way to the next one.
 const SILENCE_T1: u64 = 4;
@@ -104,26 +103,14 @@ impl B2bua {
         alternates: bool,
         cx: &mut Ctx,
     ) {
-        let mut acts = Vec::new();
-        let tx = ClientTx::start(
-            true,
-            invite.encode(),
-            trunk.tcp,
-            self.cfg.timers,
-            cx.now,
-            &mut acts,
-        );
-        self.client.insert(
-            branch,
-            ClientEntry {
-                call: id,
-                purpose: Purpose::Invite,
-                to: trunk,
-                tx,
-                give_up: alternates.then(|| cx.now + SILENCE_T1 * self.cfg.timers.t1),
-            },
-        );
-        cx.send_all(trunk, acts);
+        let n = NewClient {
+            call: id,
+            purpose: Purpose::Invite,
+            to: trunk,
+            invite: true,
+            give_up: alternates.then(|| cx.now + SILENCE_T1 * self.cfg.timers.t1),
+        };
+        self.start_client(branch, invite.encode(), n, cx);
     }
 
     /// Leg B's INVITE failed with `code` (503 or 408, answered or for silence) before it

@@ -40,7 +40,7 @@ use self::call::{Call, CallState, ClientEntry, Held, ServerEntry};
 use self::dialog::{branch_of, stamp_via, token};
 use super::message::{parse, HeaderName, Message, Outgoing, ParseError, StartLine, Transport};
 use super::timed::Timed;
-use super::transaction::{Action, ServerTx, Timers};
+use super::transaction::{Action, ClientTx, ServerTx, Timers};
 use super::uri::NameAddr;
 use crate::core::model::Interaction;
 use crate::core::routing::Target;
@@ -287,6 +287,31 @@ impl B2bua {
     pub fn with_media(mut self, relay: std::sync::Arc<dyn crate::media::Media>) -> B2bua {
         self.media = Some(relay);
         self
+    }
+
+    /// Starts a client transaction sending `bytes`, keyed by `key` (its branch, or a
+    /// CANCEL's), and sends its first transmission.
+    fn start_client(&mut self, key: String, bytes: Vec<u8>, n: call::NewClient, cx: &mut Ctx) {
+        let mut acts = Vec::new();
+        let tx = ClientTx::start(
+            n.invite,
+            bytes,
+            n.to.tcp,
+            self.cfg.timers,
+            cx.now,
+            &mut acts,
+        );
+        self.client.insert(
+            key,
+            call::ClientEntry {
+                call: n.call,
+                purpose: n.purpose,
+                to: n.to,
+                tx,
+                give_up: n.give_up,
+            },
+        );
+        cx.send_all(n.to, acts);
     }
 
     pub fn active_calls(&self) -> usize {

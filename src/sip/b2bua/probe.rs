@@ -4,11 +4,10 @@
 //! there). Leg B tries a carrier's trunks that are up first, in order, then those down: a
 //! probe can be wrong, and a call should not fail for want of trying.
 
-use super::call::{ClientEntry, Purpose};
+use super::call::{NewClient, Purpose};
 use super::{B2bua, Ctx, Remote};
 use crate::core::carriers::Carriers;
 use crate::sip::message::Outgoing;
-use crate::sip::transaction::ClientTx;
 
 /// A probe unanswered this many T1 marks its trunk down.
 const SILENCE_T1: u64 = 4;
@@ -77,20 +76,14 @@ impl B2bua {
                     .header("CSeq", "1 OPTIONS")
                     .header("Accept", "application/sdp")
                     .encode();
-                let mut acts = Vec::new();
-                let tx =
-                    ClientTx::start(false, options, to.tcp, self.cfg.timers, cx.now, &mut acts);
-                self.client.insert(
-                    branch,
-                    ClientEntry {
-                        call: NO_CALL,
-                        purpose: Purpose::Probe(i, t),
-                        to,
-                        tx,
-                        give_up: Some(cx.now + SILENCE_T1 * self.cfg.timers.t1),
-                    },
-                );
-                cx.send_all(to, acts);
+                let n = NewClient {
+                    call: NO_CALL,
+                    purpose: Purpose::Probe(i, t),
+                    to,
+                    invite: false,
+                    give_up: Some(cx.now + SILENCE_T1 * self.cfg.timers.t1),
+                };
+                self.start_client(branch, options, n, cx);
             }
         }
     }

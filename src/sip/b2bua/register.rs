@@ -4,12 +4,11 @@
 //! and again at half of the time granted; a failure is tried again after 30 s. The address
 //! of record is the trunk's username at the trunk; the contact is maskd's SIP listener.
 
-use super::call::{ClientEntry, Purpose};
+use super::call::{NewClient, Purpose};
 use super::probe::NO_CALL;
 use super::{B2bua, Ctx, Remote};
 use crate::sip::digest::{self, Challenge};
 use crate::sip::message::{HeaderName, Message, Outgoing};
-use crate::sip::transaction::ClientTx;
 
 /// A failed registration is tried again after this long (ms).
 const RETRY_MS: u64 = 30_000;
@@ -126,26 +125,14 @@ impl B2bua {
                         ),
                     );
                 }
-                let mut acts = Vec::new();
-                let tx = ClientTx::start(
-                    false,
-                    r.encode(),
-                    to.tcp,
-                    self.cfg.timers,
-                    cx.now,
-                    &mut acts,
-                );
-                self.client.insert(
-                    branch,
-                    ClientEntry {
-                        call: NO_CALL,
-                        purpose: Purpose::Register(i, t),
-                        to,
-                        tx,
-                        give_up: None,
-                    },
-                );
-                cx.send_all(to, acts);
+                let n = NewClient {
+                    call: NO_CALL,
+                    purpose: Purpose::Register(i, t),
+                    to,
+                    invite: false,
+                    give_up: None,
+                };
+                self.start_client(branch, r.encode(), n, cx);
             }
         }
     }

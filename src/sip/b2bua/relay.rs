@@ -2,13 +2,13 @@
 //! leg's dialog, with only the whitelisted headers and the body crossing; the other leg's
 //! final answer goes back to the sender, and a request nobody answers gets 408 and is freed.
 
-use super::call::{CallState, ClientEntry, Purpose, Relayed, ServerEntry};
+use super::call::{CallState, NewClient, Purpose, Relayed, ServerEntry};
 use super::dialog::{answer_vias, token};
 use super::media::{is_sdp, Side};
 use super::setup::passes;
 use super::{B2bua, Ctx, Incoming, Remote};
 use crate::sip::message::{HeaderName, Message, Outgoing};
-use crate::sip::transaction::{Action, ClientTx, ServerTx};
+use crate::sip::transaction::{Action, ServerTx};
 
 impl B2bua {
     /// Relays an in-dialog request to the other leg, rebuilt in that leg's dialog.
@@ -100,28 +100,16 @@ impl B2bua {
                 tx: ServerTx::new(invite, req.src.tcp, self.cfg.timers),
             },
         );
-        let mut acts = Vec::new();
-        let tx = ClientTx::start(
+        let n = NewClient {
+            call: id,
+            purpose: Purpose::Relay(Box::new(relayed)),
+            to,
             invite,
-            out_req.encode(),
-            to.tcp,
-            self.cfg.timers,
-            cx.now,
-            &mut acts,
-        );
-        self.client.insert(
-            branch,
-            ClientEntry {
-                call: id,
-                purpose: Purpose::Relay(Box::new(relayed)),
-                to,
-                tx,
-                // Timer F bounds a non-INVITE; an INVITE answered only provisionally has
-                // no Timer B any more: bound it the same way.
-                give_up: Some(cx.now + 64 * self.cfg.timers.t1),
-            },
-        );
-        cx.send_all(to, acts);
+            // Timer F bounds a non-INVITE; an INVITE answered only provisionally has no
+            // Timer B any more: bound it the same way.
+            give_up: Some(cx.now + 64 * self.cfg.timers.t1),
+        };
+        self.start_client(branch, out_req.encode(), n, cx);
     }
 
     /// The other leg answered a relayed request: pass the final answer back (body

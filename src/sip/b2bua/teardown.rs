@@ -1,12 +1,11 @@
 //! How calls end: the caller's CANCEL, a BYE from either side (including two BYEs that
 //! cross), maskd giving up on a ringing leg, a session that closes, and shutdown.
 
-use super::call::{CallState, ClientEntry, Held, Purpose};
+use super::call::{CallState, Held, NewClient, Purpose};
 use super::dialog::token;
 use super::{B2bua, Ctx, Incoming};
 use crate::core::model::ResourceStatus;
 use crate::sip::message::{parse, Transport};
-use crate::sip::transaction::ClientTx;
 
 impl B2bua {
     pub(super) fn on_cancel(&mut self, req: &Incoming, cx: &mut Ctx) {
@@ -103,21 +102,16 @@ impl B2bua {
         let cancel = d
             .request_with("CANCEL", c.b_invite_cseq, &c.b_invite_branch, to, &self.cfg)
             .encode();
-        let mut acts = Vec::new();
-        let tx = ClientTx::start(false, cancel, to.tcp, self.cfg.timers, cx.now, &mut acts);
         // The CANCEL shares the INVITE's branch; key it apart.
         let key = format!("{}-cancel", c.b_invite_branch);
-        self.client.insert(
-            key,
-            ClientEntry {
-                call: id,
-                purpose: Purpose::Cancel,
-                to,
-                tx,
-                give_up: None,
-            },
-        );
-        cx.send_all(to, acts);
+        let n = NewClient {
+            call: id,
+            purpose: Purpose::Cancel,
+            to,
+            invite: false,
+            give_up: None,
+        };
+        self.start_client(key, cancel, n, cx);
     }
 
     /// Leg B's INVITE got its final answer (or was given up) after leg A was answered.
@@ -180,24 +174,19 @@ impl B2bua {
             bye = bye.header(a.header, a.value("BYE", &d.target));
         }
         let bye = bye.encode();
-        let mut acts = Vec::new();
-        let tx = ClientTx::start(false, bye, to.tcp, self.cfg.timers, cx.now, &mut acts);
         let purpose = if to_a {
             Purpose::ByeToA
         } else {
             Purpose::ByeToB
         };
-        self.client.insert(
-            branch,
-            ClientEntry {
-                call: id,
-                purpose,
-                to,
-                tx,
-                give_up: None,
-            },
-        );
-        cx.send_all(to, acts);
+        let n = NewClient {
+            call: id,
+            purpose,
+            to,
+            invite: false,
+            give_up: None,
+        };
+        self.start_client(branch, bye, n, cx);
     }
 
     /// Ends every answered call whose session has closed (its route key no longer
