@@ -221,6 +221,7 @@ fn carrier_owner(c: &mut Criterion) {
             trunks: Vec::new(),
             options_interval: Duration::from_secs(30),
             register: None,
+            specs: Vec::new(),
             mps: None,
         })
         .collect();

@@ -31,6 +31,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod heap;

@@ -111,7 +111,7 @@ fn check_config_names_every_bad_carriers_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = format!(
         "{}carriers:\n\
-         \x20 - name: \"alpha\"\n    numbers: [\"+1555\", \"555\"]\n    smpp: \"nobody\"\n    mps: 0\n    sip:\n      options_interval: \"soon\"\n      trunks:\n        - address: \"trunk.example\"\n          transport: \"sctp\"\n          username: \"maskd\"\n\
+         \x20 - name: \"alpha\"\n    numbers: [\"+1555\", \"555\"]\n    smpp: \"nobody\"\n    mps: 0\n    sip:\n      options_interval: \"soon\"\n      trunks:\n        - address: \"trunk example!\"\n          transport: \"sctp\"\n          username: \"maskd\"\n\
          \x20 - name: \"alpha\"\n    numbers: [\"+1555\"]\n    sip:\n      trunks: []\n\
          \x20 - name: \"gamma\"\n    sip:\n      register: \"10s\"\n      trunks:\n        - address: \"192.0.2.10:5060\"\n",
         two_carriers("")

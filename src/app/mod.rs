@@ -265,6 +265,12 @@ pub async fn run(
         ring_timeout: cfg.sip.ring_timeout.as_millis() as u64,
         media_ip: cfg.media.advertised_ip,
         carriers: cfg.carriers.clone(),
+        dns_server: cfg
+            .raw
+            .sip
+            .dns_server
+            .as_deref()
+            .and_then(|d| d.parse().ok()),
         timers: crate::sip::transaction::Timers {
             t1: cfg.sip.t1.as_millis() as u64,
             t2: cfg.sip.t2.as_millis() as u64,

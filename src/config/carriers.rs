@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Problems, SipConfig, SmppConfig};
-use crate::core::carriers::{Carrier, Carriers, Credentials, Trunk};
+use crate::core::carriers::{Carrier, Carriers, Credentials, Trunk, TrunkName, TrunkSpec};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,7 +45,7 @@ pub struct CarrierSipConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrunkConfig {
-    /// `ip:port`.
+    /// `ip:port`, or a hostname (RFC 3263: SRV records when no port is given, else A/AAAA).
     pub address: String,
     /// `udp` or `tcp`.
     #[serde(default = "default_transport")]
@@ -139,6 +139,7 @@ pub(super) fn validate(
         let mut trunks = Vec::new();
         let mut options_interval = Duration::from_secs(30);
         let mut register = None;
+        let mut specs = Vec::new();
         if let Some(sip) = &c.sip {
             if let Some(d) = p.duration(
                 &format!("{key}.sip.options_interval"),
@@ -170,17 +171,22 @@ pub(super) fn validate(
             }
             for (k, t) in sip.trunks.iter().enumerate() {
                 let tkey = format!("{key}.sip.trunks[{k}]");
-                if let Some(trunk) = trunk(t, &tkey, p) {
-                    if !trusted.iter().any(|n| n.contains(&trunk.addr.ip())) {
-                        p.add(
-                            format!("{tkey}.address"),
-                            format!(
-                                "{} is outside sip.trusted_cidrs: maskd would drop its answers",
-                                trunk.addr.ip()
-                            ),
-                        );
+                match trunk(t, &tkey, p) {
+                    Some(TrunkSpec::Addr(trunk)) => {
+                        if !trusted.iter().any(|n| n.contains(&trunk.addr.ip())) {
+                            p.add(
+                                format!("{tkey}.address"),
+                                format!(
+                                    "{} is outside sip.trusted_cidrs: maskd would drop its answers",
+                                    trunk.addr.ip()
+                                ),
+                            );
+                        }
+                        trunks.push(trunk.clone());
+                        specs.push(TrunkSpec::Addr(trunk));
                     }
-                    trunks.push(trunk);
+                    Some(named) => specs.push(named),
+                    None => {}
                 }
             }
         }
@@ -188,6 +194,12 @@ pub(super) fn validate(
             name: c.name.clone(),
             smpp: c.smpp.clone(),
             trunks,
+            // Only when a trunk is given by hostname: `trunks` is then rebuilt as it resolves.
+            specs: if specs.iter().any(|s| matches!(s, TrunkSpec::Name(_))) {
+                specs
+            } else {
+                Vec::new()
+            },
             options_interval,
             register,
             mps: c.mps,
@@ -196,14 +208,41 @@ pub(super) fn validate(
     Carriers::new(carriers, owned)
 }
 
-fn trunk(t: &TrunkConfig, key: &str, p: &mut Problems) -> Option<Trunk> {
-    let addr = match t.address.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
+/// `host` or `host:port` with `host` a hostname (RFC 1123 labels).
+fn host_and_port(v: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = match v.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p.parse::<u16>().ok().filter(|p| *p > 0)?)),
+        None => (v, None),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let host = host.trim_end_matches('.');
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(label_ok)
+        && host.bytes().any(|b| b.is_ascii_alphabetic());
+    ok.then(|| (host.to_ascii_lowercase(), port))
+}
+
+fn trunk(t: &TrunkConfig, key: &str, p: &mut Problems) -> Option<TrunkSpec> {
+    enum Where {
+        Addr(SocketAddr),
+        Name(String, Option<u16>),
+    }
+    let at = match (t.address.parse::<SocketAddr>(), host_and_port(&t.address)) {
+        (Ok(a), _) => Some(Where::Addr(a)),
+        (Err(_), Some((h, port))) => Some(Where::Name(h, port)),
+        (Err(_), None) => {
             p.add(
                 format!("{key}.address"),
                 format!(
-                    "\"{}\" is not an ip:port address (e.g. \"192.0.2.10:5060\"; hostnames are not resolved yet)",
+                    "\"{}\" is not an ip:port address or a hostname with an optional port (e.g. \"192.0.2.10:5060\", \"sbc.carrier.example\")",
                     t.address
                 ),
             );
@@ -226,9 +265,46 @@ fn trunk(t: &TrunkConfig, key: &str, p: &mut Problems) -> Option<Trunk> {
             None
         }
     };
-    Some(Trunk {
-        addr: addr?,
-        tcp: t.transport == "tcp",
-        credentials,
+    let tcp = t.transport == "tcp";
+    Some(match at? {
+        Where::Addr(addr) => TrunkSpec::Addr(Trunk {
+            addr,
+            tcp,
+            credentials,
+        }),
+        Where::Name(host, port) => TrunkSpec::Name(TrunkName {
+            host,
+            port,
+            tcp,
+            credentials,
+        }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_and_port;
+
+    #[test]
+    fn trunk_hostnames_with_or_without_a_port() {
+        assert_eq!(
+            host_and_port("SBC.Carrier.example"),
+            Some(("sbc.carrier.example".into(), None))
+        );
+        assert_eq!(
+            host_and_port("sbc.carrier.example:5080"),
+            Some(("sbc.carrier.example".into(), Some(5080)))
+        );
+        for bad in [
+            "",
+            "trunk example!",
+            "sbc..example",
+            "-sbc.example",
+            "sbc.example:0",
+            "sbc.example:x",
+            "10.0.0.1.2",
+        ] {
+            assert_eq!(host_and_port(bad), None, "{bad}");
+        }
+    }
 }

@@ -171,6 +171,9 @@ pub struct SipConfig {
     pub advertised_host: String,
     /// Sources allowed to send INVITEs.
     pub trusted_cidrs: Vec<String>,
+    /// The DNS server trunks given by hostname are resolved with (`ip:port`); default: the
+    /// first `nameserver` of /etc/resolv.conf.
+    pub dns_server: Option<String>,
     /// Next hop for outbound legs.
     pub trunk: String,
     /// `udp` or `tcp`, towards the trunk.
@@ -207,6 +210,7 @@ impl Default for SipConfig {
             listen: "127.0.0.1:5060".into(),
             advertised_host: "127.0.0.1".into(),
             trusted_cidrs: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            dns_server: None,
             trunk: "127.0.0.1:5070".into(),
             transport: "udp".into(),
             t1: "500ms".into(),

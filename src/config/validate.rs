@@ -216,6 +216,9 @@ impl Config {
         let sip = &self.sip;
         p.addr("sip.listen", &sip.listen);
         p.addr("sip.trunk", &sip.trunk);
+        if let Some(d) = &sip.dns_server {
+            p.addr("sip.dns_server", d);
+        }
         if sip.advertised_host.trim().is_empty() {
             p.add("sip.advertised_host", "must not be empty");
         }

@@ -26,13 +26,33 @@ pub struct Trunk {
     pub credentials: Option<Credentials>,
 }
 
+/// A trunk given by hostname (RFC 3263): SRV records of `_sip._udp` / `_sip._tcp` at `host`
+/// when no port is given, else its A/AAAA records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkName {
+    pub host: String,
+    pub port: Option<u16>,
+    pub tcp: bool,
+    pub credentials: Option<Credentials>,
+}
+
+/// A trunk as configured: an address, or a hostname resolved to addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrunkSpec {
+    Addr(Trunk),
+    Name(TrunkName),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Carrier {
     pub name: String,
     /// The SMPP account or upstream its numbers' messages leave by.
     pub smpp: Option<String>,
-    /// Tried in order: the first one up, then the next on 503, 408 or silence.
+    /// Tried in order: the first one up, then the next on 503, 408 or silence. A trunk
+    /// given by hostname is here as the addresses it resolved to, in SRV order.
     pub trunks: Vec<Trunk>,
+    /// The trunks as configured (empty: `trunks` as they are).
+    pub specs: Vec<TrunkSpec>,
     /// How often each trunk is probed with OPTIONS.
     pub options_interval: Duration,
     /// REGISTER with each trunk, asking for this long (`None`: no registration).
@@ -97,11 +117,57 @@ impl Carriers {
         &self.list
     }
 
+    /// The trunks given by hostname, each once.
+    pub fn names(&self) -> Vec<TrunkName> {
+        let mut out: Vec<TrunkName> = Vec::new();
+        for c in &self.list {
+            for s in &c.specs {
+                if let TrunkSpec::Name(n) = s {
+                    if !out.contains(n) {
+                        out.push(n.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// These carriers with each hostname trunk as the addresses `resolved` gives it (none
+    /// yet: left out), in its place among the others.
+    pub fn with_resolved(&self, resolved: &dyn Fn(&TrunkName) -> Vec<SocketAddr>) -> Carriers {
+        let mut next = self.clone();
+        for c in &mut next.list {
+            if c.specs.is_empty() {
+                continue;
+            }
+            c.trunks = c
+                .specs
+                .iter()
+                .flat_map(|s| match s {
+                    TrunkSpec::Addr(t) => vec![t.clone()],
+                    TrunkSpec::Name(n) => resolved(n)
+                        .into_iter()
+                        .map(|addr| Trunk {
+                            addr,
+                            tcp: n.tcp,
+                            credentials: n.credentials.clone(),
+                        })
+                        .collect(),
+                })
+                .collect();
+        }
+        next
+    }
+
     /// Whether any trunk of carrier `i` has credentials.
     pub fn has_credentials(&self, i: usize) -> bool {
-        self.list
-            .get(i)
-            .is_some_and(|c| c.trunks.iter().any(|t| t.credentials.is_some()))
+        self.list.get(i).is_some_and(|c| {
+            c.trunks.iter().any(|t| t.credentials.is_some())
+                || c.specs.iter().any(|s| match s {
+                    TrunkSpec::Addr(t) => t.credentials.is_some(),
+                    TrunkSpec::Name(n) => n.credentials.is_some(),
+                })
+        })
     }
 
     /// The carrier owning `number` (its longest matching number or prefix), with its index.
@@ -130,8 +196,37 @@ mod tests {
             trunks: Vec::new(),
             options_interval: Duration::from_secs(30),
             register: None,
+            specs: Vec::new(),
             mps: None,
         }
+    }
+
+    #[test]
+    fn a_hostname_trunk_stands_for_what_it_resolved_to_in_its_place() {
+        let addr = |p: u16| SocketAddr::from(([192, 0, 2, 1], p));
+        let plain = Trunk {
+            addr: addr(5060),
+            tcp: false,
+            credentials: None,
+        };
+        let name = TrunkName {
+            host: "sbc.carrier.test".into(),
+            port: None,
+            tcp: false,
+            credentials: None,
+        };
+        let mut c = carrier("a");
+        c.trunks = vec![plain.clone()];
+        c.specs = vec![TrunkSpec::Name(name.clone()), TrunkSpec::Addr(plain)];
+        let cs = Carriers::new(vec![c], vec![("+1".into(), 0)]);
+        assert_eq!(cs.names(), std::slice::from_ref(&name));
+        let r = cs.with_resolved(&|n| {
+            assert_eq!(n, &name);
+            vec![addr(5070), addr(5071)]
+        });
+        let ports: Vec<u16> = r.list()[0].trunks.iter().map(|t| t.addr.port()).collect();
+        assert_eq!(ports, [5070, 5071, 5060]);
+        assert_eq!(cs.with_resolved(&|_| Vec::new()).list()[0].trunks.len(), 1);
     }
 
     #[test]

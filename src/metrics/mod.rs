@@ -53,6 +53,7 @@ pub const SIP_TRUNK_FAILOVERS: &str = "maskd_sip_trunk_failovers_total";
 pub const SIP_AUTH: &str = "maskd_sip_auth_challenges_total";
 pub const SIP_TRUNK_UP: &str = "maskd_sip_trunk_up";
 pub const SIP_REGISTER: &str = "maskd_sip_register_total";
+pub const SIP_DNS_LOOKUPS: &str = "maskd_sip_dns_lookups_total";
 pub const SIP_REGISTERED: &str = "maskd_sip_registered";
 pub const SMPP_THROTTLED_BACKLOG: &str = "maskd_smpp_throttled_backlog";
 pub const CALLBACKS_HELD_BACK: &str = "maskd_callbacks_held_back_total";
@@ -107,6 +108,7 @@ pub struct Metrics {
     pub sip_auth: IntCounterVec,
     pub sip_trunk_up: IntGaugeVec,
     pub sip_register: IntCounterVec,
+    pub sip_dns_lookups: IntCounterVec,
     pub sip_registered: IntGaugeVec,
     pub smpp_throttled_backlog: IntGaugeVec,
     pub callbacks_held_back: prometheus::IntCounter,
@@ -312,6 +314,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
             ),
             &["service"],
         )?,
+        sip_dns_lookups: IntCounterVec::new(
+            Opts::new(
+                SIP_DNS_LOOKUPS,
+                "Resolutions of trunks given by hostname (RFC 3263), by outcome: ok, failed",
+            ),
+            &["outcome"],
+        )?,
         sip_register: IntCounterVec::new(
             Opts::new(
                 SIP_REGISTER,
@@ -439,6 +448,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.sip_auth.clone()))?;
     m.registry.register(Box::new(m.sip_trunk_up.clone()))?;
     m.registry.register(Box::new(m.sip_register.clone()))?;
+    m.registry.register(Box::new(m.sip_dns_lookups.clone()))?;
     m.registry.register(Box::new(m.sip_registered.clone()))?;
     m.registry
         .register(Box::new(m.smpp_throttled_backlog.clone()))?;

@@ -2,6 +2,7 @@
 //! cores. `smpp` is the SMS plane (listener, upstream binds, outbound dispatcher); `sip` the
 //! voice plane's UDP driver around the B2BUA.
 
+pub mod dns;
 pub mod media;
 pub mod sip;
 pub mod smpp;

@@ -299,7 +299,7 @@ fn stopped(stop: &watch::Receiver<bool>) -> bool {
 pub async fn run(
     sock: UdpSocket,
     tcp: TcpListener,
-    settings: Settings,
+    mut settings: Settings,
     limits: TcpLimits,
     engine: Arc<Engine>,
     webhooks: Arc<Webhooks>,
@@ -314,6 +314,25 @@ pub async fn run(
     let trusted = settings.trusted.clone();
     // Fault injection for the supervision test: the plane panics on the first OPTIONS.
     let fault_panic = std::env::var("MASKD_FAULT_INJECT").is_ok_and(|v| v == "sip-panic");
+    // Trunks given by hostname: resolved once before calls are taken, then again as their
+    // answers expire.
+    let (carriers_tx, mut carriers_rx) = mpsc::unbounded_channel();
+    if let Some((resolved, keep)) = resolve_trunks(&settings, &HashMap::new()).await {
+        settings.carriers = Arc::new(settings.carriers.with_resolved(&|n| {
+            resolved
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default()
+        }));
+        tokio::spawn(re_resolve(
+            settings.clone(),
+            resolved,
+            keep,
+            carriers_tx,
+            stop.clone(),
+        ));
+    }
     let mut b2bua = B2bua::new(settings);
     // Calls the relay found silent for media.timeout (a closed channel in passthrough).
     let (mut media_timeouts, _no_relay) = match media {
@@ -406,6 +425,7 @@ pub async fn run(
             _ = tick.tick() => {
                 b2bua.on_timer(now(), &core, &mut out);
             }
+            Some(c) = carriers_rx.recv() => b2bua.set_carriers(c),
             Some(id) = media_timeouts.recv() => {
                 b2bua.media_timeout(id, now(), &core, &mut out);
             }
@@ -466,6 +486,92 @@ pub async fn run(
             if b2bua.settled() || std::time::Instant::now() >= give_up {
                 return;
             }
+        }
+    }
+}
+
+/// What each trunk given by hostname resolved to.
+type Resolved = Vec<(crate::core::carriers::TrunkName, Vec<SocketAddr>)>;
+
+/// Resolves every trunk given by hostname (`None`: there are none, or no DNS server); a
+/// name that fails keeps what `before` had for it. Also how long until the next round.
+async fn resolve_trunks(
+    settings: &Settings,
+    before: &HashMap<String, Vec<SocketAddr>>,
+) -> Option<(Resolved, Duration)> {
+    let names = settings.carriers.names();
+    if names.is_empty() {
+        return None;
+    }
+    let Some(server) = settings.dns_server.or_else(crate::net::dns::system_server) else {
+        tracing::error!("trunks are given by hostname but there is no DNS server (sip.dns_server, /etc/resolv.conf)");
+        return None;
+    };
+    let m = &crate::metrics::get().sip_dns_lookups;
+    let mut out = Vec::new();
+    let mut keep = Duration::from_secs(3600);
+    for n in names {
+        match crate::net::dns::resolve(server, &n).await {
+            Ok((addrs, ttl)) if !addrs.is_empty() => {
+                m.with_label_values(&["ok"]).inc();
+                for a in addrs
+                    .iter()
+                    .filter(|a| !settings.trusted.iter().any(|t| t.contains(&a.ip())))
+                {
+                    tracing::warn!(host = %n.host, addr = %a, "a trunk address outside sip.trusted_cidrs: its answers will be dropped");
+                }
+                keep = keep.min(crate::net::dns::keep_for(ttl));
+                out.push((n, addrs));
+            }
+            other => {
+                m.with_label_values(&["failed"]).inc();
+                let why = match other {
+                    Err(e) => e,
+                    Ok(_) => "no address".to_string(),
+                };
+                tracing::warn!(host = %n.host, error = %why, "trunk hostname not resolved; keeping what it had");
+                keep = keep.min(Duration::from_secs(30));
+                let had = before.get(&n.host).cloned().unwrap_or_default();
+                out.push((n, had));
+            }
+        }
+    }
+    Some((out, keep))
+}
+
+/// Resolves the trunks given by hostname again as their answers expire, and hands the
+/// carriers with the new addresses to the B2BUA.
+async fn re_resolve(
+    settings: Settings,
+    mut resolved: Resolved,
+    mut keep: Duration,
+    tx: mpsc::UnboundedSender<Arc<crate::core::carriers::Carriers>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let base = settings.carriers.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(keep) => {}
+            _ = stop.changed() => return,
+        }
+        let before: HashMap<String, Vec<SocketAddr>> = resolved
+            .iter()
+            .map(|(n, a)| (n.host.clone(), a.clone()))
+            .collect();
+        let Some((next, k)) = resolve_trunks(&settings, &before).await else {
+            return;
+        };
+        resolved = next;
+        keep = k;
+        let carriers = base.with_resolved(&|n| {
+            resolved
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default()
+        });
+        if tx.send(Arc::new(carriers)).is_err() {
+            return;
         }
     }
 }

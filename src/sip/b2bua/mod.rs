@@ -129,6 +129,8 @@ pub struct Settings {
     pub media_ip: IpAddr,
     /// Who owns which proxy numbers: leg B leaves by its carrier's trunks.
     pub carriers: std::sync::Arc<crate::core::carriers::Carriers>,
+    /// Where trunks given by hostname are resolved (`None`: /etc/resolv.conf's server).
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -312,6 +314,17 @@ impl B2bua {
             },
         );
         cx.send_all(n.to, acts);
+    }
+
+    /// The carriers again, their trunks given by hostname resolved anew: health and
+    /// registrations start over when the trunks changed.
+    pub fn set_carriers(&mut self, carriers: std::sync::Arc<crate::core::carriers::Carriers>) {
+        if *carriers == *self.cfg.carriers {
+            return;
+        }
+        self.health = probe::Health::new(&carriers);
+        self.registrations = register::Registrations::new(&carriers);
+        self.cfg.carriers = carriers;
     }
 
     pub fn active_calls(&self) -> usize {

@@ -25,6 +25,7 @@ fn harness() -> Harness {
             }],
             options_interval: Duration::from_secs(30),
             register: None,
+            specs: Vec::new(),
             mps: None,
         }],
         vec![(PROXY_B.into(), 0)],

@@ -22,6 +22,7 @@ pub(super) fn harness() -> Harness {
             trunks: vec![trunk(5080), trunk(5081)],
             options_interval: Duration::from_secs(30),
             register: None,
+            specs: Vec::new(),
             mps: None,
         }],
         vec![(PROXY_B.into(), 0)],

@@ -24,6 +24,7 @@ fn harness() -> Harness {
             }],
             options_interval: Duration::from_secs(3600),
             register: Some(Duration::from_secs(600)),
+            specs: Vec::new(),
             mps: None,
         }],
         vec![(PROXY_B.into(), 0)],
