@@ -300,6 +300,42 @@ pub fn sdp(body: &[u8]) {
     }
 }
 
+/// A DNS answer (RFC 3263 resolution reads what a DNS server sends): never panics; names
+/// are at most 255 characters; SRV targets come out in priority order, none empty.
+pub fn dns(data: &[u8]) {
+    let id = u16::from_be_bytes([
+        data.first().copied().unwrap_or(0),
+        data.get(1).copied().unwrap_or(0),
+    ]);
+    let Ok(records) = crate::dns::parse(data, id) else {
+        return;
+    };
+    for r in &records {
+        let name = match r {
+            crate::dns::Record::Srv { name, target, .. } => {
+                assert!(target.len() <= 255);
+                name
+            }
+            crate::dns::Record::A { name, .. } | crate::dns::Record::Aaaa { name, .. } => name,
+        };
+        assert!(name.len() <= 255, "a name past 255 characters");
+    }
+    let order = crate::dns::srv_order(&records);
+    assert!(order.iter().all(|(t, _, _)| !t.is_empty()));
+}
+
+/// A digest challenge from a trunk: reading it never panics, and an answer to what was read
+/// is one header line (no CR or LF whatever the challenge held).
+pub fn digest(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Some(ch) = crate::sip::digest::parse_challenge(&text) {
+        let a = crate::sip::digest::authorization(&ch, "u", "p", "INVITE", "sip:b@h", "c", 1);
+        assert!(a.starts_with("Digest username=\"u\""));
+        let crlf = a.contains('\r') || a.contains('\n');
+        assert!(!crlf || text.contains('\r') || text.contains('\n'));
+    }
+}
+
 /// RTCP scrubbing: never panics; what it returns walks as RTCP (version 2, lengths that
 /// add up), and every SDES chunk carries exactly one item, CNAME, equal to maskd's.
 pub fn rtcp(data: &[u8]) {

@@ -98,6 +98,32 @@ fn sip_parse_and_sdp_seeds() {
 }
 
 #[test]
+fn dns_and_digest_seeds() {
+    // Queries turned into answers (QR set) with each byte cut off in turn, and challenges.
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    for (name, t) in [
+        ("_sip._udp.carrier.test", 33),
+        ("sbc.carrier.test", 1),
+        ("a.b", 28),
+    ] {
+        let mut q = maskd::dns::query(0x4242, name, t).unwrap();
+        q[2] |= 0x80;
+        answers.extend((0..=q.len()).map(|n| q[..n].to_vec()));
+    }
+    run("dns", answers, fuzzing::dns);
+    let challenges: Vec<Vec<u8>> = [
+        r#"Digest realm="carrier.example", nonce="n", qop="auth,auth-int", opaque="o""#,
+        r#"Digest realm="x", nonce="y", algorithm=SHA-256-sess, stale=true"#,
+        r#"digest REALM="a \"b\"", NONCE=abc"#,
+        "Basic realm=\"x\"",
+    ]
+    .iter()
+    .map(|c| c.as_bytes().to_vec())
+    .collect();
+    run("digest", challenges, fuzzing::digest);
+}
+
+#[test]
 fn rtcp_seeds() {
     let mut seeds: Vec<Vec<u8>> = files(&root().join("fixtures/media"), Some("rtcp"))
         .into_iter()
