@@ -42,14 +42,16 @@ pub enum DnsError {
     Failed(u8),
     #[error("the name is not a hostname")]
     BadName,
+    #[error("the answer was cut short (TC): too large for UDP")]
+    Truncated,
 }
 
 /// A recursive query for `name`'s records of type `qtype`, with id `id`.
 pub fn query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, DnsError> {
     let mut out = Vec::with_capacity(32 + name.len());
     out.extend_from_slice(&id.to_be_bytes());
-    // RD set; one question.
-    out.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    // RD set; one question; one additional record: EDNS0 (RFC 6891) offering 4,096 bytes.
+    out.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
     let name = name.trim_end_matches('.');
     if name.is_empty() || name.len() > 253 {
         return Err(DnsError::BadName);
@@ -64,6 +66,8 @@ pub fn query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, DnsError> {
     out.push(0);
     out.extend_from_slice(&qtype.to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());
+    // OPT: root name, type 41, "class" = UDP payload size, TTL 0, no options.
+    out.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
     Ok(out)
 }
 
@@ -149,6 +153,9 @@ pub fn parse(b: &[u8], id: u16) -> Result<Vec<Record>, DnsError> {
     let flags = r.u16()?;
     if flags & 0x8000 == 0 {
         return Err(DnsError::NotOurs);
+    }
+    if flags & 0x0200 != 0 {
+        return Err(DnsError::Truncated);
     }
     let rcode = (flags & 0x000F) as u8;
     match rcode {
@@ -247,7 +254,9 @@ mod tests {
     /// An answer to `q` with the records (name, type, TTL, rdata) given, names written in
     /// full except where the test compresses them itself.
     pub(crate) fn answer(q: &[u8], records: &[(Vec<u8>, u16, u32, Vec<u8>)]) -> Vec<u8> {
-        let mut out = q.to_vec();
+        // The question without the query's OPT record.
+        let mut out = q[..q.len() - 11].to_vec();
+        out[10..12].copy_from_slice(&[0, 0]);
         out[2] = 0x81;
         out[3] = 0x80;
         out[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
@@ -330,6 +339,10 @@ mod tests {
         let at = looped.len() as u8;
         looped.extend_from_slice(&[0xc0, at, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 10, 0, 0, 1]);
         assert_eq!(parse(&looped, 7), Err(DnsError::Malformed));
+        // Truncated: an error, not an empty answer.
+        let mut tc = answer(&q, &[]);
+        tc[2] |= 0x02;
+        assert_eq!(parse(&tc, 7), Err(DnsError::Truncated));
         // NXDOMAIN: no records.
         let mut nx = answer(&q, &[]);
         nx[3] = 0x83;

@@ -81,6 +81,8 @@ fn dns_server(p1: u16, p2: u16) -> (SocketAddr, Questions) {
             out[2] = 0x81;
             out[3] = 0x80;
             out[6..8].copy_from_slice(&(answers.len() as u16).to_be_bytes());
+            // The query's EDNS0 record is not echoed.
+            out[10..12].copy_from_slice(&[0, 0]);
             for (t, rd) in answers {
                 out.extend_from_slice(&[0xc0, 12]);
                 out.extend_from_slice(&t.to_be_bytes());

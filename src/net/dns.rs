@@ -66,33 +66,43 @@ async fn addresses(
     host: &str,
     known: &[Record],
 ) -> Result<(Vec<IpAddr>, u32), String> {
-    let pick = |records: &[Record]| -> (Vec<IpAddr>, u32) {
+    // `any_name`: the records answer a query for `host` itself, so an address under another
+    // name is the end of a CNAME chain; from another query's additional records, only
+    // `host`'s own count.
+    let pick = |records: &[Record], any_name: bool| -> (Vec<IpAddr>, u32) {
         let mut ips = Vec::new();
         let mut ttl = u32::MAX;
         for r in records {
             match r {
-                Record::A { name, addr, ttl: t } if name == host => {
+                Record::A { name, addr, ttl: t } if any_name || name == host => {
                     ips.push(IpAddr::V4(*addr));
                     ttl = ttl.min(*t);
                 }
-                Record::Aaaa { name, addr, ttl: t } if name == host => {
+                Record::Aaaa { name, addr, ttl: t } if any_name || name == host => {
                     ips.push(IpAddr::V6(*addr));
                     ttl = ttl.min(*t);
                 }
                 _ => {}
             }
         }
+        // Round-robin servers rotate the same set: one order, so nothing looks changed.
+        ips.sort();
+        ips.dedup();
         (ips, ttl)
     };
-    let (ips, ttl) = pick(known);
+    let (ips, ttl) = pick(known, false);
     if !ips.is_empty() {
         return Ok((ips, ttl));
     }
-    let mut records = ask(server, host, TYPE_A).await?;
+    let (mut ips, mut ttl) = pick(&ask(server, host, TYPE_A).await?, true);
     if let Ok(more) = ask(server, host, TYPE_AAAA).await {
-        records.extend(more);
+        let (v6, t6) = pick(&more, true);
+        if !v6.is_empty() {
+            ttl = ttl.min(t6);
+        }
+        ips.extend(v6);
     }
-    Ok(pick(&records))
+    Ok((ips, ttl))
 }
 
 /// The addresses a trunk given by hostname stands for, in the order to try them, and how

@@ -317,15 +317,21 @@ pub async fn run(
     // Trunks given by hostname: resolved once before calls are taken, then again as their
     // answers expire.
     let (carriers_tx, mut carriers_rx) = mpsc::unbounded_channel();
-    if let Some((resolved, keep)) = resolve_trunks(&settings, &HashMap::new()).await {
-        settings.carriers = Arc::new(settings.carriers.with_resolved(&|n| {
-            resolved
-                .iter()
-                .find(|(name, _)| name == n)
-                .map(|(_, a)| a.clone())
-                .unwrap_or_default()
-        }));
+    if !settings.carriers.names().is_empty() {
+        // At most a few seconds: past that the plane starts, and the carrier's calls get
+        // 503 until its names resolve.
+        let first = tokio::time::timeout(
+            Duration::from_secs(5),
+            resolve_trunks(&settings, &Vec::new()),
+        )
+        .await
+        .ok()
+        .flatten();
+        let (resolved, keep) = first.unwrap_or((Vec::new(), Duration::from_secs(5)));
+        let base = settings.carriers.clone();
+        settings.carriers = Arc::new(base.with_resolved(&|n| addresses_of(&resolved, n)));
         tokio::spawn(re_resolve(
+            base,
             settings.clone(),
             resolved,
             keep,
@@ -493,12 +499,18 @@ pub async fn run(
 /// What each trunk given by hostname resolved to.
 type Resolved = Vec<(crate::core::carriers::TrunkName, Vec<SocketAddr>)>;
 
+/// What `resolved` has for `n` (nothing yet: none).
+fn addresses_of(resolved: &Resolved, n: &crate::core::carriers::TrunkName) -> Vec<SocketAddr> {
+    resolved
+        .iter()
+        .find(|(name, _)| name == n)
+        .map(|(_, a)| a.clone())
+        .unwrap_or_default()
+}
+
 /// Resolves every trunk given by hostname (`None`: there are none, or no DNS server); a
 /// name that fails keeps what `before` had for it. Also how long until the next round.
-async fn resolve_trunks(
-    settings: &Settings,
-    before: &HashMap<String, Vec<SocketAddr>>,
-) -> Option<(Resolved, Duration)> {
+async fn resolve_trunks(settings: &Settings, before: &Resolved) -> Option<(Resolved, Duration)> {
     let names = settings.carriers.names();
     if names.is_empty() {
         return None;
@@ -531,7 +543,7 @@ async fn resolve_trunks(
                 };
                 tracing::warn!(host = %n.host, error = %why, "trunk hostname not resolved; keeping what it had");
                 keep = keep.min(Duration::from_secs(30));
-                let had = before.get(&n.host).cloned().unwrap_or_default();
+                let had = addresses_of(before, &n);
                 out.push((n, had));
             }
         }
@@ -542,34 +554,26 @@ async fn resolve_trunks(
 /// Resolves the trunks given by hostname again as their answers expire, and hands the
 /// carriers with the new addresses to the B2BUA.
 async fn re_resolve(
+    base: Arc<crate::core::carriers::Carriers>,
     settings: Settings,
     mut resolved: Resolved,
     mut keep: Duration,
     tx: mpsc::UnboundedSender<Arc<crate::core::carriers::Carriers>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let base = settings.carriers.clone();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(keep) => {}
             _ = stop.changed() => return,
         }
-        let before: HashMap<String, Vec<SocketAddr>> = resolved
-            .iter()
-            .map(|(n, a)| (n.host.clone(), a.clone()))
-            .collect();
-        let Some((next, k)) = resolve_trunks(&settings, &before).await else {
-            return;
+        // No DNS server (yet): looked for again in 30 s.
+        let Some((next, k)) = resolve_trunks(&settings, &resolved).await else {
+            keep = Duration::from_secs(30);
+            continue;
         };
         resolved = next;
         keep = k;
-        let carriers = base.with_resolved(&|n| {
-            resolved
-                .iter()
-                .find(|(name, _)| name == n)
-                .map(|(_, a)| a.clone())
-                .unwrap_or_default()
-        });
+        let carriers = base.with_resolved(&|n| addresses_of(&resolved, n));
         if tx.send(Arc::new(carriers)).is_err() {
             return;
         }

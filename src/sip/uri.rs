@@ -203,7 +203,6 @@ impl<'a> NameAddr<'a> {
     }
 }
 
-/// `name[=value]` items separated by `;` (LWS allowed around `;` and `=`): none empty.
 /// `host` as it goes into a SIP URI or Via: an IPv6 literal in brackets (RFC 3261 §25.1,
 /// `IPv6reference`), anything else as it is.
 pub fn uri_host(host: &str) -> String {
@@ -213,6 +212,7 @@ pub fn uri_host(host: &str) -> String {
     }
 }
 
+/// `name[=value]` items separated by `;` (LWS allowed around `;` and `=`): none empty.
 pub fn valid_params(params: &str) -> bool {
     params.split(';').all(|p| {
         let (k, v) = match p.split_once('=') {

@@ -67,8 +67,7 @@ impl B2bua {
     pub(super) fn leg_b_credentials(&self, id: u64) -> Option<(Credentials, String)> {
         let leg = self.calls.get(&id)?.carrier_leg.as_ref()?;
         let carrier = self.cfg.carriers.list().get(leg.carrier)?;
-        let trunk = carrier.trunks.get(leg.trunk())?;
-        Some((trunk.credentials.clone()?, carrier.name.clone()))
+        Some((leg.trunk()?.credentials.clone()?, carrier.name.clone()))
     }
 
     /// Leg B's INVITE got 401 or 407 before it rang: true when it went again with
@@ -107,12 +106,7 @@ impl B2bua {
             count(&carrier, "refused");
             return false;
         }
-        let Some(t) = cfg
-            .carriers
-            .list()
-            .get(leg.carrier)
-            .and_then(|k| k.trunks.get(leg.trunk()))
-        else {
+        let Some(t) = leg.trunk() else {
             return false;
         };
         let trunk = Remote {
@@ -164,7 +158,11 @@ impl B2bua {
             return false;
         };
         let streams = &self.stream_peers;
-        let Some(c) = self.calls.get_mut(&id) else {
+        let Some(c) = self
+            .calls
+            .get_mut(&id)
+            .filter(|c| c.state == CallState::Answered)
+        else {
             return false;
         };
         let to = c.b.next_hop(&|x| streams.contains(&x));

@@ -7,6 +7,7 @@
 use super::call::{CallState, NewClient, Purpose};
 use super::dialog::{contact_uri, strip_tag, token, Dialog};
 use super::{B2bua, Ctx, Remote, Settings};
+use crate::core::carriers::Trunk;
 use crate::core::E164;
 use crate::sip::message::{HeaderName, Message, Outgoing};
 
@@ -23,10 +24,11 @@ pub(super) struct CarrierLeg {
     /// from leg A), and the body.
     pub extra: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
-    /// The carrier (its index), its trunks (indexes) in the order leg B tries them (the
-    /// ones up first), and the position of the one it went to last.
+    /// The carrier (its index), its trunks in the order leg B tries them (the ones up
+    /// first; a copy, kept as they were when the call began), and the position of the one
+    /// it went to last.
     pub carrier: usize,
-    pub order: Vec<usize>,
+    pub order: Vec<Trunk>,
     pub at: usize,
     /// Challenges of this trunk answered so far: a new one after an answer means the
     /// credentials are wrong, unless its nonce was only `stale` (answered once more).
@@ -36,9 +38,9 @@ pub(super) struct CarrierLeg {
 }
 
 impl CarrierLeg {
-    /// The trunk (index into the carrier's trunks) leg B went to last.
-    pub fn trunk(&self) -> usize {
-        self.order[self.at]
+    /// The trunk leg B went to last.
+    pub fn trunk(&self) -> Option<&Trunk> {
+        self.order.get(self.at)
     }
 
     /// Whether trunks are left to try after this one.
@@ -71,24 +73,26 @@ pub(super) fn leg_b_invite(
 
 impl B2bua {
     /// Where leg B from proxy number `proxy` goes: the carrier owning `proxy` and its
-    /// trunks in the order to try them (those up first, as configured, then those down), and
-    /// the first of them; `None` and `sip.trunk` when no carrier with trunks owns it.
-    pub(super) fn leg_b_route(&self, proxy: E164) -> (Option<(usize, Vec<usize>)>, Remote) {
+    /// trunks in the order to try them (those up first, as configured, then those down), as
+    /// they are now (a copy: trunks given by hostname change as they resolve), and the first
+    /// of them; no carrier and `sip.trunk` when no carrier with trunks owns it. `None`: the
+    /// owner's trunks are hostnames not resolved yet.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn leg_b_route(&self, proxy: E164) -> Option<(Option<(usize, Vec<Trunk>)>, Remote)> {
         match self.cfg.carriers.owner(proxy) {
             Some((i, c)) if !c.trunks.is_empty() => {
                 let (mut order, down): (Vec<usize>, Vec<usize>) =
                     (0..c.trunks.len()).partition(|t| self.health.is_up(i, *t));
                 order.extend(down);
-                let t = &c.trunks[order[0]];
-                (
-                    Some((i, order)),
-                    Remote {
-                        addr: t.addr,
-                        tcp: t.tcp,
-                    },
-                )
+                let trunks: Vec<Trunk> = order.iter().map(|t| c.trunks[*t].clone()).collect();
+                let first = Remote {
+                    addr: trunks[0].addr,
+                    tcp: trunks[0].tcp,
+                };
+                Some((Some((i, trunks)), first))
             }
-            _ => (None, self.cfg.trunk()),
+            Some((_, c)) if !c.specs.is_empty() => None,
+            _ => Some((None, self.cfg.trunk())),
         }
     }
 
@@ -129,16 +133,18 @@ impl B2bua {
         let Some(leg) = c.carrier_leg.as_mut() else {
             return false;
         };
-        let Some(carrier) = cfg.carriers.list().get(leg.carrier) else {
-            return false;
-        };
+        let carrier = cfg
+            .carriers
+            .list()
+            .get(leg.carrier)
+            .map_or("", |c| c.name.as_str());
         if !leg.more() {
             return false;
         }
         leg.at += 1;
         leg.challenges_answered = 0;
         let more = leg.more();
-        let Some(next) = carrier.trunks.get(leg.trunk()) else {
+        let Some(next) = leg.trunk() else {
             return false;
         };
         let trunk = Remote {
@@ -157,9 +163,9 @@ impl B2bua {
         );
         crate::metrics::get()
             .sip_trunk_failovers
-            .with_label_values(&[carrier.name.as_str()])
+            .with_label_values(&[carrier])
             .inc();
-        tracing::info!(carrier = %carrier.name, code, next = %trunk.addr, "leg B fails over to the next trunk");
+        tracing::info!(carrier, code, next = %trunk.addr, "leg B fails over to the next trunk");
         c.b_ruri = c.b.target.clone();
         c.b_invite_branch = branch.clone();
         c.b_invite_cseq = c.b.cseq;

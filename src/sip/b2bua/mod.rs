@@ -324,6 +324,22 @@ impl B2bua {
         }
         self.health = probe::Health::new(&carriers);
         self.registrations = register::Registrations::new(&carriers);
+        // Probes and REGISTERs in flight name trunks of the old list by position: their
+        // answers are not read into the new one. Calls keep the trunks they began with.
+        let stale: Vec<String> = self
+            .client
+            .iter()
+            .filter(|(_, e)| {
+                matches!(
+                    e.purpose,
+                    call::Purpose::Probe(..) | call::Purpose::Register(..)
+                )
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            self.client.remove(&k);
+        }
         self.cfg.carriers = carriers;
     }
 

@@ -26,6 +26,8 @@ pub(super) struct Registration {
     challenge: Option<(&'static str, Challenge)>,
     answered: u8,
     registered: bool,
+    /// The registrar's `Min-Expires` after a 423: asked for instead when longer.
+    min_expires: Option<u64>,
 }
 
 /// Every trunk's registration, by carrier and trunk.
@@ -73,7 +75,7 @@ impl B2bua {
         }
         let carriers = self.cfg.carriers.clone();
         for (i, c) in carriers.list().iter().enumerate() {
-            let Some(expires) = c.register else { continue };
+            let Some(wanted) = c.register else { continue };
             for (t, trunk) in c.trunks.iter().enumerate() {
                 let Some(cred) = &trunk.credentials else {
                     continue;
@@ -85,6 +87,7 @@ impl B2bua {
                 if reg.next_at.is_none_or(|at| cx.now < at) {
                     continue;
                 }
+                let expires = wanted.as_secs().max(reg.min_expires.unwrap_or(0));
                 reg.next_at = None;
                 reg.cseq += 1;
                 let to = Remote {
@@ -110,7 +113,7 @@ impl B2bua {
                             cred.username, self.cfg.local_port
                         ),
                     )
-                    .header("Expires", expires.as_secs().to_string());
+                    .header("Expires", expires.to_string());
                 if let Some((name, ch)) = reg.challenge.take() {
                     r = r.header(
                         name,
@@ -184,26 +187,51 @@ impl B2bua {
                 reg.answered = 0;
                 reg.next_at = Some(now + RETRY_MS);
             }
+            Some((_, 423)) => {
+                // Interval Too Brief: ask again at once for the registrar's minimum.
+                let min = answer
+                    .and_then(|(m, _)| {
+                        m.headers
+                            .iter()
+                            .find(|h| h.raw_name.eq_ignore_ascii_case("Min-Expires"))
+                            .and_then(|h| h.value.trim().parse::<u64>().ok())
+                    })
+                    .filter(|s| *s > 0 && *s <= 86_400);
+                count(name, "failed");
+                reg.answered = 0;
+                reg.next_at = Some(now + if min.is_some() { 0 } else { RETRY_MS });
+                reg.min_expires = min.or(reg.min_expires);
+            }
             Some((m, code)) if (200..300).contains(&code) => {
-                // What the registrar granted: our contact's expires, else Expires, else
-                // what was asked.
+                // What the registrar granted our contact (its own expires parameter among
+                // the contacts bound to the address of record), else Expires, else what was
+                // asked; never more than asked, at least a second.
+                let ours = trunk
+                    .credentials
+                    .as_ref()
+                    .map(|c| {
+                        format!(
+                            "sip:{}@{}:{}",
+                            c.username, self.cfg.advertised_host, self.cfg.local_port
+                        )
+                    })
+                    .unwrap_or_default();
+                let asked_s = asked.as_secs().max(reg.min_expires.unwrap_or(0));
                 let granted = m
                     .header_values(HeaderName::Contact)
                     .iter()
+                    .filter(|v| v.contains(&ours))
                     .find_map(|v| {
-                        let p = v.to_ascii_lowercase();
-                        let at = p.find("expires=")?;
-                        p[at + 8..]
-                            .split(|ch: char| !ch.is_ascii_digit())
-                            .next()?
-                            .parse::<u64>()
-                            .ok()
+                        let params = &v[v.find('>').unwrap_or(0)..];
+                        crate::sip::uri::param(params.trim_start_matches('>'), "expires")
+                            .and_then(|e| e.trim().parse::<u64>().ok())
                     })
                     .or_else(|| m.header(HeaderName::Expires)?.trim().parse().ok())
-                    .unwrap_or(asked.as_secs());
+                    .unwrap_or(asked_s)
+                    .clamp(1, asked_s.max(1));
                 reg.answered = 0;
                 // Half of what was granted, at least a second: refreshed before it lapses.
-                reg.next_at = Some(now + (granted * 500).max(1_000));
+                reg.next_at = Some(now + granted.saturating_mul(500).max(1_000));
                 if !reg.registered {
                     tracing::info!(carrier = name, trunk = %trunk.addr, granted, "registered");
                 }

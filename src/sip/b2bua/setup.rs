@@ -256,6 +256,13 @@ impl B2bua {
                 return self.hold(req, decided, ask, cx);
             }
         }
+        // Where leg B goes: the callee's proxy number's carrier's trunks (none resolved yet
+        // for a carrier whose trunks are hostnames: not elsewhere, where the caller ID is
+        // not the carrier's).
+        let Some((carrier, trunk)) = self.leg_b_route(t.counterpart_proxy) else {
+            tracing::warn!("leg B's carrier has no trunk address yet (hostnames unresolved)");
+            return self.refuse(req, 503, "Service Unavailable", cx);
+        };
         let mf: u32 = m
             .header(HeaderName::MaxForwards)
             .and_then(|v| v.trim().parse().ok())
@@ -328,7 +335,6 @@ impl B2bua {
 
         // Leg B from scratch: from the callee's proxy number to the callee, through the
         // carrier owning that proxy number.
-        let (carrier, trunk) = self.leg_b_route(t.counterpart_proxy);
         let proxy_b = t.counterpart_proxy.to_string();
         let real_b = t.counterpart_real.to_string();
         let mut b = Dialog {

@@ -188,3 +188,27 @@ fn a_trunk_answering_after_leg_b_moved_on_is_cancelled_or_hung_up() {
     assert!(sent[1].header(HeaderName::To).contains("tag=tb"));
     assert!(codes(&h.take_a()).is_empty(), "A hears nothing of it");
 }
+
+#[test]
+fn a_carrier_whose_trunk_hostnames_are_unresolved_gets_503_not_sip_trunk() {
+    use crate::core::carriers::{TrunkName, TrunkSpec};
+    let mut named = harness();
+    let mut c = named.b2bua.cfg.carriers.list()[0].clone();
+    c.trunks.clear();
+    c.specs = vec![TrunkSpec::Name(TrunkName {
+        host: "sbc.carrier.test".into(),
+        port: None,
+        tcp: false,
+        credentials: None,
+    })];
+    named.b2bua = B2bua::new(Settings {
+        carriers: Arc::new(Carriers::new(vec![c], vec![(PROXY_B.into(), 0)])),
+        ..settings(false)
+    });
+    named.invite_from_a("");
+    assert_eq!(codes(&named.take_a()), vec![503]);
+    assert!(
+        named.take(Remote::udp(addr(5070))).is_empty(),
+        "not sip.trunk"
+    );
+}
