@@ -390,8 +390,9 @@ fn an_interactions_callbacks_made_on_two_nodes_arrive_in_order() {
         "{}services:\n  - unique_name: \"sms\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
         common::two_carriers("")
     );
-    let n1 = node_with(d1.path(), &url, 1, &config);
-    let n2 = node_with(d2.path(), &url, 2, &config);
+    // Neither node may be taken for gone here, however busy the machine.
+    let n1 = pg::node_with_timeout(d1.path(), &url, 1, &config, "30s");
+    let n2 = pg::node_with_timeout(d2.path(), &url, 2, &config, "30s");
     let hook = Hook::start();
     callback_url(&n1, &n2, &hook.url("/status"));
     hook.reply("/status", Reply::Status(500));
@@ -407,18 +408,18 @@ fn an_interactions_callbacks_made_on_two_nodes_arrive_in_order() {
     );
     // Node 1's "queued" refused twice (the first try, and its retry 2 s later): node 2 has
     // made its "delivered" by then, and holds it back.
-    let refused = hook.wait("/status", 2, Duration::from_secs(10));
+    let refused = hook.wait("/status", 2, Duration::from_secs(30));
     assert_eq!(refused.len(), 2);
     let t = Instant::now();
     while counter(&n2, "maskd_callbacks_held_back_total") == 0 {
         assert!(
-            t.elapsed() < Duration::from_secs(5),
+            t.elapsed() < Duration::from_secs(30),
             "node 2 holds its callback back"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     hook.reply("/status", Reply::Status(200));
-    let got = hook.wait_for("/status", Duration::from_secs(20), |got| {
+    let got = hook.wait_for("/status", Duration::from_secs(40), |got| {
         got.iter()
             .any(|r| r.param("outboundResourceStatus") == Some("delivered"))
     });
@@ -442,7 +443,7 @@ fn an_interactions_callbacks_made_on_two_nodes_arrive_in_order() {
 /// Node 1 accepts messages (ESME_ROK: durable) whose next hop is bound nowhere, and is
 /// killed (-9) before it lets go of them or of their status callbacks (refused so far).
 /// Node 2, bound to the next hop, takes both over once node 1 has been silent for
-/// `store.node_timeout` (3 s here): it delivers each message once and sends each callback
+/// `store.node_timeout` (8 s here): it delivers each message once and sends each callback
 /// once, node 1's "queued" before its own "delivered"; the API on node 2 carries on
 /// meanwhile.
 #[test]
@@ -453,8 +454,9 @@ fn what_a_killed_node_acknowledged_is_delivered_by_the_other() {
         "{}services:\n  - unique_name: \"sms\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
         common::two_carriers("")
     );
-    let mut n1 = node_with(d1.path(), &url, 1, &config);
-    let n2 = node_with(d2.path(), &url, 2, &config);
+    // Long enough that a busy machine does not make node 1 look gone before it is killed.
+    let mut n1 = pg::node_with_timeout(d1.path(), &url, 1, &config, "8s");
+    let n2 = pg::node_with_timeout(d2.path(), &url, 2, &config, "8s");
     let hook = Hook::start();
     callback_url(&n1, &n2, &hook.url("/status"));
     hook.reply("/status", Reply::Status(500));
@@ -467,7 +469,7 @@ fn what_a_killed_node_acknowledged_is_delivered_by_the_other() {
         assert_eq!(r.status, status::ESME_ROK);
     }
     // Node 1 has tried each "queued" callback once.
-    assert_eq!(hook.wait("/status", 5, Duration::from_secs(10)).len(), 5);
+    assert_eq!(hook.wait("/status", 5, Duration::from_secs(30)).len(), 5);
     n1.kill9();
     let killed = Instant::now();
     hook.reply("/status", Reply::Status(200));
@@ -479,11 +481,11 @@ fn what_a_killed_node_acknowledged_is_delivered_by_the_other() {
     assert_eq!(r.status, 201, "{}", r.body);
     let mut b = Peer::bound(n2.smpp, BindKind::Transceiver, "carrier-b", "secret-b");
     assert!(
-        b.wait_messages(5, Duration::from_secs(20)),
+        b.wait_messages(5, Duration::from_secs(30)),
         "node 2 delivers them"
     );
     assert!(
-        killed.elapsed() >= Duration::from_secs(2),
+        killed.elapsed() >= Duration::from_secs(6),
         "not before node 1 is gone"
     );
     let mut texts: Vec<String> = b
@@ -503,7 +505,7 @@ fn what_a_killed_node_acknowledged_is_delivered_by_the_other() {
             .cloned()
             .collect()
     };
-    let got = hook.wait_for("/status", Duration::from_secs(20), |got| {
+    let got = hook.wait_for("/status", Duration::from_secs(40), |got| {
         accepted(got).len() >= 10
     });
     let ok = accepted(&got);

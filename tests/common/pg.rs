@@ -166,11 +166,23 @@ impl Drop for Cluster {
 /// A daemon on `url` as node `node` (`store.node_timeout` 3 s), with `services` (the config's
 /// services and peers).
 pub fn node(dir: &std::path::Path, url: &str, node: u16, services: &str) -> super::Daemon {
+    node_with_timeout(dir, url, node, services, "3s")
+}
+
+/// `node` with `store.node_timeout` `timeout`: longer where a test must not see a node
+/// taken for gone while the machine is busy (its heartbeat is written every third of it).
+pub fn node_with_timeout(
+    dir: &std::path::Path,
+    url: &str,
+    node: u16,
+    services: &str,
+    timeout: &str,
+) -> super::Daemon {
     let edit = |cfg: &str| {
         let start = cfg.find("store:").unwrap();
         let end = start + cfg[start..].find("\ntimer_tick").unwrap();
         format!(
-            "{}store:\n  url: \"{url}\"\n  node_id: {node}\n  node_timeout: \"3s\"{}",
+            "{}store:\n  url: \"{url}\"\n  node_id: {node}\n  node_timeout: \"{timeout}\"{}",
             &cfg[..start],
             &cfg[end..]
         )
