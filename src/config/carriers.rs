@@ -81,15 +81,7 @@ pub(super) fn validate(
     sip_cfg: &SipConfig,
     p: &mut Problems,
 ) -> Carriers {
-    let trusted: Vec<ipnet::IpNet> = sip_cfg
-        .trusted_cidrs
-        .iter()
-        .filter_map(|c| {
-            c.parse::<ipnet::IpNet>()
-                .ok()
-                .or_else(|| c.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
-        })
-        .collect();
+    let trusted = super::validate::cidr_list(&sip_cfg.trusted_cidrs);
     let links: Vec<&str> = smpp
         .accounts
         .iter()

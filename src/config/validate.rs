@@ -76,6 +76,18 @@ pub struct ValidService {
     pub record: bool,
 }
 
+/// The networks of a CIDR list (a bare address is its own /32 or /128); entries that are
+/// neither were reported by `Problems::cidrs`.
+pub(super) fn cidr_list(list: &[String]) -> Vec<ipnet::IpNet> {
+    list.iter()
+        .filter_map(|c| {
+            c.parse::<ipnet::IpNet>()
+                .ok()
+                .or_else(|| c.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+        })
+        .collect()
+}
+
 pub(super) struct Problems(pub(super) Vec<(String, String)>);
 
 impl Problems {
@@ -421,15 +433,7 @@ impl Config {
             (Ok(listen), Ok(trunk), Some(t1), Some(t2), Some(t4)) => Some(SipSettings {
                 listen,
                 trunk,
-                trusted: sip
-                    .trusted_cidrs
-                    .iter()
-                    .filter_map(|c| {
-                        c.parse::<ipnet::IpNet>()
-                            .ok()
-                            .or_else(|| c.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
-                    })
-                    .collect(),
+                trusted: cidr_list(&sip.trusted_cidrs),
                 t1,
                 t2,
                 t4,

@@ -1,41 +1,27 @@
 //! A carrier's trunk challenging leg B (RFC 3261 §22.2): maskd answers a 401 or 407 to its
 //! INVITE or BYE once, with the trunk's credentials; wrong credentials end the call.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::core::carriers::{Carrier, Carriers, Credentials, Trunk};
+use crate::core::carriers::{Credentials, Trunk};
 use crate::sip::digest;
 
 /// `PROXY_B` belongs to a carrier whose one trunk (:5070) has credentials.
 fn harness() -> Harness {
-    let carriers = Carriers::new(
-        vec![Carrier {
-            name: "carrier-b".into(),
-            smpp: None,
-            trunks: vec![Trunk {
-                addr: addr(5070),
-                tcp: false,
-                credentials: Some(Credentials {
-                    username: "maskd".into(),
-                    password: "s3cret".into(),
-                    realm: None,
-                }),
-            }],
-            options_interval: Duration::from_secs(30),
-            register: None,
-            specs: Vec::new(),
-            mps: None,
+    carrier_harness(
+        vec![Trunk {
+            addr: addr(5070),
+            tcp: false,
+            credentials: Some(Credentials {
+                username: "maskd".into(),
+                password: "s3cret".into(),
+                realm: None,
+            }),
         }],
-        vec![(PROXY_B.into(), 0)],
-    );
-    let mut h = Harness::new(Remote::udp(addr(5062)), false);
-    h.b2bua = B2bua::new(Settings {
-        carriers: Arc::new(carriers),
-        ..settings(false)
-    });
-    h
+        Duration::from_secs(30),
+        None,
+    )
 }
 
 /// The `name=value` parameters of a `Digest` credentials header, unquoted.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::core::carriers::{Carrier, Carriers, Trunk};
+use crate::core::carriers::{Carriers, Trunk};
 
 /// A harness whose callee's proxy number (`PROXY_B`) belongs to a carrier with trunks on
 /// 127.0.0.1:5080 and :5081; `sip.trunk` (:5070) is for numbers no carrier owns.
@@ -15,23 +15,11 @@ pub(super) fn harness() -> Harness {
         tcp: false,
         credentials: None,
     };
-    let carriers = Carriers::new(
-        vec![Carrier {
-            name: "carrier-b".into(),
-            smpp: None,
-            trunks: vec![trunk(5080), trunk(5081)],
-            options_interval: Duration::from_secs(30),
-            register: None,
-            specs: Vec::new(),
-            mps: None,
-        }],
-        vec![(PROXY_B.into(), 0)],
+    let mut h = carrier_harness(
+        vec![trunk(5080), trunk(5081)],
+        Duration::from_secs(30),
+        None,
     );
-    let mut h = Harness::new(Remote::udp(addr(5062)), false);
-    h.b2bua = B2bua::new(Settings {
-        carriers: Arc::new(carriers),
-        ..settings(false)
-    });
     h.trunk = Remote::udp(addr(5080));
     h
 }

@@ -158,6 +158,34 @@ fn settings(trunk_tcp: bool) -> Settings {
     }
 }
 
+/// A harness whose callee's proxy number (`PROXY_B`) belongs to carrier "carrier-b" with
+/// `trunks` (probed each `options_interval`, registered with for `register`); `sip.trunk`
+/// (:5070) is for numbers no carrier owns.
+fn carrier_harness(
+    trunks: Vec<crate::core::carriers::Trunk>,
+    options_interval: std::time::Duration,
+    register: Option<std::time::Duration>,
+) -> Harness {
+    let carriers = crate::core::carriers::Carriers::new(
+        vec![crate::core::carriers::Carrier {
+            name: "carrier-b".into(),
+            smpp: None,
+            trunks,
+            options_interval,
+            register,
+            specs: Vec::new(),
+            mps: None,
+        }],
+        vec![(PROXY_B.into(), 0)],
+    );
+    let mut h = Harness::new(Remote::udp(addr(5062)), false);
+    h.b2bua = B2bua::new(Settings {
+        carriers: std::sync::Arc::new(carriers),
+        ..settings(false)
+    });
+    h
+}
+
 impl Harness {
     fn new(a: Remote, trunk_tcp: bool) -> Harness {
         Harness {

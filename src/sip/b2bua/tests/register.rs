@@ -1,40 +1,26 @@
 //! Registration with a carrier's trunk: REGISTER at start, the digest challenge answered,
 //! refreshed at half of what the registrar granted, tried again 30 s after a failure.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::core::carriers::{Carrier, Carriers, Credentials, Trunk};
+use crate::core::carriers::{Credentials, Trunk};
 use crate::sip::digest;
 
 fn harness() -> Harness {
-    let carriers = Carriers::new(
-        vec![Carrier {
-            name: "carrier-b".into(),
-            smpp: None,
-            trunks: vec![Trunk {
-                addr: addr(5070),
-                tcp: false,
-                credentials: Some(Credentials {
-                    username: "maskd-1".into(),
-                    password: "s3cret".into(),
-                    realm: None,
-                }),
-            }],
-            options_interval: Duration::from_secs(3600),
-            register: Some(Duration::from_secs(600)),
-            specs: Vec::new(),
-            mps: None,
+    carrier_harness(
+        vec![Trunk {
+            addr: addr(5070),
+            tcp: false,
+            credentials: Some(Credentials {
+                username: "maskd-1".into(),
+                password: "s3cret".into(),
+                realm: None,
+            }),
         }],
-        vec![(PROXY_B.into(), 0)],
-    );
-    let mut h = Harness::new(Remote::udp(addr(5062)), false);
-    h.b2bua = B2bua::new(Settings {
-        carriers: Arc::new(carriers),
-        ..settings(false)
-    });
-    h
+        Duration::from_secs(3600),
+        Some(Duration::from_secs(600)),
+    )
 }
 
 /// The REGISTER requests sent since the last take (retransmissions folded).
