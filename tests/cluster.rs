@@ -369,3 +369,87 @@ fn each_node_sends_only_the_callbacks_it_made() {
         vec![Some("2".to_string())]
     );
 }
+
+/// Another node's change of a row, read while this node's own change of it is on its way to
+/// the store, is older than this node's memory: following it must not undo the local change
+/// (a node never applies its own changes from the log, so it would be lost here for good).
+/// Here node 1's write of a service's callback URL is held up by a lock on the row while a
+/// row of the service as it was before is followed; then the write commits.
+#[test]
+fn a_row_followed_while_this_nodes_change_of_it_is_on_its_way_does_not_undo_it() {
+    let url = pg::fresh_database("newer_here");
+    let (n1, n2) = (node(&url, 1), node(&url, 2));
+    let now = now_ms() / 1000;
+    let (svc, d) = n1
+        .create_service(
+            ServicePatch {
+                unique_name: Some("newer".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    until("node 2 has the service", || n2.service(svc.sid).is_ok());
+    let before = n2.service(svc.sid).unwrap();
+    assert_eq!(before.callback_url, None);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (client, conn) = rt
+        .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
+        .unwrap();
+    rt.spawn(conn);
+    rt.block_on(client.batch_execute(&format!(
+        "BEGIN; SELECT 1 FROM services WHERE sid = '{}' FOR UPDATE",
+        svc.sid
+    )))
+    .unwrap();
+    let (_, durable) = n1
+        .update_service(
+            svc.sid,
+            ServicePatch {
+                callback_url: Some("http://127.0.0.1:9/status".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+    // The stale row, as a follower reading after everything committed so far would hand it.
+    let left = n1.follow(
+        vec![maskd::core::store::Followed::Service(
+            svc.sid,
+            Some(before.clone()),
+        )],
+        u64::MAX,
+        now_ms(),
+    );
+    assert_eq!(left.len(), 1, "left alone for a later read");
+    assert_eq!(
+        n1.service(svc.sid).unwrap().callback_url.as_deref(),
+        Some("http://127.0.0.1:9/status"),
+        "node 1 keeps its change"
+    );
+    rt.block_on(client.batch_execute("COMMIT")).unwrap();
+    durable.wait_blocking().unwrap();
+    until("node 2 follows the change", || {
+        n2.service(svc.sid).unwrap().callback_url.is_some()
+    });
+    // Committed and read after: a row of it is followed again.
+    let left = n1.follow(
+        vec![maskd::core::store::Followed::Service(
+            svc.sid,
+            Some(n2.service(svc.sid).unwrap()),
+        )],
+        u64::MAX,
+        now_ms(),
+    );
+    assert!(left.is_empty());
+    assert_eq!(
+        n1.service(svc.sid).unwrap().callback_url.as_deref(),
+        Some("http://127.0.0.1:9/status")
+    );
+}

@@ -189,8 +189,23 @@ pub enum Followed {
     Reread(Sid),
 }
 
-/// What a node does with the other nodes' changes (the engine's `follow`).
-pub type FollowFn = Box<dyn Fn(Vec<Followed>) + Send + Sync>;
+impl Followed {
+    /// The row (service, number or session) it carries.
+    pub fn sid(&self) -> Sid {
+        match self {
+            Followed::Service(sid, _)
+            | Followed::Number(sid, _)
+            | Followed::Session(sid, _)
+            | Followed::Reread(sid) => *sid,
+        }
+    }
+}
+
+/// What a node does with the other nodes' changes (the engine's `follow`): the rows, read
+/// after the store's `mark` (see `Store::written_here_since`). Returns the ones it left
+/// alone because this node has changed them since: the store reads those again once this
+/// node's writes of them are committed.
+pub type FollowFn = Box<dyn Fn(Vec<Followed>, u64) -> Vec<Followed> + Send + Sync>;
 
 pub trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Snapshot, StoreError>;
@@ -229,6 +244,14 @@ pub trait Store: Send + Sync + 'static {
     fn follow(&self, apply: FollowFn) -> Result<(), StoreError> {
         drop(apply);
         Ok(())
+    }
+    /// Several nodes: whether this node has written `sid` (a service, number or session)
+    /// since `mark` or has a write of it on its way, so a row of it the store read after
+    /// `mark` is older than this node's memory. Asked with the engine's state locked, so
+    /// no local change slips in between the question and the rows' install.
+    fn written_here_since(&self, sid: Sid, mark: u64) -> bool {
+        let _ = (sid, mark);
+        false
     }
     /// Whether other nodes share this store (the calls below are for them).
     fn shared(&self) -> bool {

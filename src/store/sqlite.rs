@@ -491,7 +491,7 @@ impl Store for SqliteStore {
     }
 
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
-        self.writer.submit(ops, done);
+        let _ = self.writer.submit(ops, done);
     }
 
     fn interactions(&self, q: InteractionQuery) -> Result<Vec<Interaction>, StoreError> {

@@ -76,7 +76,9 @@ impl Writer {
         self
     }
 
-    pub(super) fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
+    /// Queues a job; false if it was not taken (dropped while the store is down, see
+    /// `QUEUE_BOUND`, or the writer has stopped).
+    pub(super) fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) -> bool {
         let tx = self.tx.lock().clone();
         match tx {
             // A send error means the writer is gone: dropping `done` fails its waiter.
@@ -95,19 +97,24 @@ impl Writer {
                             );
                         }
                         Err(mpsc::TrySendError::Disconnected(_)) => pending.dec(),
-                        Ok(()) => {}
+                        Ok(()) => return true,
                     }
-                    return;
+                    return false;
                 }
                 if tx.send((ops, done)).is_err() {
                     pending.dec();
+                    return false;
                 }
                 if awaited {
                     self.urgent.store(true, Ordering::SeqCst);
                     self.thread.unpark();
                 }
+                true
             }
-            None => drop(done),
+            None => {
+                drop(done);
+                false
+            }
         }
     }
 

@@ -16,19 +16,23 @@ impl Engine {
     /// store of one node). `clock` gives the current Unix time in milliseconds.
     pub fn start_following(self: &Arc<Engine>, clock: fn() -> i64) -> Result<(), StoreError> {
         let engine = Arc::downgrade(self);
-        self.store.follow(Box::new(move |changes| {
-            if let Some(engine) = engine.upgrade() {
-                engine.follow(changes, clock());
-            }
-        }))
+        self.store
+            .follow(Box::new(move |changes, mark| match engine.upgrade() {
+                Some(engine) => engine.follow(changes, mark, clock()),
+                None => Vec::new(),
+            }))
     }
 
     /// Applies other nodes' changes in the order they committed. Each carries its rows as
-    /// the store holds them now, so applying one twice, or late, is harmless. `now_ms` is
-    /// the current time (cool-off of sessions that closed).
-    pub fn follow(&self, changes: Vec<Followed>, now_ms: i64) {
+    /// the store held them after `mark`, so applying one twice, or late, is harmless; but
+    /// a row this node has changed since (its write on its way or committed after the read
+    /// began) is older than memory here and is left alone: returned, for the store to read
+    /// it again once that write is committed. `now_ms` is the current time (cool-off of
+    /// sessions that closed).
+    pub fn follow(&self, changes: Vec<Followed>, mark: u64, now_ms: i64) -> Vec<Followed> {
         let mut st = self.state.lock();
         let mut rest = Vec::with_capacity(changes.len());
+        let mut newer_here = Vec::new();
         for change in changes {
             match change {
                 Followed::Reread(sid) => {
@@ -38,10 +42,12 @@ impl Engine {
                         tracing::warn!(error = %e, "cannot read a session again");
                     }
                 }
+                other if self.store.written_here_since(other.sid(), mark) => newer_here.push(other),
                 other => rest.push(other),
             }
         }
         self.follow_locked(&mut st, rest, now_ms);
+        newer_here
     }
 
     fn follow_locked(&self, st: &mut State, changes: Vec<Followed>, now_ms: i64) {

@@ -2,7 +2,8 @@
 //! and holds this node's advisory lock (two running nodes never share a `node_id`). On each
 //! wake-up, and every second regardless, it reads the log past the last sequence applied,
 //! fetches the current rows of what other nodes changed in one consistent snapshot and
-//! hands them to the engine. After a lost connection it re-opens, re-LISTENs and catches up
+//! hands them to the engine, which leaves alone the rows this node has changed since (they
+//! are read again once its writes are committed: see `local`). After a lost connection it re-opens, re-LISTENs and catches up
 //! from the same sequence, so no change is missed; a node whose sequence fell behind the
 //! pruned horizon cannot catch up and reports it (the daemon restarts and reloads).
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
+use super::local::LocalWrites;
 use super::ops::{KIND_NUMBER, KIND_SERVICE, KIND_SESSION};
 use super::read;
 use super::schema::{self, select, NUMBERS, PARTICIPANTS, SERVICES, SESSIONS};
@@ -101,6 +103,8 @@ pub(super) struct Following {
     pub(super) node: u16,
     /// Hands the other nodes' changes to the engine.
     pub(super) apply: FollowFn,
+    /// This node's own writes of followed rows.
+    pub(super) local: Arc<LocalWrites>,
     /// Told when this node can no longer catch up.
     pub(super) on_fatal: Arc<dyn Fn(StoreError) + Send + Sync>,
     /// Kept up to date as the store's health probe.
@@ -115,6 +119,7 @@ pub(super) async fn run(f: Following, mut listener: Option<Listener>, mut from: 
         config,
         node,
         apply,
+        local,
         on_fatal,
         up,
         alive_every,
@@ -140,7 +145,7 @@ pub(super) async fn run(f: Following, mut listener: Option<Listener>, mut from: 
         };
         pause = Duration::from_millis(100);
         loop {
-            match catch_up(&l.client, node, &mut from, &apply).await {
+            match catch_up(&l.client, node, &mut from, &apply, &local).await {
                 Ok(Some(behind)) => {
                     on_fatal(StoreError::Io(format!(
                         "this node applied the change log up to {from} but it was pruned \
@@ -190,6 +195,14 @@ pub(super) async fn run(f: Following, mut listener: Option<Listener>, mut from: 
     }
 }
 
+/// A row this node changed while another node's change of it was read is read again once
+/// this node's write is committed: waiting for that at most this long,
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
+/// a session at most this many times before it is read under the engine's lock instead,
+const SESSION_ROUNDS: u32 = 3;
+/// and a service or number at most this many times (then this node's newer write stands).
+const MAX_ROUNDS: u32 = 20;
+
 /// Applies every other node's change after `from`; `Some(horizon)` if the log no longer
 /// holds them all.
 async fn catch_up(
@@ -197,6 +210,7 @@ async fn catch_up(
     node: u16,
     from: &mut i64,
     apply: &Arc<FollowFn>,
+    local: &LocalWrites,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
     loop {
         let rows = client
@@ -245,18 +259,50 @@ async fn catch_up(
                 _ => {}
             }
         }
-        if !(services.is_empty() && numbers.is_empty() && sessions.is_empty()) {
+        let mut round = 0;
+        while !(services.is_empty() && numbers.is_empty() && sessions.is_empty()) {
+            round += 1;
+            let mark = local.mark();
             let followed = fetch(client, &services, &numbers, &sessions, true).await?;
             // The engine's lock may be held by one of its rare reads through this runtime
             // (`Followed::Reread`, a refused change): applying waits off its thread.
             let apply = apply.clone();
-            let _ = tokio::task::spawn_blocking(move || apply(followed)).await;
+            let left = tokio::task::spawn_blocking(move || apply(followed, mark))
+                .await
+                .unwrap_or_default();
+            // Rows this node changed meanwhile: read again once its writes are committed.
+            let sids: Vec<Sid> = left.iter().map(Followed::sid).collect();
+            local.wait_settled(&sids, SETTLE_WAIT).await;
+            (services, numbers, sessions) = (Vec::new(), Vec::new(), Vec::new());
+            for f in left {
+                match f {
+                    Followed::Service(sid, _) => services.push(sid),
+                    Followed::Number(sid, _) => numbers.push(sid),
+                    // A session this node keeps changing: read under the engine's lock,
+                    // behind its writes.
+                    Followed::Session(sid, _) if round >= SESSION_ROUNDS => {
+                        if !reread.contains(&sid) {
+                            reread.push(sid);
+                        }
+                    }
+                    Followed::Session(sid, _) => sessions.push(sid),
+                    Followed::Reread(_) => {}
+                }
+            }
+            if round >= MAX_ROUNDS && !(services.is_empty() && numbers.is_empty()) {
+                tracing::warn!(
+                    services = services.len(),
+                    numbers = numbers.len(),
+                    "rows this node keeps changing left as this node has them"
+                );
+                break;
+            }
         }
         if !reread.is_empty() {
             // The engine reads them through this runtime (blocking): off its thread.
             let rereads: Vec<Followed> = reread.into_iter().map(Followed::Reread).collect();
             let apply = apply.clone();
-            let _ = tokio::task::spawn_blocking(move || apply(rereads)).await;
+            let _ = tokio::task::spawn_blocking(move || apply(rereads, 0)).await;
         }
         *from = last;
         if (rows.len() as i64) < ROUND {

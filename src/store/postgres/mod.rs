@@ -7,6 +7,7 @@
 //! statements prepared again.
 
 mod follow;
+mod local;
 mod ops;
 mod read;
 mod reader;
@@ -130,6 +131,8 @@ async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
 /// queued, then the reader.
 pub struct PgStore {
     writer: Writer,
+    /// This node's writes of followed rows, for following (see `local`).
+    local: Arc<local::LocalWrites>,
     reader: Arc<Reader>,
     node: u16,
     /// The listening connection, from `open` until `follow` takes it.
@@ -174,8 +177,14 @@ impl PgStore {
         let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let mut writer = write::PgWriter::new(config.clone(), node, up.clone())?;
         writer.migrate()?;
+        let local = Arc::new(local::LocalWrites::default());
+        let settled = local.clone();
         let writer = Writer::spawn(
-            move |jobs| writer.commit(jobs),
+            move |jobs| {
+                let result = writer.commit(jobs);
+                settled.done(jobs.iter().map(|(ops, _)| ops.as_slice()));
+                result
+            },
             Box::new(move |e| (for_writer.lock())(e)),
         )?
         .with_availability(up.clone());
@@ -200,6 +209,7 @@ impl PgStore {
             .map_err(|e| StoreError::Io(e.to_string()))?;
         let store = PgStore {
             writer,
+            local,
             reader,
             node,
             listener: Mutex::new(None),
@@ -511,6 +521,10 @@ impl Store for PgStore {
             .and_then(Sid::parse_any))
     }
 
+    fn written_here_since(&self, sid: Sid, mark: u64) -> bool {
+        self.local.newer_here(sid, mark)
+    }
+
     fn follow(&self, apply: FollowFn) -> Result<(), StoreError> {
         let listener = self.listener.lock().take();
         let from = self.follow_from.load(std::sync::atomic::Ordering::SeqCst);
@@ -518,6 +532,7 @@ impl Store for PgStore {
             config: self.reader.config.clone(),
             node: self.node,
             apply,
+            local: self.local.clone(),
             on_fatal: self.on_fatal.clone(),
             up: self.up.clone(),
             alive_every: (self.node_timeout / 3).min(Duration::from_secs(5)),
@@ -529,7 +544,11 @@ impl Store for PgStore {
     }
 
     fn submit(&self, ops: Vec<WriteOp>, done: Option<Completion>) {
-        self.writer.submit(ops, done);
+        // Announced before the writer can commit it (see `local`).
+        let rows = self.local.submitted(&ops);
+        if !self.writer.submit(ops, done) {
+            self.local.abandoned(&rows);
+        }
     }
 
     fn interactions(&self, q: InteractionQuery) -> Result<Vec<Interaction>, StoreError> {
