@@ -133,6 +133,7 @@ fn settings(trunk: SocketAddr) -> Settings {
     Settings {
         advertised_host: "127.0.0.1".into(),
         local_port: 5060,
+        tls_port: None,
         trunk,
         trusted: vec!["127.0.0.0/8".parse().expect("a CIDR")],
         assert_identity: false,

@@ -45,3 +45,4 @@ pub mod spill;
 pub mod store;
 pub mod telemetry;
 pub mod timer;
+pub mod tls;

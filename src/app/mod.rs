@@ -154,6 +154,14 @@ pub async fn run(
 
     let api_listener = bind("api.listen", cfg.api_listen).await?;
     let smpp_listener = bind("smpp.listen", cfg.smpp.listen).await?;
+    let smpp_tls = match &cfg.smpp.tls {
+        Some(t) => Some((bind("smpp.tls.listen", t.listen).await?, t.acceptor.clone())),
+        None => None,
+    };
+    let smpp_tls_addr = match &smpp_tls {
+        Some((l, _)) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        None => "-".to_string(),
+    };
     let sip_socket = tokio::net::UdpSocket::bind(cfg.sip.listen)
         .await
         .map_err(|source| AppError::Bind {
@@ -168,6 +176,11 @@ pub async fn run(
     })?;
     // TCP on the same address and port as UDP.
     let sip_tcp = bind("sip.listen", sip_addr).await?;
+    let sip_tls = match &cfg.sip.tls {
+        Some(t) => Some((bind("sip.tls.listen", t.listen).await?, t.acceptor.clone())),
+        None => None,
+    };
+    let sip_tls_addr = sip_tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
     let media = media::start(&cfg, engine.clone())?;
     let smpp_addr = smpp_listener
         .local_addr()
@@ -247,13 +260,14 @@ pub async fn run(
     let (smpp, smpp_rx) = SmppPlane::new(engine.clone(), &cfg);
     smpp.set_webhooks(webhooks.clone());
     engine.set_outbox(smpp.clone());
-    smpp.start(smpp_listener, smpp_rx, stop_rx.clone())
+    smpp.start(smpp_listener, smpp_tls, smpp_rx, stop_rx.clone())
         .await
         .map_err(store_err)?;
     let sip_settings = crate::sip::b2bua::Settings {
         // An IPv6 literal goes into Via, Contact and From in brackets.
         advertised_host: crate::sip::uri::uri_host(&cfg.raw.sip.advertised_host),
         local_port: sip_addr.port(),
+        tls_port: sip_tls_addr.map(|a| a.port()),
         trunk: cfg.sip.trunk,
         trusted: cfg.sip.trusted.clone(),
         assert_identity: cfg.raw.sip.assert_identity,
@@ -280,6 +294,8 @@ pub async fn run(
     let sip_task = tokio::spawn(crate::net::sip::run(
         sip_socket,
         sip_tcp,
+        sip_tls,
+        cfg.sip.carrier_tls.clone(),
         sip_settings,
         crate::net::sip::TcpLimits {
             max_connections: cfg.sip.tcp_max_connections,
@@ -298,7 +314,7 @@ pub async fn run(
         stop_rx.clone(),
     );
     ready.store(true, Ordering::Release);
-    tracing::info!(api = %api_addr, metrics = %metrics_addr, smpp = %smpp_addr, sip = %sip_addr, "maskd ready");
+    tracing::info!(api = %api_addr, metrics = %metrics_addr, smpp = %smpp_addr, sip = %sip_addr, smpp_tls = %smpp_tls_addr, sip_tls = %sip_tls_addr.map_or("-".to_string(), |a| a.to_string()), "maskd ready");
 
     let mut failure = None;
     let mut sip_task = Some(sip_task);

@@ -40,6 +40,10 @@ pub struct CarrierSipConfig {
     /// registered contact), asking for this long; refreshed at half of what is granted.
     #[serde(default)]
     pub register: Option<String>,
+    /// How its `tls` trunks are verified (and the client certificate shown to them); the
+    /// built-in web roots, each trunk's host as the name, when unset.
+    #[serde(default)]
+    pub tls: Option<super::tls::TlsPeer>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,7 +51,7 @@ pub struct CarrierSipConfig {
 pub struct TrunkConfig {
     /// `ip:port`, or a hostname (RFC 3263: SRV records when no port is given, else A/AAAA).
     pub address: String,
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp` or `tls`.
     #[serde(default = "default_transport")]
     pub transport: String,
     /// Digest credentials, used when the trunk challenges.
@@ -74,13 +78,15 @@ fn is_number_or_prefix(v: &str) -> bool {
         .is_some_and(|d| (1..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Checks `carriers`, adding every problem to `p`; the carriers as the planes use them.
+/// Checks `carriers`, adding every problem to `p`; the carriers as the planes use them,
+/// with each one's TLS settings (by index; `None` when it has no `tls` trunk).
 pub(super) fn validate(
     list: &[CarrierConfig],
     smpp: &SmppConfig,
     sip_cfg: &SipConfig,
     p: &mut Problems,
-) -> Carriers {
+) -> (Carriers, Vec<Option<super::tls::TlsClient>>) {
+    let mut tls_of = Vec::new();
     let trusted = super::validate::cidr_list(&sip_cfg.trusted_cidrs);
     let links: Vec<&str> = smpp
         .accounts
@@ -132,7 +138,12 @@ pub(super) fn validate(
         let mut options_interval = Duration::from_secs(30);
         let mut register = None;
         let mut specs = Vec::new();
+        let mut tls = None;
         if let Some(sip) = &c.sip {
+            if sip.trunks.iter().any(|t| t.transport == "tls") {
+                let settings = sip.tls.clone().unwrap_or_default();
+                tls = p.tls_peer(&format!("{key}.sip.tls"), &settings, None);
+            }
             if let Some(d) = p.duration(
                 &format!("{key}.sip.options_interval"),
                 &sip.options_interval,
@@ -196,8 +207,9 @@ pub(super) fn validate(
             register,
             mps: c.mps,
         });
+        tls_of.push(tls);
     }
-    Carriers::new(carriers, owned)
+    (Carriers::new(carriers, owned), tls_of)
 }
 
 /// `host` or `host:port` with `host` a hostname (RFC 1123 labels).
@@ -241,7 +253,11 @@ fn trunk(t: &TrunkConfig, key: &str, p: &mut Problems) -> Option<TrunkSpec> {
             None
         }
     };
-    p.one_of(&format!("{key}.transport"), &t.transport, &["udp", "tcp"]);
+    p.one_of(
+        &format!("{key}.transport"),
+        &t.transport,
+        &["udp", "tcp", "tls"],
+    );
     let credentials = match (&t.username, &t.password) {
         (Some(u), Some(pw)) if !u.is_empty() => Some(Credentials {
             username: u.clone(),
@@ -257,17 +273,21 @@ fn trunk(t: &TrunkConfig, key: &str, p: &mut Problems) -> Option<TrunkSpec> {
             None
         }
     };
-    let tcp = t.transport == "tcp";
+    let tls = t.transport == "tls";
+    let tcp = t.transport == "tcp" || tls;
     Some(match at? {
         Where::Addr(addr) => TrunkSpec::Addr(Trunk {
             addr,
             tcp,
+            tls,
+            host: None,
             credentials,
         }),
         Where::Name(host, port) => TrunkSpec::Name(TrunkName {
             host,
             port,
             tcp,
+            tls,
             credentials,
         }),
     })

@@ -14,6 +14,7 @@ use crate::core::{sid::SidKind, Sid, E164};
 
 mod carriers;
 mod media;
+pub mod tls;
 mod validate;
 pub use carriers::{CarrierConfig, CarrierSipConfig, TrunkConfig};
 pub use media::{MediaConfig, MediaSettings, RecordingConfig};
@@ -202,6 +203,8 @@ pub struct SipConfig {
     pub tcp_max_connections: u32,
     /// A SIP TCP connection silent this long is closed, unless a call still uses its peer.
     pub tcp_idle_timeout: String,
+    /// A listener for SIP over TLS (its own port; `sips` and `transport=tls`).
+    pub tls: Option<tls::TlsListen>,
 }
 
 impl Default for SipConfig {
@@ -224,6 +227,7 @@ impl Default for SipConfig {
             ring_timeout: "120s".into(),
             tcp_max_connections: 1024,
             tcp_idle_timeout: "120s".into(),
+            tls: None,
         }
     }
 }
@@ -253,6 +257,8 @@ pub struct SmppConfig {
     pub response_timeout: String,
     /// Outbound messages held in memory at most; the rest wait in the store.
     pub max_queued_in_memory: u32,
+    /// A second listener, for SMPP over TLS.
+    pub tls: Option<tls::TlsListen>,
 }
 
 impl Default for SmppConfig {
@@ -269,6 +275,7 @@ impl Default for SmppConfig {
             inactivity_timeout: "120s".into(),
             response_timeout: "30s".into(),
             max_queued_in_memory: 100_000,
+            tls: None,
         }
     }
 }
@@ -306,6 +313,9 @@ pub struct SmppUpstream {
     /// addresses with TON 2, or TON 0 without a leading `+`, are in.
     #[serde(default)]
     pub default_country: Option<String>,
+    /// Connect over TLS, verifying the upstream with these settings.
+    #[serde(default)]
+    pub tls: Option<tls::TlsPeer>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,12 +56,20 @@ pub struct SipSettings {
     pub ring_timeout: Duration,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
+    /// `sip.tls`: a listener for SIP over TLS.
+    pub tls: Option<super::tls::TlsListener>,
+    /// Each carrier's TLS settings for its `tls` trunks, by carrier index.
+    pub carrier_tls: Vec<Option<super::tls::TlsClient>>,
 }
 
 /// The SMPP plane's parsed settings.
 #[derive(Debug, Clone)]
 pub struct SmppTimers {
     pub listen: SocketAddr,
+    /// `smpp.tls`: a listener for SMPP over TLS.
+    pub tls: Option<super::tls::TlsListener>,
+    /// Upstreams reached over TLS, by name.
+    pub upstream_tls: std::collections::HashMap<String, super::tls::TlsClient>,
     pub enquire_link_interval: Duration,
     pub inactivity_timeout: Duration,
     pub response_timeout: Duration,
@@ -308,6 +316,7 @@ impl Config {
             }
             p.country(&format!("{k}.default_country"), &a.default_country);
         }
+        let mut upstream_tls = std::collections::HashMap::new();
         for (i, u) in smpp.upstreams.iter().enumerate() {
             let k = format!("smpp.upstreams[{i}]");
             if u.name.is_empty() || !names.insert(u.name.clone()) {
@@ -335,7 +344,13 @@ impl Config {
                 p.add(format!("{k}.window"), "must be at least 1");
             }
             p.country(&format!("{k}.default_country"), &u.default_country);
+            if let Some(t) = &u.tls {
+                if let Some(c) = p.tls_peer(&format!("{k}.tls"), t, Some(&u.address)) {
+                    upstream_tls.insert(u.name.clone(), c);
+                }
+            }
         }
+        let smpp_tls = smpp.tls.as_ref().and_then(|t| p.tls_listen("smpp.tls", t));
         for (i, r) in smpp.routes.iter().enumerate() {
             let k = format!("smpp.routes[{i}]");
             if !r.prefix.starts_with('+') || !r.prefix[1..].bytes().all(|c| c.is_ascii_digit()) {
@@ -374,7 +389,13 @@ impl Config {
             }
         }
         let media = self.media.validate(&mut p);
-        let carriers = super::carriers::validate(&self.carriers, &self.smpp, &self.sip, &mut p);
+        let (carriers, carrier_tls) =
+            super::carriers::validate(&self.carriers, &self.smpp, &self.sip, &mut p);
+        let sip_tls = self
+            .sip
+            .tls
+            .as_ref()
+            .and_then(|t| p.tls_listen("sip.tls", t));
         let mut services = Vec::new();
         let mut svc_names = HashSet::new();
         let mut all_numbers = HashSet::new();
@@ -441,6 +462,8 @@ impl Config {
                 ring_timeout: ring_timeout.unwrap_or_default(),
                 tcp_idle_timeout: tcp_idle.unwrap_or_default(),
                 tcp_max_connections: sip.tcp_max_connections as usize,
+                tls: sip_tls,
+                carrier_tls,
             }),
             _ => None,
         };
@@ -490,6 +513,8 @@ impl Config {
             store,
             smpp: SmppTimers {
                 listen: smpp_listen,
+                tls: smpp_tls,
+                upstream_tls,
                 enquire_link_interval: smpp_enquire,
                 inactivity_timeout: smpp_inactivity,
                 response_timeout: smpp_response,

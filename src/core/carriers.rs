@@ -22,7 +22,11 @@ pub struct Credentials {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trunk {
     pub addr: SocketAddr,
+    /// Over a connection (TCP, or TLS with `tls`).
     pub tcp: bool,
+    pub tls: bool,
+    /// The hostname it was resolved from (the name a TLS trunk's certificate must carry).
+    pub host: Option<String>,
     pub credentials: Option<Credentials>,
 }
 
@@ -33,6 +37,7 @@ pub struct TrunkName {
     pub host: String,
     pub port: Option<u16>,
     pub tcp: bool,
+    pub tls: bool,
     pub credentials: Option<Credentials>,
 }
 
@@ -150,6 +155,8 @@ impl Carriers {
                         .map(|addr| Trunk {
                             addr,
                             tcp: n.tcp,
+                            tls: n.tls,
+                            host: Some(n.host.clone()),
                             credentials: n.credentials.clone(),
                         })
                         .collect(),
@@ -207,12 +214,15 @@ mod tests {
         let plain = Trunk {
             addr: addr(5060),
             tcp: false,
+            tls: false,
+            host: None,
             credentials: None,
         };
         let name = TrunkName {
             host: "sbc.carrier.test".into(),
             port: None,
             tcp: false,
+            tls: false,
             credentials: None,
         };
         let mut c = carrier("a");

@@ -33,6 +33,7 @@ pub const SIP_REFUSED: &str = "maskd_sip_requests_refused_total";
 pub const SIP_CALLS_STARTED: &str = "maskd_sip_calls_started_total";
 pub const SIP_TCP_CONNECTIONS: &str = "maskd_sip_tcp_connections";
 pub const SIP_TCP_REFUSED: &str = "maskd_sip_tcp_connections_refused_total";
+pub const TLS_FAILED: &str = "maskd_tls_handshakes_failed_total";
 pub const SIP_UNTRUSTED_RESPONSES: &str = "maskd_sip_untrusted_responses_total";
 pub const SMPP_PDUS: &str = "maskd_smpp_pdus_total";
 pub const SMPP_BINDS: &str = "maskd_smpp_binds_active";
@@ -88,6 +89,7 @@ pub struct Metrics {
     pub sip_calls_started: prometheus::IntCounter,
     pub sip_tcp_connections: IntGauge,
     pub sip_tcp_refused: IntCounterVec,
+    pub tls_failed: IntCounterVec,
     pub sip_untrusted_responses: prometheus::IntCounter,
     pub smpp_pdus: IntCounterVec,
     pub smpp_binds: IntGaugeVec,
@@ -229,6 +231,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
                 "SIP TCP connections closed at accept, by reason (untrusted, limit)",
             ),
             &["reason"],
+        )?,
+        tls_failed: IntCounterVec::new(
+            Opts::new(
+                TLS_FAILED,
+                "TLS handshakes that failed or timed out, by plane (smpp, sip) and side (accept, connect)",
+            ),
+            &["plane", "side"],
         )?,
         sip_untrusted_responses: prometheus::IntCounter::new(
             SIP_UNTRUSTED_RESPONSES,
@@ -422,6 +431,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.sip_tcp_connections.clone()))?;
     m.registry.register(Box::new(m.sip_tcp_refused.clone()))?;
+    m.registry.register(Box::new(m.tls_failed.clone()))?;
     m.registry
         .register(Box::new(m.sip_untrusted_responses.clone()))?;
     m.registry.register(Box::new(m.smpp_pdus.clone()))?;

@@ -1,8 +1,9 @@
 //! RFC 3263 resolution of trunks given by hostname, over UDP to one DNS server
 //! (`sip.dns_server`, else the first `nameserver` of /etc/resolv.conf): with a port, the
-//! host's A and AAAA records; without, its `_sip._udp` (or `_sip._tcp`) SRV records in
-//! priority and weight order, each target's addresses from the answer's additional records
-//! or asked for, and the host's A/AAAA records on port 5060 when it has none. Answers are
+//! host's A and AAAA records; without, its `_sip._udp` (`_sip._tcp`, `_sips._tcp` for TLS)
+//! SRV records in priority and weight order, each target's addresses from the answer's
+//! additional records or asked for, and the host's A/AAAA records on port 5060 (5061 for
+//! TLS) when it has none. Answers are
 //! kept for their TTL (at least 10 s, at most an hour).
 
 use std::net::{IpAddr, SocketAddr};
@@ -117,14 +118,19 @@ pub async fn resolve(server: SocketAddr, t: &TrunkName) -> Result<(Vec<SocketAdd
             ttl,
         ));
     }
-    let service = format!("_sip.{}.{}", if t.tcp { "_tcp" } else { "_udp" }, t.host);
+    // RFC 3263 §4.2: TLS is `_sips._tcp`.
+    let service = match (t.tcp, t.tls) {
+        (_, true) => format!("_sips._tcp.{}", t.host),
+        (true, false) => format!("_sip._tcp.{}", t.host),
+        _ => format!("_sip._udp.{}", t.host),
+    };
     let records = ask(server, &service, TYPE_SRV).await?;
     let targets = dns::srv_order(&records);
     if targets.is_empty() {
         let (ips, ttl) = addresses(server, &t.host, &[]).await?;
         return Ok((
             ips.into_iter()
-                .map(|ip| SocketAddr::new(ip, 5060))
+                .map(|ip| SocketAddr::new(ip, if t.tls { 5061 } else { 5060 }))
                 .collect(),
             ttl,
         ));

@@ -98,9 +98,11 @@ enum Event {
     /// A callback's answer for a held INVITE.
     Resume(u64, Resume),
     Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
-    Closed(SocketAddr),
+    Closed(Remote),
     /// A connection maskd opened could not be made.
-    ConnectFailed(SocketAddr),
+    ConnectFailed(Remote),
+    /// A TLS connection accepted did not complete its handshake.
+    HandshakeFailed,
     /// A connection carried nothing for the idle timeout: may it close?
     Idle(SocketAddr, oneshot::Sender<bool>),
 }
@@ -130,17 +132,15 @@ pub struct TcpLimits {
     pub idle_timeout: Duration,
 }
 
-/// One TCP connection: frames messages by Content-Length and hands them to the B2BUA task;
-/// writes what the task sends back. Closes when the peer does, when framing is lost, or
-/// when it stays idle and no call uses the peer.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    events: mpsc::Sender<Event>,
-    idle: Duration,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+/// One TCP or TLS connection (`remote`): frames messages by Content-Length and hands them
+/// to the B2BUA task; writes what the task sends back. Closes when the peer does, when
+/// framing is lost, or when it stays idle and no call uses the peer.
+async fn connection<S>(stream: S, remote: Remote, events: mpsc::Sender<Event>, idle: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let peer = remote.addr;
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
     if events.send(Event::Opened(peer, tx)).await.is_err() {
         return;
@@ -183,11 +183,7 @@ async fn connection(
             match parse(&buf, Transport::Stream) {
                 Ok(Some((_, used))) => {
                     let msg: Vec<u8> = buf.drain(..used).collect();
-                    if events
-                        .send(Event::Message(Remote::tcp(peer), msg))
-                        .await
-                        .is_err()
-                    {
+                    if events.send(Event::Message(remote, msg)).await.is_err() {
                         break 'conn;
                     }
                 }
@@ -195,27 +191,110 @@ async fn connection(
                 _ => {
                     // Framing is lost: let the B2BUA answer what it can read, then close.
                     let msg = std::mem::take(&mut buf);
-                    let _ = events.send(Event::Message(Remote::tcp(peer), msg)).await;
+                    let _ = events.send(Event::Message(remote, msg)).await;
                     break 'conn;
                 }
             }
         }
     }
-    let _ = events.send(Event::Closed(peer)).await;
+    let _ = events.send(Event::Closed(remote)).await;
     writer.abort();
 }
 
-/// Opens a connection to `peer` in the background (the loop never waits on a connect);
-/// its `Opened` event, or `ConnectFailed`, comes back through `events`.
-fn connect(peer: SocketAddr, events: mpsc::Sender<Event>, idle: Duration) {
+/// How maskd reaches a TLS trunk: its settings and the name its certificate must carry.
+type TlsOut = (
+    crate::tls::Connector,
+    rustls::pki_types::ServerName<'static>,
+);
+
+/// Opens a connection to `to` in the background (the loop never waits on a connect), over
+/// TLS with `tls`; its `Opened` event, or `ConnectFailed`, comes back through `events`.
+fn connect(to: Remote, tls: Option<TlsOut>, events: mpsc::Sender<Event>, idle: Duration) {
     tokio::spawn(async move {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await {
-            Ok(Ok(s)) => connection(s, peer, events, idle).await,
+        let s = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
+            Ok(Ok(s)) => s,
             _ => {
-                let _ = events.send(Event::ConnectFailed(peer)).await;
+                let _ = events.send(Event::ConnectFailed(to)).await;
+                return;
+            }
+        };
+        let _ = s.set_nodelay(true);
+        let Some((connector, name)) = tls else {
+            return connection(s, to, events, idle).await;
+        };
+        match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, connector.connect(name, s)).await
+        {
+            Ok(Ok(s)) => connection(s, to, events, idle).await,
+            failed => {
+                crate::metrics::get()
+                    .tls_failed
+                    .with_label_values(&["sip", "connect"])
+                    .inc();
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                tracing::warn!(peer = %to.addr, error = %why, "SIP TLS handshake failed");
+                let _ = events.send(Event::ConnectFailed(to)).await;
             }
         }
     });
+}
+
+/// Accepts a TLS connection (handshake bounded) and runs it.
+fn accept_tls(
+    s: TcpStream,
+    peer: SocketAddr,
+    acceptor: crate::tls::Acceptor,
+    events: mpsc::Sender<Event>,
+    idle: Duration,
+) {
+    tokio::spawn(async move {
+        let _ = s.set_nodelay(true);
+        match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+            Ok(Ok(s)) => connection(s, Remote::tls(peer), events, idle).await,
+            failed => {
+                crate::metrics::get()
+                    .tls_failed
+                    .with_label_values(&["sip", "accept"])
+                    .inc();
+                if let Ok(Err(e)) = failed {
+                    tracing::debug!(%peer, error = %e, "SIP TLS handshake failed");
+                }
+                // Counted as a connection until now.
+                let _ = events.send(Event::HandshakeFailed).await;
+            }
+        }
+    });
+}
+
+/// Accepts on `l`; never resolves when there is none.
+async fn accept_on(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The TLS trunks' settings by address: each carrier's `tls` trunks, as resolved now.
+fn tls_trunks(
+    carriers: &crate::core::carriers::Carriers,
+    settings: &[Option<crate::config::tls::TlsClient>],
+) -> HashMap<SocketAddr, TlsOut> {
+    let mut out = HashMap::new();
+    for (c, s) in carriers.list().iter().zip(settings) {
+        let Some(s) = s else { continue };
+        for t in c.trunks.iter().filter(|t| t.tls) {
+            let name = s.server_name.clone().or_else(|| {
+                t.host
+                    .as_ref()
+                    .and_then(|h| rustls::pki_types::ServerName::try_from(h.clone()).ok())
+            });
+            let name = name.unwrap_or_else(|| rustls::pki_types::ServerName::from(t.addr.ip()));
+            out.insert(t.addr, (s.connector.clone(), name));
+        }
+    }
+    out
 }
 
 /// The TCP side of the driver: open connections by peer, messages waiting for a
@@ -235,11 +314,13 @@ impl Streams {
     /// B2BUA, since TCP has no retransmission to make up for it.
     fn send(
         &mut self,
-        peer: SocketAddr,
+        to: Remote,
         data: Vec<u8>,
         events: &mpsc::Sender<Event>,
         limits: TcpLimits,
+        tls: &HashMap<SocketAddr, TlsOut>,
     ) -> bool {
+        let peer = to.addr;
         if let Some(w) = self.writers.get(&peer) {
             if w.try_send(data).is_ok() {
                 return true;
@@ -258,9 +339,17 @@ impl Streams {
         if self.count >= limits.max_connections {
             return false;
         }
+        // maskd opens TLS connections only to trunks it has settings for.
+        let settings = match to.tls {
+            true => match tls.get(&peer) {
+                Some(s) => Some(s.clone()),
+                None => return false,
+            },
+            false => None,
+        };
         self.count += 1;
         self.pending.insert(peer, vec![data]);
-        connect(peer, events.clone(), limits.idle_timeout);
+        connect(to, settings, events.clone(), limits.idle_timeout);
         true
     }
 
@@ -299,6 +388,8 @@ fn stopped(stop: &watch::Receiver<bool>) -> bool {
 pub async fn run(
     sock: UdpSocket,
     tcp: TcpListener,
+    tls: Option<(TcpListener, crate::tls::Acceptor)>,
+    carrier_tls: Vec<Option<crate::config::tls::TlsClient>>,
     mut settings: Settings,
     limits: TcpLimits,
     engine: Arc<Engine>,
@@ -339,6 +430,11 @@ pub async fn run(
             stop.clone(),
         ));
     }
+    let mut tls_out = tls_trunks(&settings.carriers, &carrier_tls);
+    let (tls_listener, acceptor) = match tls {
+        Some((l, a)) => (Some(l), Some(a)),
+        None => (None, None),
+    };
     let mut b2bua = B2bua::new(settings);
     // Calls the relay found silent for media.timeout (a closed channel in passthrough).
     let (mut media_timeouts, _no_relay) = match media {
@@ -396,7 +492,20 @@ pub async fn run(
                         m.sip_tcp_refused.with_label_values(&["limit"]).inc();
                     } else {
                         streams.count += 1;
-                        tokio::spawn(connection(stream, peer, ev_tx.clone(), limits.idle_timeout));
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(connection(stream, Remote::tcp(peer), ev_tx.clone(), limits.idle_timeout));
+                    }
+                }
+            }
+            r = accept_on(tls_listener.as_ref()) => {
+                if let (Ok((stream, peer)), Some(acceptor)) = (r, &acceptor) {
+                    if !trusted.iter().any(|n| n.contains(&peer.ip())) {
+                        m.sip_tcp_refused.with_label_values(&["untrusted"]).inc();
+                    } else if streams.count >= limits.max_connections {
+                        m.sip_tcp_refused.with_label_values(&["limit"]).inc();
+                    } else {
+                        streams.count += 1;
+                        accept_tls(stream, peer, acceptor.clone(), ev_tx.clone(), limits.idle_timeout);
                     }
                 }
             }
@@ -410,18 +519,21 @@ pub async fn run(
                     streams.opened(peer, tx);
                     b2bua.stream_peer(peer, true);
                 }
-                Event::Closed(peer) => {
-                    streams.writers.remove(&peer);
+                Event::Closed(remote) => {
+                    streams.writers.remove(&remote.addr);
                     streams.count = streams.count.saturating_sub(1);
-                    b2bua.stream_peer(peer, false);
+                    b2bua.stream_peer(remote.addr, false);
                     // Answers to our requests on it would have come back over it.
-                    b2bua.transport_error(Remote::tcp(peer), now(), &core, &mut out);
+                    b2bua.transport_error(remote, now(), &core, &mut out);
                 }
-                Event::ConnectFailed(peer) => {
-                    streams.pending.remove(&peer);
+                Event::HandshakeFailed => {
                     streams.count = streams.count.saturating_sub(1);
-                    tracing::warn!(%peer, "SIP TCP connect failed");
-                    b2bua.transport_error(Remote::tcp(peer), now(), &core, &mut out);
+                }
+                Event::ConnectFailed(remote) => {
+                    streams.pending.remove(&remote.addr);
+                    streams.count = streams.count.saturating_sub(1);
+                    tracing::warn!(peer = %remote.addr, "SIP {} connect failed", remote.via_transport());
+                    b2bua.transport_error(remote, now(), &core, &mut out);
                 }
                 Event::Idle(peer, answer) => {
                     let _ = answer.send(b2bua.uses_peer(peer));
@@ -431,7 +543,10 @@ pub async fn run(
             _ = tick.tick() => {
                 b2bua.on_timer(now(), &core, &mut out);
             }
-            Some(c) = carriers_rx.recv() => b2bua.set_carriers(c),
+            Some(c) = carriers_rx.recv() => {
+                tls_out = tls_trunks(&c, &carrier_tls);
+                b2bua.set_carriers(c);
+            }
             Some(id) = media_timeouts.recv() => {
                 b2bua.media_timeout(id, now(), &core, &mut out);
             }
@@ -452,13 +567,13 @@ pub async fn run(
         // answers (503s to callers) go out in a second round (its own failures are left to
         // the transactions' timers).
         for round in 0..2 {
-            let mut failed: Vec<SocketAddr> = Vec::new();
+            let mut failed: Vec<Remote> = Vec::new();
             for d in std::mem::take(&mut out) {
                 crate::metrics::sip_message(false, &d.data);
                 if d.to.tcp {
-                    let sent = streams.send(d.to.addr, d.data, &ev_tx, limits);
-                    if !sent && !failed.contains(&d.to.addr) {
-                        failed.push(d.to.addr);
+                    let sent = streams.send(d.to, d.data, &ev_tx, limits, &tls_out);
+                    if !sent && !failed.contains(&d.to) {
+                        failed.push(d.to);
                     }
                 } else {
                     let _ = sock.send_to(&d.data, d.to.addr).await;
@@ -467,9 +582,9 @@ pub async fn run(
             if round == 1 || failed.is_empty() {
                 break;
             }
-            for peer in failed {
-                tracing::warn!(%peer, "SIP TCP peer cannot take what maskd sends");
-                b2bua.transport_error(Remote::tcp(peer), now(), &core, &mut out);
+            for remote in failed {
+                tracing::warn!(peer = %remote.addr, "SIP {} peer cannot take what maskd sends", remote.via_transport());
+                b2bua.transport_error(remote, now(), &core, &mut out);
             }
         }
         out.clear();

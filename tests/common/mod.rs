@@ -10,6 +10,7 @@ pub mod recordings;
 pub mod seed;
 pub mod sip;
 pub mod smpp;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,12 +40,28 @@ pub fn python() -> String {
 }
 
 /// A free loopback port (bound and released; the daemon binds it right after).
+/// A port the kernel just gave and took back is often the next one it gives: never the same
+/// port twice in one test process (among the last 4,096 handed out), so one daemon's API and
+/// metrics listeners, or two tests running side by side, do not get the same.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::VecDeque<u16>> =
+        std::sync::Mutex::new(std::collections::VecDeque::new());
+    let mut given = GIVEN.lock().unwrap();
+    for _ in 0..64 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            if given.len() >= 4096 {
+                given.pop_front();
+            }
+            given.push_back(port);
+            return port;
+        }
+    }
+    panic!("the kernel keeps giving ports already handed out");
 }
 
 pub fn config_yaml(dir: &Path, api: u16, metrics: u16, services: &str) -> String {
@@ -123,6 +140,8 @@ pub struct Daemon {
     pub sip: SocketAddr,
     pub log: mpsc::Receiver<String>,
     pub lines: Vec<String>,
+    /// The `maskd ready` line.
+    pub ready: String,
 }
 
 impl Daemon {
@@ -206,6 +225,7 @@ impl Daemon {
             sip: ([127, 0, 0, 1], 0).into(),
             log: rx,
             lines: Vec::new(),
+            ready: String::new(),
         };
         let Some(ready) = d.try_wait_for_log("maskd ready", Duration::from_secs(30)) else {
             return Err(d.lines.join("\n"));
@@ -222,6 +242,7 @@ impl Daemon {
         {
             d.sip = addr.parse().expect("sip address in the ready line");
         }
+        d.ready = ready;
         Ok(d)
     }
 
@@ -332,6 +353,16 @@ impl Daemon {
     pub fn delete(&self, path: &str) -> Resp {
         http(self.api, "DELETE", path, Some((ACCOUNT, TOKEN)), None)
     }
+    /// An address the ready line gives as `name=addr` (e.g. `smpp_tls`).
+    pub fn ready_addr(&self, name: &str) -> SocketAddr {
+        let prefix = format!("{name}=");
+        self.ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix.as_str()))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} address in {:?}", self.ready))
+    }
+
     pub fn metrics_text(&self) -> String {
         http(self.metrics, "GET", "/metrics", None, None).body
     }

@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::order::InOrder;
@@ -71,13 +70,16 @@ impl Drop for Turn {
 impl SmppPlane {
     /// One TCP connection: a server-side bind (`upstream` None) or maskd's bind to an
     /// upstream. Returns whether it got bound.
-    pub(super) async fn run_link(
+    pub(super) async fn run_link<S>(
         self: Arc<Self>,
-        stream: TcpStream,
+        stream: S,
         addr: SocketAddr,
         upstream: Option<Upstream>,
         stop: watch::Receiver<bool>,
-    ) -> bool {
+    ) -> bool
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
         /// Counts a connection open for its whole life, however it ends.
         struct Open(tokio::sync::watch::Sender<usize>);
         impl Drop for Open {
@@ -97,14 +99,17 @@ impl SmppPlane {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
-    async fn link(
+    async fn link<S>(
         self: Arc<Self>,
-        stream: TcpStream,
+        stream: S,
         addr: SocketAddr,
         upstream: Option<Upstream>,
         mut stop: watch::Receiver<bool>,
-    ) -> bool {
-        let (mut rd, mut wr) = stream.into_split();
+    ) -> bool
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let (frames, mut frames_rx) = mpsc::channel::<Vec<u8>>(1024);
         let writer = tokio::spawn(async move {
             while let Some(mut frame) = frames_rx.recv().await {

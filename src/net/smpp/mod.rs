@@ -66,6 +66,8 @@ struct Upstream {
     password: String,
     bind: BindKind,
     window: usize,
+    /// Reached over TLS, verified with these settings.
+    tls: Option<crate::config::tls::TlsClient>,
 }
 
 /// A bound link that can carry messages to its peer.
@@ -210,6 +212,7 @@ impl SmppPlane {
                 password: u.password.clone(),
                 bind: BindKind::parse(&u.bind).unwrap_or(BindKind::Transceiver),
                 window: u.window as usize,
+                tls: cfg.smpp.upstream_tls.get(&u.name).cloned(),
             })
             .collect();
         let mut routes: Vec<(String, String)> = s
@@ -265,6 +268,7 @@ impl SmppPlane {
     pub async fn start(
         self: &Arc<Self>,
         listener: TcpListener,
+        tls: Option<(TcpListener, crate::tls::Acceptor)>,
         rx: mpsc::UnboundedReceiver<OutboundItem>,
         stop: watch::Receiver<bool>,
     ) -> Result<(), crate::core::store::StoreError> {
@@ -289,7 +293,14 @@ impl SmppPlane {
         }
         let me = self.clone();
         let accept_stop = stop.clone();
-        tokio::spawn(async move { me.accept_loop(listener, accept_stop).await });
+        tokio::spawn(async move { me.accept_loop(listener, None, accept_stop).await });
+        if let Some((listener, acceptor)) = tls {
+            let me = self.clone();
+            let accept_stop = stop.clone();
+            tokio::spawn(
+                async move { me.accept_loop(listener, Some(acceptor), accept_stop).await },
+            );
+        }
         for u in self.upstreams.clone() {
             let me = self.clone();
             let stop = stop.clone();
@@ -302,7 +313,14 @@ impl SmppPlane {
         Ok(())
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    /// Accepts connections on `listener`, over TLS with `tls` (the handshake bounded by
+    /// `tls::HANDSHAKE_TIMEOUT`, the connection counted unbound meanwhile).
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<crate::tls::Acceptor>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 r = listener.accept() => match r {
@@ -316,7 +334,30 @@ impl SmppPlane {
                         let _ = stream.set_nodelay(true);
                         let me = self.clone();
                         let stop = stop.clone();
-                        tokio::spawn(async move { me.run_link(stream, addr, None, stop).await });
+                        let Some(acceptor) = tls.clone() else {
+                            tokio::spawn(async move { me.run_link(stream, addr, None, stop).await });
+                            continue;
+                        };
+                        tokio::spawn(async move {
+                            let hs = tokio::time::timeout(
+                                crate::tls::HANDSHAKE_TIMEOUT,
+                                acceptor.accept(stream),
+                            );
+                            match hs.await {
+                                Ok(Ok(s)) => {
+                                    me.run_link(s, addr, None, stop).await;
+                                }
+                                failed => {
+                                    me.unbound.fetch_sub(1, Ordering::Relaxed);
+                                    crate::metrics::get().tls_failed.with_label_values(&["smpp", "accept"]).inc();
+                                    let why = match failed {
+                                        Ok(Err(e)) => e.to_string(),
+                                        _ => "timed out".into(),
+                                    };
+                                    tracing::debug!(peer = %addr, error = %why, "smpp tls handshake failed");
+                                }
+                            }
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "smpp accept failed");
@@ -342,11 +383,45 @@ impl SmppPlane {
                     let addr = stream
                         .peer_addr()
                         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    tracing::info!(upstream = %u.name, "smpp upstream connected");
-                    let bound = self
-                        .clone()
-                        .run_link(stream, addr, Some(u.clone()), stop.clone())
-                        .await;
+                    let bound = match &u.tls {
+                        None => {
+                            tracing::info!(upstream = %u.name, "smpp upstream connected");
+                            self.clone()
+                                .run_link(stream, addr, Some(u.clone()), stop.clone())
+                                .await
+                        }
+                        Some(t) => {
+                            let hs = tokio::time::timeout(
+                                crate::tls::HANDSHAKE_TIMEOUT,
+                                t.connector.connect(
+                                    t.server_name.clone().unwrap_or_else(|| {
+                                        rustls::pki_types::ServerName::from(addr.ip())
+                                    }),
+                                    stream,
+                                ),
+                            );
+                            match hs.await {
+                                Ok(Ok(s)) => {
+                                    tracing::info!(upstream = %u.name, "smpp upstream connected over tls");
+                                    self.clone()
+                                        .run_link(s, addr, Some(u.clone()), stop.clone())
+                                        .await
+                                }
+                                failed => {
+                                    crate::metrics::get()
+                                        .tls_failed
+                                        .with_label_values(&["smpp", "connect"])
+                                        .inc();
+                                    let why = match failed {
+                                        Ok(Err(e)) => e.to_string(),
+                                        _ => "timed out".into(),
+                                    };
+                                    tracing::warn!(upstream = %u.name, error = %why, "smpp upstream tls handshake failed");
+                                    false
+                                }
+                            }
+                        }
+                    };
                     if bound {
                         backoff = Duration::from_millis(500);
                     }

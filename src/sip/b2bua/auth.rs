@@ -109,10 +109,7 @@ impl B2bua {
         let Some(t) = leg.trunk() else {
             return false;
         };
-        let trunk = Remote {
-            addr: t.addr,
-            tcp: t.tcp,
-        };
+        let trunk = Remote::of_trunk(t);
         let more = leg.more();
         let mut extra = leg.extra.clone();
         // The Request-URI stays: the trunk is the same.

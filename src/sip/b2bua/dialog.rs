@@ -54,7 +54,7 @@ impl Dialog {
     pub fn next_hop(&self, open_streams: &dyn Fn(SocketAddr) -> bool) -> Remote {
         if self.flow.tcp && self.peer_opened && !open_streams(self.flow.addr) {
             if let Some(addr) = uri_addr(&self.target) {
-                return Remote::tcp(addr);
+                return self.flow.stream(addr);
             }
         }
         self.flow
@@ -78,7 +78,7 @@ impl Dialog {
         cfg: &Settings,
     ) -> Outgoing {
         let mut r = Outgoing::request(method, &self.target)
-            .header("Via", cfg.via(to.tcp, branch))
+            .header("Via", cfg.via(to, branch))
             .header("Max-Forwards", "70");
         for route in &self.routes {
             r = r.header("Route", route.clone());
@@ -89,7 +89,7 @@ impl Dialog {
             .header("Call-ID", self.call_id.clone())
             .header("CSeq", format!("{cseq} {method}"));
         if matches!(method, "INVITE" | "UPDATE") {
-            r = r.header("Contact", cfg.contact(&self.user, to.tcp));
+            r = r.header("Contact", cfg.contact(&self.user, to));
         }
         r
     }

@@ -59,8 +59,7 @@ pub(super) fn leg_b_invite(
     body: &[u8],
     cfg: &Settings,
 ) -> Outgoing {
-    let transport = if trunk.tcp { ";transport=tcp" } else { "" };
-    b.target = format!("sip:{real_b}@{}{transport}", trunk.addr);
+    b.target = format!("sip:{real_b}@{}{}", trunk.addr, trunk.uri_param());
     b.remote = format!("<sip:{real_b}@{}>", trunk.addr);
     b.flow = trunk;
     let mut invite = b.request("INVITE", branch, trunk, cfg);
@@ -85,10 +84,7 @@ impl B2bua {
                     (0..c.trunks.len()).partition(|t| self.health.is_up(i, *t));
                 order.extend(down);
                 let trunks: Vec<Trunk> = order.iter().map(|t| c.trunks[*t].clone()).collect();
-                let first = Remote {
-                    addr: trunks[0].addr,
-                    tcp: trunks[0].tcp,
-                };
+                let first = Remote::of_trunk(&trunks[0]);
                 Some((Some((i, trunks)), first))
             }
             Some((_, c)) if !c.specs.is_empty() => None,
@@ -147,10 +143,7 @@ impl B2bua {
         let Some(next) = leg.trunk() else {
             return false;
         };
-        let trunk = Remote {
-            addr: next.addr,
-            tcp: next.tcp,
-        };
+        let trunk = Remote::of_trunk(next);
         let branch = super::dialog::token();
         let invite = leg_b_invite(
             &mut c.b,
@@ -216,7 +209,7 @@ impl B2bua {
         let (to, ruri) = (a.to, a.ruri.clone());
         let header = |h: HeaderName| m.header(h).unwrap_or("").to_string();
         let cseq = m.cseq().map_or(1, |c| c.0);
-        let via = |b: &str| self.cfg.via(to.tcp, b);
+        let via = |b: &str| self.cfg.via(to, b);
         let request = |method: &str, uri: &str, via: String, to_h: &str, n: u32| {
             Outgoing::request(method, uri)
                 .header("Via", via)

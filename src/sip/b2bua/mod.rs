@@ -108,6 +108,8 @@ pub struct Settings {
     /// Host written into Via, Contact and From of what maskd sends.
     pub advertised_host: String,
     pub local_port: u16,
+    /// The SIP-over-TLS listener's port, when there is one (Via and Contact over TLS).
+    pub tls_port: Option<u16>,
     pub trunk: SocketAddr,
     pub trusted: Vec<ipnet::IpNet>,
     /// Set P-Asserted-Identity to the proxy number on leg B.
@@ -134,22 +136,32 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Our Via for a request sent over `tcp` or UDP.
-    fn via(&self, tcp: bool, branch: &str) -> String {
-        let transport = if tcp { "TCP" } else { "UDP" };
+    /// The port of ours a peer reached over `to`'s transport comes back to.
+    fn port_for(&self, to: Remote) -> u16 {
+        match (to.tls, self.tls_port) {
+            (true, Some(p)) => p,
+            _ => self.local_port,
+        }
+    }
+
+    /// Our Via for a request sent to `to` (over its transport).
+    fn via(&self, to: Remote, branch: &str) -> String {
         format!(
-            "SIP/2.0/{transport} {}:{};branch=z9hG4bK{branch};rport",
-            self.advertised_host, self.local_port
+            "SIP/2.0/{} {}:{};branch=z9hG4bK{branch};rport",
+            to.via_transport(),
+            self.advertised_host,
+            self.port_for(to)
         )
     }
 
     /// Our Contact on a leg, as `user` (the proxy number that side knows), saying the
     /// leg's transport so the peer's in-dialog requests come back over it.
-    fn contact(&self, user: &str, tcp: bool) -> String {
-        let transport = if tcp { ";transport=tcp" } else { "" };
+    fn contact(&self, user: &str, flow: Remote) -> String {
         format!(
-            "<sip:{user}@{}:{}{transport}>",
-            self.advertised_host, self.local_port
+            "<sip:{user}@{}:{}{}>",
+            self.advertised_host,
+            self.port_for(flow),
+            flow.uri_param()
         )
     }
 
@@ -157,23 +169,69 @@ impl Settings {
         Remote {
             addr: self.trunk,
             tcp: self.trunk_tcp,
+            tls: false,
         }
     }
 }
 
-/// A peer as a message reaches it: its address and whether over TCP (else UDP).
+/// A peer as a message reaches it: its address and whether over a connection (TCP, or TLS
+/// with `tls`; else UDP).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Remote {
     pub addr: SocketAddr,
     pub tcp: bool,
+    pub tls: bool,
 }
 
 impl Remote {
     pub fn udp(addr: SocketAddr) -> Remote {
-        Remote { addr, tcp: false }
+        Remote {
+            addr,
+            tcp: false,
+            tls: false,
+        }
     }
     pub fn tcp(addr: SocketAddr) -> Remote {
-        Remote { addr, tcp: true }
+        Remote {
+            addr,
+            tcp: true,
+            tls: false,
+        }
+    }
+    pub fn tls(addr: SocketAddr) -> Remote {
+        Remote {
+            addr,
+            tcp: true,
+            tls: true,
+        }
+    }
+    /// A carrier's trunk, over its transport.
+    pub fn of_trunk(t: &crate::core::carriers::Trunk) -> Remote {
+        Remote {
+            addr: t.addr,
+            tcp: t.tcp || t.tls,
+            tls: t.tls,
+        }
+    }
+    /// The same peer over a new connection of the same kind.
+    pub fn stream(self, addr: SocketAddr) -> Remote {
+        Remote { addr, ..self }
+    }
+    /// The transport token of a Via header.
+    pub fn via_transport(self) -> &'static str {
+        match (self.tcp, self.tls) {
+            (_, true) => "TLS",
+            (true, false) => "TCP",
+            _ => "UDP",
+        }
+    }
+    /// The `transport` parameter of a URI reaching it (none for UDP).
+    pub fn uri_param(self) -> &'static str {
+        match (self.tcp, self.tls) {
+            (_, true) => ";transport=tls",
+            (true, false) => ";transport=tcp",
+            _ => "",
+        }
     }
 }
 

@@ -58,14 +58,11 @@ impl B2bua {
             }
             self.health.next_probe[i] = cx.now + c.options_interval.as_millis() as u64;
             for (t, trunk) in c.trunks.iter().enumerate() {
-                let to = Remote {
-                    addr: trunk.addr,
-                    tcp: trunk.tcp,
-                };
+                let to = Remote::of_trunk(trunk);
                 let branch = super::dialog::token();
                 let host = &self.cfg.advertised_host;
                 let options = Outgoing::request("OPTIONS", &format!("sip:{}", trunk.addr))
-                    .header("Via", self.cfg.via(to.tcp, &branch))
+                    .header("Via", self.cfg.via(to, &branch))
                     .header("Max-Forwards", "70")
                     .header(
                         "From",

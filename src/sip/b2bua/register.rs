@@ -90,17 +90,15 @@ impl B2bua {
                 let expires = wanted.as_secs().max(reg.min_expires.unwrap_or(0));
                 reg.next_at = None;
                 reg.cseq += 1;
-                let to = Remote {
-                    addr: trunk.addr,
-                    tcp: trunk.tcp,
-                };
+                let to = Remote::of_trunk(trunk);
                 let branch = super::dialog::token();
                 let host = &self.cfg.advertised_host;
                 let registrar = format!("sip:{}", trunk.addr);
                 let aor = format!("<sip:{}@{}>", cred.username, trunk.addr);
-                let transport = if to.tcp { ";transport=tcp" } else { "" };
+                let transport = to.uri_param();
+                let port = self.cfg.port_for(to);
                 let mut r = Outgoing::request("REGISTER", &registrar)
-                    .header("Via", self.cfg.via(to.tcp, &branch))
+                    .header("Via", self.cfg.via(to, &branch))
                     .header("Max-Forwards", "70")
                     .header("From", format!("{aor};tag={}", reg.from_tag))
                     .header("To", aor)
@@ -108,10 +106,7 @@ impl B2bua {
                     .header("CSeq", format!("{} REGISTER", reg.cseq))
                     .header(
                         "Contact",
-                        format!(
-                            "<sip:{}@{host}:{}{transport}>",
-                            cred.username, self.cfg.local_port
-                        ),
+                        format!("<sip:{}@{host}:{port}{transport}>", cred.username),
                     )
                     .header("Expires", expires.to_string());
                 if let Some((name, ch)) = reg.challenge.take() {
@@ -212,7 +207,9 @@ impl B2bua {
                     .map(|c| {
                         format!(
                             "sip:{}@{}:{}",
-                            c.username, self.cfg.advertised_host, self.cfg.local_port
+                            c.username,
+                            self.cfg.advertised_host,
+                            self.cfg.port_for(Remote::of_trunk(trunk))
                         )
                     })
                     .unwrap_or_default();

@@ -58,7 +58,7 @@ impl B2bua {
         };
         // Our Contact towards the requester: the proxy number it knows, its transport.
         let requester = if from_a { &c.a } else { &c.b };
-        let contact = self.cfg.contact(&requester.user, requester.flow.tcp);
+        let contact = self.cfg.contact(&requester.user, requester.flow);
         let other = if from_a { &mut c.b } else { &mut c.a };
         let to = other.next_hop(&|a| streams.contains(&a));
         let mut out_req = other.request(method, &branch, to, &self.cfg);

@@ -446,7 +446,7 @@ impl B2bua {
             .header("Call-ID", c.a.call_id.clone())
             .header("CSeq", format!("{} INVITE", c.a_invite.cseq));
         if (101..300).contains(&code) {
-            r = r.header("Contact", self.cfg.contact(&c.a.user, c.a.flow.tcp));
+            r = r.header("Contact", self.cfg.contact(&c.a.user, c.a.flow));
         }
         if let Some(s) = &self.cfg.server_header {
             r = r.header("Server", s.clone());

@@ -13,6 +13,8 @@ pub(super) fn harness() -> Harness {
     let trunk = |port| Trunk {
         addr: addr(port),
         tcp: false,
+        tls: false,
+        host: None,
         credentials: None,
     };
     let mut h = carrier_harness(
@@ -187,6 +189,7 @@ fn a_carrier_whose_trunk_hostnames_are_unresolved_gets_503_not_sip_trunk() {
         host: "sbc.carrier.test".into(),
         port: None,
         tcp: false,
+        tls: false,
         credentials: None,
     })];
     named.b2bua = B2bua::new(Settings {

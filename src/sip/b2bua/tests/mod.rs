@@ -142,6 +142,7 @@ fn settings(trunk_tcp: bool) -> Settings {
     Settings {
         advertised_host: "127.0.0.1".into(),
         local_port: 5060,
+        tls_port: None,
         trunk: addr(5070),
         trusted: vec!["127.0.0.0/8".parse().expect("a CIDR")],
         assert_identity: false,
@@ -197,6 +198,7 @@ impl Harness {
             trunk: Remote {
                 addr: addr(5070),
                 tcp: trunk_tcp,
+                tls: false,
             },
         }
     }

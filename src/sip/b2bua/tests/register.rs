@@ -12,6 +12,8 @@ fn harness() -> Harness {
         vec![Trunk {
             addr: addr(5070),
             tcp: false,
+            tls: false,
+            host: None,
             credentials: Some(Credentials {
                 username: "maskd-1".into(),
                 password: "s3cret".into(),
