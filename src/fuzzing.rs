@@ -146,6 +146,7 @@ fn settings(trunk: SocketAddr) -> Settings {
         ring_timeout: 120_000,
         media_ip: "127.0.0.1".parse().expect("an IP"),
         carriers: Default::default(),
+        tags: Default::default(),
         dns_server: None,
     }
 }

@@ -289,3 +289,57 @@ fn each_number_is_held_to_its_carriers_message_rate_without_delaying_the_others(
         "D's message is not held behind B's: {arrived:?}"
     );
 }
+
+/// A pool number tagged with a carrier over the API (the PhoneNumber resource's `Carrier`, a
+/// maskd extension) leaves by that carrier, whatever `carriers[].numbers` says; the tag is in
+/// the resource, survives a restart, and an empty `Carrier` takes it off. A carrier that is
+/// not configured is refused with Twilio's error shape.
+#[test]
+fn a_number_tagged_with_a_carrier_over_the_api_leaves_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_unused, port) = socket();
+    let cfg = format!(
+        "{}sip:\n  listen: \"127.0.0.1:0\"\n  trunk: \"127.0.0.1:{port}\"\n\
+         carriers:\n  - name: \"alpha\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n    smpp: \"carrier-a\"\n\
+         \x20 - name: \"beta\"\n    smpp: \"carrier-b\"\n\
+         services:\n  - unique_name: \"s\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n",
+        two_carriers("")
+    );
+    let d = Daemon::start_with(dir.path(), &cfg);
+    let (pa, pb) = two_party_session(&d, "s", "chat", A, B);
+    let path = format!("/v1/Services/s/PhoneNumbers/{pb}");
+    assert_eq!(d.get(&path).json()["carrier"], serde_json::Value::Null);
+    let r = d.post(&path, &[("Carrier", "nobody")]);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], 80701, "{}", r.body);
+    assert!(r.body.contains("Carrier"), "{}", r.body);
+    let r = d.post(&path, &[("Carrier", "beta")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["carrier"], "beta");
+    // B's proxy number now belongs to beta, whose link is carrier-b.
+    let send = |d: &Daemon, text: &[u8]| -> (bool, bool) {
+        let mut a = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-a", "secret-a");
+        let mut b = Peer::bound(d.smpp, BindKind::Transceiver, "carrier-b", "secret-b");
+        let r = a.request(Body::SubmitSm(sm(&A[1..], &pa[1..], text)));
+        assert_eq!(r.status, status::ESME_ROK);
+        let by_b = b.wait_messages(1, Duration::from_secs(5));
+        let by_a = a.wait_messages(1, Duration::from_millis(if by_b { 300 } else { 5000 }));
+        if by_b {
+            assert_eq!(b.messages[0].source.addr, pb[1..]);
+        }
+        (by_a, by_b)
+    };
+    assert_eq!(send(&d, b"tagged"), (false, true), "by beta's link");
+    drop(d);
+    let d = Daemon::restart(dir.path(), &cfg);
+    assert_eq!(
+        d.get(&path).json()["carrier"],
+        "beta",
+        "kept across a restart"
+    );
+    assert_eq!(send(&d, b"after restart"), (false, true));
+    let r = d.post(&path, &[("Carrier", "")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["carrier"], serde_json::Value::Null);
+    assert_eq!(send(&d, b"untagged"), (true, false), "alpha's again");
+}

@@ -213,6 +213,7 @@ fn a_session_is_routable_on_the_other_node_within_moments() {
                 None,
                 Some(&format!("+1415555{:04}", 100 + k)),
                 false,
+                None,
                 now,
             )
             .unwrap();
@@ -451,5 +452,63 @@ fn a_row_followed_while_this_nodes_change_of_it_is_on_its_way_does_not_undo_it()
     assert_eq!(
         n1.service(svc.sid).unwrap().callback_url.as_deref(),
         Some("http://127.0.0.1:9/status")
+    );
+}
+
+/// A pool number tagged with a carrier on one node leaves by that carrier on the other too:
+/// the tag is followed with the number.
+#[test]
+fn a_carrier_tag_made_on_one_node_is_followed_by_the_other() {
+    use maskd::core::carriers::{Carrier, Carriers};
+    let url = pg::fresh_database("tags");
+    let (n1, n2) = (node(&url, 1), node(&url, 2));
+    n1.set_carrier_names(vec!["beta".into()]);
+    let now = now_ms() / 1000;
+    let (svc, d) = n1
+        .create_service(
+            ServicePatch {
+                unique_name: Some("tags".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    let (n, d) = n1
+        .add_number(svc.sid, None, Some("+14155550101"), false, None, now)
+        .unwrap();
+    d.wait_blocking().unwrap();
+    let (_, d) = n1
+        .update_number(
+            svc.sid,
+            &n.sid.to_string(),
+            None,
+            Some(Some("beta".into())),
+            now,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    let carriers = Carriers::new(
+        vec![Carrier {
+            name: "beta".into(),
+            smpp: Some("carrier-b".into()),
+            trunks: Vec::new(),
+            specs: Vec::new(),
+            options_interval: Duration::from_secs(30),
+            register: None,
+            mps: None,
+        }],
+        Vec::new(),
+    );
+    let tags = n2.carrier_tags();
+    until("node 2 follows the tag", || {
+        carriers.owner_tagged(n.number, &tags).is_some()
+    });
+    assert_eq!(
+        n2.number(svc.sid, &n.sid.to_string())
+            .unwrap()
+            .carrier
+            .as_deref(),
+        Some("beta")
     );
 }

@@ -45,7 +45,7 @@ fn service(e: &Engine, numbers: &[&str]) -> Sid {
         .unwrap();
     d.wait_blocking().unwrap();
     for n in numbers {
-        e.add_number(svc.sid, None, Some(n), false, T0)
+        e.add_number(svc.sid, None, Some(n), false, None, T0)
             .unwrap()
             .1
             .wait_blocking()

@@ -72,6 +72,8 @@ impl ApiState {
             "url": format!("{}/PhoneNumbers/{}", self.service_url(n.service_sid), n.sid),
             "is_reserved": n.is_reserved,
             "in_use": n.in_use,
+            // maskd extension (README "Carriers"): null when untagged.
+            "carrier": n.carrier,
         })
     }
 

@@ -329,9 +329,16 @@ async fn create_number(
     let p = form(&st, &headers, body).await?;
     let reserved = p.bool("IsReserved")?.unwrap_or(false);
     let pn = p.sid("Sid", "PN")?;
-    let (n, d) = st
-        .engine
-        .add_number(sid, pn.as_deref(), p.get("PhoneNumber"), reserved, now())?;
+    // maskd extension: the carrier the number leaves by (README "Carriers").
+    let carrier = p.get("Carrier").filter(|c| !c.is_empty()).map(String::from);
+    let (n, d) = st.engine.add_number(
+        sid,
+        pn.as_deref(),
+        p.get("PhoneNumber"),
+        reserved,
+        carrier,
+        now(),
+    )?;
     durable(d).await?;
     ok(StatusCode::CREATED, st.number_json(&n))
 }
@@ -355,9 +362,17 @@ async fn update_number(
 ) -> ApiResult {
     let sid = service_sid(&st, &key)?;
     let p = form(&st, &headers, body).await?;
-    let (n, d) =
-        st.engine
-            .update_number(sid, number_key(&number)?, p.bool("IsReserved")?, now())?;
+    // maskd extension: `Carrier` tags the number with a carrier; empty takes the tag off.
+    let carrier = p
+        .get("Carrier")
+        .map(|c| Some(c.to_string()).filter(|c| !c.is_empty()));
+    let (n, d) = st.engine.update_number(
+        sid,
+        number_key(&number)?,
+        p.bool("IsReserved")?,
+        carrier,
+        now(),
+    )?;
     durable(d).await?;
     ok(StatusCode::OK, st.number_json(&n))
 }

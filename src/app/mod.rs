@@ -119,6 +119,7 @@ pub async fn run(
     };
     let started = std::time::Instant::now();
     let engine = Arc::new(Engine::open(store.clone(), opts, now_ms()).map_err(store_err)?);
+    engine.set_carrier_names(cfg.carriers.list().iter().map(|c| c.name.clone()).collect());
     // Several nodes: the others' changes from here on (nothing to follow on SQLite).
     engine.start_following(now_ms).map_err(store_err)?;
     for (index, s) in cfg.services.iter().enumerate() {
@@ -279,6 +280,7 @@ pub async fn run(
         ring_timeout: cfg.sip.ring_timeout.as_millis() as u64,
         media_ip: cfg.media.advertised_ip,
         carriers: cfg.carriers.clone(),
+        tags: engine.carrier_tags(),
         dns_server: cfg
             .raw
             .sip

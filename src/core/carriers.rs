@@ -66,6 +66,35 @@ pub struct Carrier {
     pub mps: Option<u32>,
 }
 
+/// Pool numbers tagged with a carrier over the API (a maskd extension of the PhoneNumber
+/// resource), by number: the engine keeps it as numbers change, the planes read it.
+#[derive(Debug, Default)]
+pub struct CarrierTags(
+    parking_lot::RwLock<std::collections::HashMap<u64, String, foldhash::fast::RandomState>>,
+    std::sync::atomic::AtomicUsize,
+);
+
+impl CarrierTags {
+    /// Tags `number` with `carrier`, or takes its tag off (`None`).
+    pub fn set(&self, number: E164, carrier: Option<&str>) {
+        let mut m = self.0.write();
+        match carrier {
+            Some(c) => {
+                m.insert(number.as_u64(), c.to_string());
+            }
+            None => {
+                m.remove(&number.as_u64());
+            }
+        }
+        self.1.store(m.len(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// No number is tagged (one atomic load: the planes' common case costs nothing more).
+    pub fn is_empty(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+}
+
 /// Every carrier, and the numbers and prefixes each owns (longest match wins).
 #[derive(Debug, Clone, Default)]
 pub struct Carriers {
@@ -177,6 +206,28 @@ impl Carriers {
         })
     }
 
+    /// The carrier owning `number`: the one its pool number is tagged with over the API
+    /// (`tags`, when that carrier is configured), else `owner`.
+    pub fn owner_tagged(&self, number: E164, tags: &CarrierTags) -> Option<(usize, &Carrier)> {
+        if !tags.is_empty() {
+            let tagged = tags.0.read().get(&number.as_u64()).and_then(|name| {
+                self.list
+                    .iter()
+                    .position(|c| c.name == *name)
+                    .map(|i| (i, &self.list[i]))
+            });
+            if tagged.is_some() {
+                return tagged;
+            }
+        }
+        self.owner(number)
+    }
+
+    /// Whether a carrier of this name is configured.
+    pub fn has(&self, name: &str) -> bool {
+        self.list.iter().any(|c| c.name == name)
+    }
+
     /// The carrier owning `number` (its longest matching number or prefix), with its index.
     pub fn owner(&self, number: E164) -> Option<(usize, &Carrier)> {
         if self.owned.is_empty() {
@@ -258,5 +309,19 @@ mod tests {
         assert_eq!(owner("+442071234567").as_deref(), Some("b"));
         assert_eq!(owner("+442071234568"), None);
         assert_eq!(owner("+14155550101"), None);
+        // A tag over the API wins over the configured prefixes; an unknown carrier's tag is
+        // ignored; a tag taken off gives the number back to the prefixes.
+        let tags = CarrierTags::default();
+        let tagged = |n: &str| {
+            c.owner_tagged(E164::parse(n).unwrap(), &tags)
+                .map(|(_, c)| c.name.clone())
+        };
+        assert_eq!(tagged("+15559990000").as_deref(), Some("a"));
+        tags.set(E164::parse("+15559990000").unwrap(), Some("b"));
+        tags.set(E164::parse("+14155550101").unwrap(), Some("gone"));
+        assert_eq!(tagged("+15559990000").as_deref(), Some("b"));
+        assert_eq!(tagged("+14155550101"), None);
+        tags.set(E164::parse("+15559990000").unwrap(), None);
+        assert_eq!(tagged("+15559990000").as_deref(), Some("a"));
     }
 }

@@ -107,6 +107,9 @@ pub struct PhoneNumber {
     pub number: E164,
     pub friendly_name: String,
     pub is_reserved: bool,
+    /// The carrier this number leaves by, tagged over the API (a maskd extension): wins
+    /// over `carriers[].numbers`.
+    pub carrier: Option<String>,
     /// Active, non-deleted participants using this number (derived, not stored).
     pub in_use: u32,
     pub date_created: Timestamp,

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::sqlite::io;
 use crate::core::store::StoreError;
 
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE services (
@@ -84,6 +84,9 @@ CREATE INDEX interactions_in_call ON interactions(in_resource_sid) WHERE type = 
 CREATE INDEX interactions_out_call ON interactions(out_resource_sid) WHERE type = 'voice';
 ";
 
+/// Version 6: a pool number's carrier, tagged over the API.
+const SCHEMA_V6: &str = "ALTER TABLE numbers ADD COLUMN carrier TEXT;";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -94,7 +97,9 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     // Each step moves one version forward, in one transaction.
-    let steps = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+    let steps = [
+        SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    ];
     for (i, step) in steps.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(io)?;
         tx.execute_batch(step).map_err(io)?;

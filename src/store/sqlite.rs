@@ -148,17 +148,20 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
             tx.execute("DELETE FROM services WHERE sid = ?1", [&k])?;
         }
         WriteOp::PutNumber(v) => {
-            tx.prepare_cached("INSERT OR REPLACE INTO numbers VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?
-                .execute(params![
-                    s(&v.sid),
-                    v.seq as i64,
-                    s(&v.service_sid),
-                    v.number.as_u64() as i64,
-                    v.friendly_name,
-                    v.is_reserved,
-                    v.date_created,
-                    v.date_updated
-                ])?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO numbers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            )?
+            .execute(params![
+                s(&v.sid),
+                v.seq as i64,
+                s(&v.service_sid),
+                v.number.as_u64() as i64,
+                v.friendly_name,
+                v.is_reserved,
+                v.date_created,
+                v.date_updated,
+                v.carrier
+            ])?;
         }
         WriteOp::DeleteNumber(sid) => {
             tx.execute("DELETE FROM numbers WHERE sid = ?1", [s(sid)])?;
@@ -400,6 +403,7 @@ impl Store for SqliteStore {
                     number: e164_col(r, 3)?,
                     friendly_name: r.get(4)?,
                     is_reserved: r.get(5)?,
+                    carrier: r.get(8)?,
                     in_use: 0,
                     date_created: r.get(6)?,
                     date_updated: r.get(7)?,

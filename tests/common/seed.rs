@@ -25,7 +25,7 @@ pub fn service_with_session(
     d.wait_blocking().expect("service durable");
     for n in numbers {
         let (_, d) = e
-            .add_number(svc.sid, None, Some(n), false, now)
+            .add_number(svc.sid, None, Some(n), false, None, now)
             .expect("number");
         d.wait_blocking().expect("number durable");
     }

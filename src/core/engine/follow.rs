@@ -82,12 +82,14 @@ impl Engine {
                     let in_use = st.numbers.get(&sid).map_or(0, |n| n.in_use);
                     if let Some(old) = st.numbers.remove(&sid) {
                         st.number_index.remove(&old.number.as_u64());
+                        self.tags.set(old.number, None);
                         if let Some(pool) = st.pools.get_mut(&old.service_sid) {
                             pool.remove(&old.seq);
                         }
                     }
                     if let Some(n) = number {
                         st.observe_seq(n.seq);
+                        self.tags.set(n.number, n.carrier.as_deref());
                         st.number_index.insert(n.number.as_u64(), sid);
                         st.pools
                             .entry(n.service_sid)

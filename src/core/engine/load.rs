@@ -25,12 +25,14 @@ impl Engine {
             st.service_sessions.entry(s.sid).or_default();
             st.services.insert(s.sid, s);
         }
+        let tags = Arc::new(crate::core::carriers::CarrierTags::default());
         for n in snap.numbers {
             st.number_index.insert(n.number.as_u64(), n.sid);
             st.pools
                 .entry(n.service_sid)
                 .or_default()
                 .insert(n.seq, n.sid);
+            tags.set(n.number, n.carrier.as_deref());
             st.numbers.insert(n.sid, PhoneNumber { in_use: 0, ..n });
         }
         // Sized once: growing these by doubling at 1M sessions copied and re-hashed every
@@ -114,6 +116,8 @@ impl Engine {
             recording: Mutex::new(None),
             misses: Mutex::new(HashMap::new()),
             backlogs: Mutex::new(HashMap::new()),
+            tags,
+            carrier_names: Mutex::new(Vec::new()),
         })
     }
 }

@@ -197,6 +197,10 @@ pub struct Engine {
     /// Messages waiting for each number's message rate (the SMS plane reports them): the
     /// allocator gives numbers with spare rate among equals.
     backlogs: Mutex<HashMap<u64, u32>>,
+    /// Pool numbers tagged with a carrier, for the planes (see `carrier_tags`).
+    tags: Arc<crate::core::carriers::CarrierTags>,
+    /// The configured carriers' names: a tag must name one.
+    carrier_names: Mutex<Vec<String>>,
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -212,6 +216,17 @@ impl Engine {
         } else {
             b.insert(number.as_u64(), waiting);
         }
+    }
+
+    /// Pool numbers tagged with a carrier over the API, kept up to date as numbers change
+    /// (here or on another node): the planes look a sender's carrier up with it.
+    pub fn carrier_tags(&self) -> Arc<crate::core::carriers::CarrierTags> {
+        self.tags.clone()
+    }
+
+    /// The carriers a number may be tagged with (the config's).
+    pub fn set_carrier_names(&self, names: Vec<String>) {
+        *self.carrier_names.lock() = names;
     }
 
     /// The routing table the data planes read.

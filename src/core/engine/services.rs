@@ -139,6 +139,7 @@ impl Engine {
         for n in st.pools.remove(&sid).unwrap_or_default().into_values() {
             if let Some(num) = st.numbers.remove(&n) {
                 st.number_index.remove(&num.number.as_u64());
+                self.tags.set(num.number, None);
             }
         }
     }
@@ -178,7 +179,7 @@ impl Engine {
                 Some(_) => return Err(CoreError::NumberInOtherService),
                 None => {
                     last = self
-                        .add_number(svc.sid, None, Some(&n.to_string()), false, now)?
+                        .add_number(svc.sid, None, Some(&n.to_string()), false, None, now)?
                         .1
                 }
             }
@@ -219,8 +220,10 @@ impl Engine {
         sid: Option<&str>,
         number: Option<&str>,
         is_reserved: bool,
+        carrier: Option<String>,
         now: Timestamp,
     ) -> Result<(PhoneNumber, Durable), CoreError> {
+        self.check_carrier(carrier.as_deref())?;
         let mut st = self.state.lock();
         if !st.services.contains_key(&service) {
             return Err(CoreError::NotFound(Resource::Service));
@@ -263,10 +266,12 @@ impl Engine {
             number: e164,
             friendly_name: e164.to_string(),
             is_reserved,
+            carrier,
             in_use: 0,
             date_created: now,
             date_updated: now,
         };
+        self.tags.set(e164, n.carrier.as_deref());
         st.number_index.insert(e164.as_u64(), n.sid);
         st.pools.entry(service).or_default().insert(seq, n.sid);
         st.numbers.insert(n.sid, n.clone());
@@ -274,13 +279,27 @@ impl Engine {
         Ok((n, d))
     }
 
+    /// A carrier tag must name a configured carrier.
+    fn check_carrier(&self, carrier: Option<&str>) -> Result<(), CoreError> {
+        match carrier {
+            Some(c) if !self.carrier_names.lock().iter().any(|n| n == c) => Err(
+                CoreError::invalid("Carrier", format!("\"{c}\" is no configured carrier")),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     pub fn update_number(
         &self,
         service: Sid,
         sid_or_number: &str,
         is_reserved: Option<bool>,
+        carrier: Option<Option<String>>,
         now: Timestamp,
     ) -> Result<(PhoneNumber, Durable), CoreError> {
+        if let Some(c) = &carrier {
+            self.check_carrier(c.as_deref())?;
+        }
         let mut st = self.state.lock();
         let sid = st.resolve_number(service, sid_or_number)?;
         let n = st
@@ -289,6 +308,10 @@ impl Engine {
             .ok_or(CoreError::NotFound(Resource::PhoneNumber))?;
         if let Some(r) = is_reserved {
             n.is_reserved = r;
+        }
+        if let Some(c) = carrier {
+            n.carrier = c;
+            self.tags.set(n.number, n.carrier.as_deref());
         }
         n.date_updated = now;
         let n = n.clone();
@@ -304,6 +327,7 @@ impl Engine {
         }
         if let Some(n) = st.numbers.remove(&sid) {
             st.number_index.remove(&n.number.as_u64());
+            self.tags.set(n.number, None);
             if let Some(pool) = st.pools.get_mut(&service) {
                 pool.remove(&n.seq);
             }

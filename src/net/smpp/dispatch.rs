@@ -90,7 +90,7 @@ impl SmppPlane {
         if item.via.is_some() {
             return None;
         }
-        let mps = self.carriers.owner(item.from)?.1.mps?;
+        let mps = self.carriers.owner_tagged(item.from, &self.tags)?.1.mps?;
         let label = self
             .engine
             .service_of_number(item.from)

@@ -109,6 +109,8 @@ pub struct SmppPlane {
     routes: Vec<(String, String)>,
     /// Who owns which proxy numbers: a message leaves by its sender's carrier.
     carriers: Arc<crate::core::carriers::Carriers>,
+    /// Pool numbers tagged with a carrier over the API: they win over `carriers`.
+    tags: Arc<crate::core::carriers::CarrierTags>,
     /// The calling code of each account's or upstream's `default_country`, by name.
     default_country: HashMap<String, u16>,
     reject_out_of_session: bool,
@@ -232,6 +234,7 @@ impl SmppPlane {
             })
             .collect();
         let (tx, rx) = mpsc::unbounded_channel();
+        let tags = engine.carrier_tags();
         let plane = Arc::new_cyclic(|me| SmppPlane {
             me: me.clone(),
             engine,
@@ -240,6 +243,7 @@ impl SmppPlane {
             upstreams,
             routes,
             carriers: cfg.carriers.clone(),
+            tags,
             default_country,
             reject_out_of_session: s.reject_out_of_session,
             webhooks: std::sync::OnceLock::new(),
@@ -514,7 +518,11 @@ impl SmppPlane {
     /// carrier owning `from` (a sender ID is only valid there), else by the longest prefix
     /// route matching `to`.
     fn route_for(&self, from: E164, to: E164) -> Option<String> {
-        if let Some(link) = self.carriers.owner(from).and_then(|(_, c)| c.smpp.clone()) {
+        if let Some(link) = self
+            .carriers
+            .owner_tagged(from, &self.tags)
+            .and_then(|(_, c)| c.smpp.clone())
+        {
             return Some(link);
         }
         let digits = to.to_string();

@@ -78,7 +78,7 @@ impl B2bua {
     /// owner's trunks are hostnames not resolved yet.
     #[allow(clippy::type_complexity)]
     pub(super) fn leg_b_route(&self, proxy: E164) -> Option<(Option<(usize, Vec<Trunk>)>, Remote)> {
-        match self.cfg.carriers.owner(proxy) {
+        match self.cfg.carriers.owner_tagged(proxy, &self.cfg.tags) {
             Some((i, c)) if !c.trunks.is_empty() => {
                 let (mut order, down): (Vec<usize>, Vec<usize>) =
                     (0..c.trunks.len()).partition(|t| self.health.is_up(i, *t));

@@ -131,6 +131,8 @@ pub struct Settings {
     pub media_ip: IpAddr,
     /// Who owns which proxy numbers: leg B leaves by its carrier's trunks.
     pub carriers: std::sync::Arc<crate::core::carriers::Carriers>,
+    /// Pool numbers tagged with a carrier over the API: they win over `carriers`.
+    pub tags: std::sync::Arc<crate::core::carriers::CarrierTags>,
     /// Where trunks given by hostname are resolved (`None`: /etc/resolv.conf's server).
     pub dns_server: Option<SocketAddr>,
 }

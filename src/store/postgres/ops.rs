@@ -268,7 +268,8 @@ pub(super) fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
                 v.friendly_name.clone(),
                 v.is_reserved,
                 v.date_created,
-                v.date_updated
+                v.date_updated,
+                v.carrier.clone()
             ],
         )),
         WriteOp::DeleteNumber(sid) => out.push((W::DeleteNumber, params![s(sid)])),

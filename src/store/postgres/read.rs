@@ -73,6 +73,7 @@ pub(super) fn number(r: &Row) -> Result<PhoneNumber, StoreError> {
         number: e164(r, 3)?,
         friendly_name: get(r, 4)?,
         is_reserved: get(r, 5)?,
+        carrier: get(r, 8)?,
         in_use: 0,
         date_created: get(r, 6)?,
         date_updated: get(r, 7)?,

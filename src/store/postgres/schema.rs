@@ -35,6 +35,7 @@ pub(super) const NUMBERS: &[&str] = &[
     "is_reserved",
     "date_created",
     "date_updated",
+    "carrier",
 ];
 pub(super) const SESSIONS: &[&str] = &[
     "sid",
@@ -247,11 +248,14 @@ CREATE INDEX callbacks_owner ON callbacks(owner, id);
 CREATE INDEX callbacks_interaction ON callbacks(interaction_sid, pos);
 ";
 
+/// Version 6: a pool number's carrier, tagged over the API (NULL: its `carriers[].numbers`).
+const V6: &str = "ALTER TABLE numbers ADD COLUMN carrier TEXT;";
+
 /// A callback's owner, for rows a node of the previous version inserted without one.
 pub(super) const OWNER: &str = "COALESCE(owner, (id & 1023)::int)";
 
 /// Every step, oldest first; version N is `STEPS[N - 1]`.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The advisory lock a writer holds from its change-log insert to its commit, so the log's
 /// sequence is in commit order (a bigserial alone is in insert order).

@@ -155,6 +155,7 @@ fn settings(trunk_tcp: bool) -> Settings {
         ring_timeout: 120_000,
         media_ip: "127.0.0.1".parse().expect("an IP"),
         carriers: Default::default(),
+        tags: Default::default(),
         dns_server: None,
     }
 }
