@@ -7,6 +7,8 @@ speak only plain TCP (Debian's SIPp is built without TLS; the tests' own SMSC):
       relays each connection to 127.0.0.1:TARGET in plain text: what a carrier's TLS
       endpoint looks like to maskd. Prints `peer CN VERSION` for each handshake (CN `-`
       without a client certificate), or `handshake failed`.
+  tls_relay.py plain TARGET
+      plain TCP in and out (the same relaying without TLS, for comparisons).
   tls_relay.py client CA TARGET [CERT KEY]
       accepts plain TCP and relays each connection over TLS to 127.0.0.1:TARGET, verifying
       its certificate against CA for 127.0.0.1 and presenting CERT/KEY when given: a
@@ -85,14 +87,14 @@ def serve_plain(listener, ctx, target):
             conn.close()
             continue
         try:
-            up = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+            up = raw if ctx is None else ctx.wrap_socket(raw, server_hostname="127.0.0.1")
         except (ssl.SSLError, OSError) as e:
             print(f"handshake failed {type(e).__name__}", flush=True)
             raw.close()
             conn.close()
             continue
         up.settimeout(None)
-        print(f"connected {up.version()}", flush=True)
+        print(f"connected {up.version() if ctx else 'plain'}", flush=True)
         relay(conn, up)
 
 
@@ -102,7 +104,10 @@ def main():
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(512)
-    if mode == "server":
+    if mode == "plain":
+        ctx, target = None, int(sys.argv[2])
+        serve = serve_plain
+    elif mode == "server":
         cert, key, target = sys.argv[2], sys.argv[3], int(sys.argv[4])
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
