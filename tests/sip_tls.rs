@@ -172,3 +172,31 @@ fn a_trunk_maskd_cannot_verify_gets_no_call() {
             && !l.ends_with(" 0")
     }));
 }
+
+/// A carrier trunk over TLS needs maskd's own TLS listener (the carrier's requests back
+/// reach maskd there): without `sip.tls`, check-config names the trunk's transport (exit 64).
+#[test]
+fn a_tls_trunk_without_a_tls_listener_is_a_config_error() {
+    let p = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let with_listener = config(&p, 5061, &p.ca());
+    let start = with_listener.find("  tls:\n    listen").unwrap();
+    let end = start + with_listener[start..].find("carriers:").unwrap();
+    let without = format!("{}{}", &with_listener[..start], &with_listener[end..]);
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        config_yaml(dir.path(), free_port(), free_port(), &without),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("carriers[0].sip.trunks[0].transport: tls needs sip.tls"),
+        "{err}"
+    );
+}

@@ -143,6 +143,19 @@ pub(super) fn validate(
             if sip.trunks.iter().any(|t| t.transport == "tls") {
                 let settings = sip.tls.clone().unwrap_or_default();
                 tls = p.tls_peer(&format!("{key}.sip.tls"), &settings, None);
+                if sip_cfg.tls.is_none() {
+                    // maskd's Via and Contact towards the trunk name its TLS listener: the
+                    // carrier's answers on new connections and its in-dialog requests go there.
+                    let k = sip
+                        .trunks
+                        .iter()
+                        .position(|t| t.transport == "tls")
+                        .unwrap_or(0);
+                    p.add(
+                        format!("{key}.sip.trunks[{k}].transport"),
+                        "tls needs sip.tls (maskd's TLS listener, which the carrier's requests come back to)",
+                    );
+                }
             }
             if let Some(d) = p.duration(
                 &format!("{key}.sip.options_interval"),

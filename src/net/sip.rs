@@ -147,7 +147,9 @@ where
     }
     let writer = tokio::spawn(async move {
         while let Some(data) = rx.recv().await {
-            if wr.write_all(&data).await.is_err() {
+            // Flushed: over TLS, what the socket did not take at once stays in the
+            // session's buffer until the next write or a flush.
+            if wr.write_all(&data).await.is_err() || wr.flush().await.is_err() {
                 return;
             }
         }

@@ -87,7 +87,9 @@ impl Engine {
                             pool.remove(&old.seq);
                         }
                     }
-                    if let Some(n) = number {
+                    // Its service is gone here (deleted on this node, or by a later change
+                    // in this log): the number went with it.
+                    if let Some(n) = number.filter(|n| st.services.contains_key(&n.service_sid)) {
                         st.observe_seq(n.seq);
                         self.tags.set(n.number, n.carrier.as_deref());
                         st.number_index.insert(n.number.as_u64(), sid);

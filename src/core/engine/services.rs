@@ -297,11 +297,11 @@ impl Engine {
         carrier: Option<Option<String>>,
         now: Timestamp,
     ) -> Result<(PhoneNumber, Durable), CoreError> {
+        let mut st = self.state.lock();
+        let sid = st.resolve_number(service, sid_or_number)?;
         if let Some(c) = &carrier {
             self.check_carrier(c.as_deref())?;
         }
-        let mut st = self.state.lock();
-        let sid = st.resolve_number(service, sid_or_number)?;
         let n = st
             .numbers
             .get_mut(&sid)

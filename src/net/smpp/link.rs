@@ -120,7 +120,9 @@ impl SmppPlane {
                         Err(_) => break,
                     }
                 }
-                if wr.write_all(&frame).await.is_err() {
+                // Flushed: over TLS, what the socket did not take at once stays in the
+                // session's buffer until the next write or a flush.
+                if wr.write_all(&frame).await.is_err() || wr.flush().await.is_err() {
                     return;
                 }
             }

@@ -149,7 +149,13 @@ pub(super) fn uri_addr(uri: &str) -> Option<SocketAddr> {
     let u = Uri::parse(uri)?;
     let host = u.host.trim_start_matches('[').trim_end_matches(']');
     let ip: std::net::IpAddr = host.parse().ok()?;
-    Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
+    let tls = matches!(u.scheme, crate::sip::uri::Scheme::Sips)
+        || crate::sip::uri::param(u.rest.split('?').next().unwrap_or(""), "transport")
+            .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+    Some(SocketAddr::new(
+        ip,
+        u.port.unwrap_or(if tls { 5061 } else { 5060 }),
+    ))
 }
 
 /// Removes a `;tag=` parameter from a From/To value (keeps the rest verbatim).
@@ -285,5 +291,12 @@ mod tests {
             Some("127.0.0.1:5099".parse().unwrap())
         );
         assert_eq!(uri_addr("sip:+1@example.com"), None);
+        // TLS without a port: 5061.
+        for tls in ["sips:+1@127.0.0.1", "sip:+1@127.0.0.1;transport=TLS"] {
+            assert_eq!(
+                uri_addr(tls),
+                Some(SocketAddr::from(([127, 0, 0, 1], 5061)))
+            );
+        }
     }
 }

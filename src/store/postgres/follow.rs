@@ -262,14 +262,17 @@ async fn catch_up(
         let mut round = 0;
         while !(services.is_empty() && numbers.is_empty() && sessions.is_empty()) {
             round += 1;
+            // Held until the rows are installed.
             let mark = local.mark();
             let followed = fetch(client, &services, &numbers, &sessions, true).await?;
             // The engine's lock may be held by one of its rare reads through this runtime
             // (`Followed::Reread`, a refused change): applying waits off its thread.
             let apply = apply.clone();
-            let left = tokio::task::spawn_blocking(move || apply(followed, mark))
+            let epoch = mark.epoch;
+            let left = tokio::task::spawn_blocking(move || apply(followed, epoch))
                 .await
                 .unwrap_or_default();
+            drop(mark);
             // Rows this node changed meanwhile: read again once its writes are committed.
             let sids: Vec<Sid> = left.iter().map(Followed::sid).collect();
             local.wait_settled(&sids, SETTLE_WAIT).await;

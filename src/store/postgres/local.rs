@@ -20,8 +20,11 @@ struct Inner {
     epoch: u64,
     /// Per row: this node's writes of it submitted and not yet committed.
     pending: HashMap<Sid, u32>,
-    /// Per row: the epoch its last local write was committed in.
+    /// Per row: the epoch its last local write was committed in, kept only while a read
+    /// is under way (`marks`): a read that begins later sees those commits.
     settled: HashMap<Sid, u64>,
+    /// Reads of followed rows under way (between `mark` and the end of their install).
+    marks: usize,
 }
 
 #[derive(Default)]
@@ -87,20 +90,24 @@ impl LocalWrites {
                             g.pending.remove(&sid);
                         }
                     }
-                    g.settled.insert(sid, epoch);
+                    if g.marks > 0 {
+                        g.settled.insert(sid, epoch);
+                    }
                 }
             }
         }
         self.settled.notify_waiters();
     }
 
-    /// Taken before a read of followed rows begins: what this node committed up to now is in
-    /// what the read sees. Forgets what no later read needs.
-    pub(super) fn mark(&self) -> u64 {
+    /// Taken before a read of followed rows begins, held until they are installed: what
+    /// this node committed up to now is in what the read sees.
+    pub(super) fn mark(&self) -> Mark<'_> {
         let mut g = self.inner.lock();
-        let epoch = g.epoch;
-        g.settled.retain(|_, at| *at > epoch);
-        epoch
+        g.marks += 1;
+        Mark {
+            epoch: g.epoch,
+            local: self,
+        }
     }
 
     /// Whether a row read after `mark` is older than this node's memory of it.
@@ -123,6 +130,22 @@ impl LocalWrites {
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// A read under way (see `LocalWrites::mark`); the last one ending forgets the commits.
+pub(super) struct Mark<'a> {
+    pub(super) epoch: u64,
+    local: &'a LocalWrites,
+}
+
+impl Drop for Mark<'_> {
+    fn drop(&mut self) {
+        let mut g = self.local.inner.lock();
+        g.marks -= 1;
+        if g.marks == 0 {
+            g.settled.clear();
         }
     }
 }
@@ -151,17 +174,17 @@ mod tests {
         l.submitted(&touch(a));
         l.done([touch(a).as_slice()].into_iter());
         let mark = l.mark();
-        assert!(!l.newer_here(a, mark));
+        assert!(!l.newer_here(a, mark.epoch));
         // On its way: newer here.
         l.submitted(&touch(b));
-        assert!(l.newer_here(b, mark));
+        assert!(l.newer_here(b, mark.epoch));
         // Committed after the mark: the read may not have seen it.
         l.done([touch(b).as_slice()].into_iter());
-        assert!(l.newer_here(b, mark));
+        assert!(l.newer_here(b, mark.epoch));
         // A later read sees it.
         let later = l.mark();
-        assert!(!l.newer_here(b, later));
-        assert!(!l.newer_here(a, later));
+        assert!(!l.newer_here(b, later.epoch));
+        assert!(!l.newer_here(a, later.epoch));
     }
 
     #[test]
@@ -172,10 +195,10 @@ mod tests {
         l.submitted(&touch(a));
         l.done([touch(a).as_slice()].into_iter());
         let mark = l.mark();
-        assert!(l.newer_here(a, mark));
+        assert!(l.newer_here(a, mark.epoch));
         l.done([touch(a).as_slice()].into_iter());
-        assert!(l.newer_here(a, mark));
-        assert!(!l.newer_here(a, l.mark()));
+        assert!(l.newer_here(a, mark.epoch));
+        assert!(!l.newer_here(a, l.mark().epoch));
     }
 
     #[test]
@@ -184,9 +207,9 @@ mod tests {
         let a = Sid::generate(SidKind::Session);
         let sids = l.submitted(&touch(a));
         let mark = l.mark();
-        assert!(l.newer_here(a, mark));
+        assert!(l.newer_here(a, mark.epoch));
         l.abandoned(&sids);
-        assert!(!l.newer_here(a, mark));
+        assert!(!l.newer_here(a, mark.epoch));
         // A touch others do not follow is not tracked.
         let quiet = vec![WriteOp::TouchSession {
             session: a,
@@ -194,5 +217,23 @@ mod tests {
             follow: false,
         }];
         assert!(l.submitted(&quiet).is_empty());
+    }
+
+    #[test]
+    fn commits_are_remembered_only_while_a_read_is_under_way() {
+        let l = LocalWrites::default();
+        let a = Sid::generate(SidKind::Session);
+        l.submitted(&touch(a));
+        l.done([touch(a).as_slice()].into_iter());
+        assert!(l.inner.lock().settled.is_empty(), "no read under way");
+        let mark = l.mark();
+        l.submitted(&touch(a));
+        l.done([touch(a).as_slice()].into_iter());
+        assert!(l.newer_here(a, mark.epoch));
+        drop(mark);
+        assert!(
+            l.inner.lock().settled.is_empty(),
+            "forgotten with the last read"
+        );
     }
 }
