@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::sip::{header, recv_until, respond, socket};
@@ -116,18 +115,8 @@ fn check_config_names_every_bad_carriers_key() {
          \x20 - name: \"gamma\"\n    sip:\n      register: \"10s\"\n      trunks:\n        - address: \"192.0.2.10:5060\"\n",
         two_carriers("")
     );
-    let path = dir.path().join("c.yaml");
-    std::fs::write(
-        &path,
-        config_yaml(dir.path(), free_port(), free_port(), &bad),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
-        .args(["check-config", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check_config(dir.path(), &bad);
+    assert_eq!(code, Some(64), "{err}");
     for key in [
         "carriers[0].numbers[1]",
         "carriers[0].smpp",

@@ -183,18 +183,8 @@ fn a_tls_trunk_without_a_tls_listener_is_a_config_error() {
     let start = with_listener.find("  tls:\n    listen").unwrap();
     let end = start + with_listener[start..].find("carriers:").unwrap();
     let without = format!("{}{}", &with_listener[..start], &with_listener[end..]);
-    let path = dir.path().join("c.yaml");
-    std::fs::write(
-        &path,
-        config_yaml(dir.path(), free_port(), free_port(), &without),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
-        .args(["check-config", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check_config(dir.path(), &without);
+    assert_eq!(code, Some(64), "{err}");
     assert!(
         err.contains("carriers[0].sip.trunks[0].transport: tls needs sip.tls"),
         "{err}"

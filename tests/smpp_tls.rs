@@ -288,18 +288,8 @@ fn check_config_names_bad_tls_settings() {
         key = p.server_key(),
         cert = p.client_cert(),
     );
-    let path = dir.path().join("c.yaml");
-    std::fs::write(
-        &path,
-        config_yaml(dir.path(), free_port(), free_port(), &cfg),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
-        .args(["check-config", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = check_config(dir.path(), &cfg);
+    assert_eq!(code, Some(64), "{err}");
     for (key, why) in [
         ("smpp.tls:", "missing.pem"),
         ("smpp.upstreams[0].tls:", "cert and key go together"),

@@ -64,6 +64,22 @@ pub fn free_port() -> u16 {
     panic!("the kernel keeps giving ports already handed out");
 }
 
+/// `maskd check-config` on the test config with `sections` (as `config_yaml`) in `dir`:
+/// its exit code and standard error.
+pub fn check_config(dir: &Path, sections: &str) -> (Option<i32>, String) {
+    let path = dir.join("check.yaml");
+    std::fs::write(&path, config_yaml(dir, free_port(), free_port(), sections)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maskd"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn config_yaml(dir: &Path, api: u16, metrics: u16, services: &str) -> String {
     let smpp = if services.contains("smpp:") {
         String::new()
