@@ -512,3 +512,48 @@ fn a_carrier_tag_made_on_one_node_is_followed_by_the_other() {
         Some("beta")
     );
 }
+
+/// A number row another node wrote, followed after this node deleted its service (the
+/// delete's commit still on its way when the row was read), is not installed: the number
+/// went with its service, and no pool of the deleted service comes back.
+#[test]
+fn a_followed_number_of_a_service_deleted_here_is_not_installed() {
+    let url = pg::fresh_database("gone_service");
+    let n1 = node(&url, 1);
+    let now = now_ms() / 1000;
+    let (svc, d) = n1
+        .create_service(
+            ServicePatch {
+                unique_name: Some("gone".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    let (n, d) = n1
+        .add_number(svc.sid, None, Some("+14155550101"), false, None, now)
+        .unwrap();
+    d.wait_blocking().unwrap();
+    n1.delete_service(svc.sid).unwrap().wait_blocking().unwrap();
+    let left = n1.follow(
+        vec![maskd::core::store::Followed::Number(n.sid, Some(n.clone()))],
+        u64::MAX,
+        now_ms(),
+    );
+    assert!(left.is_empty());
+    // The number is free: another service takes it.
+    let (other, d) = n1
+        .create_service(
+            ServicePatch {
+                unique_name: Some("other".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    assert!(n1
+        .add_number(other.sid, None, Some("+14155550101"), false, None, now)
+        .is_ok());
+}
