@@ -403,6 +403,183 @@ fn batches_become_durable_in_order(b: &dyn Backend) {
     b.close(store);
 }
 
+/// The report counters follow what is committed: new rows count once, rewrites of a row do
+/// not count again, a status moves a message (or call) from one counter to the next, a
+/// stranger's contacts count and convert when a session with them follows, a close counts
+/// by its reason; and all of it is there after a reopen.
+fn reports_count_what_was_committed(b: &dyn Backend) {
+    use maskd::core::model::{InteractionType, Leg, SessionStatus};
+    use maskd::core::reports::{pivot, ContactQuery, ReportQuery, FIELDS};
+    let dir = tempfile::tempdir().unwrap();
+    let store = b.open(dir.path());
+    let e = engine(store.clone());
+    let (svc, session, _) = seed(&e);
+    let parts = e
+        .list_participants(session, maskd::core::engine::Cursor::Start, 10)
+        .unwrap()
+        .items;
+    let (a, bee) = (&parts[0], &parts[1]);
+    let leg = |p: Sid, status| Leg {
+        participant_sid: Some(p),
+        resource_status: Some(status),
+        ..Default::default()
+    };
+    let interaction = |kind, from: Sid, to: Sid, status| maskd::core::model::Interaction {
+        sid: Sid::generate(SidKind::Interaction),
+        seq: e.next_seq(),
+        session_sid: session,
+        service_sid: svc,
+        data: "{}".into(),
+        kind,
+        inbound: leg(from, ResourceStatus::Received),
+        outbound: leg(to, status),
+        message_participant_sid: None,
+        date_created: T0,
+        date_updated: T0,
+    };
+    let write = |ops: Vec<WriteOp>| e.record(ops, None).wait_blocking().unwrap();
+    // A message from a to bee: queued, rewritten, sent, delivered.
+    let m = interaction(
+        InteractionType::Message,
+        a.sid,
+        bee.sid,
+        ResourceStatus::Queued,
+    );
+    write(vec![WriteOp::PutInteraction(m.clone())]);
+    write(vec![WriteOp::PutInteraction(m.clone())]);
+    // Folded midway (several nodes fold their increments now and then): counted once.
+    store.fold_reports().unwrap();
+    for status in [ResourceStatus::Sent, ResourceStatus::Delivered] {
+        write(vec![WriteOp::SetOutboundStatus {
+            interaction: m.sid,
+            status,
+            resource_sid: None,
+            at: T0 + 5,
+        }]);
+    }
+    // A call from bee to a: initiated, ringing, then completed after 61 s, in one batch
+    // and again alone (the writer keeps a row's last version of a batch).
+    let mut c = interaction(
+        InteractionType::Voice,
+        bee.sid,
+        a.sid,
+        ResourceStatus::Initiated,
+    );
+    let mut versions = vec![WriteOp::PutInteraction(c.clone())];
+    c.outbound.resource_status = Some(ResourceStatus::Ringing);
+    versions.push(WriteOp::PutInteraction(c.clone()));
+    write(versions);
+    c.outbound.resource_status = Some(ResourceStatus::Completed);
+    c.data = r#"{"duration":"61"}"#.into();
+    write(vec![WriteOp::PutInteraction(c.clone())]);
+    write(vec![WriteOp::PutInteraction(c.clone())]);
+    // A stranger texts a's proxy number twice and calls it once; then a session with them.
+    let stranger = number("+14155559999");
+    e.record_contact(a.proxy, stranger, InteractionType::Message, T0);
+    e.record_contact(a.proxy, stranger, InteractionType::Message, T0 + 1);
+    e.record_contact(a.proxy, stranger, InteractionType::Voice, T0 + 2);
+    e.record_contact(number("+19995550000"), stranger, InteractionType::Voice, T0);
+    write(Vec::new());
+    let before = store
+        .contacts(&ContactQuery {
+            service: svc,
+            proxy: None,
+            offset: 0,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(before.len(), 1, "only a pool number's contacts: {before:?}");
+    assert_eq!((before[0].messages, before[0].calls), (2, 1));
+    assert_eq!((before[0].first_at, before[0].last_at), (T0, T0 + 2));
+    assert_eq!(before[0].session, None);
+    let (lead_session, _, d) = e
+        .create_session(
+            svc,
+            NewSession {
+                participants: ["+14155559999", "+14155551003"]
+                    .iter()
+                    .map(|i| maskd::core::engine::NewParticipant {
+                        identifier: i.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            T0 + 10,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    // The first session closes over the API.
+    let (_, d) = e
+        .update_session(
+            session,
+            maskd::core::engine::SessionPatch {
+                status: Some(SessionStatus::Closed),
+                ..Default::default()
+            },
+            T0 + 20,
+        )
+        .unwrap();
+    d.wait_blocking().unwrap();
+    store.fold_reports().unwrap();
+    store.fold_reports().unwrap();
+    drop(e);
+    b.close(store);
+
+    let store = b.open(dir.path());
+    let day = maskd::core::datetime::format(T0)[..10].to_string();
+    let rows = pivot(
+        store
+            .report_counts(&ReportQuery {
+                service: svc,
+                from_day: day.clone(),
+                to_day: day.clone(),
+            })
+            .unwrap(),
+    );
+    let get = |n: Option<E164>, field: &str| {
+        let i = FIELDS.iter().position(|f| *f == field).unwrap();
+        rows.iter()
+            .find(|r| r.number == n && r.day == day)
+            .map_or(0, |r| r.values[i])
+    };
+    let (pa, pb) = (Some(a.proxy), Some(bee.proxy));
+    assert_eq!(get(None, "sessions_created"), 2, "{rows:?}");
+    assert_eq!(get(None, "sessions_closed_api"), 1);
+    assert_eq!(
+        (
+            get(pa, "sessions_closed_api"),
+            get(pb, "sessions_closed_api")
+        ),
+        (1, 1)
+    );
+    assert_eq!(get(pa, "messages_in"), 1);
+    assert_eq!(get(pb, "messages_out"), 1);
+    assert_eq!(get(pb, "messages_out_delivered"), 1);
+    assert_eq!(
+        (get(pb, "messages_out_queued"), get(pb, "messages_out_sent")),
+        (0, 0),
+        "a message counts under its current status only"
+    );
+    assert_eq!((get(pb, "calls_in"), get(pa, "calls_out")), (1, 1));
+    assert_eq!(get(pb, "calls_completed"), 1);
+    assert_eq!((get(pb, "call_seconds"), get(pb, "call_minutes")), (61, 2));
+    assert_eq!(get(pa, "leads"), 1);
+    assert_eq!(get(pa, "out_of_session_messages"), 2);
+    assert_eq!(get(pa, "out_of_session_calls"), 1);
+    assert_eq!(get(pa, "leads_converted"), 1);
+    let after = store
+        .contacts(&ContactQuery {
+            service: svc,
+            proxy: Some(a.proxy),
+            offset: 0,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(after[0].session, Some(lead_session.sid));
+    b.close(store);
+}
+
 /// Every case of the contract, against one backend.
 fn contract(b: &dyn Backend) {
     what_the_engine_wrote_comes_back_after_a_reopen(b);
@@ -410,6 +587,7 @@ fn contract(b: &dyn Backend) {
     queues_and_downstream_ids_answer_what_was_written(b);
     calls_and_recordings_are_found_by_their_sids(b);
     batches_become_durable_in_order(b);
+    reports_count_what_was_committed(b);
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod e164;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod reports;
 pub mod routing;
 pub mod sid;
 pub mod store;

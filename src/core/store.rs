@@ -88,6 +88,8 @@ pub enum WriteOp {
     /// A recording's row (created at answer, replaced when it ends).
     PutRecording(Recording),
     DeleteRecording(Sid),
+    /// A stranger reached a pool number with no session (reports and lead attribution).
+    PutContact(super::reports::ContactEvent),
 }
 
 /// One message waiting in the persistent outbound queue. The payload is opaque to the core
@@ -234,6 +236,21 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<super::callback::CallbackItem>, StoreError>;
     fn recording(&self, sid: Sid) -> Result<Option<Recording>, StoreError>;
+    /// A service's daily counters over a range of days (`core::reports`).
+    fn report_counts(
+        &self,
+        q: &super::reports::ReportQuery,
+    ) -> Result<Vec<super::reports::ReportCount>, StoreError>;
+    /// Folds the report counters' pending increments (a shared store appends them, see
+    /// `store::postgres::reports`); the followers do it now and then. Nothing for one node.
+    fn fold_reports(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A page of a service's out-of-session contacts, most recent first.
+    fn contacts(
+        &self,
+        q: &super::reports::ContactQuery,
+    ) -> Result<Vec<super::reports::Contact>, StoreError>;
     fn recordings(&self, q: &RecordingQuery) -> Result<Vec<Recording>, StoreError>;
     /// Stops accepting writes and returns once everything submitted is committed (or has
     /// failed). Blocks: call it off the async runtime.

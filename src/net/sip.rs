@@ -48,6 +48,14 @@ impl Core for EngineCore {
         // `out_of_session` does that first).
         self.0.out_of_session_url(proxy).is_some() || self.0.store().shared()
     }
+    fn contact(&self, proxy: E164, caller: E164, now_s: i64) {
+        self.0.record_contact(
+            proxy,
+            caller,
+            crate::core::model::InteractionType::Voice,
+            now_s,
+        );
+    }
     fn start_recording(
         &self,
         session: Sid,

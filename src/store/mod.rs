@@ -3,6 +3,7 @@
 
 pub mod postgres;
 mod recordings;
+mod reports;
 mod schema;
 pub mod sqlite;
 mod writer;

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::sqlite::io;
 use crate::core::store::StoreError;
 
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE services (
@@ -97,8 +97,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     // Each step moves one version forward, in one transaction.
+    // Version 7: the report counters and contacts (`store::reports`).
+    let v7 = super::reports::schema_v7();
     let steps = [
-        SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+        SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, &v7,
     ];
     for (i, step) in steps.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(io)?;

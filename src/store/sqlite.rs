@@ -146,7 +146,9 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
             tx.execute("DELETE FROM sessions WHERE service_sid = ?1", [&k])?;
             tx.execute("DELETE FROM numbers WHERE service_sid = ?1", [&k])?;
             tx.execute("DELETE FROM services WHERE sid = ?1", [&k])?;
+            super::reports::delete_service(tx, &k)?;
         }
+        WriteOp::PutContact(c) => super::reports::put_contact(tx, c)?,
         WriteOp::PutNumber(v) => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO numbers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
@@ -652,6 +654,20 @@ impl Store for SqliteStore {
 
     fn recordings(&self, q: &RecordingQuery) -> Result<Vec<Recording>, StoreError> {
         super::recordings::query(&self.reader.lock(), q).map_err(io)
+    }
+
+    fn report_counts(
+        &self,
+        q: &crate::core::reports::ReportQuery,
+    ) -> Result<Vec<crate::core::reports::ReportCount>, StoreError> {
+        super::reports::counts(&self.reader.lock(), q).map_err(io)
+    }
+
+    fn contacts(
+        &self,
+        q: &crate::core::reports::ContactQuery,
+    ) -> Result<Vec<crate::core::reports::Contact>, StoreError> {
+        super::reports::contacts(&self.reader.lock(), q).map_err(io)
     }
 
     fn remote_ref(&self, peer: &str, remote_id: &str) -> Result<Option<RemoteRef>, StoreError> {

@@ -107,6 +107,28 @@ impl Engine {
 
     // ----- the data path -----
 
+    /// A stranger reached `proxy` with no session (a message or a call): logged for the
+    /// reports and lead attribution, behind, nobody waiting. Not a pool number: nothing.
+    pub fn record_contact(&self, proxy: E164, sender: E164, kind: InteractionType, now: Timestamp) {
+        let st = self.state.lock();
+        let Some(service) = st
+            .number_index
+            .get(&proxy.as_u64())
+            .and_then(|n| st.numbers.get(n))
+            .map(|n| n.service_sid)
+        else {
+            return;
+        };
+        let event = crate::core::reports::ContactEvent {
+            service,
+            proxy,
+            sender,
+            kind,
+            at: now,
+        };
+        self.store.submit(vec![WriteOp::PutContact(event)], None);
+    }
+
     /// A fresh creation stamp (interaction `seq`, outbound queue id).
     pub fn next_seq(&self) -> u64 {
         self.state.lock().next_seq()

@@ -87,6 +87,12 @@ impl SmppPlane {
         let message_id = Sid::generate(SidKind::Message).to_string();
         let mut route = self.engine.routes().target(dst, src);
         if route.is_none() {
+            self.engine.record_contact(
+                dst,
+                src,
+                crate::core::model::InteractionType::Message,
+                crate::clock::now_ms() / 1000,
+            );
             // The out-of-session callback may create the session (reference §4.8.3).
             if let Some(wh) = self.webhooks() {
                 let text = text::decode(msg.data_coding, msg.payload());

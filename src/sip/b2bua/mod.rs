@@ -62,6 +62,8 @@ pub trait Core: Send + Sync {
     fn has_out_of_session(&self, _proxy: E164) -> bool {
         false
     }
+    /// A stranger called `proxy` with no session (logged for the reports).
+    fn contact(&self, _proxy: E164, _caller: E164, _now_s: i64) {}
     /// A call of `session` was answered: if the session is recorded, its Recording (status
     /// in-progress) is created and its SID and file path returned.
     fn start_recording(

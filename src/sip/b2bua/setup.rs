@@ -224,6 +224,9 @@ impl B2bua {
             return self.refuse(req, 404, "Not Found", cx);
         };
         let Some(t) = cx.core.target(proxy, caller) else {
+            if !decided.out_of_session_asked {
+                cx.core.contact(proxy, caller, cx.now_s());
+            }
             if !decided.out_of_session_asked && cx.core.has_out_of_session(proxy) {
                 let call_sid = Sid::generate(SidKind::Call).to_string();
                 let ask = |key| Ask::OutOfSession {

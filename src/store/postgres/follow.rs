@@ -177,6 +177,11 @@ pub(super) async fn run(f: Following, mut listener: Option<Listener>, mut from: 
                            GREATEST(pruned, (SELECT COALESCE(MAX(seq), 0) FROM d))"
                     ))
                     .await;
+                // The report counters' deltas, folded (`reports`).
+                if let Err(e) = l.client.batch_execute(&super::reports::compact_sql()).await {
+                    tracing::warn!(error = %super::describe_error(&e), "cannot fold the report counters");
+                    let _ = l.client.batch_execute("ROLLBACK").await;
+                }
             }
             if l.client.is_closed() {
                 break;

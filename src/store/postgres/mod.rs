@@ -11,6 +11,7 @@ mod local;
 mod ops;
 mod read;
 mod reader;
+mod reports;
 mod schema;
 mod startup;
 mod write;
@@ -641,6 +642,41 @@ impl Store for PgStore {
             read::recording,
         )?;
         Ok(rows.into_iter().next())
+    }
+
+    fn report_counts(
+        &self,
+        q: &crate::core::reports::ReportQuery,
+    ) -> Result<Vec<crate::core::reports::ReportCount>, StoreError> {
+        self.rows_as(
+            Sql::Text(reports::COUNTS.into()),
+            reports::query_params(q),
+            reports::count,
+        )
+    }
+
+    fn fold_reports(&self) -> Result<(), StoreError> {
+        let reader = self.reader.clone();
+        self.on_reader(async move {
+            let c = reader.connection().await?;
+            let r = c.client.batch_execute(&reports::compact_sql()).await;
+            if r.is_err() {
+                let _ = c.client.batch_execute("ROLLBACK").await;
+            }
+            r
+        })?
+        .map_err(|e| StoreError::Io(describe_error(&e)))
+    }
+
+    fn contacts(
+        &self,
+        q: &crate::core::reports::ContactQuery,
+    ) -> Result<Vec<crate::core::reports::Contact>, StoreError> {
+        self.rows_as(
+            Sql::Text(reports::CONTACTS.into()),
+            reports::contact_params(q),
+            reports::contact,
+        )
     }
 
     fn recordings(&self, q: &RecordingQuery) -> Result<Vec<Recording>, StoreError> {

@@ -58,6 +58,11 @@ pub(super) enum W {
     SyncKeys,
     ServiceKeys,
     SessionKeys,
+    // Reports: a stranger's contact; a deleted service's counters and contacts.
+    PutContact,
+    ServiceReportCounts,
+    ServiceReportDeltas,
+    ServiceContacts,
 }
 
 pub(super) fn sql(w: W) -> String {
@@ -117,6 +122,10 @@ pub(super) fn sql(w: W) -> String {
             (SELECT sid FROM sessions WHERE service_sid = $1)"
             .into(),
         W::SessionKeys => "DELETE FROM route_keys WHERE session_sid = $1".into(),
+        W::PutContact => super::reports::PUT_CONTACT.into(),
+        W::ServiceReportCounts => super::reports::DELETE_SERVICE[0].into(),
+        W::ServiceReportDeltas => super::reports::DELETE_SERVICE[1].into(),
+        W::ServiceContacts => super::reports::DELETE_SERVICE[2].into(),
     }
 }
 
@@ -157,6 +166,10 @@ pub(super) const ALL: &[W] = &[
     W::SyncKeys,
     W::ServiceKeys,
     W::SessionKeys,
+    W::PutContact,
+    W::ServiceReportCounts,
+    W::ServiceReportDeltas,
+    W::ServiceContacts,
 ];
 
 /// A close by the timer wheel, applied only while the session is still active and its
@@ -254,6 +267,9 @@ pub(super) fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
                 W::ServiceSessions,
                 W::ServiceNumbers,
                 W::ServiceRow,
+                W::ServiceReportCounts,
+                W::ServiceReportDeltas,
+                W::ServiceContacts,
             ] {
                 out.push((w, params![s(sid)]));
             }
@@ -431,5 +447,19 @@ pub(super) fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
             ],
         )),
         WriteOp::DeleteRecording(sid) => out.push((W::DeleteRecording, params![s(sid)])),
+        WriteOp::PutContact(c) => {
+            let voice = c.kind == crate::core::model::InteractionType::Voice;
+            out.push((
+                W::PutContact,
+                params![
+                    s(&c.service),
+                    c.proxy.as_u64() as i64,
+                    c.sender.as_u64() as i64,
+                    c.at,
+                    i64::from(!voice),
+                    i64::from(voice)
+                ],
+            ))
+        }
     }
 }

@@ -255,7 +255,7 @@ const V6: &str = "ALTER TABLE numbers ADD COLUMN carrier TEXT;";
 pub(super) const OWNER: &str = "COALESCE(owner, (id & 1023)::int)";
 
 /// Every step, oldest first; version N is `STEPS[N - 1]`.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6, super::reports::V7];
 
 /// The advisory lock a writer holds from its change-log insert to its commit, so the log's
 /// sequence is in commit order (a bigserial alone is in insert order).
