@@ -9,6 +9,7 @@ pub mod error;
 pub mod params;
 mod recordings;
 mod render;
+mod reports;
 mod resources;
 
 use std::net::IpAddr;
@@ -56,6 +57,7 @@ pub fn router(state: Shared) -> Router {
     resources::routes()
         .merge(recordings::routes())
         .merge(calls::routes())
+        .merge(reports::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), store_up))

@@ -9,6 +9,7 @@ pub mod pg;
 pub mod recordings;
 pub mod seed;
 pub mod sip;
+pub mod sipp;
 pub mod smpp;
 pub mod tls;
 
