@@ -5,6 +5,7 @@
 //! Also the operator endpoints (`/metrics`, `/healthz`, `/readyz`) on their own listener.
 
 mod calls;
+pub mod console;
 pub mod error;
 pub mod params;
 mod recordings;
@@ -39,6 +40,7 @@ pub struct ApiState {
     pub account_sid: String,
     pub auth_token: String,
     pub max_body: usize,
+    pub console: console::Console,
 }
 
 pub type Shared = Arc<ApiState>;
@@ -58,6 +60,7 @@ pub fn router(state: Shared) -> Router {
         .merge(recordings::routes())
         .merge(calls::routes())
         .merge(reports::routes())
+        .merge(console::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), store_up))

@@ -290,6 +290,12 @@ async fn show(st: &Shared, rec: Recording, form: Form, uri: &Uri) -> ApiResult {
     }
 }
 
+/// A recording's audio by `RE….wav` (the console's player).
+pub(super) async fn wav(st: &Shared, file: &str, uri: &Uri) -> ApiResult {
+    let (rec, _) = lookup(st, file, None, uri)?;
+    media(st, &rec, uri).await
+}
+
 /// Streams the WAV from disk in `CHUNK`s, each read on the blocking pool.
 async fn media(st: &Shared, rec: &Recording, uri: &Uri) -> ApiResult {
     // An absent or failed recording has no audio to serve, whatever was left on disk.

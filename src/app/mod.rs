@@ -214,6 +214,15 @@ pub async fn run(
         account_sid: cfg.raw.api.account_sid.clone(),
         auth_token: cfg.raw.api.auth_token.clone(),
         max_body: cfg.raw.api.max_body_bytes,
+        console: crate::api::console::Console::new(
+            cfg.raw
+                .smpp
+                .accounts
+                .iter()
+                .map(|a| a.system_id.clone())
+                .chain(cfg.raw.smpp.upstreams.iter().map(|u| u.name.clone()))
+                .collect(),
+        ),
     });
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -233,6 +242,7 @@ pub async fn run(
     });
 
     media::spawn_retention(engine.clone(), cfg.media.retention, stop_rx.clone());
+    crate::api::console::spawn_sampler(state.clone(), stop_rx.clone());
 
     let serve = |listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>| {
         tokio::spawn(async move {

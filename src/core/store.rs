@@ -164,6 +164,8 @@ pub struct InteractionQuery {
 #[derive(Debug, Clone, Default)]
 pub struct RecordingQuery {
     pub call_sid: Option<String>,
+    /// Only this session's (the console's timeline).
+    pub session: Option<Sid>,
     pub status: Option<RecordingStatus>,
     /// `date_created` at or after / strictly before (Unix seconds).
     pub created_from: Option<Timestamp>,

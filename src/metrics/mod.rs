@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 pub mod media;
+pub mod recent;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,

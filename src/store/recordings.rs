@@ -65,6 +65,9 @@ pub(super) fn query(conn: &Connection, q: &RecordingQuery) -> rusqlite::Result<V
     if let Some(c) = &q.call_sid {
         cond("call_sid =", Value::Text(c.clone()));
     }
+    if let Some(sid) = q.session {
+        cond("session_sid =", Value::Text(sid.to_string()));
+    }
     if let Some(s) = q.status {
         cond("status =", Value::Text(s.as_str().into()));
     }

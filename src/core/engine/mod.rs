@@ -26,6 +26,7 @@ mod interactions;
 mod load;
 mod participants;
 pub mod recordings;
+pub mod search;
 mod services;
 mod sessions;
 mod state;

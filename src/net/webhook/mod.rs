@@ -167,6 +167,21 @@ impl Webhooks {
         m.callbacks
             .with_label_values(&[kind, answer.outcome()])
             .inc();
+        let failed = match &answer {
+            Answer::Status(code, ..) if (200..300).contains(code) => None,
+            // An intercept's 403 is its answer (block), not a failure.
+            Answer::Status(403, ..) if kind == "intercept" => None,
+            Answer::Status(code, ..) => Some(code.to_string()),
+            other => Some(other.outcome().to_string()),
+        };
+        if let Some(outcome) = failed {
+            crate::metrics::recent::callback_failed(
+                crate::clock::now_ms() / 1000,
+                kind,
+                url,
+                outcome,
+            );
+        }
         answer
     }
 

@@ -689,6 +689,9 @@ impl Store for PgStore {
         if let Some(c) = &q.call_sid {
             cond("call_sid =", p(c.clone()));
         }
+        if let Some(sid) = q.session {
+            cond("session_sid =", p(sid.to_string()));
+        }
         if let Some(s) = q.status {
             cond("status =", p(s.as_str()));
         }

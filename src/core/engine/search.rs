@@ -1,0 +1,103 @@
+//! What the operators' console asks of memory: sessions found by SID, unique name or a
+//! participant's number, and each pool's use now.
+
+use super::*;
+
+/// A pool's use at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolUse {
+    pub service: Sid,
+    pub unique_name: String,
+    pub size: u64,
+    /// Numbers with at least one active participant.
+    pub in_use: u64,
+    pub active_sessions: u64,
+}
+
+/// A session found, with its participants (deleted ones included).
+pub type Found = (Session, Vec<Participant>);
+
+impl Engine {
+    /// Sessions matching `query`, newest first, at most `limit`: a session SID; a phone
+    /// number (a participant's identifier or proxy number, E.164 or its last four digits and
+    /// more); else part of a unique name (case-insensitive). An empty query: the newest.
+    pub fn find_sessions(&self, query: &str, limit: usize) -> Vec<Found> {
+        let q = query.trim();
+        let st = self.state.lock();
+        let with_parts = |ss: &state::SessionState| -> Found {
+            let parts = ss
+                .participants
+                .iter()
+                .filter_map(|p| st.participants.get(p).map(|b| (**b).clone()))
+                .collect();
+            (ss.session.clone(), parts)
+        };
+        if let Some(sid) = Sid::parse(SidKind::Session, q) {
+            return st
+                .sessions
+                .get(&sid)
+                .map(|ss| with_parts(ss))
+                .into_iter()
+                .collect();
+        }
+        let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+        let by_number = digits.len() >= 4
+            && q.chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'));
+        let needle = q.to_lowercase();
+        let matches = |ss: &state::SessionState| -> bool {
+            if q.is_empty() {
+                return true;
+            }
+            if by_number {
+                return ss.participants.iter().any(|p| {
+                    st.participants.get(p).is_some_and(|p| {
+                        p.identifier.to_string().ends_with(&digits)
+                            || p.proxy.to_string().ends_with(&digits)
+                    })
+                });
+            }
+            ss.session
+                .unique_name
+                .as_deref()
+                .is_some_and(|n| n.to_lowercase().contains(&needle))
+        };
+        let mut found: Vec<&state::SessionState> = st
+            .sessions
+            .values()
+            .map(|b| &**b)
+            .filter(|ss| matches(ss))
+            .collect();
+        found.sort_unstable_by_key(|ss| std::cmp::Reverse(ss.session.seq));
+        found.truncate(limit);
+        found.into_iter().map(with_parts).collect()
+    }
+
+    /// Every pool's use now, in the services' creation order.
+    pub fn pool_use(&self) -> Vec<PoolUse> {
+        let st = self.state.lock();
+        let mut active: HashMap<Sid, u64> = HashMap::new();
+        for ss in st.sessions.values() {
+            if ss.session.status.is_active() {
+                *active.entry(ss.session.service_sid).or_default() += 1;
+            }
+        }
+        st.service_order
+            .values()
+            .filter_map(|sid| {
+                let s = st.services.get(sid)?;
+                let pool = st.pools.get(sid)?;
+                Some(PoolUse {
+                    service: *sid,
+                    unique_name: s.unique_name.clone(),
+                    size: pool.len() as u64,
+                    in_use: pool
+                        .values()
+                        .filter(|n| st.numbers.get(n).is_some_and(|n| n.in_use > 0))
+                        .count() as u64,
+                    active_sessions: active.get(sid).copied().unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}
