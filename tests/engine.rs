@@ -68,6 +68,72 @@ fn n(s: &str) -> E164 {
     E164::parse(s).unwrap()
 }
 
+/// The console's search: by SID, by a participant's number (whole or its last digits), by
+/// part of a unique name; newest first and at most the limit; and pools' use.
+#[test]
+fn sessions_are_found_by_sid_number_or_name_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path(), T0 * 1000);
+    let svc = service(&e, &["+14155550101", "+14155550102", "+14155550103"]);
+    let mut sids = Vec::new();
+    for k in 0..5 {
+        let (s, _, d) = e
+            .create_session(
+                svc,
+                NewSession {
+                    unique_name: Some(format!("Order-{k}")),
+                    // A pool of three: one person in at most three sessions.
+                    participants: pair(
+                        &format!("+1415555100{k}"),
+                        if k < 3 {
+                            "+14155552002"
+                        } else {
+                            "+14155552009"
+                        },
+                    ),
+                    ..Default::default()
+                },
+                T0 + k,
+            )
+            .unwrap();
+        d.wait_blocking().unwrap();
+        sids.push(s.sid);
+    }
+    let found = |q: &str, limit| -> Vec<Sid> {
+        e.find_sessions(q, limit)
+            .iter()
+            .map(|(s, _)| s.sid)
+            .collect()
+    };
+    assert_eq!(found(&sids[2].to_string(), 50), vec![sids[2]]);
+    assert_eq!(found("+14155551003", 50), vec![sids[3]]);
+    assert_eq!(found("1003", 50), vec![sids[3]], "the last four digits");
+    assert_eq!(found("(415) 555-1004", 50), vec![sids[4]]);
+    assert_eq!(found("2002", 50), vec![sids[2], sids[1], sids[0]]);
+    assert_eq!(
+        found("2002", 2),
+        vec![sids[2], sids[1]],
+        "newest first, bounded"
+    );
+    assert_eq!(
+        found("order-1", 50),
+        vec![sids[1]],
+        "part of a name, any case"
+    );
+    assert_eq!(found("", 3), vec![sids[4], sids[3], sids[2]]);
+    assert!(found("9999", 50).is_empty());
+    assert!(
+        found("123", 50).is_empty(),
+        "fewer than four digits is a name"
+    );
+    let parts = &e.find_sessions("1001", 1)[0].1;
+    assert_eq!(parts.len(), 2);
+    let pools = e.pool_use();
+    assert_eq!(pools.len(), 1);
+    assert_eq!((pools[0].size, pools[0].active_sessions), (3, 5));
+    assert!(pools[0].in_use >= 1 && pools[0].in_use <= 3);
+}
+
 #[test]
 fn ttl_closes_within_a_second_and_interactions_rearm() {
     let dir = tempfile::tempdir().unwrap();

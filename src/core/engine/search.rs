@@ -1,6 +1,8 @@
 //! What the operators' console asks of memory: sessions found by SID, unique name or a
 //! participant's number, and each pool's use now.
 
+use std::collections::BinaryHeap;
+
 use super::*;
 
 /// A pool's use at one moment.
@@ -44,17 +46,18 @@ impl Engine {
         let by_number = digits.len() >= 4
             && q.chars()
                 .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'));
+        // The digits as a number and the power of ten that cuts a number's last ones.
+        let suffix = (digits.len() <= 15)
+            .then(|| Some((digits.parse::<u64>().ok()?, 10u64.pow(digits.len() as u32))))
+            .flatten();
+        let ends_with = |n: E164| suffix.is_some_and(|(want, m)| n.as_u64() % m == want);
         let needle = q.to_lowercase();
         let matches = |ss: &state::SessionState| -> bool {
-            if q.is_empty() {
-                return true;
-            }
             if by_number {
                 return ss.participants.iter().any(|p| {
-                    st.participants.get(p).is_some_and(|p| {
-                        p.identifier.to_string().ends_with(&digits)
-                            || p.proxy.to_string().ends_with(&digits)
-                    })
+                    st.participants
+                        .get(p)
+                        .is_some_and(|p| ends_with(p.identifier) || ends_with(p.proxy))
                 });
             }
             ss.session
@@ -62,15 +65,43 @@ impl Engine {
                 .as_deref()
                 .is_some_and(|n| n.to_lowercase().contains(&needle))
         };
-        let mut found: Vec<&state::SessionState> = st
-            .sessions
-            .values()
-            .map(|b| &**b)
-            .filter(|ss| matches(ss))
-            .collect();
-        found.sort_unstable_by_key(|ss| std::cmp::Reverse(ss.session.seq));
-        found.truncate(limit);
-        found.into_iter().map(with_parts).collect()
+        if q.is_empty() {
+            // The newest of each service's index, then the newest of those.
+            let mut newest: Vec<Sid> = st
+                .service_sessions
+                .values()
+                .flat_map(|index| index.values().rev().take(limit).copied())
+                .collect();
+            newest.sort_unstable_by_key(|sid| {
+                std::cmp::Reverse(st.sessions.get(sid).map_or(0, |ss| ss.session.seq))
+            });
+            return newest
+                .iter()
+                .take(limit)
+                .filter_map(|sid| st.sessions.get(sid).map(|ss| with_parts(ss)))
+                .collect();
+        }
+        // One pass over memory keeping only the newest `limit` matches (a heap whose top is
+        // the oldest kept).
+        let mut kept: BinaryHeap<std::cmp::Reverse<(u64, Sid)>> = BinaryHeap::new();
+        for ss in st.sessions.values() {
+            if !matches(ss) {
+                continue;
+            }
+            let key = std::cmp::Reverse((ss.session.seq, ss.session.sid));
+            if kept.len() < limit {
+                kept.push(key);
+            } else if kept.peek().is_some_and(|top| key < *top) {
+                kept.pop();
+                kept.push(key);
+            }
+        }
+        let mut found: Vec<(u64, Sid)> = kept.into_iter().map(|r| r.0).collect();
+        found.sort_unstable_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+        found
+            .iter()
+            .filter_map(|(_, sid)| st.sessions.get(sid).map(|ss| with_parts(ss)))
+            .collect()
     }
 
     /// Every pool's use now, in the services' creation order.

@@ -100,6 +100,19 @@ function loadChart(dates, numbers) {
   return svg;
 }
 
+// One number's messages and calls per day, as small bars with each day's figures on hover.
+function dailyBars(days) {
+  const w = 7 * 12, ht = 24;
+  const max = Math.max(1, ...days.map((d) => d.messages + d.calls));
+  const svg = s("svg", { width: w, height: ht, viewBox: `0 0 ${w} ${ht}`, class: "bars", role: "img" });
+  days.forEach((d, i) => {
+    const v = d.messages + d.calls, bh = Math.max(v ? 2 : 0, (v / max) * ht);
+    svg.append(s("rect", { x: i * 12 + 1, y: ht - bh, width: 10, height: bh, class: "day" },
+      s("title", {}, `${d.date}: ${d.sessions} sessions, ${d.messages} messages, ${d.calls} calls, ${d.minutes} min`)));
+  });
+  return svg;
+}
+
 async function pageServices() {
   const data = await api("/console/api/services");
   const rows = data.services.map((v) => h("tr", { "data-sid": v.sid },
@@ -128,7 +141,8 @@ async function pageService(sid) {
     h("td", { class: "num messages" }, n.totals.messages),
     h("td", { class: "num calls" }, n.totals.calls),
     h("td", { class: "num minutes" }, n.totals.minutes),
-    h("td", { class: "num" }, n.totals.out_of_session)));
+    h("td", { class: "num" }, n.totals.out_of_session),
+    h("td", {}, dailyBars(n.days))));
   return [
     h("h2", {}, "Service ", h("span", { id: "service-name" }, svc.unique_name)),
     h("p", {}, `${svc.numbers_in_use} of ${svc.numbers} numbers in use, ${svc.sessions_active} active sessions.`),
@@ -138,7 +152,7 @@ async function pageService(sid) {
     loadChart(load.dates, load.numbers),
     h("p", { class: "legend" }, h("span", { class: "key messages" }), " messages ", h("span", { class: "key calls" }), " calls"),
     h("h3", {}, "Per number, last 7 days"),
-    table("numbers", ["Number", "Carrier", "Users now", "Sessions", "Messages", "Calls", "Minutes", "Out of session"], rows),
+    table("numbers", ["Number", "Carrier", "Users now", "Sessions", "Messages", "Calls", "Minutes", "Out of session", "Per day"], rows),
   ];
 }
 
