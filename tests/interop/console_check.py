@@ -63,7 +63,7 @@ def page(hash_, name):
 def shot(name):
     # The whole page (bounded), then back to the usual window.
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(height + 40, 600), 2400))
+    driver.set_window_size(1280, min(max(height + 160, 600), 2400))
     driver.save_screenshot(os.path.join(SHOTS, f"console-{name}.png"))
     driver.set_window_size(1280, 1000)
 

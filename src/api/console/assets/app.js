@@ -65,9 +65,13 @@ function utilisationChart(points, big) {
   const y = (v) => ht - pad - (v / max) * (ht - 2 * pad);
   svg.append(s("title", {}, `numbers in use, of ${max}`));
   svg.append(s("line", { x1: pad, y1: y(max), x2: w - pad, y2: y(max), class: "limit" }));
-  const pts = points.length === 1
-    ? `${x(t0) - 1},${y(points[0].in_use)} ${w - pad},${y(points[0].in_use)}`
-    : points.map((p) => `${x(p.t).toFixed(1)},${y(p.in_use).toFixed(1)}`).join(" ");
+  // A step line: each sample holds until the next one.
+  const steps = [];
+  points.forEach((p, i) => {
+    const next = i + 1 < points.length ? points[i + 1].t : t1;
+    steps.push(`${x(p.t).toFixed(1)},${y(p.in_use).toFixed(1)}`, `${x(next).toFixed(1)},${y(p.in_use).toFixed(1)}`);
+  });
+  const pts = steps.join(" ");
   svg.append(s("polyline", { points: pts, class: "use" }));
   if (big) {
     svg.append(s("text", { x: 2, y: y(max) + 4, class: "axis" }, max));
