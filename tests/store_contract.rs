@@ -577,6 +577,40 @@ fn reports_count_what_was_committed(b: &dyn Backend) {
         })
         .unwrap();
     assert_eq!(after[0].session, Some(lead_session.sid));
+    // After the reopen, nothing of the message is remembered: a late failure still moves it.
+    let e = engine(store.clone());
+    e.record(
+        vec![WriteOp::SetOutboundStatus {
+            interaction: m.sid,
+            status: ResourceStatus::Failed,
+            resource_sid: None,
+            at: T0 + 3600,
+        }],
+        None,
+    )
+    .wait_blocking()
+    .unwrap();
+    let rows = pivot(
+        store
+            .report_counts(&ReportQuery {
+                service: svc,
+                from_day: day.clone(),
+                to_day: day.clone(),
+            })
+            .unwrap(),
+    );
+    let get = |n: Option<E164>, field: &str| {
+        let i = FIELDS.iter().position(|f| *f == field).unwrap();
+        rows.iter()
+            .find(|r| r.number == n && r.day == day)
+            .map_or(0, |r| r.values[i])
+    };
+    assert_eq!(
+        (get(pb, "messages_out_delivered"), get(pb, "messages_out_failed")),
+        (0, 1),
+        "{rows:?}"
+    );
+    drop(e);
     b.close(store);
 }
 

@@ -3,6 +3,7 @@
 
 pub mod postgres;
 mod recordings;
+mod counting;
 mod reports;
 mod schema;
 pub mod sqlite;

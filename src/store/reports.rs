@@ -1,10 +1,11 @@
 //! SQLite's report counters and out-of-session contacts: schema version 7, whose triggers
-//! count what the writer commits in the same transaction (so a count is never ahead of or
-//! behind its rows, and survives restarts), the contact upsert, and the reads. SQL only;
-//! what each counter means is `core::reports`.
+//! count sessions, participants and contacts as the writer commits them, in the same
+//! transaction (so a count is never ahead of or behind its rows, and survives restarts); the
+//! contact upsert; the reads. Interactions, written many times each, are counted by the
+//! writer itself (`store/counting.rs`). What each counter means is `core::reports`.
 //!
-//! The writer replaces rows (`INSERT OR REPLACE`), so the triggers that tell a new row or a
-//! changed status from a rewrite run before the insert, while the old row is still there.
+//! The writer replaces rows (`INSERT OR REPLACE`), so the triggers that tell a new row from
+//! a rewrite run before the insert, while the old row is still there.
 
 use rusqlite::{params, Connection, Transaction};
 
@@ -20,70 +21,6 @@ fn bump(service: &str, at: &str, number: &str, field: &str, value: &str, from: &
            {number}, {field}, {value} {from}
          ON CONFLICT DO UPDATE SET value = value + excluded.value;"
     )
-}
-
-/// An interaction's outbound leg moved from `old` (an SQL expression; NULL for a new row)
-/// to `NEW.out_status`: the interaction leaves its old status's counter and joins the new
-/// one, on the day it was created, so a day's statuses add up to its messages (or calls)
-/// whatever the order the writer saw them in. A message counts on the number it left from,
-/// a call (and its length, once completed) on the number dialled.
-fn leg_moved(old: &str) -> String {
-    let at = "NEW.date_created";
-    let seconds = "CAST(COALESCE(json_extract(NEW.data, '$.duration'), 0) AS INTEGER)";
-    let sent = "FROM participants p WHERE p.sid = NEW.out_participant AND NEW.type = 'message'";
-    let dialled = "FROM participants p WHERE p.sid = NEW.in_participant AND NEW.type = 'voice'";
-    let status = |s: &str| format!("replace({s}, '-', '_')");
-    [
-        bump(
-            "NEW.service_sid",
-            at,
-            "p.proxy",
-            &format!("'messages_out_' || {}", status("NEW.out_status")),
-            "1",
-            &format!("{sent} AND NEW.out_status IS NOT NULL"),
-        ),
-        bump(
-            "NEW.service_sid",
-            at,
-            "p.proxy",
-            &format!("'messages_out_' || {}", status(old)),
-            "-1",
-            &format!("{sent} AND {old} IS NOT NULL"),
-        ),
-        bump(
-            "NEW.service_sid",
-            at,
-            "p.proxy",
-            &format!("'calls_' || {}", status("NEW.out_status")),
-            "1",
-            &format!("{dialled} AND NEW.out_status IS NOT NULL"),
-        ),
-        bump(
-            "NEW.service_sid",
-            at,
-            "p.proxy",
-            &format!("'calls_' || {}", status(old)),
-            "-1",
-            &format!("{dialled} AND {old} IS NOT NULL"),
-        ),
-        bump(
-            "NEW.service_sid",
-            at,
-            "p.proxy",
-            "'call_seconds'",
-            seconds,
-            &format!("{dialled} AND NEW.out_status = 'completed' AND {seconds} > 0"),
-        ),
-        bump(
-            "NEW.service_sid",
-            at,
-            "p.proxy",
-            "'call_minutes'",
-            &format!("({seconds} + 59) / 60"),
-            &format!("{dialled} AND NEW.out_status = 'completed' AND {seconds} > 0"),
-        ),
-    ]
-    .concat()
 }
 
 /// A session's close: on the service's row and on each of its proxy numbers.
@@ -105,16 +42,6 @@ fn session_closed() -> String {
 /// Schema version 7.
 pub(super) fn schema_v7() -> String {
     let exists = |table: &str| format!("EXISTS (SELECT 1 FROM {table} WHERE sid = NEW.sid");
-    let one = |number: &str, field: &str, participant: &str| {
-        bump(
-            "NEW.service_sid",
-            "NEW.date_created",
-            number,
-            field,
-            "1",
-            &format!("FROM participants p WHERE p.sid = NEW.{participant}"),
-        )
-    };
     format!(
         "
 CREATE TABLE report_counts (
@@ -132,12 +59,10 @@ CREATE TRIGGER report_session_new BEFORE INSERT ON sessions
 WHEN NOT {sessions}) BEGIN
   {created}
 END;
+-- A session closes only by a replaced row (the writer's PutSession and ExpireSession): no
+-- trigger on UPDATE, which every message's touch of its session would run.
 CREATE TRIGGER report_session_replaced_closed BEFORE INSERT ON sessions
 WHEN NEW.status = 'closed' AND {sessions} AND status IN ('open', 'in-progress')) BEGIN
-  {closed}
-END;
-CREATE TRIGGER report_session_updated_closed AFTER UPDATE OF status ON sessions
-WHEN OLD.status IN ('open', 'in-progress') AND NEW.status = 'closed' BEGIN
   {closed}
 END;
 
@@ -146,23 +71,6 @@ WHEN NOT {participants}) BEGIN
   {participant_created}
   UPDATE contacts SET session_sid = NEW.session_sid
     WHERE service_sid = NEW.service_sid AND sender = NEW.identifier AND session_sid IS NULL;
-END;
-
-CREATE TRIGGER report_interaction_new BEFORE INSERT ON interactions
-WHEN NOT {interactions}) BEGIN
-  {messages_in}
-  {messages_out}
-  {calls_in}
-  {calls_out}
-  {new_leg}
-END;
-CREATE TRIGGER report_interaction_replaced BEFORE INSERT ON interactions
-WHEN {interactions}) AND NOT {interactions} AND out_status IS NEW.out_status) BEGIN
-  {replaced_leg}
-END;
-CREATE TRIGGER report_interaction_updated AFTER UPDATE OF out_status ON interactions
-WHEN OLD.out_status IS NOT NEW.out_status BEGIN
-  {updated_leg}
 END;
 
 CREATE TRIGGER report_contact_new AFTER INSERT ON contacts BEGIN
@@ -182,7 +90,6 @@ END;
 ",
         sessions = exists("sessions"),
         participants = exists("participants"),
-        interactions = exists("interactions"),
         created = bump(
             "NEW.service_sid",
             "NEW.date_created",
@@ -200,29 +107,6 @@ END;
             "1",
             "WHERE true"
         ),
-        messages_in = one(
-            "p.proxy",
-            "'messages_in'",
-            "in_participant AND NEW.type = 'message'"
-        ),
-        messages_out = one(
-            "p.proxy",
-            "'messages_out'",
-            "out_participant AND NEW.type = 'message'"
-        ),
-        calls_in = one(
-            "p.proxy",
-            "'calls_in'",
-            "in_participant AND NEW.type = 'voice'"
-        ),
-        calls_out = one(
-            "p.proxy",
-            "'calls_out'",
-            "out_participant AND NEW.type = 'voice'"
-        ),
-        new_leg = leg_moved("NULL"),
-        replaced_leg = leg_moved("(SELECT out_status FROM interactions WHERE sid = NEW.sid)"),
-        updated_leg = leg_moved("OLD.out_status"),
         lead = bump(
             "NEW.service_sid",
             "NEW.first_at",

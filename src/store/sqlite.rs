@@ -23,6 +23,8 @@ use crate::core::store::{
 /// The SQLite store. Dropping it stops the writer after it has committed what was queued.
 pub struct SqliteStore {
     writer: Writer,
+    /// Set by `load` for the writer's report counting (`counting::SeqBound`).
+    seq_bound: super::counting::SeqBound,
     reader: Mutex<Connection>,
     path: PathBuf,
 }
@@ -62,12 +64,15 @@ impl SqliteStore {
         migrate(&mut conn)?;
         let reader = Connection::open(path).map_err(io)?;
         configure(&reader)?;
+        let seq_bound = super::counting::seq_bound();
+        let mut counting = super::counting::Counting::new(seq_bound.clone());
         let writer = Writer::spawn(
-            move |jobs| apply(&mut conn, jobs).map(|()| Vec::new()),
+            move |jobs| apply(&mut conn, &mut counting, jobs).map(|()| Vec::new()),
             on_fatal,
         )?;
         Ok(SqliteStore {
             writer,
+            seq_bound,
             reader: Mutex::new(reader),
             path: path.to_path_buf(),
         })
@@ -106,12 +111,25 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn apply(conn: &mut Connection, jobs: &[Job]) -> Result<(), StoreError> {
+/// One group commit: the ops, the report counters they move (`counting`), one transaction.
+fn apply(
+    conn: &mut Connection,
+    counting: &mut super::counting::Counting,
+    jobs: &[Job],
+) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(io)?;
-    for op in effective_ops(jobs) {
-        apply_op(&tx, op).map_err(io)?;
+    let applied = (|| {
+        for op in effective_ops(jobs) {
+            counting.before(&tx, op)?;
+            apply_op(&tx, op)?;
+        }
+        counting.flush(&tx)
+    })();
+    let result = applied.and_then(|()| tx.commit());
+    if result.is_err() {
+        counting.reset();
     }
-    tx.commit().map_err(io)
+    result.map_err(io)
 }
 
 fn s(sid: &Sid) -> String {
@@ -434,6 +452,9 @@ impl Store for SqliteStore {
             )
             .map_err(io)?
             .unwrap_or(0) as u64;
+        // Every interaction is stamped at or below it; the writer takes it once.
+        self.seq_bound
+            .store(snap.max_seq, std::sync::atomic::Ordering::Release);
         Ok(snap)
     }
 
