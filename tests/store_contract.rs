@@ -606,7 +606,10 @@ fn reports_count_what_was_committed(b: &dyn Backend) {
             .map_or(0, |r| r.values[i])
     };
     assert_eq!(
-        (get(pb, "messages_out_delivered"), get(pb, "messages_out_failed")),
+        (
+            get(pb, "messages_out_delivered"),
+            get(pb, "messages_out_failed")
+        ),
         (0, 1),
         "{rows:?}"
     );

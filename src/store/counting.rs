@@ -85,7 +85,6 @@ impl Counting {
     }
 }
 
-
 impl Counting {
     /// Notes what `op` will change, before it is applied in `tx`.
     pub(super) fn before(&mut self, tx: &Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
@@ -125,7 +124,13 @@ impl Counting {
             if value != 0 {
                 let day = crate::core::datetime::format(day * 86_400)[..10].to_string();
                 let field = counter.name();
-                st.execute(params![service.to_string(), day, number as i64, field, value])?;
+                st.execute(params![
+                    service.to_string(),
+                    day,
+                    number as i64,
+                    field,
+                    value
+                ])?;
             }
         }
         Ok(())
@@ -214,7 +219,13 @@ impl Counting {
                 };
                 if !inbound.is_empty() {
                     self.bump(svc, seen.created, seen.dialled, Counter::Named(inbound), 1);
-                    self.bump(svc, seen.created, seen.sent_from, Counter::Named(outbound), 1);
+                    self.bump(
+                        svc,
+                        seen.created,
+                        seen.sent_from,
+                        Counter::Named(outbound),
+                        1,
+                    );
                 }
                 None
             }
@@ -223,7 +234,11 @@ impl Counting {
         let completed_call = v.kind == InteractionType::Voice
             && seen.status == Some(ResourceStatus::Completed)
             && old != seen.status;
-        let duration = if completed_call { duration_of(&v.data) } else { 0 };
+        let duration = if completed_call {
+            duration_of(&v.data)
+        } else {
+            0
+        };
         self.moved(&seen, old, duration);
         self.remember(v.sid, seen);
         Ok(())
@@ -306,9 +321,21 @@ impl Counting {
             && now.status == Some(ResourceStatus::Completed)
             && duration > 0
         {
-            self.bump(svc, now.created, number, Counter::Named("call_seconds"), duration);
+            self.bump(
+                svc,
+                now.created,
+                number,
+                Counter::Named("call_seconds"),
+                duration,
+            );
             let minutes = (duration + 59) / 60;
-            self.bump(svc, now.created, number, Counter::Named("call_minutes"), minutes);
+            self.bump(
+                svc,
+                now.created,
+                number,
+                Counter::Named("call_minutes"),
+                minutes,
+            );
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Persistence: implements `core::store::Store` on embedded SQLite (one node) and on
 //! PostgreSQL (several nodes sharing it). Knows SQL and core types, never SIP, SMPP or HTTP.
 
+mod counting;
 pub mod postgres;
 mod recordings;
-mod counting;
 mod reports;
 mod schema;
 pub mod sqlite;
