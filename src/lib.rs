@@ -35,6 +35,7 @@ pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod heap;
+pub mod limits;
 pub mod media;
 pub mod metrics;
 pub mod net;

@@ -170,10 +170,22 @@ fn the_console_is_behind_the_credentials_and_guards_its_write() {
         .header("content-type")
         .unwrap_or("")
         .starts_with("text/javascript"));
-    assert!(
-        !js.body.contains("innerHTML"),
-        "the page builds nodes, never HTML from data"
-    );
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(
+            !js.body.contains(sink),
+            "the page builds nodes, never HTML from data: {sink}"
+        );
+    }
+    d.get("/console/api/services/shop/numbers?days=abc")
+        .assert_error(400, 80701);
+    d.get("/console/api/services/shop/numbers?days=0")
+        .assert_error(400, 80701);
     // Search by number: masked unless asked.
     let found = d.get("/console/api/sessions?q=1001").json();
     let shown = found["sessions"][0]["participants"].to_string();
@@ -191,6 +203,38 @@ fn the_console_is_behind_the_credentials_and_guards_its_write() {
     let sid = found["sessions"][0]["sid"].as_str().unwrap().to_string();
     d.post(&format!("/console/api/sessions/{sid}/close"), &[])
         .assert_error(403, 20403);
+    // A browser holding the credentials cannot be made to change anything from another
+    // site (a form there posting to the API): refused whatever the path.
+    let form = "application/x-www-form-urlencoded";
+    let body = encode(&[("Status", "closed")]);
+    for (name, value) in [
+        ("Origin", "https://evil.example"),
+        ("Origin", "null"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let r = raw_http_with(
+            d.api,
+            "POST",
+            "/v1/Services/shop/Sessions/order-1",
+            Some((ACCOUNT, TOKEN)),
+            &[(name, value)],
+            Some(body.as_bytes()),
+            form,
+        );
+        r.assert_error(403, 20403);
+    }
     let open = d.get("/v1/Services/shop/Sessions/order-1").json();
     assert_eq!(open["status"], "open");
+    // The API's own origin (the console) and clients that send neither header are served.
+    let own = d.base();
+    let r = raw_http_with(
+        d.api,
+        "POST",
+        "/v1/Services/shop/Sessions/order-1",
+        Some((ACCOUNT, TOKEN)),
+        &[("Origin", own.as_str()), ("Sec-Fetch-Site", "same-origin")],
+        Some(encode(&[("Ttl", "600")]).as_bytes()),
+        form,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
 }

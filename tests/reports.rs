@@ -273,6 +273,8 @@ fn bad_report_parameters_get_twilio_errors() {
         "PhoneNumber=banana",
         "Format=xml",
         "PageSize=0",
+        "PageToken=PA18446744073709551615",
+        "PageToken=PB99999999999",
     ] {
         d.get(&format!("/v1/Services/shop/Reports/Daily?{q}"))
             .assert_error(400, 80701);

@@ -4,6 +4,7 @@
 //! limit. It asks the engine for everything and awaits durability before answering 2xx.
 //! Also the operator endpoints (`/metrics`, `/healthz`, `/readyz`) on their own listener.
 
+pub mod auth;
 mod calls;
 pub mod console;
 pub mod error;
@@ -20,15 +21,13 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use base64::Engine as _;
 
 use crate::core::Engine;
-use crate::secret::constant_time_eq;
 use error::ApiError;
 
 /// What every handler needs.
@@ -39,6 +38,8 @@ pub struct ApiState {
     pub public_url: String,
     pub account_sid: String,
     pub auth_token: String,
+    /// Accepted beside `auth_token` (rotation); signs nothing.
+    pub auth_token_secondary: Option<String>,
     pub max_body: usize,
     pub console: console::Console,
 }
@@ -132,32 +133,6 @@ async fn limit(State(state): State<Shared>, req: Request, next: Next) -> Respons
     next.run(req).await
 }
 
-fn authorized(headers: &HeaderMap, state: &ApiState) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(encoded) = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
-    else {
-        return false;
-    };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-        return false;
-    };
-    let (user, pass) = match decoded.iter().position(|&c| c == b':') {
-        Some(i) => (&decoded[..i], &decoded[i + 1..]),
-        None => (&decoded[..], &[][..]),
-    };
-    // Both comparisons always run, so timing does not tell which part was wrong.
-    let user_ok = constant_time_eq(user, state.account_sid.as_bytes());
-    let pass_ok = constant_time_eq(pass, state.auth_token.as_bytes());
-    user_ok & pass_ok
-}
-
 /// While the store cannot be reached (several nodes, PostgreSQL down) a change is refused at
 /// once with 503 (Twilio error 20503) rather than acknowledged without being durable; reads
 /// of what memory holds go on.
@@ -169,15 +144,30 @@ async fn store_up(State(state): State<Shared>, req: Request, next: Next) -> Resp
 }
 
 async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    if !authorized(req.headers(), &state) {
+    if !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) && auth::cross_site(req.headers(), &state.public_url)
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            20403,
+            "A change from a page of another site is refused",
+        )
+        .into_response();
+    }
+    let Some(credential) = auth::credential(req.headers(), &state) else {
         let mut resp = ApiError::unauthorized().into_response();
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"maskd\""),
         );
         return resp;
-    }
-    next.run(req).await
+    };
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    auth::audit(&credential, &method, &path, resp.status());
+    resp
 }
 
 async fn observe(req: Request, next: Next) -> Response {

@@ -120,13 +120,18 @@ fn phone_filter(p: &Params) -> Result<Option<E164>, ApiError> {
         .transpose()
 }
 
+/// The furthest a page token reaches (rows of a report, or contacts).
+const MAX_OFFSET: u64 = 100_000_000;
+
 /// The page's start (an index into the rows) from its token.
-fn offset(pg: &Paging) -> usize {
-    match pg.cursor {
+fn offset(pg: &Paging) -> Result<usize, ApiError> {
+    let bad = || ApiError::invalid("PageToken", "is not a token this server issued");
+    Ok(match pg.cursor {
         Cursor::Start => 0,
-        Cursor::After(i) => i as usize + 1,
-        Cursor::Before(i) => (i as usize).saturating_sub(pg.size),
-    }
+        Cursor::After(i) if i < MAX_OFFSET => i as usize + 1,
+        Cursor::Before(i) if i < MAX_OFFSET => (i as usize).saturating_sub(pg.size),
+        _ => return Err(bad()),
+    })
 }
 
 async fn daily(st: &Shared, svc: Sid, p: &Params, format: Format) -> ApiResult {
@@ -164,7 +169,7 @@ async fn daily(st: &Shared, svc: Sid, p: &Params, format: Format) -> ApiResult {
         }
         Format::Json => {
             let pg = Paging::from_query(p)?;
-            let start = offset(&pg).min(rows.len());
+            let start = offset(&pg)?.min(rows.len());
             let end = (start + pg.size).min(rows.len());
             let items: Vec<Value> = rows[start..end]
                 .iter()
@@ -214,7 +219,7 @@ async fn contacts(st: &Shared, svc: Sid, p: &Params, format: Format) -> ApiResul
         }
         Format::Json => {
             let pg = Paging::from_query(p)?;
-            let start = offset(&pg);
+            let start = offset(&pg)?;
             let q = ContactQuery {
                 service: svc,
                 proxy,

@@ -213,6 +213,7 @@ pub async fn run(
         public_url: cfg.public_url.clone(),
         account_sid: cfg.raw.api.account_sid.clone(),
         auth_token: cfg.raw.api.auth_token.clone(),
+        auth_token_secondary: cfg.raw.api.auth_token_secondary.clone(),
         max_body: cfg.raw.api.max_body_bytes,
         console: crate::api::console::Console::new(
             cfg.raw

@@ -107,6 +107,10 @@ pub struct ApiConfig {
     pub account_sid: String,
     /// HTTP basic auth password; also signs callbacks.
     pub auth_token: String,
+    /// A second password accepted beside `auth_token`, so the token can be rotated without
+    /// downtime (callbacks stay signed with `auth_token`).
+    #[serde(default)]
+    pub auth_token_secondary: Option<String>,
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,

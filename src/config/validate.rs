@@ -176,6 +176,16 @@ impl Config {
         if Sid::parse(SidKind::Account, &self.api.account_sid).is_none() {
             p.add("api.account_sid", "must be AC followed by 32 hex digits");
         }
+        if let Some(t) = &self.api.auth_token_secondary {
+            if t.is_empty() {
+                p.add(
+                    "api.auth_token_secondary",
+                    "must not be empty (leave it out instead)",
+                );
+            } else if *t == self.api.auth_token {
+                p.add("api.auth_token_secondary", "is the same as api.auth_token");
+            }
+        }
         if self.api.auth_token.is_empty() {
             p.add("api.auth_token", "must not be empty");
         }

@@ -15,7 +15,8 @@ use super::sid::Sid;
 /// (`messages_out`, and by the status each is in now: a day's statuses add up to its
 /// messages out); calls on the number dialled (`calls_in`, by outcome, seconds and minutes
 /// rounded up per call) and on the number the callee saw (`calls_out`). Statuses, outcomes
-/// and lengths count on the day the message or call began. `leads` are strangers first reaching a number that day,
+/// and lengths count on the day the message or call began; a status without a column of its
+/// own (`accepted`, `delivery-unknown`; a call still ringing or up) counts under `_other`. `leads` are strangers first reaching a number that day,
 /// `leads_converted` those of them later in a session of the service.
 pub const FIELDS: &[&str] = &[
     "sessions_created",
@@ -29,6 +30,7 @@ pub const FIELDS: &[&str] = &[
     "messages_out_delivered",
     "messages_out_undelivered",
     "messages_out_failed",
+    "messages_out_other",
     "calls_in",
     "calls_out",
     "calls_completed",
@@ -36,6 +38,7 @@ pub const FIELDS: &[&str] = &[
     "calls_no_answer",
     "calls_failed",
     "calls_canceled",
+    "calls_other",
     "call_seconds",
     "call_minutes",
     "out_of_session_messages",
@@ -75,7 +78,17 @@ pub struct DailyRow {
 pub fn pivot(counts: Vec<ReportCount>) -> Vec<DailyRow> {
     let mut rows: std::collections::BTreeMap<(String, u64), Vec<i64>> = Default::default();
     for c in counts {
-        let Some(i) = FIELDS.iter().position(|f| *f == c.field) else {
+        let field = match FIELDS.iter().position(|f| *f == c.field) {
+            Some(i) => Some(i),
+            None if c.field.starts_with("messages_out_") => {
+                FIELDS.iter().position(|f| *f == "messages_out_other")
+            }
+            None if c.field.starts_with("calls_") => {
+                FIELDS.iter().position(|f| *f == "calls_other")
+            }
+            None => None,
+        };
+        let Some(i) = field else {
             continue;
         };
         rows.entry((c.day, c.number))
@@ -144,6 +157,13 @@ mod tests {
             c("2026-12-01", 0, "sessions_created", 3),
             c("2026-12-01", 0, "something_else", 9),
             c("2026-12-01", 15_550_000_001, "calls_in", 1),
+            c("2026-12-01", 15_550_000_001, "calls_ringing", 1),
+            c(
+                "2026-12-01",
+                15_550_000_001,
+                "messages_out_delivery_unknown",
+                2,
+            ),
         ]);
         assert_eq!(rows.len(), 3);
         assert_eq!((rows[0].day.as_str(), rows[0].number), ("2026-12-01", None));
@@ -152,8 +172,14 @@ mod tests {
             3,
             "unknown names left out"
         );
-        let calls = FIELDS.iter().position(|f| *f == "calls_in").unwrap();
-        assert_eq!(rows[1].values[calls], 2);
+        let at = |name| FIELDS.iter().position(|f| *f == name).unwrap();
+        assert_eq!(rows[1].values[at("calls_in")], 2);
+        assert_eq!(
+            rows[1].values[at("calls_other")],
+            1,
+            "a status of no column"
+        );
+        assert_eq!(rows[1].values[at("messages_out_other")], 2);
         assert_eq!(rows[2].day, "2026-12-02");
     }
 }

@@ -34,6 +34,8 @@ pub const SIP_REFUSED: &str = "maskd_sip_requests_refused_total";
 pub const SIP_CALLS_STARTED: &str = "maskd_sip_calls_started_total";
 pub const SIP_TCP_CONNECTIONS: &str = "maskd_sip_tcp_connections";
 pub const SIP_TCP_REFUSED: &str = "maskd_sip_tcp_connections_refused_total";
+pub const CONNECTIONS_REFUSED: &str = "maskd_connections_refused_total";
+pub const CONNECTIONS_OPEN: &str = "maskd_connections_open";
 pub const TLS_FAILED: &str = "maskd_tls_handshakes_failed_total";
 pub const SIP_UNTRUSTED_RESPONSES: &str = "maskd_sip_untrusted_responses_total";
 pub const SMPP_PDUS: &str = "maskd_smpp_pdus_total";
@@ -90,6 +92,8 @@ pub struct Metrics {
     pub sip_calls_started: prometheus::IntCounter,
     pub sip_tcp_connections: IntGauge,
     pub sip_tcp_refused: IntCounterVec,
+    pub connections_refused: IntCounterVec,
+    pub connections_open: IntGaugeVec,
     pub tls_failed: IntCounterVec,
     pub sip_untrusted_responses: prometheus::IntCounter,
     pub smpp_pdus: IntCounterVec,
@@ -232,6 +236,20 @@ fn build() -> Result<Metrics, prometheus::Error> {
                 "SIP TCP connections closed at accept, by reason (untrusted, limit)",
             ),
             &["reason"],
+        )?,
+        connections_refused: IntCounterVec::new(
+            Opts::new(
+                CONNECTIONS_REFUSED,
+                "TCP connections closed at accept by a listener's bounds, by listener (api, smpp, sip) and reason (limit, per_address)",
+            ),
+            &["listener", "reason"],
+        )?,
+        connections_open: IntGaugeVec::new(
+            Opts::new(
+                CONNECTIONS_OPEN,
+                "TCP connections a listener holds now, by listener (api, smpp, sip)",
+            ),
+            &["listener"],
         )?,
         tls_failed: IntCounterVec::new(
             Opts::new(
@@ -432,6 +450,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.sip_tcp_connections.clone()))?;
     m.registry.register(Box::new(m.sip_tcp_refused.clone()))?;
+    m.registry
+        .register(Box::new(m.connections_refused.clone()))?;
+    m.registry.register(Box::new(m.connections_open.clone()))?;
     m.registry.register(Box::new(m.tls_failed.clone()))?;
     m.registry
         .register(Box::new(m.sip_untrusted_responses.clone()))?;

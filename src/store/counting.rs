@@ -28,6 +28,8 @@ struct Seen {
     sent_from: Option<u64>,
     created: Timestamp,
     status: Option<ResourceStatus>,
+    /// A call's length as its `data` says (0 for messages).
+    duration: i64,
 }
 
 /// An upper bound of every stored interaction's `seq`, once the store's `load` has read it
@@ -101,7 +103,12 @@ impl Counting {
             WriteOp::DeleteInteraction(sid) => {
                 self.seen.remove(sid);
             }
-            WriteOp::DeleteService(_) | WriteOp::DeleteSession(_) => {
+            WriteOp::DeleteService(svc) => {
+                // Its counters go with it: none of this batch's may come back.
+                self.deltas.retain(|k, _| k.0 != *svc);
+                self.seen.clear();
+            }
+            WriteOp::DeleteSession(_) => {
                 // Their rows go; what is remembered of them is simply never asked again,
                 // but a SID is never reused, so forgetting everything is only tidier.
                 self.seen.clear();
@@ -208,6 +215,10 @@ impl Counting {
             sent_from: self.proxy(tx, v.outbound.participant_sid)?,
             created: v.date_created,
             status: v.outbound.resource_status,
+            duration: match v.kind {
+                InteractionType::Voice => duration_of(&v.data),
+                _ => 0,
+            },
         };
         let svc = v.service_sid;
         let old = match before {
@@ -231,15 +242,7 @@ impl Counting {
             }
             Some(old) => old,
         };
-        let completed_call = v.kind == InteractionType::Voice
-            && seen.status == Some(ResourceStatus::Completed)
-            && old != seen.status;
-        let duration = if completed_call {
-            duration_of(&v.data)
-        } else {
-            0
-        };
-        self.moved(&seen, old, duration);
+        self.moved(&seen, old);
         self.remember(v.sid, seen);
         Ok(())
     }
@@ -250,8 +253,8 @@ impl Counting {
         sid: Sid,
         status: ResourceStatus,
     ) -> rusqlite::Result<()> {
-        let (seen, duration) = match self.seen.get(&sid) {
-            Some(s) => (s.clone(), 0),
+        let seen = match self.seen.get(&sid) {
+            Some(s) => s.clone(),
             None => {
                 let row = tx
                     .prepare_cached(
@@ -285,8 +288,9 @@ impl Counting {
                     sent_from: self.proxy(tx, sid_of(outp))?,
                     created,
                     status: old.as_deref().and_then(ResourceStatus::parse),
+                    duration: duration_of(&data),
                 };
-                (seen, duration_of(&data))
+                seen
             }
         };
         let old = seen.status;
@@ -294,14 +298,15 @@ impl Counting {
             status: Some(status),
             ..seen
         };
-        self.moved(&now, old, duration);
+        self.moved(&now, old);
         self.remember(sid, now);
         Ok(())
     }
 
     /// The outbound leg went from `old` to `now.status`: it leaves the old status's counter
     /// and joins the new one (the day it began); a completed call adds its length.
-    fn moved(&mut self, now: &Seen, old: Option<ResourceStatus>, duration: i64) {
+    fn moved(&mut self, now: &Seen, old: Option<ResourceStatus>) {
+        let duration = now.duration;
         if old == now.status {
             return;
         }

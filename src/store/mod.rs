@@ -1,6 +1,7 @@
 //! Persistence: implements `core::store::Store` on embedded SQLite (one node) and on
 //! PostgreSQL (several nodes sharing it). Knows SQL and core types, never SIP, SMPP or HTTP.
 
+mod backfill;
 mod counting;
 pub mod postgres;
 mod recordings;

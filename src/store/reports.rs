@@ -42,6 +42,12 @@ fn session_closed() -> String {
 /// Schema version 7.
 pub(super) fn schema_v7() -> String {
     let exists = |table: &str| format!("EXISTS (SELECT 1 FROM {table} WHERE sid = NEW.sid");
+    let backfill = super::backfill::statements(
+        |t| format!("strftime('%Y-%m-%d', {t}, 'unixepoch')"),
+        "(CASE WHEN json_valid(i.data)
+           THEN CAST(COALESCE(json_extract(i.data, '$.duration'), 0) AS INTEGER) ELSE 0 END)",
+    )
+    .join(";\n");
     format!(
         "
 CREATE TABLE report_counts (
@@ -58,6 +64,11 @@ CREATE INDEX contacts_recent ON contacts(service_sid, last_at);
 CREATE TRIGGER report_session_new BEFORE INSERT ON sessions
 WHEN NOT {sessions}) BEGIN
   {created}
+END;
+-- Created and closed in one group commit (the writer keeps a row's last version).
+CREATE TRIGGER report_session_new_closed BEFORE INSERT ON sessions
+WHEN NEW.status = 'closed' AND NOT {sessions}) BEGIN
+  {closed}
 END;
 -- A session closes only by a replaced row (the writer's PutSession and ExpireSession): no
 -- trigger on UPDATE, which every message's touch of its session would run.
@@ -87,6 +98,7 @@ CREATE TRIGGER report_contact_followed AFTER UPDATE OF session_sid ON contacts
 WHEN OLD.session_sid IS NULL AND NEW.session_sid IS NOT NULL BEGIN
   {converted}
 END;
+{backfill};
 ",
         sessions = exists("sessions"),
         participants = exists("participants"),

@@ -117,6 +117,88 @@ mod tests {
     use super::*;
     use crate::core::store::Store;
 
+    /// What a database held before the report counters is counted once by the migration
+    /// to version 7, by the same rules as the live counting.
+    #[test]
+    fn a_version_6_database_gets_its_reports_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.db");
+        let (svc, kc) = (
+            "KS0123456789abcdef0123456789abcdef",
+            "KC0123456789abcdef0123456789abcdef",
+        );
+        let (a, b) = (
+            "KP0123456789abcdef0123456789abcd0a",
+            "KP0123456789abcdef0123456789abcd0b",
+        );
+        let t = 1_800_000_000i64; // 2027-01-15
+        {
+            let conn = Connection::open(&path).unwrap();
+            for step in [
+                SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+            ] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.execute_batch(&format!(
+                "PRAGMA user_version = 6;
+                 INSERT INTO services VALUES ('{svc}', 1, 'old', NULL, 0, 'country',
+                   'prefer-sticky', NULL, NULL, NULL, 0, {t}, {t}, 0);
+                 INSERT INTO sessions VALUES ('{kc}', 2, '{svc}', NULL, 'closed',
+                   'voice-and-message', 0, NULL, {t}, {end}, {t}, 'api', {t}, {end}, NULL);
+                 INSERT INTO participants VALUES ('{a}', 3, '{kc}', '{svc}', 14155551001, NULL,
+                   14155550101, 'PN0123456789abcdef0123456789abcd01', NULL, {t}, {t});
+                 INSERT INTO participants VALUES ('{b}', 4, '{kc}', '{svc}', 14155552002, NULL,
+                   14155550102, 'PN0123456789abcdef0123456789abcd02', NULL, {t}, {t});
+                 INSERT INTO interactions VALUES ('KI0123456789abcdef0123456789abcd01', 5, '{kc}',
+                   '{svc}', '{{\"body\":\"hi\"}}', 'message', '{a}', NULL, 'received', NULL, NULL,
+                   '{b}', NULL, 'delivered', NULL, NULL, NULL, {t}, {t});
+                 INSERT INTO interactions VALUES ('KI0123456789abcdef0123456789abcd02', 6, '{kc}',
+                   '{svc}', '{{\"duration\":\"61\"}}', 'voice', '{b}', NULL, 'completed', NULL,
+                   NULL, '{a}', NULL, 'completed', NULL, NULL, NULL, {t}, {t});
+                 INSERT INTO interactions VALUES ('KI0123456789abcdef0123456789abcd03', 7, '{kc}',
+                   '{svc}', 'not json', 'voice', '{b}', NULL, 'completed', NULL,
+                   NULL, '{a}', NULL, 'busy', NULL, NULL, NULL, {t}, {t});",
+                end = t + 90_000
+            ))
+            .unwrap();
+        }
+        let store = super::super::SqliteStore::open(&path, Box::new(|e| panic!("{e}"))).unwrap();
+        let q = crate::core::reports::ReportQuery {
+            service: crate::core::Sid::parse_any(svc).unwrap(),
+            from_day: "2027-01-01".into(),
+            to_day: "2027-01-31".into(),
+        };
+        let rows = crate::core::reports::pivot(store.report_counts(&q).unwrap());
+        let get = |day: &str, n: u64, f: &str| {
+            let i = crate::core::reports::FIELDS
+                .iter()
+                .position(|x| *x == f)
+                .unwrap();
+            rows.iter()
+                .find(|r| r.day == day && r.number.map_or(0, |e| e.as_u64()) == n)
+                .map_or(0, |r| r.values[i])
+        };
+        let d = "2027-01-15";
+        assert_eq!(get(d, 0, "sessions_created"), 1, "{rows:?}");
+        assert_eq!(
+            get("2027-01-16", 0, "sessions_closed_api"),
+            1,
+            "closed the next day"
+        );
+        assert_eq!(get("2027-01-16", 14155550101, "sessions_closed_api"), 1);
+        assert_eq!(get(d, 14155550101, "sessions_created"), 1);
+        assert_eq!(get(d, 14155550101, "messages_in"), 1);
+        assert_eq!(get(d, 14155550102, "messages_out"), 1);
+        assert_eq!(get(d, 14155550102, "messages_out_delivered"), 1);
+        assert_eq!(get(d, 14155550102, "calls_in"), 2);
+        assert_eq!(get(d, 14155550102, "calls_completed"), 1);
+        assert_eq!(get(d, 14155550102, "calls_busy"), 1);
+        assert_eq!(get(d, 14155550102, "call_seconds"), 61);
+        assert_eq!(get(d, 14155550102, "call_minutes"), 2);
+        assert_eq!(get(d, 14155550101, "calls_out"), 2);
+        store.close();
+    }
+
     #[test]
     fn a_version_3_database_migrates_to_4() {
         let dir = tempfile::tempdir().unwrap();

@@ -461,9 +461,25 @@ pub fn raw_http(
     body: Option<&[u8]>,
     content_type: &str,
 ) -> Resp {
+    raw_http_with(addr, method, path, auth, &[], body, content_type)
+}
+
+/// `raw_http` with more request headers.
+pub fn raw_http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    content_type: &str,
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some((u, p)) = auth {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
         req.push_str(&format!("Authorization: Basic {token}\r\n"));

@@ -8,7 +8,7 @@
 mod history;
 mod views;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -106,19 +106,35 @@ fn ok(v: serde_json::Value) -> ApiResult {
     Ok(r)
 }
 
-#[derive(serde::Deserialize, Default)]
+/// The query parameters the console's reads take.
 struct Opts {
-    #[serde(default)]
     q: String,
-    #[serde(default)]
-    reveal: Option<String>,
-    #[serde(default)]
+    reveal: bool,
     days: Option<u32>,
 }
 
 impl Opts {
+    fn of(uri: &Uri) -> Result<Opts, ApiError> {
+        let p = super::params::Params::parse(uri.query().unwrap_or("").as_bytes());
+        let days = match p.get("days") {
+            None | Some("") => None,
+            Some(d) => Some(
+                d.parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=90).contains(d))
+                    .ok_or_else(|| {
+                        ApiError::invalid("days", "must be a whole number from 1 to 90")
+                    })?,
+            ),
+        };
+        Ok(Opts {
+            q: p.get("q").unwrap_or("").to_string(),
+            reveal: matches!(p.get("reveal"), Some("1" | "true")),
+            days,
+        })
+    }
     fn reveal(&self) -> bool {
-        matches!(self.reveal.as_deref(), Some("1" | "true"))
+        self.reveal
     }
 }
 
@@ -171,13 +187,10 @@ async fn services(State(st): State<Shared>) -> ApiResult {
     ok(json!({ "services": list }))
 }
 
-async fn numbers(
-    State(st): State<Shared>,
-    Path(service): Path<String>,
-    Query(o): Query<Opts>,
-) -> ApiResult {
+async fn numbers(State(st): State<Shared>, Path(service): Path<String>, uri: Uri) -> ApiResult {
+    let o = Opts::of(&uri)?;
     let svc = st.engine.resolve_service(&service)?;
-    let days = o.days.unwrap_or(7).clamp(1, 90) as i64;
+    let days = i64::from(o.days.unwrap_or(7));
     let today = now() - now().rem_euclid(86_400);
     let q = crate::core::reports::ReportQuery {
         service: svc,
@@ -203,11 +216,8 @@ async fn numbers(
     ok(views::numbers(&pool, &rows, today, days))
 }
 
-async fn contacts(
-    State(st): State<Shared>,
-    Path(service): Path<String>,
-    Query(o): Query<Opts>,
-) -> ApiResult {
+async fn contacts(State(st): State<Shared>, Path(service): Path<String>, uri: Uri) -> ApiResult {
+    let o = Opts::of(&uri)?;
     let svc = st.engine.resolve_service(&service)?;
     let store = st.engine.store().clone();
     let q = crate::core::reports::ContactQuery {
@@ -231,7 +241,8 @@ async fn contacts(
     }))
 }
 
-async fn search(State(st): State<Shared>, Query(o): Query<Opts>) -> ApiResult {
+async fn search(State(st): State<Shared>, uri: Uri) -> ApiResult {
+    let o = Opts::of(&uri)?;
     let found = st.engine.find_sessions(&o.q, 50);
     let reveal = o.reveal();
     let list: Vec<_> = found
@@ -241,11 +252,8 @@ async fn search(State(st): State<Shared>, Query(o): Query<Opts>) -> ApiResult {
     ok(json!({ "sessions": list }))
 }
 
-async fn session(
-    State(st): State<Shared>,
-    Path(session): Path<String>,
-    Query(o): Query<Opts>,
-) -> ApiResult {
+async fn session(State(st): State<Shared>, Path(session): Path<String>, uri: Uri) -> ApiResult {
+    let o = Opts::of(&uri)?;
     let sid =
         Sid::parse(SidKind::Session, &session).ok_or_else(|| ApiError::invalid_sid("Sid", "KC"))?;
     let (s, parts) = st

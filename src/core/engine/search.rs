@@ -51,7 +51,7 @@ impl Engine {
             .then(|| Some((digits.parse::<u64>().ok()?, 10u64.pow(digits.len() as u32))))
             .flatten();
         let ends_with = |n: E164| suffix.is_some_and(|(want, m)| n.as_u64() % m == want);
-        let needle = q.to_lowercase();
+        let needle = q.as_bytes();
         let matches = |ss: &state::SessionState| -> bool {
             if by_number {
                 return ss.participants.iter().any(|p| {
@@ -60,10 +60,12 @@ impl Engine {
                         .is_some_and(|p| ends_with(p.identifier) || ends_with(p.proxy))
                 });
             }
-            ss.session
-                .unique_name
-                .as_deref()
-                .is_some_and(|n| n.to_lowercase().contains(&needle))
+            // Part of the name, ASCII letters in any case, without a copy per session.
+            ss.session.unique_name.as_deref().is_some_and(|n| {
+                n.as_bytes()
+                    .windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle))
+            })
         };
         if q.is_empty() {
             // The newest of each service's index, then the newest of those.

@@ -123,8 +123,8 @@ pub(super) fn sql(w: W) -> String {
             .into(),
         W::SessionKeys => "DELETE FROM route_keys WHERE session_sid = $1".into(),
         W::PutContact => super::reports::PUT_CONTACT.into(),
-        W::ServiceReportCounts => super::reports::DELETE_SERVICE[0].into(),
-        W::ServiceReportDeltas => super::reports::DELETE_SERVICE[1].into(),
+        W::ServiceReportDeltas => super::reports::DELETE_SERVICE[0].into(),
+        W::ServiceReportCounts => super::reports::DELETE_SERVICE[1].into(),
         W::ServiceContacts => super::reports::DELETE_SERVICE[2].into(),
     }
 }
@@ -267,8 +267,8 @@ pub(super) fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
                 W::ServiceSessions,
                 W::ServiceNumbers,
                 W::ServiceRow,
-                W::ServiceReportCounts,
                 W::ServiceReportDeltas,
+                W::ServiceReportCounts,
                 W::ServiceContacts,
             ] {
                 out.push((w, params![s(sid)]));

@@ -45,7 +45,10 @@ DECLARE p BIGINT; f TEXT; at BIGINT;
 BEGIN
   IF TG_OP = 'INSERT' THEN
     PERFORM maskd_bump(NEW.service_sid, NEW.date_created, 0, 'sessions_created', 1);
-  ELSIF OLD.status IN ('open', 'in-progress') AND NEW.status = 'closed' THEN
+  END IF;
+  -- A close; a new row already closed was created and closed in one group commit.
+  IF NEW.status = 'closed'
+     AND (TG_OP = 'INSERT' OR OLD.status IN ('open', 'in-progress')) THEN
     f := 'sessions_closed_' || NEW.closed_reason;
     at := COALESCE(NEW.date_ended, NEW.date_updated);
     PERFORM maskd_bump(NEW.service_sid, at, 0, f, 1);
@@ -97,7 +100,7 @@ BEGIN
     PERFORM maskd_bump(NEW.service_sid, at, inp, 'calls_' || replace(NEW.out_status, '-', '_'), 1);
     PERFORM maskd_bump(NEW.service_sid, at, inp, 'calls_' || replace(old_status, '-', '_'), -1);
     IF NEW.out_status = 'completed' THEN
-      secs := COALESCE((NEW.data::jsonb ->> 'duration')::bigint, 0);
+      secs := COALESCE(substring(NEW.data FROM 'duration\":\"([0-9]{1,12})')::bigint, 0);
       IF secs > 0 THEN
         PERFORM maskd_bump(NEW.service_sid, at, inp, 'call_seconds', secs);
         PERFORM maskd_bump(NEW.service_sid, at, inp, 'call_minutes', (secs + 59) / 60);
@@ -132,6 +135,15 @@ CREATE TRIGGER report_contacts AFTER INSERT OR UPDATE ON contacts
   FOR EACH ROW EXECUTE FUNCTION maskd_count_contact();
 ";
 
+/// The counters of what the database held before version 7 (`store::backfill`), run in
+/// the migration's transaction.
+pub(super) fn backfill() -> Vec<String> {
+    crate::store::backfill::statements(
+        |t| format!("to_char(to_timestamp({t}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"),
+        "COALESCE(substring(i.data FROM 'duration\":\"([0-9]{1,12})')::bigint, 0)",
+    )
+}
+
 /// `WriteOp::PutContact`: $1 service, $2 proxy, $3 sender, $4 at, $5 messages, $6 calls.
 pub(super) const PUT_CONTACT: &str =
     "INSERT INTO contacts VALUES ($1, $2, $3, $4, $4, $5, $6, NULL)
@@ -139,19 +151,21 @@ pub(super) const PUT_CONTACT: &str =
     last_at = GREATEST(contacts.last_at, excluded.last_at),
     messages = contacts.messages + excluded.messages, calls = contacts.calls + excluded.calls";
 
-/// What goes with a deleted service ($1).
+/// What goes with a deleted service ($1): the deltas before the counters, the order the
+/// fold takes them in (no deadlock between the two).
 pub(super) const DELETE_SERVICE: &[&str] = &[
-    "DELETE FROM report_counts WHERE service_sid = $1",
     "DELETE FROM report_deltas WHERE service_sid = $1",
+    "DELETE FROM report_counts WHERE service_sid = $1",
     "DELETE FROM contacts WHERE service_sid = $1",
 ];
 
-/// Folds every committed delta into the counters, in one transaction, one node at a time.
+/// Folds every committed delta into the counters, in one transaction, one node at a time: a
+/// node that finds another folding skips its turn (it never waits: it is the follower).
 pub(super) fn compact_sql() -> String {
     format!(
         "BEGIN;
-         SELECT pg_advisory_xact_lock({COMPACT_LOCK});
-         WITH moved AS (DELETE FROM report_deltas RETURNING *)
+         WITH turn AS (SELECT pg_try_advisory_xact_lock({COMPACT_LOCK}) AS mine),
+         moved AS (DELETE FROM report_deltas WHERE (SELECT mine FROM turn) RETURNING *)
          INSERT INTO report_counts
            SELECT service_sid, day, number, field, SUM(value) FROM moved
            GROUP BY service_sid, day, number, field ORDER BY service_sid, day, number, field

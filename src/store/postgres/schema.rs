@@ -302,6 +302,11 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
         tx.batch_execute(STEPS[version as usize])
             .await
             .map_err(io)?;
+        if version + 1 == 7 {
+            for statement in super::reports::backfill() {
+                tx.batch_execute(&statement).await.map_err(io)?;
+            }
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version) VALUES ($1)",
             &[&(version + 1)],
