@@ -13,6 +13,7 @@ mod recordings;
 mod render;
 mod reports;
 mod resources;
+pub mod serve;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

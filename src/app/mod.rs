@@ -60,10 +60,23 @@ use crate::clock::now_ms;
 
 mod media;
 
+/// The accept queue of every TCP listener: a burst of new connections waits there rather
+/// than having its SYNs dropped and retried a second later (the kernel caps it at
+/// `net.core.somaxconn`).
+const BACKLOG: u32 = 4096;
+
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::Bind { key, addr, source })
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    listen().map_err(|source| AppError::Bind { key, addr, source })
 }
 
 /// Runs the daemon until `shutdown` resolves (or the store fails).
@@ -320,7 +333,21 @@ pub async fn run(
         cfg.shutdown_grace,
         media,
     ));
-    let api_task = serve(api_listener, api::router(state), stop_rx.clone());
+    let api_bounds = api::serve::Bounds {
+        limits: crate::limits::ConnLimits::new(
+            "api",
+            cfg.bounds.api.max,
+            cfg.bounds.api.per_address,
+        ),
+        header_timeout: cfg.bounds.api_header_timeout,
+        idle_timeout: cfg.bounds.api_idle_timeout,
+    };
+    let api_task = tokio::spawn(api::serve::serve(
+        api_listener,
+        api::router(state),
+        api_bounds,
+        stop_rx.clone(),
+    ));
     let ops_task = serve(
         metrics_listener,
         api::ops_router(engine.clone(), ready.clone()),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::core::{sid::SidKind, Sid, E164};
 
+pub mod bounds;
 mod carriers;
 mod media;
 pub mod tls;
@@ -120,6 +121,35 @@ pub struct ApiConfig {
     /// How many requests a client may make at once above the rate.
     #[serde(default = "default_burst")]
     pub rate_limit_burst: u32,
+    /// Connections the API holds at once; more are closed at accept.
+    #[serde(default = "default_api_connections")]
+    pub max_connections: u32,
+    /// Connections one source address may hold at once.
+    #[serde(default = "default_api_per_address")]
+    pub max_connections_per_address: u32,
+    /// A request's header must arrive whole this long after its first byte, and a new
+    /// connection must begin its first request within it (slowloris).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: String,
+    /// A keep-alive connection with no request this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
+}
+
+fn default_api_connections() -> u32 {
+    10_000
+}
+
+fn default_api_per_address() -> u32 {
+    1_000
+}
+
+fn default_header_timeout() -> String {
+    "10s".into()
+}
+
+fn default_idle_timeout() -> String {
+    "60s".into()
 }
 
 fn default_rate() -> u32 {
@@ -205,6 +235,8 @@ pub struct SipConfig {
     /// SIP TCP connections open at once (accepted and opened by maskd); more are closed
     /// at accept.
     pub tcp_max_connections: u32,
+    /// SIP TCP connections one source address may hold at once (accepted).
+    pub tcp_max_connections_per_address: u32,
     /// A SIP TCP connection silent this long is closed, unless a call still uses its peer.
     pub tcp_idle_timeout: String,
     /// A listener for SIP over TLS (its own port; `sips` and `transport=tls`).
@@ -230,6 +262,7 @@ impl Default for SipConfig {
             server_header: "maskd".into(),
             ring_timeout: "120s".into(),
             tcp_max_connections: 1024,
+            tcp_max_connections_per_address: 256,
             tcp_idle_timeout: "120s".into(),
             tls: None,
         }
@@ -263,6 +296,10 @@ pub struct SmppConfig {
     pub max_queued_in_memory: u32,
     /// A second listener, for SMPP over TLS.
     pub tls: Option<tls::TlsListen>,
+    /// Connections (plain and TLS) held at once; more are closed at accept.
+    pub max_connections: u32,
+    /// Connections one source address may hold at once.
+    pub max_connections_per_address: u32,
 }
 
 impl Default for SmppConfig {
@@ -280,6 +317,8 @@ impl Default for SmppConfig {
             response_timeout: "30s".into(),
             max_queued_in_memory: 100_000,
             tls: None,
+            max_connections: 1_000,
+            max_connections_per_address: 100,
         }
     }
 }

@@ -19,6 +19,8 @@ pub struct Validated {
     pub store: StoreTarget,
     pub services: Vec<ValidService>,
     pub carriers: std::sync::Arc<crate::core::carriers::Carriers>,
+    /// The TCP listeners' bounds.
+    pub bounds: super::bounds::Bounds,
 }
 
 /// Where the store is: `store.path` or `store.url`.
@@ -399,6 +401,7 @@ impl Config {
             }
         }
         let media = self.media.validate(&mut p);
+        let bounds = super::bounds::check(&self, &mut p);
         let (carriers, carrier_tls) =
             super::carriers::validate(&self.carriers, &self.smpp, &self.sip, &mut p);
         let sip_tls = self
@@ -530,6 +533,7 @@ impl Config {
                 response_timeout: smpp_response,
             },
             services,
+            bounds,
             carriers: std::sync::Arc::new(carriers),
         })
     }

@@ -36,6 +36,7 @@ pub const SIP_TCP_CONNECTIONS: &str = "maskd_sip_tcp_connections";
 pub const SIP_TCP_REFUSED: &str = "maskd_sip_tcp_connections_refused_total";
 pub const CONNECTIONS_REFUSED: &str = "maskd_connections_refused_total";
 pub const CONNECTIONS_OPEN: &str = "maskd_connections_open";
+pub const API_CONNECTIONS_CLOSED: &str = "maskd_api_connections_closed_total";
 pub const TLS_FAILED: &str = "maskd_tls_handshakes_failed_total";
 pub const SIP_UNTRUSTED_RESPONSES: &str = "maskd_sip_untrusted_responses_total";
 pub const SMPP_PDUS: &str = "maskd_smpp_pdus_total";
@@ -94,6 +95,7 @@ pub struct Metrics {
     pub sip_tcp_refused: IntCounterVec,
     pub connections_refused: IntCounterVec,
     pub connections_open: IntGaugeVec,
+    pub api_connections_closed: IntCounterVec,
     pub tls_failed: IntCounterVec,
     pub sip_untrusted_responses: prometheus::IntCounter,
     pub smpp_pdus: IntCounterVec,
@@ -250,6 +252,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
                 "TCP connections a listener holds now, by listener (api, smpp, sip)",
             ),
             &["listener"],
+        )?,
+        api_connections_closed: IntCounterVec::new(
+            Opts::new(
+                API_CONNECTIONS_CLOSED,
+                "API connections closed by maskd, by reason (header_timeout, idle_timeout)",
+            ),
+            &["reason"],
         )?,
         tls_failed: IntCounterVec::new(
             Opts::new(
@@ -453,6 +462,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry
         .register(Box::new(m.connections_refused.clone()))?;
     m.registry.register(Box::new(m.connections_open.clone()))?;
+    m.registry
+        .register(Box::new(m.api_connections_closed.clone()))?;
     m.registry.register(Box::new(m.tls_failed.clone()))?;
     m.registry
         .register(Box::new(m.sip_untrusted_responses.clone()))?;

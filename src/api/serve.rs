@@ -1,0 +1,218 @@
+//! Serves the API's router on its listener with bounds: at most so many connections, and so
+//! many per source address (`limits::ConnLimits`); a request's header must arrive whole
+//! within `header_timeout` of its first byte (slowloris), a new connection must start its
+//! first request within the same time, and a keep-alive connection idle for `idle_timeout`
+//! is closed. HTTP/1.1 through hyper, one task per connection.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::limits::ConnLimits;
+
+/// A listener's bounds.
+#[derive(Clone)]
+pub struct Bounds {
+    pub limits: ConnLimits,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Where a connection is between requests.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// Waiting for a request's first byte since then; `first`: no request yet.
+    Idle { since: Instant, first: bool },
+    /// A request's header is arriving, its first byte read then.
+    Head { since: Instant },
+    /// A request is being answered.
+    Busy,
+}
+
+/// The phase, shared by the connection's reads and its service.
+#[derive(Clone)]
+struct Activity(Arc<Mutex<Phase>>);
+
+impl Activity {
+    fn read_some(&self) {
+        let mut p = self.0.lock();
+        if let Phase::Idle { .. } = *p {
+            *p = Phase::Head {
+                since: Instant::now(),
+            };
+        }
+    }
+    fn busy(&self) {
+        *self.0.lock() = Phase::Busy;
+    }
+    fn answered(&self) {
+        *self.0.lock() = Phase::Idle {
+            since: Instant::now(),
+            first: false,
+        };
+    }
+    /// When the phase's time runs out, and what for (`None`: no limit now).
+    fn deadline(&self, b: &Bounds) -> Option<(Instant, &'static str)> {
+        match *self.0.lock() {
+            Phase::Idle { since, first: true } => {
+                Some((since + b.header_timeout, "header_timeout"))
+            }
+            Phase::Idle { since, .. } => Some((since + b.idle_timeout, "idle_timeout")),
+            Phase::Head { since } => Some((since + b.header_timeout, "header_timeout")),
+            Phase::Busy => None,
+        }
+    }
+}
+
+/// The stream, telling `Activity` when bytes arrive.
+struct Watched {
+    inner: TcpStream,
+    activity: Activity,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.read_some();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Accepts and serves until `stop`; then lets open connections finish (bounded).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    bounds: Bounds,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: a moment, not a spin.
+                        tracing::debug!(error = %e, "api accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let Ok(guard) = bounds.limits.admit(peer.ip(), std::time::Instant::now()) else {
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let (router, bounds, stop) = (router.clone(), bounds.clone(), stop.clone());
+                conns.spawn(async move {
+                    connection(stream, peer, router, &bounds, stop).await;
+                    drop(guard);
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    bounds: &Bounds,
+    mut stop: watch::Receiver<bool>,
+) {
+    let activity = Activity(Arc::new(Mutex::new(Phase::Idle {
+        since: Instant::now(),
+        first: true,
+    })));
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let act = activity.clone();
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let (router, act) = (router.clone(), act.clone());
+        act.busy();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        async move {
+            let resp = router
+                .oneshot(req.map(axum::body::Body::new))
+                .await
+                .unwrap_or_else(|e: Infallible| match e {});
+            act.answered();
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let deadline = activity.deadline(bounds);
+        let wake = deadline.map_or_else(|| Instant::now() + Duration::from_secs(3600), |d| d.0);
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                // The phase may have moved on since the deadline was read.
+                if let Some((at, why)) = activity.deadline(bounds) {
+                    if Instant::now() >= at {
+                        crate::metrics::get()
+                            .api_connections_closed
+                            .with_label_values(&[why])
+                            .inc();
+                        break;
+                    }
+                }
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}

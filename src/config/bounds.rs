@@ -1,0 +1,81 @@
+//! The bounds of the TCP listeners (`api.max_connections`, `…_per_address`,
+//! `api.header_timeout`, `api.idle_timeout`, `smpp.max_connections…`,
+//! `sip.tcp_max_connections…`), checked and parsed.
+
+use std::time::Duration;
+
+use super::validate::Problems;
+use super::Config;
+
+/// Connections at once, and from one source address.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnBounds {
+    pub max: usize,
+    pub per_address: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    pub api: ConnBounds,
+    pub api_header_timeout: Duration,
+    pub api_idle_timeout: Duration,
+    pub smpp: ConnBounds,
+    pub sip: ConnBounds,
+}
+
+fn pair(p: &mut Problems, key: &str, max: u32, per_address: u32) -> ConnBounds {
+    if max == 0 {
+        p.add(format!("{key}max_connections"), "must be at least 1");
+    }
+    if per_address == 0 {
+        p.add(
+            format!("{key}max_connections_per_address"),
+            "must be at least 1",
+        );
+    } else if per_address > max {
+        p.add(
+            format!("{key}max_connections_per_address"),
+            format!("must not be more than {key}max_connections ({max})"),
+        );
+    }
+    ConnBounds {
+        max: max as usize,
+        per_address: per_address as usize,
+    }
+}
+
+pub(super) fn check(c: &Config, p: &mut Problems) -> Bounds {
+    let mut timeout = |key: &str, v: &str, default: u64| {
+        let d = p.duration(key, v);
+        if let Some(d) = d {
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                p.add(key, "must be between 1ms and 1h");
+            }
+        }
+        d.unwrap_or(Duration::from_secs(default))
+    };
+    let api_header_timeout = timeout("api.header_timeout", &c.api.header_timeout, 10);
+    let api_idle_timeout = timeout("api.idle_timeout", &c.api.idle_timeout, 60);
+    Bounds {
+        api: pair(
+            p,
+            "api.",
+            c.api.max_connections,
+            c.api.max_connections_per_address,
+        ),
+        api_header_timeout,
+        api_idle_timeout,
+        smpp: pair(
+            p,
+            "smpp.",
+            c.smpp.max_connections,
+            c.smpp.max_connections_per_address,
+        ),
+        sip: pair(
+            p,
+            "sip.tcp_",
+            c.sip.tcp_max_connections,
+            c.sip.tcp_max_connections_per_address,
+        ),
+    }
+}
