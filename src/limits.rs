@@ -15,7 +15,7 @@ struct Held {
     total: usize,
     per_address: HashMap<IpAddr, usize>,
     /// Refused since the last summary line, by reason, and when that line was written.
-    refused: [u64; 2],
+    refused: Vec<(&'static str, u64)>,
     logged_at: Option<Instant>,
 }
 
@@ -75,7 +75,7 @@ impl ConnLimits {
             held: Arc::new(Mutex::new(Held {
                 total: 0,
                 per_address: HashMap::new(),
-                refused: [0; 2],
+                refused: Vec::new(),
                 logged_at: None,
             })),
         }
@@ -98,12 +98,7 @@ impl ConnLimits {
             None
         };
         if let Some(why) = refused {
-            h.refused[why as usize] += 1;
-            crate::metrics::get()
-                .connections_refused
-                .with_label_values(&[self.listener, why.as_str()])
-                .inc();
-            self.maybe_log(&mut h, now);
+            self.count_refused(&mut h, why.as_str(), now);
             return Err(why);
         }
         h.total += 1;
@@ -115,19 +110,37 @@ impl ConnLimits {
         })
     }
 
-    /// One line for what was refused since the last one, at most once per `SUMMARY_EVERY`.
-    fn maybe_log(&self, h: &mut Held, now: Instant) {
+    /// A connection the listener refused for a reason of its own (e.g. SMPP's cap on
+    /// connections not yet bound): counted and summarised with the others.
+    pub fn refused(&self, reason: &'static str, now: Instant) {
+        let mut h = self.lock();
+        self.count_refused(&mut h, reason, now);
+    }
+
+    fn count_refused(&self, h: &mut Held, reason: &'static str, now: Instant) {
+        crate::metrics::get()
+            .connections_refused
+            .with_label_values(&[self.listener, reason])
+            .inc();
+        match h.refused.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => h.refused.push((reason, 1)),
+        }
+        // One line for what was refused since the last one, at most once per
+        // `SUMMARY_EVERY` (the first refusal of a quiet listener is told at once).
         if h.logged_at
             .is_some_and(|t| now.duration_since(t) < SUMMARY_EVERY)
         {
             return;
         }
-        let [total, per_address] = std::mem::take(&mut h.refused);
+        let counts: Vec<String> = std::mem::take(&mut h.refused)
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
         h.logged_at = Some(now);
         tracing::warn!(
             listener = self.listener,
-            at_limit = total,
-            per_address,
+            refused = %counts.join(" "),
             max = self.max_total,
             max_per_address = self.max_per_address,
             "connections refused (one line per {}s at most)",

@@ -129,8 +129,10 @@ pub async fn serve(
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
-                        // Out of file descriptors and the like: a moment, not a spin.
+                        // Out of file descriptors and the like: a moment, not a spin; told
+                        // in the listener's summary line, not a line each.
                         tracing::debug!(error = %e, "api accept failed");
+                        bounds.limits.refused("accept_failed", std::time::Instant::now());
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }

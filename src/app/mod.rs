@@ -325,6 +325,7 @@ pub async fn run(
         sip_settings,
         crate::net::sip::TcpLimits {
             max_connections: cfg.sip.tcp_max_connections,
+            max_per_address: cfg.bounds.sip.per_address,
             idle_timeout: cfg.sip.tcp_idle_timeout,
         },
         engine.clone(),

@@ -137,7 +137,34 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Copy, Debug)]
 pub struct TcpLimits {
     pub max_connections: usize,
+    /// Accepted connections one source address may hold.
+    pub max_per_address: usize,
     pub idle_timeout: Duration,
+}
+
+/// Whether a connection accepted from `peer` may stay: from a trusted source, under the cap
+/// (`open`: connections accepted and opened now), under its address's cap. Refusals are
+/// counted and told in the log as one summary line per interval (`accepted`).
+fn admit_tcp(
+    peer: SocketAddr,
+    trusted: &[ipnet::IpNet],
+    open: usize,
+    limits: &TcpLimits,
+    accepted: &crate::limits::ConnLimits,
+) -> Option<crate::limits::ConnGuard> {
+    let m = crate::metrics::get();
+    let now = std::time::Instant::now();
+    if !trusted.iter().any(|n| n.contains(&peer.ip())) {
+        m.sip_tcp_refused.with_label_values(&["untrusted"]).inc();
+        accepted.refused("untrusted", now);
+        return None;
+    }
+    if open >= limits.max_connections {
+        m.sip_tcp_refused.with_label_values(&["limit"]).inc();
+        accepted.refused("limit", now);
+        return None;
+    }
+    accepted.admit(peer.ip(), now).ok()
 }
 
 /// One TCP or TLS connection (`remote`): frames messages by Content-Length and hands them
@@ -258,11 +285,15 @@ fn accept_tls(
     acceptor: crate::tls::Acceptor,
     events: mpsc::Sender<Event>,
     idle: Duration,
+    guard: crate::limits::ConnGuard,
 ) {
     tokio::spawn(async move {
         let _ = s.set_nodelay(true);
         match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
-            Ok(Ok(s)) => connection(s, Remote::tls(peer), events, idle).await,
+            Ok(Ok(s)) => {
+                connection(s, Remote::tls(peer), events, idle).await;
+                drop(guard);
+            }
             failed => {
                 crate::metrics::get()
                     .tls_failed
@@ -413,6 +444,8 @@ pub async fn run(
     let mut draining: Draining = None;
     let mut hung_up = false;
     let trusted = settings.trusted.clone();
+    let accepted =
+        crate::limits::ConnLimits::new("sip", limits.max_connections, limits.max_per_address);
     // Fault injection for the supervision test: the plane panics on the first OPTIONS.
     let fault_panic = std::env::var("MASKD_FAULT_INJECT").is_ok_and(|v| v == "sip-panic");
     // Trunks given by hostname: resolved once before calls are taken, then again as their
@@ -494,28 +527,24 @@ pub async fn run(
             }
             r = tcp.accept() => {
                 if let Ok((stream, peer)) = r {
-                    // Untrusted sources and connections past the cap are closed at once,
+                    // Untrusted sources and connections past the caps are closed at once,
                     // before anything is read or buffered.
-                    if !trusted.iter().any(|n| n.contains(&peer.ip())) {
-                        m.sip_tcp_refused.with_label_values(&["untrusted"]).inc();
-                    } else if streams.count >= limits.max_connections {
-                        m.sip_tcp_refused.with_label_values(&["limit"]).inc();
-                    } else {
+                    if let Some(guard) = admit_tcp(peer, &trusted, streams.count, &limits, &accepted) {
                         streams.count += 1;
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(connection(stream, Remote::tcp(peer), ev_tx.clone(), limits.idle_timeout));
+                        let (events, idle) = (ev_tx.clone(), limits.idle_timeout);
+                        tokio::spawn(async move {
+                            connection(stream, Remote::tcp(peer), events, idle).await;
+                            drop(guard);
+                        });
                     }
                 }
             }
             r = accept_on(tls_listener.as_ref()) => {
                 if let (Ok((stream, peer)), Some(acceptor)) = (r, &acceptor) {
-                    if !trusted.iter().any(|n| n.contains(&peer.ip())) {
-                        m.sip_tcp_refused.with_label_values(&["untrusted"]).inc();
-                    } else if streams.count >= limits.max_connections {
-                        m.sip_tcp_refused.with_label_values(&["limit"]).inc();
-                    } else {
+                    if let Some(guard) = admit_tcp(peer, &trusted, streams.count, &limits, &accepted) {
                         streams.count += 1;
-                        accept_tls(stream, peer, acceptor.clone(), ev_tx.clone(), limits.idle_timeout);
+                        accept_tls(stream, peer, acceptor.clone(), ev_tx.clone(), limits.idle_timeout, guard);
                     }
                 }
             }

@@ -137,6 +137,8 @@ pub struct SmppPlane {
     /// Connections accepted but not (yet) bound: capped, so nobody can hold the listener
     /// with idle sockets.
     unbound: AtomicUsize,
+    /// The listeners' bounds (plain and TLS together): connections, and per address.
+    limits: crate::limits::ConnLimits,
     /// Connections still running (their in-flight PDUs included): shutdown waits for 0.
     open_links: tokio::sync::watch::Sender<usize>,
 }
@@ -263,6 +265,11 @@ impl SmppPlane {
             held: Mutex::new(Held::new(s.max_queued_in_memory as usize)),
             recent_refs: Mutex::new((HashMap::new(), VecDeque::new())),
             unbound: AtomicUsize::new(0),
+            limits: crate::limits::ConnLimits::new(
+                "smpp",
+                cfg.bounds.smpp.max,
+                cfg.bounds.smpp.per_address,
+            ),
         });
         (plane, rx)
     }
@@ -329,8 +336,14 @@ impl SmppPlane {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((stream, addr)) => {
+                        let now = std::time::Instant::now();
+                        // Refusals are counted and told as one summary line per interval.
+                        let Ok(guard) = self.limits.admit(addr.ip(), now) else {
+                            drop(stream);
+                            continue;
+                        };
                         if self.unbound.load(Ordering::Relaxed) >= MAX_UNBOUND {
-                            tracing::warn!("too many unbound smpp connections; refusing one");
+                            self.limits.refused("unbound", now);
                             drop(stream);
                             continue;
                         }
@@ -339,7 +352,10 @@ impl SmppPlane {
                         let me = self.clone();
                         let stop = stop.clone();
                         let Some(acceptor) = tls.clone() else {
-                            tokio::spawn(async move { me.run_link(stream, addr, None, stop).await });
+                            tokio::spawn(async move {
+                                me.run_link(stream, addr, None, stop).await;
+                                drop(guard);
+                            });
                             continue;
                         };
                         tokio::spawn(async move {
@@ -350,6 +366,7 @@ impl SmppPlane {
                             match hs.await {
                                 Ok(Ok(s)) => {
                                     me.run_link(s, addr, None, stop).await;
+                                    drop(guard);
                                 }
                                 failed => {
                                     me.unbound.fetch_sub(1, Ordering::Relaxed);
@@ -364,7 +381,10 @@ impl SmppPlane {
                         });
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "smpp accept failed");
+                        // Out of file descriptors and the like: told in the listener's
+                        // summary line, not a line each.
+                        tracing::debug!(error = %e, "smpp accept failed");
+                        self.limits.refused("accept_failed", std::time::Instant::now());
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },

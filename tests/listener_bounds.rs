@@ -1,9 +1,10 @@
-//! The API listener's bounds (issue 18): 5,000 idle half-sent requests (slowloris) do not
-//! keep a new request from being served within 100 ms, and are closed once the header
+//! The TCP listeners' bounds (issue 18). API: 5,000 idle half-sent requests (slowloris) do
+//! not keep a new request from being served within 100 ms, and are closed once the header
 //! timeout passes; an idle keep-alive connection is closed after the idle timeout and not
 //! before; a source address at its cap has its next connection closed at once while another
-//! address is served, and the refusals are counted and logged as a summary line, not a line
-//! each.
+//! address is served. SMPP and SIP over TCP: a connection flood from one address leaves SIP
+//! over UDP and another carrier's bind served. Refusals are counted and logged as a summary
+//! line per interval, not a line each.
 
 mod common;
 
@@ -245,4 +246,63 @@ mod socket2_like {
         connect(fd.as_raw_fd(), &SockaddrIn::from(dst)).unwrap();
         TcpStream::from(fd)
     }
+}
+
+#[test]
+fn a_connection_flood_on_smpp_and_sip_leaves_the_others_served() {
+    use common::smpp::Peer;
+    use maskd::smpp::pdu::BindKind;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_edited(dir.path(), &two_carriers(""), |text: &str| {
+        text.replacen("smpp:\n", "smpp:\n  max_connections_per_address: 20\n", 1)
+            .replacen("sip:\n", "sip:\n  tcp_max_connections_per_address: 20\n", 1)
+    });
+    // 500 connections to each from 127.0.0.1: 20 held, the rest closed at accept.
+    let mut held = Vec::new();
+    for addr in [d.smpp, d.sip] {
+        let mut kept = 0;
+        for _ in 0..500 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            if closed(&mut s, Duration::from_millis(200)) {
+                continue;
+            }
+            kept += 1;
+            held.push(s);
+        }
+        assert_eq!(kept, 20, "{addr}: held beyond its address's cap");
+    }
+    // SIP over UDP is answered.
+    let (udp, port) = common::sip::socket();
+    let options = format!(
+        "OPTIONS sip:maskd@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKflood1\r\n\
+         From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:maskd@127.0.0.1>\r\nCall-ID: flood1\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    udp.send_to(options.as_bytes(), d.sip).unwrap();
+    let (answer, _) = common::sip::recv_until(&udp, "SIP/2.0 ");
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    // Another carrier, from another address, binds and is served.
+    let mut b = Peer::from_stream(socket_from("127.0.0.2", d.smpp));
+    let status = b.bind(BindKind::Transceiver, "carrier-b", "secret-b");
+    assert_eq!(status, maskd::smpp::pdu::status::ESME_ROK);
+    for listener in ["smpp", "sip"] {
+        let key = format!(
+            "maskd_connections_refused_total{{listener=\"{listener}\",reason=\"per_address\"}}"
+        );
+        assert!(metric(&d, &key) >= 480.0, "{key}");
+    }
+    let lines = d.drain_log();
+    for listener in ["smpp", "sip"] {
+        let n = lines
+            .iter()
+            .filter(|l| {
+                l.contains("connections refused") && l.contains(&format!("listener=\"{listener}\""))
+            })
+            .count();
+        assert!(
+            (1..=3).contains(&n),
+            "{listener}: {n} log lines for 480 refusals"
+        );
+    }
+    drop(held);
 }
