@@ -1,5 +1,7 @@
-//! Secrets compared without leaking where they differ: a leaf used by the API's basic auth
-//! and by SMPP bind passwords.
+//! Secrets: compared without leaking where they differ (the API's basic auth, SMPP bind
+//! passwords); API key secrets made, hashed (argon2id, salted) and verified, and the keys
+//! verified once remembered by a keyed MAC of their secret so that a request costs
+//! microseconds, not an argon2 run. A leaf.
 
 /// Compares in time that depends only on the lengths, never on where bytes differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -13,9 +15,177 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use blake2::digest::{KeyInit, Mac};
+
+use crate::core::Sid;
+
+/// A new API key secret: 32 letters and digits (Twilio's shape) from the OS's randomness.
+pub fn new_key_secret() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(32);
+    while out.len() < 32 {
+        let mut b = [0u8; 64];
+        getrandom::getrandom(&mut b).expect("the OS has randomness");
+        // 248 = 4 × 62: no letter is likelier than another.
+        out.extend(
+            b.iter()
+                .filter(|x| **x < 248)
+                .map(|x| ALPHABET[usize::from(*x % 62)] as char),
+        );
+        out.truncate(32);
+    }
+    out
+}
+
+/// The argon2id hash (PHC string, random salt) of `secret`, with argon2's defaults
+/// (19 MiB, 2 passes: OWASP's recommendation).
+pub fn hash_key_secret(secret: &str) -> String {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).expect("the OS has randomness");
+    let salt = SaltString::encode_b64(&salt).expect("16 bytes fit a salt");
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .expect("argon2 with its defaults")
+        .to_string()
+}
+
+/// Whether `secret` is the one `phc` is the hash of.
+pub fn verify_key_secret(secret: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Failures of one key before its argon2 checks pause (each costs tens of milliseconds of
+/// CPU: a stream of wrong secrets must not become a way to burn it).
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The keys whose secret this process has verified, each as a MAC of the secret under a key
+/// made at start (never the secret itself); and recent failures per key.
+pub struct VerifiedKeys {
+    mac_key: [u8; 32],
+    verified: parking_lot::Mutex<HashMap<Sid, [u8; 32]>>,
+    failures: parking_lot::Mutex<HashMap<Sid, (u32, Instant)>>,
+}
+
+impl Default for VerifiedKeys {
+    fn default() -> Self {
+        let mut mac_key = [0u8; 32];
+        getrandom::getrandom(&mut mac_key).expect("the OS has randomness");
+        VerifiedKeys {
+            mac_key,
+            verified: Default::default(),
+            failures: Default::default(),
+        }
+    }
+}
+
+/// What the fast check says of a key and secret.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Known {
+    /// Verified before: the secret is right.
+    Right,
+    /// Too many wrong secrets for this key lately: refused without a check.
+    Paused,
+    /// Not verified yet (or another secret): argon2 decides.
+    Unknown,
+}
+
+impl VerifiedKeys {
+    fn mac(&self, secret: &[u8]) -> [u8; 32] {
+        let mut m = <blake2::Blake2bMac<blake2::digest::consts::U32> as KeyInit>::new_from_slice(
+            &self.mac_key,
+        )
+        .expect("a 32-byte key");
+        m.update(secret);
+        m.finalize().into_bytes().into()
+    }
+
+    pub fn known(&self, key: Sid, secret: &[u8], now: Instant) -> Known {
+        if let Some(mac) = self.verified.lock().get(&key).copied() {
+            if constant_time_eq(&mac, &self.mac(secret)) {
+                return Known::Right;
+            }
+        }
+        match self.failures.lock().get(&key) {
+            Some((n, since))
+                if *n >= MAX_FAILURES && now.duration_since(*since) < FAILURE_WINDOW =>
+            {
+                Known::Paused
+            }
+            _ => Known::Unknown,
+        }
+    }
+
+    /// Records argon2's verdict on `secret` for `key`.
+    pub fn checked(&self, key: Sid, secret: &[u8], right: bool, now: Instant) {
+        if right {
+            self.verified.lock().insert(key, self.mac(secret));
+            self.failures.lock().remove(&key);
+            return;
+        }
+        let mut f = self.failures.lock();
+        let entry = f.entry(key).or_insert((0, now));
+        if now.duration_since(entry.1) >= FAILURE_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+
+    /// A deleted key: forgotten.
+    pub fn forget(&self, key: Sid) {
+        self.verified.lock().remove(&key);
+        self.failures.lock().remove(&key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::constant_time_eq;
+
+    #[test]
+    fn key_secrets_hash_verify_and_are_remembered_by_mac() {
+        use super::*;
+        let secret = new_key_secret();
+        assert_eq!(secret.len(), 32);
+        assert!(secret.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(secret, new_key_secret());
+        let phc = hash_key_secret(&secret);
+        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(!phc.contains(&secret));
+        assert!(verify_key_secret(&secret, &phc));
+        assert!(!verify_key_secret("wrong", &phc));
+        assert!(!verify_key_secret(&secret, "not a hash"));
+        let v = VerifiedKeys::default();
+        let k = Sid::generate(crate::core::SidKind::Key);
+        let t = Instant::now();
+        assert_eq!(v.known(k, secret.as_bytes(), t), Known::Unknown);
+        v.checked(k, secret.as_bytes(), true, t);
+        assert_eq!(v.known(k, secret.as_bytes(), t), Known::Right);
+        assert_eq!(v.known(k, b"other", t), Known::Unknown);
+        for _ in 0..MAX_FAILURES {
+            v.checked(k, b"other", false, t);
+        }
+        assert_eq!(v.known(k, b"other", t), Known::Paused);
+        assert_eq!(
+            v.known(k, secret.as_bytes(), t),
+            Known::Right,
+            "the right one still works"
+        );
+        assert_eq!(v.known(k, b"other", t + FAILURE_WINDOW), Known::Unknown);
+        v.forget(k);
+        assert_eq!(v.known(k, secret.as_bytes(), t), Known::Unknown);
+    }
 
     #[test]
     fn constant_time_eq_compares_fully() {

@@ -1,6 +1,9 @@
-//! The API's front door (issue 18): a second auth token accepted beside the first (so the
-//! first can be rotated without downtime) that signs nothing; the audit log of every write,
-//! naming the credential and never a secret or a whole number; check-config on the key.
+//! The API's front door (issue 18): API keys driven by Twilio's Python library (made with
+//! the account's token, used on the Proxy and 2010 APIs, listed without their secret,
+//! deleted and refused at once; kept as argon2id hashes only, across a restart); a second
+//! auth token accepted beside the first (so the first can be rotated without downtime) that
+//! signs nothing; the audit log of every write, naming the credential and never a secret or
+//! a whole number; check-config on the key.
 
 mod common;
 
@@ -155,4 +158,74 @@ fn check_config_names_a_bad_secondary_token() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn api_keys_work_with_twilios_python_library_and_die_with_their_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let services =
+        "services:\n  - unique_name: \"shop\"\n    numbers: [\"+14155550101\", \"+14155550102\"]\n";
+    let mut d = Daemon::start_with(dir.path(), services);
+    let out = std::process::Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/keys_flow.py"
+        ))
+        .args([&d.base(), ACCOUNT, TOKEN, "shop"])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The audit log names the key that made the session; the secret is nowhere.
+    let line = d.wait_for_log("credential=key SK", Duration::from_secs(5));
+    assert!(line.contains("/Sessions"), "{line}");
+    // A key made now survives a restart, stored only as its argon2id hash.
+    let r = d.post(
+        &format!("/2010-04-01/Accounts/{ACCOUNT}/Keys.json"),
+        &[("FriendlyName", "ops")],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let key = r.json();
+    let (sid, secret) = (
+        key["sid"].as_str().unwrap().to_string(),
+        key["secret"].as_str().unwrap().to_string(),
+    );
+    let log = d.drain_log().join("\n");
+    assert!(!log.contains(&secret), "the secret in the log");
+    drop(d);
+    // On SQLite, the file itself (the PostgreSQL pass stores the same rows).
+    if dir.path().join("maskd.db").exists() {
+        let db = std::fs::read(dir.path().join("maskd.db")).unwrap_or_default();
+        let wal = std::fs::read(dir.path().join("maskd.db-wal")).unwrap_or_default();
+        let stored = [db, wal].concat();
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret is stored"
+        );
+        assert!(
+            stored.windows(10).any(|w| w == b"$argon2id$"),
+            "its hash is"
+        );
+    }
+    let d = Daemon::restart(dir.path(), services);
+    let r = http(
+        d.api,
+        "GET",
+        "/v1/Services/shop",
+        Some((&sid, &secret)),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http(
+        d.api,
+        "GET",
+        "/v1/Services/shop",
+        Some((&sid, "nope")),
+        None,
+    );
+    r.assert_error(401, 20003);
 }

@@ -1,6 +1,7 @@
 //! Who a request is: HTTP basic auth against the account's auth token, its secondary token
-//! (rotation), compared in constant time; and the audit log of every write, naming the
-//! credential that made it (never a secret, never a whole phone number).
+//! (rotation), compared in constant time, or an API key (`SK…:secret`: argon2id checked
+//! once, then a keyed MAC, `crate::secret::VerifiedKeys`); and the audit log of every
+//! write, naming the credential that made it (never a secret, never a whole phone number).
 
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use base64::Engine as _;
@@ -14,6 +15,7 @@ use crate::secret::constant_time_eq;
 pub enum Credential {
     AuthToken,
     SecondaryAuthToken,
+    Key(crate::core::Sid),
 }
 
 impl std::fmt::Display for Credential {
@@ -21,6 +23,7 @@ impl std::fmt::Display for Credential {
         match self {
             Credential::AuthToken => f.write_str("auth token"),
             Credential::SecondaryAuthToken => f.write_str("secondary auth token"),
+            Credential::Key(sid) => write!(f, "key {sid}"),
         }
     }
 }
@@ -40,9 +43,17 @@ fn basic(headers: &HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
     })
 }
 
+/// Argon2 checks of key secrets running at once (each takes tens of milliseconds of CPU).
+pub const KEY_CHECKS: usize = 2;
+
 /// The credential `headers` carry, if it is one this account accepts.
-pub fn credential(headers: &HeaderMap, state: &ApiState) -> Option<Credential> {
+pub async fn credential(headers: &HeaderMap, state: &ApiState) -> Option<Credential> {
     let (user, pass) = basic(headers)?;
+    if user.starts_with(b"SK") {
+        let sid =
+            crate::core::Sid::parse(crate::core::SidKind::Key, std::str::from_utf8(&user).ok()?)?;
+        return key(state, sid, pass).await.then_some(Credential::Key(sid));
+    }
     // Every comparison always runs, so timing does not tell which part was wrong.
     let user_ok = constant_time_eq(&user, state.account_sid.as_bytes());
     let primary = constant_time_eq(&pass, state.auth_token.as_bytes());
@@ -94,6 +105,33 @@ pub fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
         format!("https://{host}"),
     ];
     !own.iter().any(|o| o.eq_ignore_ascii_case(origin))
+}
+
+/// Whether `secret` is key `sid`'s, the key existing now (a key deleted on any node fails
+/// as soon as this node has heard of it).
+async fn key(state: &ApiState, sid: crate::core::Sid, secret: Vec<u8>) -> bool {
+    use crate::secret::Known;
+    let Some(hash) = state.engine.key_hash(sid) else {
+        return false;
+    };
+    match state.keys.known(sid, &secret, std::time::Instant::now()) {
+        Known::Right => return true,
+        Known::Paused => return false,
+        Known::Unknown => {}
+    }
+    let Ok(_turn) = state.key_checks.acquire().await else {
+        return false;
+    };
+    let s = secret.clone();
+    let right = tokio::task::spawn_blocking(move || {
+        std::str::from_utf8(&s).is_ok_and(|s| crate::secret::verify_key_secret(s, &hash))
+    })
+    .await
+    .unwrap_or(false);
+    state
+        .keys
+        .checked(sid, &secret, right, std::time::Instant::now());
+    right
 }
 
 /// `path` with every segment that reads as a phone number masked to its last four digits.

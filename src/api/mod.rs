@@ -8,6 +8,7 @@ pub mod auth;
 mod calls;
 pub mod console;
 pub mod error;
+mod keys;
 pub mod params;
 mod recordings;
 mod render;
@@ -41,6 +42,10 @@ pub struct ApiState {
     pub auth_token: String,
     /// Accepted beside `auth_token` (rotation); signs nothing.
     pub auth_token_secondary: Option<String>,
+    /// API keys whose secret this process has checked (`auth`).
+    pub keys: crate::secret::VerifiedKeys,
+    /// Bounds the argon2 checks running at once (`auth::KEY_CHECKS`).
+    pub key_checks: tokio::sync::Semaphore,
     pub max_body: usize,
     pub console: console::Console,
 }
@@ -63,6 +68,7 @@ pub fn router(state: Shared) -> Router {
         .merge(calls::routes())
         .merge(reports::routes())
         .merge(console::routes())
+        .merge(keys::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), store_up))
@@ -157,7 +163,7 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
         )
         .into_response();
     }
-    let Some(credential) = auth::credential(req.headers(), &state) else {
+    let Some(credential) = auth::credential(req.headers(), &state).await else {
         let mut resp = ApiError::unauthorized().into_response();
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -166,6 +172,8 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
         return resp;
     };
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let mut req = req;
+    req.extensions_mut().insert(credential.clone());
     let resp = next.run(req).await;
     auth::audit(&credential, &method, &path, resp.status());
     resp

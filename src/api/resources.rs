@@ -144,7 +144,11 @@ async fn settled<T>(
 }
 
 /// Reads a form body within the size limit; other content types are refused.
-async fn form(state: &Shared, headers: &HeaderMap, body: Body) -> Result<Params, ApiError> {
+pub(super) async fn form(
+    state: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Params, ApiError> {
     if let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -227,6 +227,8 @@ pub async fn run(
         account_sid: cfg.raw.api.account_sid.clone(),
         auth_token: cfg.raw.api.auth_token.clone(),
         auth_token_secondary: cfg.raw.api.auth_token_secondary.clone(),
+        keys: crate::secret::VerifiedKeys::default(),
+        key_checks: tokio::sync::Semaphore::new(crate::api::auth::KEY_CHECKS),
         max_body: cfg.raw.api.max_body_bytes,
         console: crate::api::console::Console::new(
             cfg.raw

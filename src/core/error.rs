@@ -12,6 +12,7 @@ pub enum Resource {
     Session,
     Participant,
     Interaction,
+    Key,
 }
 
 impl Resource {
@@ -22,6 +23,7 @@ impl Resource {
             Resource::Session => "Session",
             Resource::Participant => "Participant",
             Resource::Interaction => "Interaction",
+            Resource::Key => "Key",
         }
     }
 }

@@ -220,3 +220,17 @@ pub struct Recording {
     pub date_created: Timestamp,
     pub date_updated: Timestamp,
 }
+
+/// An API key (Twilio's 2010-04-01 Key resource): basic auth `SK…:secret` on every API path.
+/// Only a salted hash of the secret is kept (a PHC string, argon2id); the secret is shown
+/// once, when the key is made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKey {
+    pub sid: Sid,
+    /// Creation order (the listing's order and page tokens).
+    pub seq: u64,
+    pub friendly_name: String,
+    pub secret_hash: String,
+    pub date_created: Timestamp,
+    pub date_updated: Timestamp,
+}

@@ -18,6 +18,8 @@ pub enum SidKind {
     Call,
     /// A call recording (Twilio's 2010-04-01 `RE…`).
     Recording,
+    /// An API key (Twilio's 2010-04-01 `SK…`).
+    Key,
 }
 
 impl SidKind {
@@ -32,6 +34,7 @@ impl SidKind {
             SidKind::Message => *b"SM",
             SidKind::Call => *b"CA",
             SidKind::Recording => *b"RE",
+            SidKind::Key => *b"SK",
         }
     }
 }

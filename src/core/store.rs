@@ -90,6 +90,8 @@ pub enum WriteOp {
     DeleteRecording(Sid),
     /// A stranger reached a pool number with no session (reports and lead attribution).
     PutContact(super::reports::ContactEvent),
+    PutKey(super::model::ApiKey),
+    DeleteKey(Sid),
 }
 
 /// One message waiting in the persistent outbound queue. The payload is opaque to the core
@@ -134,6 +136,7 @@ pub struct RemoteRef {
 pub struct Snapshot {
     pub services: Vec<Service>,
     pub numbers: Vec<PhoneNumber>,
+    pub keys: Vec<super::model::ApiKey>,
     /// How many rows `load_rows` will hand over, to size the engine's tables.
     pub sessions: usize,
     pub participants: usize,
@@ -187,6 +190,7 @@ pub struct RecordingQuery {
 pub enum Followed {
     Service(Sid, Option<Service>),
     Number(Sid, Option<PhoneNumber>),
+    Key(Sid, Option<super::model::ApiKey>),
     Session(Sid, Option<(Session, Vec<Participant>)>),
     /// A session every node reads again itself, this one included (a close the store did
     /// not take): read behind the node's own writes, with its state held still.
@@ -199,6 +203,7 @@ impl Followed {
         match self {
             Followed::Service(sid, _)
             | Followed::Number(sid, _)
+            | Followed::Key(sid, _)
             | Followed::Session(sid, _)
             | Followed::Reread(sid) => *sid,
         }

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use super::sqlite::io;
 use crate::core::store::StoreError;
 
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE services (
@@ -87,6 +87,13 @@ CREATE INDEX interactions_out_call ON interactions(out_resource_sid) WHERE type 
 /// Version 6: a pool number's carrier, tagged over the API.
 const SCHEMA_V6: &str = "ALTER TABLE numbers ADD COLUMN carrier TEXT;";
 
+/// Version 8: API keys (the 2010-04-01 Key resource); the secret only as a salted hash.
+const SCHEMA_V8: &str = "
+CREATE TABLE api_keys (
+  sid TEXT PRIMARY KEY, seq INTEGER NOT NULL, friendly_name TEXT NOT NULL,
+  secret_hash TEXT NOT NULL, date_created INTEGER NOT NULL, date_updated INTEGER NOT NULL);
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -100,7 +107,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // Version 7: the report counters and contacts (`store::reports`).
     let v7 = super::reports::schema_v7();
     let steps = [
-        SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, &v7,
+        SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, &v7, SCHEMA_V8,
     ];
     for (i, step) in steps.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(io)?;

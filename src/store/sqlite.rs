@@ -167,6 +167,20 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
             super::reports::delete_service(tx, &k)?;
         }
         WriteOp::PutContact(c) => super::reports::put_contact(tx, c)?,
+        WriteOp::PutKey(k) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO api_keys VALUES (?1,?2,?3,?4,?5,?6)")?
+                .execute(params![
+                    s(&k.sid),
+                    k.seq as i64,
+                    k.friendly_name,
+                    k.secret_hash,
+                    k.date_created,
+                    k.date_updated
+                ])?;
+        }
+        WriteOp::DeleteKey(sid) => {
+            tx.execute("DELETE FROM api_keys WHERE sid = ?1", [s(sid)])?;
+        }
         WriteOp::PutNumber(v) => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO numbers VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
@@ -432,6 +446,22 @@ impl Store for SqliteStore {
             .map_err(io)?
             .collect::<Result<_, _>>()
             .map_err(io)?;
+        snap.keys = conn
+            .prepare("SELECT sid, seq, friendly_name, secret_hash, date_created, date_updated FROM api_keys ORDER BY seq")
+            .map_err(io)?
+            .query_map([], |r| {
+                Ok(crate::core::model::ApiKey {
+                    sid: sid_col(r, 0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    friendly_name: r.get(2)?,
+                    secret_hash: r.get(3)?,
+                    date_created: r.get(4)?,
+                    date_updated: r.get(5)?,
+                })
+            })
+            .map_err(io)?
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
         let count = |table: &str| -> Result<usize, StoreError> {
             conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
                 r.get::<_, i64>(0)
@@ -446,7 +476,8 @@ impl Store for SqliteStore {
                 "SELECT MAX(m) FROM (SELECT MAX(seq) m FROM services UNION ALL SELECT MAX(seq) FROM numbers
                  UNION ALL SELECT MAX(seq) FROM sessions UNION ALL SELECT MAX(seq) FROM participants
                  UNION ALL SELECT MAX(seq) FROM interactions UNION ALL SELECT MAX(id) FROM outbound
-                 UNION ALL SELECT MAX(id) FROM callbacks UNION ALL SELECT MAX(seq) FROM recordings)",
+                 UNION ALL SELECT MAX(id) FROM callbacks UNION ALL SELECT MAX(seq) FROM recordings
+                 UNION ALL SELECT MAX(seq) FROM api_keys)",
                 [],
                 |r| r.get::<_, Option<i64>>(0),
             )

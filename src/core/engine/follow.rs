@@ -73,6 +73,16 @@ impl Engine {
                     st.service_sessions.entry(sid).or_default();
                     st.services.insert(sid, svc);
                 }
+                Followed::Key(sid, key) => {
+                    if let Some(old) = st.keys.remove(&sid) {
+                        st.key_order.remove(&old.seq);
+                    }
+                    if let Some(k) = key {
+                        st.observe_seq(k.seq);
+                        st.key_order.insert(k.seq, sid);
+                        st.keys.insert(sid, k);
+                    }
+                }
                 Followed::Service(sid, None) => {
                     drop(wheel);
                     self.forget_service(st, sid);

@@ -25,6 +25,10 @@ impl Engine {
             st.service_sessions.entry(s.sid).or_default();
             st.services.insert(s.sid, s);
         }
+        for k in snap.keys {
+            st.key_order.insert(k.seq, k.sid);
+            st.keys.insert(k.sid, k);
+        }
         let tags = Arc::new(crate::core::carriers::CarrierTags::default());
         for n in snap.numbers {
             st.number_index.insert(n.number.as_u64(), n.sid);

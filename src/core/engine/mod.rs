@@ -23,6 +23,7 @@ use crate::timer::{TimerKey, TimerWheel};
 
 mod follow;
 mod interactions;
+mod keys;
 mod load;
 mod participants;
 pub mod recordings;
@@ -31,6 +32,7 @@ mod services;
 mod sessions;
 mod state;
 
+pub use self::keys::MAX_KEY_NAME;
 pub use self::recordings::RecordingSettings;
 use self::services::check_name;
 pub use self::state::NODE_BITS;

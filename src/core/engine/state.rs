@@ -50,6 +50,9 @@ pub(super) struct State {
     pub(super) with: Big<(u64, u64), E164>,
     /// Cooling route keys: the counterpart they may still go to, and until when (s).
     pub(super) cooling: HashMap<RouteKey, (u64, Timestamp)>,
+    /// API keys, and their creation order (the listing's).
+    pub(super) keys: HashMap<Sid, ApiKey>,
+    pub(super) key_order: BTreeMap<u64, Sid>,
 }
 
 pub(super) struct HistoryView<'a> {

@@ -16,9 +16,9 @@ use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 use super::local::LocalWrites;
-use super::ops::{KIND_NUMBER, KIND_SERVICE, KIND_SESSION};
+use super::ops::{KIND_KEY, KIND_NUMBER, KIND_SERVICE, KIND_SESSION};
 use super::read;
-use super::schema::{self, select, NUMBERS, PARTICIPANTS, SERVICES, SESSIONS};
+use super::schema::{self, select, API_KEYS, NUMBERS, PARTICIPANTS, SERVICES, SESSIONS};
 use crate::core::model::{Participant, Session};
 use crate::core::sid::Sid;
 use crate::core::store::{FollowFn, Followed, StoreError};
@@ -236,6 +236,7 @@ async fn catch_up(
         };
         let last: i64 = last.get(0);
         let (mut services, mut numbers, mut sessions) = (Vec::new(), Vec::new(), Vec::new());
+        let mut keys = Vec::new();
         let mut reread = Vec::new();
         let mut seen = HashSet::new();
         for r in &rows {
@@ -261,15 +262,17 @@ async fn catch_up(
                 KIND_SERVICE => services.push(sid),
                 KIND_NUMBER => numbers.push(sid),
                 KIND_SESSION => sessions.push(sid),
+                KIND_KEY => keys.push(sid),
                 _ => {}
             }
         }
         let mut round = 0;
-        while !(services.is_empty() && numbers.is_empty() && sessions.is_empty()) {
+        while !(services.is_empty() && numbers.is_empty() && sessions.is_empty() && keys.is_empty())
+        {
             round += 1;
             // Held until the rows are installed.
             let mark = local.mark();
-            let followed = fetch(client, &services, &numbers, &sessions, true).await?;
+            let followed = fetch(client, &services, &numbers, &sessions, &keys, true).await?;
             // The engine's lock may be held by one of its rare reads through this runtime
             // (`Followed::Reread`, a refused change): applying waits off its thread.
             let apply = apply.clone();
@@ -282,10 +285,12 @@ async fn catch_up(
             let sids: Vec<Sid> = left.iter().map(Followed::sid).collect();
             local.wait_settled(&sids, SETTLE_WAIT).await;
             (services, numbers, sessions) = (Vec::new(), Vec::new(), Vec::new());
+            keys = Vec::new();
             for f in left {
                 match f {
                     Followed::Service(sid, _) => services.push(sid),
                     Followed::Number(sid, _) => numbers.push(sid),
+                    Followed::Key(sid, _) => keys.push(sid),
                     // A session this node keeps changing: read under the engine's lock,
                     // behind its writes.
                     Followed::Session(sid, _) if round >= SESSION_ROUNDS => {
@@ -297,7 +302,9 @@ async fn catch_up(
                     Followed::Reread(_) => {}
                 }
             }
-            if round >= MAX_ROUNDS && !(services.is_empty() && numbers.is_empty()) {
+            if round >= MAX_ROUNDS
+                && !(services.is_empty() && numbers.is_empty() && keys.is_empty())
+            {
                 tracing::warn!(
                     services = services.len(),
                     numbers = numbers.len(),
@@ -327,6 +334,7 @@ async fn fetch(
     services: &[Sid],
     numbers: &[Sid],
     sessions: &[Sid],
+    keys: &[Sid],
     snapshot: bool,
 ) -> Result<Vec<Followed>, tokio_postgres::Error> {
     let text = |v: &[Sid]| v.iter().map(Sid::to_string).collect::<Vec<_>>();
@@ -361,6 +369,19 @@ async fn fetch(
                 .iter()
                 .map(|sid| Followed::Number(*sid, found.remove(sid))),
         );
+        if !keys.is_empty() {
+            let by_sid = format!("{} WHERE sid = ANY($1)", select("api_keys", API_KEYS));
+            let mut found: HashMap<Sid, _> = HashMap::new();
+            for r in client.query(by_sid.as_str(), &[&text(keys)]).await? {
+                if let Ok(k) = read::key(&r) {
+                    found.insert(k.sid, k);
+                }
+            }
+            out.extend(
+                keys.iter()
+                    .map(|sid| Followed::Key(*sid, found.remove(sid))),
+            );
+        }
         let by_sid = format!("{} WHERE sid = ANY($1)", select("sessions", SESSIONS));
         let mut found: HashMap<Sid, _> = HashMap::new();
         for r in client.query(by_sid.as_str(), &[&text(sessions)]).await? {
@@ -400,7 +421,7 @@ pub(super) async fn session_rows(
 ) -> Result<Option<(Session, Vec<Participant>)>, tokio_postgres::Error> {
     // On the shared reader connection: no transaction of its own (others' reads interleave);
     // a participant written between the two reads is followed in a moment anyway.
-    let followed = fetch(client, &[], &[], &[sid], false).await?;
+    let followed = fetch(client, &[], &[], &[sid], &[], false).await?;
     Ok(followed.into_iter().find_map(|f| match f {
         Followed::Session(_, rows) => rows,
         _ => None,

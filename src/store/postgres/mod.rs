@@ -321,6 +321,11 @@ impl Store for PgStore {
                 Vec::new(),
                 read::number,
             )?,
+            keys: self.rows_as(
+                Sql::Text(format!("{} ORDER BY seq", select("api_keys", API_KEYS))),
+                Vec::new(),
+                read::key,
+            )?,
             ..Snapshot::default()
         };
         let counts = self.rows(
@@ -329,7 +334,8 @@ impl Store for PgStore {
                  GREATEST((SELECT MAX(seq) FROM services), (SELECT MAX(seq) FROM numbers),
                    (SELECT MAX(seq) FROM sessions), (SELECT MAX(seq) FROM participants),
                    (SELECT MAX(seq) FROM interactions), (SELECT MAX(id) FROM outbound),
-                   (SELECT MAX(id) FROM callbacks), (SELECT MAX(seq) FROM recordings))"
+                   (SELECT MAX(id) FROM callbacks), (SELECT MAX(seq) FROM recordings),
+                   (SELECT MAX(seq) FROM api_keys))"
                     .into(),
             ),
             Vec::new(),

@@ -60,6 +60,8 @@ pub(super) enum W {
     SessionKeys,
     // Reports: a stranger's contact; a deleted service's counters and contacts.
     PutContact,
+    PutKey,
+    DeleteKey,
     ServiceReportCounts,
     ServiceReportDeltas,
     ServiceContacts,
@@ -123,6 +125,8 @@ pub(super) fn sql(w: W) -> String {
             .into(),
         W::SessionKeys => "DELETE FROM route_keys WHERE session_sid = $1".into(),
         W::PutContact => super::reports::PUT_CONTACT.into(),
+        W::PutKey => upsert("api_keys", API_KEYS, &["sid"]),
+        W::DeleteKey => "DELETE FROM api_keys WHERE sid = $1".into(),
         W::ServiceReportDeltas => super::reports::DELETE_SERVICE[0].into(),
         W::ServiceReportCounts => super::reports::DELETE_SERVICE[1].into(),
         W::ServiceContacts => super::reports::DELETE_SERVICE[2].into(),
@@ -167,6 +171,8 @@ pub(super) const ALL: &[W] = &[
     W::ServiceKeys,
     W::SessionKeys,
     W::PutContact,
+    W::PutKey,
+    W::DeleteKey,
     W::ServiceReportCounts,
     W::ServiceReportDeltas,
     W::ServiceContacts,
@@ -214,6 +220,8 @@ pub(super) fn changed(op: &WriteOp) -> Option<(&'static str, Sid)> {
         } => (KIND_SESSION, *session),
         WriteOp::DeleteSession(sid) => (KIND_SESSION, *sid),
         WriteOp::PutParticipant(v) => (KIND_SESSION, v.session_sid),
+        WriteOp::PutKey(v) => (KIND_KEY, v.sid),
+        WriteOp::DeleteKey(sid) => (KIND_KEY, *sid),
         _ => return None,
     })
 }
@@ -221,6 +229,7 @@ pub(super) fn changed(op: &WriteOp) -> Option<(&'static str, Sid)> {
 pub(super) const KIND_SERVICE: &str = "service";
 pub(super) const KIND_NUMBER: &str = "number";
 pub(super) const KIND_SESSION: &str = "session";
+pub(super) const KIND_KEY: &str = "key";
 
 pub(super) fn s(sid: &Sid) -> String {
     sid.to_string()
@@ -447,6 +456,18 @@ pub(super) fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
             ],
         )),
         WriteOp::DeleteRecording(sid) => out.push((W::DeleteRecording, params![s(sid)])),
+        WriteOp::PutKey(k) => out.push((
+            W::PutKey,
+            params![
+                s(&k.sid),
+                k.seq as i64,
+                k.friendly_name.clone(),
+                k.secret_hash.clone(),
+                k.date_created,
+                k.date_updated
+            ],
+        )),
+        WriteOp::DeleteKey(sid) => out.push((W::DeleteKey, params![s(sid)])),
         WriteOp::PutContact(c) => {
             let voice = c.kind == crate::core::model::InteractionType::Voice;
             out.push((

@@ -203,3 +203,14 @@ pub(super) fn recording(r: &Row) -> Result<Recording, StoreError> {
         date_updated: get(r, 11)?,
     })
 }
+
+pub(super) fn key(r: &Row) -> Result<crate::core::model::ApiKey, StoreError> {
+    Ok(crate::core::model::ApiKey {
+        sid: sid(r, 0)?,
+        seq: unsigned(r, 1)?,
+        friendly_name: get(r, 2)?,
+        secret_hash: get(r, 3)?,
+        date_created: get(r, 4)?,
+        date_updated: get(r, 5)?,
+    })
+}

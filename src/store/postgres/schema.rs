@@ -126,6 +126,22 @@ pub(super) const RECORDINGS: &[&str] = &[
     "date_updated",
 ];
 
+pub(super) const API_KEYS: &[&str] = &[
+    "sid",
+    "seq",
+    "friendly_name",
+    "secret_hash",
+    "date_created",
+    "date_updated",
+];
+
+/// Version 8: API keys (the 2010-04-01 Key resource); the secret only as a salted hash.
+const V8: &str = "
+CREATE TABLE api_keys (
+  sid TEXT PRIMARY KEY, seq BIGINT NOT NULL, friendly_name TEXT NOT NULL,
+  secret_hash TEXT NOT NULL, date_created BIGINT NOT NULL, date_updated BIGINT NOT NULL);
+";
+
 /// Version 1: everything SQLite's versions 1 to 5 hold.
 const V1: &str = "
 CREATE TABLE services (
@@ -255,7 +271,7 @@ const V6: &str = "ALTER TABLE numbers ADD COLUMN carrier TEXT;";
 pub(super) const OWNER: &str = "COALESCE(owner, (id & 1023)::int)";
 
 /// Every step, oldest first; version N is `STEPS[N - 1]`.
-const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6, super::reports::V7];
+const STEPS: &[&str] = &[V1, V2, V3, V4, V5, V6, super::reports::V7, V8];
 
 /// The advisory lock a writer holds from its change-log insert to its commit, so the log's
 /// sequence is in commit order (a bigserial alone is in insert order).
