@@ -557,3 +557,32 @@ fn a_followed_number_of_a_service_deleted_here_is_not_installed() {
         .add_number(other.sid, None, Some("+14155550101"), false, None, now)
         .is_ok());
 }
+
+/// An API key made on one node works on the other once followed, and a key deleted on one
+/// node stops working on the other within moments (issue 18).
+#[test]
+fn a_key_deleted_on_one_node_stops_working_on_the_other() {
+    let url = pg::fresh_database("keys");
+    let (n1, n2) = (node(&url, 1), node(&url, 2));
+    let secret = maskd::secret::new_key_secret();
+    let hash = maskd::secret::hash_key_secret(&secret);
+    let (key, d) = n1.create_key("app", hash, now_ms() / 1000);
+    d.wait_blocking().unwrap();
+    until("node 2 follows the new key", || {
+        n2.key_hash(key.sid).is_some()
+    });
+    let followed = n2.key_hash(key.sid).unwrap();
+    assert!(maskd::secret::verify_key_secret(&secret, &followed));
+    assert_eq!(
+        n2.list_keys(maskd::core::engine::Cursor::Start, 10)
+            .items
+            .len(),
+        1
+    );
+    n1.delete_key(key.sid).unwrap().wait_blocking().unwrap();
+    let took = until("node 2 follows the deletion", || {
+        n2.key_hash(key.sid).is_none()
+    });
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(n2.key(key.sid).is_err());
+}

@@ -102,11 +102,17 @@ fn what_the_engine_wrote_comes_back_after_a_reopen(b: &dyn Backend) {
     let e = engine(store.clone());
     let (svc, session, _) = seed(&e);
     let routes_before = e.routes().len();
+    let (key, d) = e.create_key("ops", "$argon2id$stand-in".into(), T0);
+    d.wait_blocking().unwrap();
+    let (gone, d) = e.create_key("old", "$argon2id$other".into(), T0);
+    d.wait_blocking().unwrap();
+    e.delete_key(gone.sid).unwrap().wait_blocking().unwrap();
     drop(e);
     b.close(store);
 
     let store = b.open(dir.path());
     let snap = store.load().unwrap();
+    assert_eq!(snap.keys, vec![key], "keys come back, the deleted one does not");
     assert_eq!(snap.services.len(), 1);
     assert_eq!(snap.services[0].sid, svc);
     assert_eq!(snap.numbers.len(), 2);
