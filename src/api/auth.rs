@@ -111,14 +111,17 @@ pub fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
 /// as soon as this node has heard of it).
 async fn key(state: &ApiState, sid: crate::core::Sid, secret: Vec<u8>) -> bool {
     use crate::secret::Known;
-    let Some(hash) = state.engine.key_hash(sid) else {
+    if !state.engine.has_key(sid) {
         return false;
-    };
+    }
     match state.keys.known(sid, &secret, std::time::Instant::now()) {
         Known::Right => return true,
         Known::Paused => return false,
         Known::Unknown => {}
     }
+    let Some(hash) = state.engine.key_hash(sid) else {
+        return false;
+    };
     let Ok(_turn) = state.key_checks.acquire().await else {
         return false;
     };

@@ -40,6 +40,11 @@ impl Engine {
             .ok_or(CoreError::NotFound(Resource::Key))
     }
 
+    /// Whether key `sid` exists now.
+    pub fn has_key(&self, sid: Sid) -> bool {
+        self.state.lock().keys.contains_key(&sid)
+    }
+
     /// The hash of key `sid`'s secret while the key exists (authentication).
     pub fn key_hash(&self, sid: Sid) -> Option<String> {
         self.state
