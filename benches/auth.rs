@@ -27,9 +27,8 @@ fn basic(user: &str, pass: &str) -> HeaderMap {
 
 fn auth(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("b.db"), Box::new(|e| panic!("{e}"))).unwrap(),
-    );
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("b.db"), Box::new(|e| panic!("{e}"))).unwrap());
     let engine = Arc::new(Engine::open(store, EngineOptions::default(), 0).unwrap());
     let secret = maskd::secret::new_key_secret();
     let (key, d) = engine.create_key("bench", maskd::secret::hash_key_secret(&secret), 0);

@@ -112,7 +112,11 @@ fn what_the_engine_wrote_comes_back_after_a_reopen(b: &dyn Backend) {
 
     let store = b.open(dir.path());
     let snap = store.load().unwrap();
-    assert_eq!(snap.keys, vec![key], "keys come back, the deleted one does not");
+    assert_eq!(
+        snap.keys,
+        vec![key],
+        "keys come back, the deleted one does not"
+    );
     assert_eq!(snap.services.len(), 1);
     assert_eq!(snap.services[0].sid, svc);
     assert_eq!(snap.numbers.len(), 2);

@@ -2,7 +2,9 @@
 //! many per source address (`limits::ConnLimits`); a request's header must arrive whole
 //! within `header_timeout` of its first byte (slowloris), a new connection must start its
 //! first request within the same time, and a keep-alive connection idle for `idle_timeout`
-//! is closed. HTTP/1.1 through hyper, one task per connection.
+//! is closed. HTTP/1.1 through hyper, one task per connection; with `api.tls`, HTTPS (the
+//! handshake bounded by `tls::HANDSHAKE_TIMEOUT`; the certificate and key read again on
+//! SIGHUP, for new connections, the open ones kept).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -30,6 +32,32 @@ pub struct Bounds {
     pub limits: ConnLimits,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// HTTPS: the settings new connections get (replaced on SIGHUP).
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// The API's TLS settings and the files they are read from.
+pub struct Tls {
+    files: crate::config::bounds::ApiTlsFiles,
+    current: Mutex<crate::tls::Acceptor>,
+}
+
+impl Tls {
+    pub fn new(files: crate::config::bounds::ApiTlsFiles) -> Tls {
+        let current = Mutex::new(files.acceptor.clone());
+        Tls { files, current }
+    }
+
+    /// Reads the certificate and key again; on a problem the settings in use stay.
+    pub fn reload(&self) -> Result<(), String> {
+        let config = crate::tls::server(&self.files.cert, &self.files.key, None)?;
+        *self.current.lock() = tokio_rustls::TlsAcceptor::from(config);
+        Ok(())
+    }
+
+    fn acceptor(&self) -> crate::tls::Acceptor {
+        self.current.lock().clone()
+    }
 }
 
 /// Where a connection is between requests.
@@ -79,12 +107,12 @@ impl Activity {
 }
 
 /// The stream, telling `Activity` when bytes arrive.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     activity: Activity,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -99,7 +127,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -123,8 +151,17 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut conns = tokio::task::JoinSet::new();
+    let mut hangup = hangups();
     loop {
         tokio::select! {
+            Some(()) = next_hangup(&mut hangup), if bounds.tls.is_some() => {
+                if let Some(tls) = &bounds.tls {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("api tls certificate read again (SIGHUP)"),
+                        Err(e) => tracing::warn!(error = %e, "api tls certificate not read again; the one in use stays"),
+                    }
+                }
+            }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
@@ -144,7 +181,24 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let (router, bounds, stop) = (router.clone(), bounds.clone(), stop.clone());
                 conns.spawn(async move {
-                    connection(stream, peer, router, &bounds, stop).await;
+                    match &bounds.tls {
+                        None => connection(stream, peer, router, &bounds, stop).await,
+                        Some(tls) => {
+                            let acceptor = tls.acceptor();
+                            let hs = tokio::time::timeout(
+                                crate::tls::HANDSHAKE_TIMEOUT,
+                                acceptor.accept(stream),
+                            );
+                            match hs.await {
+                                Ok(Ok(s)) => connection(s, peer, router, &bounds, stop).await,
+                                // Plain HTTP, a scanner, a client that does not trust us.
+                                _ => crate::metrics::get()
+                                    .tls_failed
+                                    .with_label_values(&["api", "accept"])
+                                    .inc(),
+                            }
+                        }
+                    }
                     drop(guard);
                 });
             }
@@ -159,13 +213,39 @@ pub async fn serve(
     .await;
 }
 
-async fn connection(
-    stream: TcpStream,
+/// SIGHUP, where there are signals.
+#[cfg(unix)]
+fn hangups() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Option<()> {
+    None
+}
+
+#[cfg(unix)]
+async fn next_hangup(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Option<()>) -> Option<()> {
+    std::future::pending().await
+}
+
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     router: Router,
     bounds: &Bounds,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Activity(Arc::new(Mutex::new(Phase::Idle {
         since: Instant::now(),
         first: true,

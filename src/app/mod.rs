@@ -344,6 +344,11 @@ pub async fn run(
         ),
         header_timeout: cfg.bounds.api_header_timeout,
         idle_timeout: cfg.bounds.api_idle_timeout,
+        tls: cfg
+            .bounds
+            .api_tls
+            .clone()
+            .map(|files| Arc::new(api::serve::Tls::new(files))),
     };
     let api_task = tokio::spawn(api::serve::serve(
         api_listener,

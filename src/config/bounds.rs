@@ -14,9 +14,24 @@ pub struct ConnBounds {
     pub per_address: usize,
 }
 
+/// The API's TLS: its files (read again on SIGHUP) and the settings read from them now.
+#[derive(Clone)]
+pub struct ApiTlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub acceptor: crate::tls::Acceptor,
+}
+
+impl std::fmt::Debug for ApiTlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiTlsFiles({})", self.cert.display())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Bounds {
     pub api: ConnBounds,
+    pub api_tls: Option<ApiTlsFiles>,
     pub api_header_timeout: Duration,
     pub api_idle_timeout: Duration,
     pub smpp: ConnBounds,
@@ -56,7 +71,31 @@ pub(super) fn check(c: &Config, p: &mut Problems) -> Bounds {
     };
     let api_header_timeout = timeout("api.header_timeout", &c.api.header_timeout, 10);
     let api_idle_timeout = timeout("api.idle_timeout", &c.api.idle_timeout, 60);
+    let api_tls = c.api.tls.as_ref().and_then(|t| {
+        if !c.api.public_url.starts_with("https://") {
+            p.add(
+                "api.public_url",
+                "must be an https:// URL when api.tls is set",
+            );
+        }
+        let (cert, key) = (
+            std::path::PathBuf::from(&t.cert),
+            std::path::PathBuf::from(&t.key),
+        );
+        match crate::tls::server(&cert, &key, None) {
+            Ok(config) => Some(ApiTlsFiles {
+                cert,
+                key,
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+            }),
+            Err(e) => {
+                p.add("api.tls", e);
+                None
+            }
+        }
+    });
     Bounds {
+        api_tls,
         api: pair(
             p,
             "api.",

@@ -134,6 +134,17 @@ pub struct ApiConfig {
     /// A keep-alive connection with no request this long is closed.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: String,
+    /// HTTPS on `listen` (then `public_url` is https); the files are read again on SIGHUP.
+    #[serde(default)]
+    pub tls: Option<ApiTls>,
+}
+
+/// The API's certificate chain and key (PEM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTls {
+    pub cert: String,
+    pub key: String,
 }
 
 fn default_api_connections() -> u32 {

@@ -263,7 +263,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         tls_failed: IntCounterVec::new(
             Opts::new(
                 TLS_FAILED,
-                "TLS handshakes that failed or timed out, by plane (smpp, sip) and side (accept, connect)",
+                "TLS handshakes that failed or timed out, by plane (api, smpp, sip) and side (accept, connect)",
             ),
             &["plane", "side"],
         )?,

@@ -121,6 +121,17 @@ fn leaf(dir: &Path, name: &str, cn: &str) {
     );
 }
 
+impl Pki {
+    /// Another certificate for 127.0.0.1 signed by the same CA (`{name}.pem`, `{name}.key`).
+    pub fn another_server(&self, name: &str, cn: &str) -> (String, String) {
+        leaf(self.dir.path(), name, cn);
+        (
+            self.path(&format!("{name}.pem")).display().to_string(),
+            self.path(&format!("{name}.key")).display().to_string(),
+        )
+    }
+}
+
 /// Makes the PKI in a fresh temporary directory.
 pub fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
