@@ -209,3 +209,37 @@ fn twilio_recordings_openapi_conformance() {
     }
     schemathesis(&spec, "schemathesis-recordings.toml", &d, vars, &args);
 }
+
+/// The operations of Twilio's 2010-04-01 Key resource (all of them: maskd serves each).
+const KEY_OPERATIONS: [&str; 5] = [
+    "CreateNewKey",
+    "ListKey",
+    "FetchKey",
+    "UpdateKey",
+    "DeleteKey",
+];
+
+#[test]
+fn twilio_keys_openapi_conformance() {
+    let spec = twilio_oai("twilio_api_v2010_recordings_keys.json");
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let key = |name: &str| -> String {
+        let r = d.post(
+            &format!("/2010-04-01/Accounts/{ACCOUNT}/Keys.json"),
+            &[("FriendlyName", name)],
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["sid"].as_str().unwrap().to_string()
+    };
+    let vars = vec![
+        ("MASKD_ACCOUNT", ACCOUNT.to_string()),
+        ("MASKD_KEY", key("kept")),
+        ("MASKD_KEY_DELETE", key("deleted")),
+    ];
+    let mut args = Vec::new();
+    for op in KEY_OPERATIONS {
+        args.extend(["--include-operation-id", op]);
+    }
+    schemathesis(&spec, "schemathesis-keys.toml", &d, vars, &args);
+}

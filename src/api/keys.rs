@@ -144,7 +144,11 @@ async fn list(
     };
     let next = match page.items.last() {
         Some(k) if page.more_after => {
-            json!(format!("{base}&Page={}&PageToken=PA{}", pg.page + 1, k.seq))
+            json!(format!(
+                "{base}&Page={}&PageToken=PA{}",
+                pg.page.saturating_add(1),
+                k.seq
+            ))
         }
         _ => Value::Null,
     };
@@ -155,7 +159,8 @@ async fn list(
         _ => Value::Null,
     };
     let start = pg.page.saturating_mul(pg.size as u64);
-    let end = (start + page.items.len() as u64)
+    let end = start
+        .saturating_add(page.items.len() as u64)
         .saturating_sub(1)
         .max(start);
     Ok(json_response(

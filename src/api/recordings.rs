@@ -194,7 +194,7 @@ async fn page(st: &Shared, uri: &Uri, p: &Params, call: Option<String>) -> ApiRe
         Some(last) if more_after => {
             json!(format!(
                 "{base}&Page={}&PageToken=PA{}",
-                pg.page + 1,
+                pg.page.saturating_add(1),
                 last.seq
             ))
         }
@@ -211,7 +211,10 @@ async fn page(st: &Shared, uri: &Uri, p: &Params, call: Option<String>) -> ApiRe
         _ => Value::Null,
     };
     let start = pg.page.saturating_mul(pg.size as u64);
-    let end = (start + rows.len() as u64).saturating_sub(1).max(start);
+    let end = start
+        .saturating_add(rows.len() as u64)
+        .saturating_sub(1)
+        .max(start);
     let items: Vec<Value> = rows.iter().map(|r| st.recording_json(r)).collect();
     Ok(json_response(
         StatusCode::OK,

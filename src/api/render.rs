@@ -213,7 +213,7 @@ pub fn page_envelope(
     let next = match bounds {
         Some((_, last)) if more_after => Value::String(format!(
             "{base}&Page={}&PageToken=PA{last}",
-            paging.page + 1
+            paging.page.saturating_add(1)
         )),
         _ => Value::Null,
     };
