@@ -154,14 +154,14 @@ pub async fn serve(
     let mut hangup = hangups();
     loop {
         tokio::select! {
-            Some(()) = next_hangup(&mut hangup), if bounds.tls.is_some() => {
-                if let Some(tls) = &bounds.tls {
-                    match tls.reload() {
-                        Ok(()) => tracing::info!("api tls certificate read again (SIGHUP)"),
-                        Err(e) => tracing::warn!(error = %e, "api tls certificate not read again; the one in use stays"),
-                    }
-                }
-            }
+            // SIGHUP reads the API's certificate again; it never stops the daemon.
+            Some(()) = next_hangup(&mut hangup) => match &bounds.tls {
+                Some(tls) => match tls.reload() {
+                    Ok(()) => tracing::info!("api tls certificate read again (SIGHUP)"),
+                    Err(e) => tracing::warn!(error = %e, "api tls certificate not read again; the one in use stays"),
+                },
+                None => tracing::info!("SIGHUP: nothing to read again (no api.tls)"),
+            },
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
