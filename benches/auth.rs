@@ -49,17 +49,18 @@ fn auth(c: &mut Criterion) {
         .build()
         .unwrap();
     let token = basic(ACCOUNT, "token");
+    let from = std::net::IpAddr::from([127, 0, 0, 1]);
     let with_key = basic(&key.sid.to_string(), &secret);
     // The first request with the key runs argon2.
     assert_eq!(
-        rt.block_on(credential(&with_key, &state)),
+        rt.block_on(credential(&with_key, &state, from)),
         Some(Credential::Key(key.sid))
     );
     c.bench_function("auth_account_token", |b| {
-        b.iter(|| rt.block_on(credential(&token, &state)))
+        b.iter(|| rt.block_on(credential(&token, &state, from)))
     });
     c.bench_function("auth_api_key_after_first", |b| {
-        b.iter(|| rt.block_on(credential(&with_key, &state)))
+        b.iter(|| rt.block_on(credential(&with_key, &state, from)))
     });
 }
 

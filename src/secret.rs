@@ -16,6 +16,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -69,13 +70,17 @@ pub fn verify_key_secret(secret: &str, phc: &str) -> bool {
 /// CPU: a stream of wrong secrets must not become a way to burn it).
 const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Sources tracked at most; past it, the ones whose window has passed are forgotten.
+const MAX_TRACKED: usize = 100_000;
 
 /// The keys whose secret this process has verified, each as a MAC of the secret under a key
-/// made at start (never the secret itself); and recent failures per key.
+/// made at start (never the secret itself); and recent checks per key and source address,
+/// so that one source's wrong secrets pause only that source (a stranger who knows a key's
+/// SID cannot lock its app out).
 pub struct VerifiedKeys {
     mac_key: [u8; 32],
     verified: parking_lot::Mutex<HashMap<Sid, [u8; 32]>>,
-    failures: parking_lot::Mutex<HashMap<Sid, (u32, Instant)>>,
+    attempts: parking_lot::Mutex<HashMap<(Sid, IpAddr), (u32, Instant)>>,
 }
 
 impl Default for VerifiedKeys {
@@ -85,7 +90,7 @@ impl Default for VerifiedKeys {
         VerifiedKeys {
             mac_key,
             verified: Default::default(),
-            failures: Default::default(),
+            attempts: Default::default(),
         }
     }
 }
@@ -95,7 +100,7 @@ impl Default for VerifiedKeys {
 pub enum Known {
     /// Verified before: the secret is right.
     Right,
-    /// Too many wrong secrets for this key lately: refused without a check.
+    /// Too many unverified secrets for this key from this source lately: refused unchecked.
     Paused,
     /// Not verified yet (or another secret): argon2 decides.
     Unknown,
@@ -111,41 +116,67 @@ impl VerifiedKeys {
         m.finalize().into_bytes().into()
     }
 
-    pub fn known(&self, key: Sid, secret: &[u8], now: Instant) -> Known {
+    fn paused(&self, key: Sid, from: IpAddr, now: Instant) -> bool {
+        self.attempts
+            .lock()
+            .get(&(key, from))
+            .is_some_and(|(n, since)| {
+                *n >= MAX_FAILURES && now.duration_since(*since) < FAILURE_WINDOW
+            })
+    }
+
+    pub fn known(&self, key: Sid, from: IpAddr, secret: &[u8], now: Instant) -> Known {
         if let Some(mac) = self.verified.lock().get(&key).copied() {
             if constant_time_eq(&mac, &self.mac(secret)) {
                 return Known::Right;
             }
         }
-        match self.failures.lock().get(&key) {
-            Some((n, since))
-                if *n >= MAX_FAILURES && now.duration_since(*since) < FAILURE_WINDOW =>
-            {
-                Known::Paused
-            }
-            _ => Known::Unknown,
+        if self.paused(key, from, now) {
+            Known::Paused
+        } else {
+            Known::Unknown
         }
     }
 
-    /// Records argon2's verdict on `secret` for `key`.
-    pub fn checked(&self, key: Sid, secret: &[u8], right: bool, now: Instant) {
-        if right {
-            self.verified.lock().insert(key, self.mac(secret));
-            self.failures.lock().remove(&key);
-            return;
+    /// Counts a check about to run (before it runs, so that checks queued at once count
+    /// too); `false`: this source is paused for this key.
+    pub fn attempt(&self, key: Sid, from: IpAddr, now: Instant) -> bool {
+        let mut a = self.attempts.lock();
+        if a.len() >= MAX_TRACKED && !a.contains_key(&(key, from)) {
+            a.retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
+            if a.len() >= MAX_TRACKED {
+                return false;
+            }
         }
-        let mut f = self.failures.lock();
-        let entry = f.entry(key).or_insert((0, now));
+        let entry = a.entry((key, from)).or_insert((0, now));
         if now.duration_since(entry.1) >= FAILURE_WINDOW {
             *entry = (0, now);
         }
+        if entry.0 >= MAX_FAILURES {
+            return false;
+        }
         entry.0 += 1;
+        true
+    }
+
+    /// Records argon2's verdict: a right secret is remembered (by its MAC) and clears the
+    /// source's count.
+    pub fn checked(&self, key: Sid, from: IpAddr, secret: &[u8], right: bool) {
+        if right {
+            self.verified.lock().insert(key, self.mac(secret));
+            self.attempts.lock().remove(&(key, from));
+        }
+    }
+
+    /// A key made here with this secret: right, without a check.
+    pub fn remember(&self, key: Sid, secret: &[u8]) {
+        self.verified.lock().insert(key, self.mac(secret));
     }
 
     /// A deleted key: forgotten.
     pub fn forget(&self, key: Sid) {
         self.verified.lock().remove(&key);
-        self.failures.lock().remove(&key);
+        self.attempts.lock().retain(|(k, _), _| *k != key);
     }
 }
 
@@ -169,22 +200,35 @@ mod tests {
         let v = VerifiedKeys::default();
         let k = Sid::generate(crate::core::SidKind::Key);
         let t = Instant::now();
-        assert_eq!(v.known(k, secret.as_bytes(), t), Known::Unknown);
-        v.checked(k, secret.as_bytes(), true, t);
-        assert_eq!(v.known(k, secret.as_bytes(), t), Known::Right);
-        assert_eq!(v.known(k, b"other", t), Known::Unknown);
+        let (app, stranger): (IpAddr, IpAddr) =
+            ("127.0.0.1".parse().unwrap(), "127.0.0.9".parse().unwrap());
+        assert_eq!(v.known(k, app, secret.as_bytes(), t), Known::Unknown);
+        assert!(v.attempt(k, app, t));
+        v.checked(k, app, secret.as_bytes(), true);
+        assert_eq!(v.known(k, app, secret.as_bytes(), t), Known::Right);
+        assert_eq!(v.known(k, stranger, b"other", t), Known::Unknown);
         for _ in 0..MAX_FAILURES {
-            v.checked(k, b"other", false, t);
+            assert!(v.attempt(k, stranger, t), "counted before the check");
+            v.checked(k, stranger, b"other", false);
         }
-        assert_eq!(v.known(k, b"other", t), Known::Paused);
+        assert!(!v.attempt(k, stranger, t));
+        assert_eq!(v.known(k, stranger, b"other", t), Known::Paused);
         assert_eq!(
-            v.known(k, secret.as_bytes(), t),
+            v.known(k, stranger, secret.as_bytes(), t),
             Known::Right,
             "the right one still works"
         );
-        assert_eq!(v.known(k, b"other", t + FAILURE_WINDOW), Known::Unknown);
+        assert_eq!(
+            v.known(k, app, b"other", t),
+            Known::Unknown,
+            "another source is not paused by the stranger"
+        );
+        assert_eq!(
+            v.known(k, stranger, b"other", t + FAILURE_WINDOW),
+            Known::Unknown
+        );
         v.forget(k);
-        assert_eq!(v.known(k, secret.as_bytes(), t), Known::Unknown);
+        assert_eq!(v.known(k, app, secret.as_bytes(), t), Known::Unknown);
     }
 
     #[test]

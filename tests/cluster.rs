@@ -579,10 +579,21 @@ fn a_key_deleted_on_one_node_stops_working_on_the_other() {
             .len(),
         1
     );
-    n1.delete_key(key.sid).unwrap().wait_blocking().unwrap();
-    let took = until("node 2 follows the deletion", || {
-        n2.key_hash(key.sid).is_none()
-    });
+    // Node 1 revokes the key while node 2, not having heard yet, renames it: the rename
+    // must not bring the key back on either node.
+    let deleted = n1.delete_key(key.sid).unwrap();
+    let renamed = n2.update_key(key.sid, Some("renamed"), now_ms() / 1000);
+    deleted.wait_blocking().unwrap();
+    if let Ok((_, d)) = renamed {
+        d.wait_blocking().unwrap();
+    }
+    let took = until("node 2 follows the deletion", || !n2.has_key(key.sid));
     assert!(took < Duration::from_secs(1), "{took:?}");
     assert!(n2.key(key.sid).is_err());
+    // Moments later (both followers have run), it is still gone everywhere.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !n1.has_key(key.sid) && !n2.has_key(key.sid),
+        "a revoked key came back"
+    );
 }

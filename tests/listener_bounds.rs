@@ -306,3 +306,31 @@ fn a_connection_flood_on_smpp_and_sip_leaves_the_others_served() {
     }
     drop(held);
 }
+
+/// A request whose body stops coming is cut once nothing has moved for the idle timeout.
+#[test]
+fn a_request_body_that_stops_coming_is_cut() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_edited(dir.path(), "", bounded("2s", "2s", 100));
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{TOKEN}"));
+    let mut s = TcpStream::connect(d.api).unwrap();
+    s.write_all(
+        format!(
+            "POST /v1/Services HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nUniqueName=sl"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let sent = Instant::now();
+    assert!(
+        closed(&mut s, Duration::from_secs(8)),
+        "a stalled request kept"
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_millis(1500),
+        "cut before its time"
+    );
+    assert!(metric(&d, "maskd_api_connections_closed_total{reason=\"stalled\"}") >= 1.0);
+}

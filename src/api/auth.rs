@@ -45,14 +45,22 @@ fn basic(headers: &HeaderMap) -> Option<(Vec<u8>, Vec<u8>)> {
 
 /// Argon2 checks of key secrets running at once (each takes tens of milliseconds of CPU).
 pub const KEY_CHECKS: usize = 2;
+/// How long a request waits for one before it is refused.
+const KEY_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The credential `headers` carry, if it is one this account accepts.
-pub async fn credential(headers: &HeaderMap, state: &ApiState) -> Option<Credential> {
+pub async fn credential(
+    headers: &HeaderMap,
+    state: &ApiState,
+    from: std::net::IpAddr,
+) -> Option<Credential> {
     let (user, pass) = basic(headers)?;
     if user.starts_with(b"SK") {
         let sid =
             crate::core::Sid::parse(crate::core::SidKind::Key, std::str::from_utf8(&user).ok()?)?;
-        return key(state, sid, pass).await.then_some(Credential::Key(sid));
+        return key(state, sid, pass, from)
+            .await
+            .then_some(Credential::Key(sid));
     }
     // Every comparison always runs, so timing does not tell which part was wrong.
     let user_ok = constant_time_eq(&user, state.account_sid.as_bytes());
@@ -109,20 +117,34 @@ pub fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
 
 /// Whether `secret` is key `sid`'s, the key existing now (a key deleted on any node fails
 /// as soon as this node has heard of it).
-async fn key(state: &ApiState, sid: crate::core::Sid, secret: Vec<u8>) -> bool {
+async fn key(
+    state: &ApiState,
+    sid: crate::core::Sid,
+    secret: Vec<u8>,
+    from: std::net::IpAddr,
+) -> bool {
     use crate::secret::Known;
     if !state.engine.has_key(sid) {
         return false;
     }
-    match state.keys.known(sid, &secret, std::time::Instant::now()) {
+    match state
+        .keys
+        .known(sid, from, &secret, std::time::Instant::now())
+    {
         Known::Right => return true,
         Known::Paused => return false,
         Known::Unknown => {}
     }
-    let Some(hash) = state.engine.key_hash(sid) else {
+    // A turn at argon2, waited for a little at most (a flood of wrong secrets queues here).
+    let turn = tokio::time::timeout(KEY_CHECK_WAIT, state.key_checks.acquire()).await;
+    let Ok(Ok(_turn)) = turn else {
         return false;
     };
-    let Ok(_turn) = state.key_checks.acquire().await else {
+    // Counted before it runs, and refused if this source got paused while it waited.
+    if !state.keys.attempt(sid, from, std::time::Instant::now()) {
+        return false;
+    }
+    let Some(hash) = state.engine.key_hash(sid) else {
         return false;
     };
     let s = secret.clone();
@@ -131,9 +153,7 @@ async fn key(state: &ApiState, sid: crate::core::Sid, secret: Vec<u8>) -> bool {
     })
     .await
     .unwrap_or(false);
-    state
-        .keys
-        .checked(sid, &secret, right, std::time::Instant::now());
+    state.keys.checked(sid, from, &secret, right);
     right
 }
 
@@ -214,6 +234,7 @@ mod tests {
             masked_path("/v1/Services/shop/Sessions/order-1"),
             "/v1/Services/shop/Sessions/order-1"
         );
-        assert_eq!(masked_path("/x/4155550101"), "/x/****");
+        let bare = masked_path("/x/4155550101");
+        assert!(!bare.contains("415555") && bare.ends_with("0101"), "{bare}");
     }
 }

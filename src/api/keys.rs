@@ -119,8 +119,7 @@ async fn create(
     let (key, d) = st.engine.create_key(&friendly, hash, now());
     durable(d).await?;
     // Made here with this secret: no need to check it again.
-    st.keys
-        .checked(key.sid, secret.as_bytes(), true, std::time::Instant::now());
+    st.keys.remember(key.sid, secret.as_bytes());
     let mut v = key_json(&key);
     v["secret"] = json!(secret);
     Ok(json_response(StatusCode::CREATED, &v))

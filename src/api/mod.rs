@@ -163,7 +163,11 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
         )
         .into_response();
     }
-    let Some(credential) = auth::credential(req.headers(), &state).await else {
+    let from = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let Some(credential) = auth::credential(req.headers(), &state, from).await else {
         let mut resp = ApiError::unauthorized().into_response();
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,

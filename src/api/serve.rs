@@ -67,8 +67,9 @@ enum Phase {
     Idle { since: Instant, first: bool },
     /// A request's header is arriving, its first byte read then.
     Head { since: Instant },
-    /// A request is being answered.
-    Busy,
+    /// A request is being read or answered; bytes last moved then (an answer that stops
+    /// moving, a body that trickles, is cut after the idle timeout).
+    Busy { since: Instant },
 }
 
 /// The phase, shared by the connection's reads and its service.
@@ -78,14 +79,32 @@ struct Activity(Arc<Mutex<Phase>>);
 impl Activity {
     fn read_some(&self) {
         let mut p = self.0.lock();
-        if let Phase::Idle { .. } = *p {
-            *p = Phase::Head {
+        match *p {
+            Phase::Idle { .. } => {
+                *p = Phase::Head {
+                    since: Instant::now(),
+                }
+            }
+            Phase::Busy { .. } => {
+                *p = Phase::Busy {
+                    since: Instant::now(),
+                }
+            }
+            Phase::Head { .. } => {}
+        }
+    }
+    fn wrote_some(&self) {
+        let mut p = self.0.lock();
+        if let Phase::Busy { .. } = *p {
+            *p = Phase::Busy {
                 since: Instant::now(),
             };
         }
     }
     fn busy(&self) {
-        *self.0.lock() = Phase::Busy;
+        *self.0.lock() = Phase::Busy {
+            since: Instant::now(),
+        };
     }
     fn answered(&self) {
         *self.0.lock() = Phase::Idle {
@@ -101,7 +120,7 @@ impl Activity {
             }
             Phase::Idle { since, .. } => Some((since + b.idle_timeout, "idle_timeout")),
             Phase::Head { since } => Some((since + b.header_timeout, "header_timeout")),
-            Phase::Busy => None,
+            Phase::Busy { since } => Some((since + b.idle_timeout, "stalled")),
         }
     }
 }
@@ -133,7 +152,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.wrote_some();
+        }
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -143,15 +166,56 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+/// A response body that tells `Activity` when it has all gone (or was dropped).
+struct Tracked {
+    inner: axum::body::Body,
+    activity: Option<Activity>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(a) = self.activity.take() {
+            a.answered();
+        }
+    }
+}
+
+impl axum::body::HttpBody for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) {
+            if let Some(a) = self.activity.take() {
+                a.answered();
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Accepts and serves until `stop`; then lets open connections finish (bounded).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     bounds: Bounds,
+    mut hangup: Hangups,
     mut stop: watch::Receiver<bool>,
+    grace: Duration,
 ) {
     let mut conns = tokio::task::JoinSet::new();
-    let mut hangup = hangups();
     loop {
         tokio::select! {
             // SIGHUP reads the API's certificate again; it never stops the daemon.
@@ -207,20 +271,23 @@ pub async fn serve(
         }
     }
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
 }
 
-/// SIGHUP, where there are signals.
+/// SIGHUP, where there are signals: taken from the start of the daemon (before the store
+/// loads), so that it never stops maskd.
 #[cfg(unix)]
-fn hangups() -> Option<tokio::signal::unix::Signal> {
+pub type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+pub type Hangups = Option<()>;
+
+#[cfg(unix)]
+pub fn hangups() -> Hangups {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
 }
 
 #[cfg(not(unix))]
-fn hangups() -> Option<()> {
+pub fn hangups() -> Hangups {
     None
 }
 
@@ -264,12 +331,20 @@ async fn connection<S>(
                 .oneshot(req.map(axum::body::Body::new))
                 .await
                 .unwrap_or_else(|e: Infallible| match e {});
-            act.answered();
-            Ok::<_, Infallible>(resp)
+            // Answered once the whole body has gone (a recording is streamed).
+            Ok::<_, Infallible>(resp.map(|body| {
+                axum::body::Body::new(Tracked {
+                    inner: body,
+                    activity: Some(act),
+                })
+            }))
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
+        // The phases are timed here (hyper's own header timer would also cut idle
+        // connections at its default 30 s).
+        .header_read_timeout(None)
         .keep_alive(true)
         .serve_connection(io, svc);
     tokio::pin!(conn);

@@ -84,6 +84,8 @@ pub async fn run(
     cfg: Validated,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AppError> {
+    // SIGHUP from now on reads the API's certificate again; it never stops the daemon.
+    let hangups = api::serve::hangups();
     let store_path = match &cfg.store {
         StoreTarget::Sqlite(path) => path.display().to_string(),
         StoreTarget::Postgres { url, .. } => crate::store::postgres::describe_url(url),
@@ -354,7 +356,9 @@ pub async fn run(
         api_listener,
         api::router(state),
         api_bounds,
+        hangups,
         stop_rx.clone(),
+        cfg.shutdown_grace,
     ));
     let ops_task = serve(
         metrics_listener,

@@ -38,21 +38,35 @@ pub struct Bounds {
     pub sip: ConnBounds,
 }
 
-fn pair(p: &mut Problems, key: &str, max: u32, per_address: u32) -> ConnBounds {
+/// `per_address` as set, or its default but never above `max`.
+fn pair(
+    p: &mut Problems,
+    key: &str,
+    max: u32,
+    per_address: Option<u32>,
+    default: u32,
+) -> ConnBounds {
     if max == 0 {
         p.add(format!("{key}max_connections"), "must be at least 1");
     }
-    if per_address == 0 {
-        p.add(
-            format!("{key}max_connections_per_address"),
-            "must be at least 1",
-        );
-    } else if per_address > max {
-        p.add(
-            format!("{key}max_connections_per_address"),
-            format!("must not be more than {key}max_connections ({max})"),
-        );
-    }
+    let per_address = match per_address {
+        Some(0) => {
+            p.add(
+                format!("{key}max_connections_per_address"),
+                "must be at least 1",
+            );
+            1
+        }
+        Some(n) if n > max => {
+            p.add(
+                format!("{key}max_connections_per_address"),
+                format!("must not be more than {key}max_connections ({max})"),
+            );
+            n
+        }
+        Some(n) => n,
+        None => default.min(max),
+    };
     ConnBounds {
         max: max as usize,
         per_address: per_address as usize,
@@ -101,6 +115,7 @@ pub(super) fn check(c: &Config, p: &mut Problems) -> Bounds {
             "api.",
             c.api.max_connections,
             c.api.max_connections_per_address,
+            1_000,
         ),
         api_header_timeout,
         api_idle_timeout,
@@ -109,12 +124,14 @@ pub(super) fn check(c: &Config, p: &mut Problems) -> Bounds {
             "smpp.",
             c.smpp.max_connections,
             c.smpp.max_connections_per_address,
+            100,
         ),
         sip: pair(
             p,
             "sip.tcp_",
             c.sip.tcp_max_connections,
             c.sip.tcp_max_connections_per_address,
+            256,
         ),
     }
 }

@@ -124,9 +124,10 @@ pub struct ApiConfig {
     /// Connections the API holds at once; more are closed at accept.
     #[serde(default = "default_api_connections")]
     pub max_connections: u32,
-    /// Connections one source address may hold at once.
-    #[serde(default = "default_api_per_address")]
-    pub max_connections_per_address: u32,
+    /// Connections one source address may hold at once (default 1,000, or
+    /// `max_connections` if lower).
+    #[serde(default)]
+    pub max_connections_per_address: Option<u32>,
     /// A request's header must arrive whole this long after its first byte, and a new
     /// connection must begin its first request within it (slowloris).
     #[serde(default = "default_header_timeout")]
@@ -149,10 +150,6 @@ pub struct ApiTls {
 
 fn default_api_connections() -> u32 {
     10_000
-}
-
-fn default_api_per_address() -> u32 {
-    1_000
 }
 
 fn default_header_timeout() -> String {
@@ -246,8 +243,9 @@ pub struct SipConfig {
     /// SIP TCP connections open at once (accepted and opened by maskd); more are closed
     /// at accept.
     pub tcp_max_connections: u32,
-    /// SIP TCP connections one source address may hold at once (accepted).
-    pub tcp_max_connections_per_address: u32,
+    /// SIP TCP connections one source address may hold at once (accepted; default 256, or
+    /// `tcp_max_connections` if lower).
+    pub tcp_max_connections_per_address: Option<u32>,
     /// A SIP TCP connection silent this long is closed, unless a call still uses its peer.
     pub tcp_idle_timeout: String,
     /// A listener for SIP over TLS (its own port; `sips` and `transport=tls`).
@@ -273,7 +271,7 @@ impl Default for SipConfig {
             server_header: "maskd".into(),
             ring_timeout: "120s".into(),
             tcp_max_connections: 1024,
-            tcp_max_connections_per_address: 256,
+            tcp_max_connections_per_address: None,
             tcp_idle_timeout: "120s".into(),
             tls: None,
         }
@@ -309,8 +307,9 @@ pub struct SmppConfig {
     pub tls: Option<tls::TlsListen>,
     /// Connections (plain and TLS) held at once; more are closed at accept.
     pub max_connections: u32,
-    /// Connections one source address may hold at once.
-    pub max_connections_per_address: u32,
+    /// Connections one source address may hold at once (default 100, or `max_connections`
+    /// if lower).
+    pub max_connections_per_address: Option<u32>,
 }
 
 impl Default for SmppConfig {
@@ -329,7 +328,7 @@ impl Default for SmppConfig {
             max_queued_in_memory: 100_000,
             tls: None,
             max_connections: 1_000,
-            max_connections_per_address: 100,
+            max_connections_per_address: None,
         }
     }
 }

@@ -90,7 +90,14 @@ pub enum WriteOp {
     DeleteRecording(Sid),
     /// A stranger reached a pool number with no session (reports and lead attribution).
     PutContact(super::reports::ContactEvent),
+    /// A new key (never replaces a row: a key deleted meanwhile on another node stays gone).
     PutKey(super::model::ApiKey),
+    /// A key's new name, only if the key is still there.
+    UpdateKey {
+        sid: Sid,
+        friendly_name: String,
+        at: Timestamp,
+    },
     DeleteKey(Sid),
 }
 

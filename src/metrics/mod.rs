@@ -235,7 +235,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         sip_tcp_refused: IntCounterVec::new(
             Opts::new(
                 SIP_TCP_REFUSED,
-                "SIP TCP connections closed at accept, by reason (untrusted, limit)",
+                "SIP TCP connections closed at accept, by reason (untrusted, limit, per_address)",
             ),
             &["reason"],
         )?,
@@ -256,7 +256,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         api_connections_closed: IntCounterVec::new(
             Opts::new(
                 API_CONNECTIONS_CLOSED,
-                "API connections closed by maskd, by reason (header_timeout, idle_timeout)",
+                "API connections closed by maskd, by reason (header_timeout, idle_timeout, stalled)",
             ),
             &["reason"],
         )?,

@@ -164,7 +164,13 @@ fn admit_tcp(
         accepted.refused("limit", now);
         return None;
     }
-    accepted.admit(peer.ip(), now).ok()
+    match accepted.admit(peer.ip(), now) {
+        Ok(guard) => Some(guard),
+        Err(why) => {
+            m.sip_tcp_refused.with_label_values(&[why.as_str()]).inc();
+            None
+        }
+    }
 }
 
 /// One TCP or TLS connection (`remote`): frames messages by Content-Length and hands them

@@ -168,7 +168,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
         }
         WriteOp::PutContact(c) => super::reports::put_contact(tx, c)?,
         WriteOp::PutKey(k) => {
-            tx.prepare_cached("INSERT OR REPLACE INTO api_keys VALUES (?1,?2,?3,?4,?5,?6)")?
+            tx.prepare_cached("INSERT OR IGNORE INTO api_keys VALUES (?1,?2,?3,?4,?5,?6)")?
                 .execute(params![
                     s(&k.sid),
                     k.seq as i64,
@@ -177,6 +177,16 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()
                     k.date_created,
                     k.date_updated
                 ])?;
+        }
+        WriteOp::UpdateKey {
+            sid,
+            friendly_name,
+            at,
+        } => {
+            tx.execute(
+                "UPDATE api_keys SET friendly_name = ?2, date_updated = ?3 WHERE sid = ?1",
+                params![s(sid), friendly_name, at],
+            )?;
         }
         WriteOp::DeleteKey(sid) => {
             tx.execute("DELETE FROM api_keys WHERE sid = ?1", [s(sid)])?;

@@ -82,7 +82,11 @@ impl Engine {
         }
         key.date_updated = now;
         let key = key.clone();
-        let d = self.submit(vec![WriteOp::PutKey(key.clone())]);
+        let d = self.submit(vec![WriteOp::UpdateKey {
+            sid,
+            friendly_name: key.friendly_name.clone(),
+            at: now,
+        }]);
         Ok((key, d))
     }
 

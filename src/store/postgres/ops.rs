@@ -61,6 +61,7 @@ pub(super) enum W {
     // Reports: a stranger's contact; a deleted service's counters and contacts.
     PutContact,
     PutKey,
+    UpdateKey,
     DeleteKey,
     ServiceReportCounts,
     ServiceReportDeltas,
@@ -125,7 +126,13 @@ pub(super) fn sql(w: W) -> String {
             .into(),
         W::SessionKeys => "DELETE FROM route_keys WHERE session_sid = $1".into(),
         W::PutContact => super::reports::PUT_CONTACT.into(),
-        W::PutKey => upsert("api_keys", API_KEYS, &["sid"]),
+        W::PutKey => format!(
+            "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sid) DO NOTHING",
+            API_KEYS.join(", ")
+        ),
+        W::UpdateKey => {
+            "UPDATE api_keys SET friendly_name = $2, date_updated = $3 WHERE sid = $1".into()
+        }
         W::DeleteKey => "DELETE FROM api_keys WHERE sid = $1".into(),
         W::ServiceReportDeltas => super::reports::DELETE_SERVICE[0].into(),
         W::ServiceReportCounts => super::reports::DELETE_SERVICE[1].into(),
@@ -172,6 +179,7 @@ pub(super) const ALL: &[W] = &[
     W::SessionKeys,
     W::PutContact,
     W::PutKey,
+    W::UpdateKey,
     W::DeleteKey,
     W::ServiceReportCounts,
     W::ServiceReportDeltas,
@@ -221,6 +229,7 @@ pub(super) fn changed(op: &WriteOp) -> Option<(&'static str, Sid)> {
         WriteOp::DeleteSession(sid) => (KIND_SESSION, *sid),
         WriteOp::PutParticipant(v) => (KIND_SESSION, v.session_sid),
         WriteOp::PutKey(v) => (KIND_KEY, v.sid),
+        WriteOp::UpdateKey { sid, .. } => (KIND_KEY, *sid),
         WriteOp::DeleteKey(sid) => (KIND_KEY, *sid),
         _ => return None,
     })
@@ -467,6 +476,11 @@ pub(super) fn statements(op: &WriteOp, out: &mut Vec<(W, Vec<Param>)>) {
                 k.date_updated
             ],
         )),
+        WriteOp::UpdateKey {
+            sid,
+            friendly_name,
+            at,
+        } => out.push((W::UpdateKey, params![s(sid), friendly_name.clone(), *at])),
         WriteOp::DeleteKey(sid) => out.push((W::DeleteKey, params![s(sid)])),
         WriteOp::PutContact(c) => {
             let voice = c.kind == crate::core::model::InteractionType::Voice;
