@@ -38,6 +38,12 @@ pub fn wait(child: &mut std::process::Child, what: &str) -> bool {
     }
 }
 
+/// Where a SIPp run's standard error goes (beside its message log), so that a failed call
+/// says why SIPp stopped (a port in use, a scenario error).
+fn err_file(log: &std::path::Path) -> Stdio {
+    std::fs::File::create(log.with_extension("stderr")).map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 /// `extra`: more SIPp arguments for the UAC and the UAS.
 #[allow(clippy::too_many_arguments)]
 pub fn run_call_at(
@@ -81,7 +87,7 @@ pub fn run_call_at(
         .arg(&uas_log)
         .args(extra[1])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(err_file(&uas_log))
         .spawn()
         .unwrap()
     });
@@ -109,16 +115,21 @@ pub fn run_call_at(
         .arg(&uac_log)
         .args(extra[0])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(err_file(&uac_log))
         .spawn()
         .unwrap();
     let uac_ok = wait(&mut uac_child, "SIPp UAC");
     let uas_ok = uas_child.as_mut().is_none_or(|c| wait(c, "SIPp UAS"));
     let uas_text = std::fs::read_to_string(&uas_log).unwrap_or_default();
     let uac_text = std::fs::read_to_string(&uac_log).unwrap_or_default();
+    let said = |log: &std::path::Path| {
+        std::fs::read_to_string(log.with_extension("stderr")).unwrap_or_default()
+    };
     assert!(
         uac_ok && uas_ok,
-        "{uac}: call failed (uac {uac_ok}, uas {uas_ok})\n--- uac\n{uac_text}\n--- uas\n{uas_text}"
+        "{uac}: call failed (uac {uac_ok}, uas {uas_ok})\n--- uac\n{uac_text}\n--- uac stderr\n{}\n--- uas\n{uas_text}\n--- uas stderr\n{}",
+        said(&uac_log),
+        said(&uas_log)
     );
     // rsip, an independent parser, must read every message maskd sent on either leg.
     for m in received_messages(&uac_text)

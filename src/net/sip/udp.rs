@@ -1,0 +1,256 @@
+//! The voice plane's UDP socket as its own thread uses it (issue 17): blocking reads of up
+//! to `BATCH` datagrams per system call (`recvmmsg`, waiting for the first only), writes of
+//! everything one round produced in as few calls (`sendmmsg`), and a waker: the other
+//! threads' events for the plane (TCP messages, callback answers, the stop) are followed by
+//! one small datagram from a socket of maskd's own, so the thread sleeps in one place.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::socket::{
+    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+};
+
+/// Datagrams read or written per system call at most.
+pub(super) const BATCH: usize = 16;
+/// The largest UDP datagram.
+const BUF: usize = 65_536;
+
+/// The socket buffers asked for: with the kernel's default (208 KiB) a plane busy for
+/// ~25 ms at 1,000 calls/s (the thread not scheduled on a loaded machine) lost datagrams,
+/// and calls ended in 408 when retransmissions were lost too.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Asks for `SOCKET_BUFFER` each way; the kernel caps it at `net.core.rmem_max` and
+/// `wmem_max`, and a smaller buffer than asked is said once in the log.
+pub(super) fn large_buffers(sock: &UdpSocket) {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    let _ = setsockopt(sock, sockopt::RcvBuf, &SOCKET_BUFFER);
+    let _ = setsockopt(sock, sockopt::SndBuf, &SOCKET_BUFFER);
+    // Linux reports twice what it grants (its own bookkeeping included).
+    let got = getsockopt(sock, sockopt::RcvBuf).unwrap_or(0) / 2;
+    if got < SOCKET_BUFFER {
+        tracing::warn!(
+            asked = SOCKET_BUFFER,
+            got,
+            "SIP UDP receive buffer smaller than asked: raise net.core.rmem_max"
+        );
+    }
+}
+
+/// Wakes the plane's thread out of its read. `armed`: a wake-up is on its way, and the
+/// thread has not yet looked at its events since.
+pub(super) struct Wake {
+    sock: UdpSocket,
+    from: SocketAddr,
+    armed: AtomicBool,
+}
+
+impl Wake {
+    /// A socket that sends to the plane's socket bound at `plane` (an unspecified address is
+    /// reached on loopback).
+    pub(super) fn new(plane: SocketAddr) -> std::io::Result<Wake> {
+        let ip = match plane.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let any: SocketAddr = match ip {
+            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let sock = UdpSocket::bind(any)?;
+        sock.connect(SocketAddr::new(ip, plane.port()))?;
+        sock.set_nonblocking(true)?;
+        let from = sock.local_addr()?;
+        Ok(Wake {
+            sock,
+            from,
+            armed: AtomicBool::new(false),
+        })
+    }
+
+    /// After an event is queued: the thread reads its events before it sleeps again.
+    pub(super) fn wake(&self) {
+        if !self.armed.swap(true, Ordering::SeqCst) {
+            // Lost (the plane's buffer is full): the thread is busy reading anyway, and
+            // looks at its events after every read and at least every tick.
+            let _ = self.sock.send(&[0]);
+        }
+    }
+
+    /// Called by the thread before it looks at its events: one queued after this wakes it.
+    pub(super) fn disarm(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a datagram came from the waker (not SIP: it carries nothing).
+    pub(super) fn is_from(&self, src: SocketAddr) -> bool {
+        src == self.from
+    }
+}
+
+/// Buffers and headers for batched reads and writes, allocated once.
+pub(super) struct Io {
+    bufs: Box<[[u8; BUF]; BATCH]>,
+    rx: MultiHeaders<SockaddrStorage>,
+    tx: MultiHeaders<SockaddrStorage>,
+    meta: [(Option<SocketAddr>, usize); BATCH],
+}
+
+fn std_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = s.as_sockaddr_in() {
+        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+    }
+    s.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+}
+
+impl Io {
+    pub(super) fn new() -> Io {
+        let bufs: Box<[[u8; BUF]; BATCH]> = vec![[0u8; BUF]; BATCH]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("BATCH buffers"));
+        Io {
+            bufs,
+            rx: MultiHeaders::preallocate(BATCH, None),
+            tx: MultiHeaders::preallocate(BATCH, None),
+            meta: [(None, 0); BATCH],
+        }
+    }
+
+    /// Waits for datagrams on `sock` (up to its read timeout) and reads what is there, up
+    /// to `BATCH`: how many. 0 when the timeout passed or the read was interrupted.
+    pub(super) fn recv(&mut self, sock: &UdpSocket) -> usize {
+        let mut iovs: [[IoSliceMut; 1]; BATCH] = self.bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+        let Ok(res) = recvmmsg(
+            sock.as_raw_fd(),
+            &mut self.rx,
+            iovs.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        ) else {
+            return 0;
+        };
+        let mut n = 0;
+        for (slot, m) in self.meta.iter_mut().zip(res) {
+            *slot = (m.address.as_ref().and_then(std_addr), m.bytes);
+            n += 1;
+        }
+        n
+    }
+
+    /// The `i`th datagram of the last read: its source and bytes.
+    pub(super) fn get(&self, i: usize) -> (Option<SocketAddr>, &[u8]) {
+        let (src, len) = self.meta[i];
+        (src, &self.bufs[i][..len.min(BUF)])
+    }
+
+    /// Sends every datagram in `items` from `sock`, `BATCH` per call (blocking while the
+    /// socket's buffer is full). One that cannot be sent at all (no route, too large) is
+    /// dropped, as a network would; SIP's timers retransmit.
+    pub(super) fn send(&mut self, sock: &UdpSocket, items: &[(SocketAddr, &[u8])]) {
+        let fd = sock.as_raw_fd();
+        let mut i = 0;
+        // Each call sends at least one datagram or drops one: bounded by the items.
+        while i < items.len() {
+            let k = (items.len() - i).min(BATCH);
+            let mut iov: [[IoSlice; 1]; BATCH] = std::array::from_fn(|_| [IoSlice::new(&[])]);
+            let mut addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+            for (j, (to, data)) in items[i..i + k].iter().enumerate() {
+                iov[j] = [IoSlice::new(data)];
+                addrs[j] = Some(SockaddrStorage::from(*to));
+            }
+            let none: [ControlMessage; 0] = [];
+            let sent = match sendmmsg(
+                fd,
+                &mut self.tx,
+                iov[..k].iter(),
+                &addrs[..k],
+                none,
+                MsgFlags::empty(),
+            ) {
+                Ok(r) => r.count(),
+                Err(_) => 0,
+            };
+            i += sent.max(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_batch_is_read_and_written_and_the_waker_is_told_apart() {
+        let plane = UdpSocket::bind("127.0.0.1:0").unwrap();
+        plane
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let wake = Wake::new(plane.local_addr().unwrap()).unwrap();
+        for i in 0..20u8 {
+            peer.send_to(&[i; 3], plane.local_addr().unwrap()).unwrap();
+        }
+        wake.wake();
+        wake.wake(); // armed: no second datagram
+        let mut io = Io::new();
+        let mut got = Vec::new();
+        let mut wakes = 0;
+        for _ in 0..10 {
+            let n = io.recv(&plane);
+            assert!(n <= BATCH);
+            for i in 0..n {
+                let (src, data) = io.get(i);
+                let src = src.unwrap();
+                if wake.is_from(src) {
+                    wakes += 1;
+                } else {
+                    assert_eq!(src, peer.local_addr().unwrap());
+                    got.push(data.to_vec());
+                }
+            }
+            if got.len() == 20 && wakes == 1 {
+                break;
+            }
+        }
+        assert_eq!(wakes, 1);
+        assert_eq!(got, (0..20u8).map(|i| vec![i; 3]).collect::<Vec<_>>());
+        // Nothing more: the read times out with 0.
+        assert_eq!(io.recv(&plane), 0);
+        wake.disarm();
+        wake.wake();
+        assert_eq!(io.recv(&plane), 1);
+
+        // 40 datagrams out in batches, in order.
+        let msgs: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 5]).collect();
+        let to = peer.local_addr().unwrap();
+        let items: Vec<(SocketAddr, &[u8])> = msgs.iter().map(|m| (to, m.as_slice())).collect();
+        io.send(&plane, &items);
+        let mut b = [0u8; 16];
+        for m in &msgs {
+            let (n, from) = peer.recv_from(&mut b).unwrap();
+            assert_eq!(from, plane.local_addr().unwrap());
+            assert_eq!(&b[..n], m.as_slice());
+        }
+    }
+
+    #[test]
+    fn an_unspecified_plane_address_is_woken_on_loopback() {
+        let plane = UdpSocket::bind("0.0.0.0:0").unwrap();
+        plane
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let wake = Wake::new(plane.local_addr().unwrap()).unwrap();
+        wake.wake();
+        let mut io = Io::new();
+        assert_eq!(io.recv(&plane), 1);
+        assert!(wake.is_from(io.get(0).0.unwrap()));
+    }
+}
