@@ -41,11 +41,22 @@ fn command(name: &str) -> Command {
     Command::new(name)
 }
 
-/// Kills the child when dropped.
+/// Stops the child when dropped: SIGTERM first (Kamailio's main process then stops the
+/// workers it forked; SIGKILL would leave them running), SIGKILL after 3 s.
 struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

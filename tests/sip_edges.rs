@@ -402,3 +402,40 @@ fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
         stream
     })
 }
+
+/// What arrives over TCP reaches the voice plane's thread at once (a waker datagram wakes
+/// its blocking read), not at its next 50 ms tick: OPTIONS round trips over one connection
+/// take a few milliseconds, where waiting for the tick would make their median ~25 ms.
+#[test]
+fn tcp_requests_are_answered_without_waiting_for_the_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_trunk, trunk_port) = socket();
+    let (d, _, _) = start(dir.path(), trunk_port, "");
+    let mut c = TcpStream::connect(d.sip).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_nodelay(true).unwrap();
+    let local = c.local_addr().unwrap().port();
+    let mut buf = Vec::new();
+    let mut rtts = Vec::new();
+    for i in 0..21 {
+        let req = format!(
+            "OPTIONS sip:maskd@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{local};branch=z9hG4bKrtt{i}\r\n\
+             From: <sip:rtt@127.0.0.1>;tag=r{i}\r\nTo: <sip:maskd@127.0.0.1>\r\nCall-ID: rtt{i}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let t = Instant::now();
+        c.write_all(req.as_bytes()).unwrap();
+        let answer = read_tcp(&mut c, &mut buf);
+        rtts.push(t.elapsed());
+        assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+        assert!(answer.contains(&format!("z9hG4bKrtt{i}")), "{answer}");
+        // Apart by more than a tick, so each request finds the thread asleep.
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    rtts.sort();
+    let median = rtts[rtts.len() / 2];
+    assert!(
+        median < Duration::from_millis(12),
+        "median {median:?} of {rtts:?}"
+    );
+}

@@ -221,10 +221,11 @@ pub async fn run(
     }
     let blocking = sock.local_addr().and_then(|local| {
         let sock = sock.into_std()?;
+        let wake = udp::Wake::new(local);
         sock.set_nonblocking(false)?;
-        sock.set_read_timeout(Some(Duration::from_millis(TICK_MS)))?;
+        sock.set_read_timeout(Some(wake.read_timeout(TICK_MS)))?;
         udp::large_buffers(&sock);
-        Ok((sock, Arc::new(udp::Wake::new(local)?)))
+        Ok((sock, Arc::new(wake)))
     });
     let (sock, wake) = match blocking {
         Ok(s) => s,
@@ -369,6 +370,11 @@ impl Plane {
         // The first round reads nothing: timers (the trunks' first OPTIONS) start at once.
         let mut next_tick = now();
         let mut started = false;
+        // The waker is tried once: its datagram must come back (a firewall dropping UDP on
+        // loopback would leave every event waiting for the tick, silently).
+        wake.wake();
+        let wake_check_at = now() + 2_000;
+        let mut wake_checked = !wake.present();
         loop {
             let n = match started {
                 true => io.recv(&sock),
@@ -383,6 +389,7 @@ impl Plane {
                     continue;
                 };
                 if wake.is_from(src) {
+                    wake_checked = true;
                     continue;
                 }
                 // The stop is looked at before each message: one that arrives once the stop
@@ -393,6 +400,10 @@ impl Plane {
                     panic!("fault injected (MASKD_FAULT_INJECT=sip-panic)");
                 }
                 b2bua.handle(Remote::udp(src), data, t, &core, &mut out);
+            }
+            if !wake_checked && t >= wake_check_at {
+                wake_checked = true;
+                tracing::warn!("the voice plane's waker datagram did not arrive (UDP on loopback filtered?): TCP messages and callback answers wait up to 50 ms");
             }
             // Disarmed first: an event queued from here on wakes the next read.
             wake.disarm();
@@ -440,6 +451,7 @@ impl Plane {
                 b2bua.media_timeout(id, now(), &core, &mut out);
             }
             drain_if_stopped(stopped(&stop), &mut draining, &mut b2bua, grace);
+            let t = now();
             if t >= next_tick {
                 b2bua.on_timer(t, &core, &mut out);
                 next_tick = t + TICK_MS;

@@ -32,7 +32,7 @@ pub struct TcpLimits {
 pub(super) fn admit_tcp(
     peer: SocketAddr,
     trusted: &[ipnet::IpNet],
-    open: usize,
+    open: &AtomicUsize,
     limits: &TcpLimits,
     accepted: &crate::limits::ConnLimits,
 ) -> Option<crate::limits::ConnGuard> {
@@ -43,7 +43,8 @@ pub(super) fn admit_tcp(
         accepted.refused("untrusted", now);
         return None;
     }
-    if open >= limits.max_connections {
+    // A place is taken under the cap in one step (the plane's thread opens connections too).
+    if !reserve(open, limits.max_connections) {
         m.sip_tcp_refused.with_label_values(&["limit"]).inc();
         accepted.refused("limit", now);
         return None;
@@ -51,10 +52,25 @@ pub(super) fn admit_tcp(
     match accepted.admit(peer.ip(), now) {
         Ok(guard) => Some(guard),
         Err(why) => {
+            release(open);
             m.sip_tcp_refused.with_label_values(&[why.as_str()]).inc();
             None
         }
     }
+}
+
+/// Takes one of `max` places in `count`; false when all are taken.
+fn reserve(count: &AtomicUsize, max: usize) -> bool {
+    count
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// Gives a place back (never below 0).
+fn release(count: &AtomicUsize) {
+    let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
 }
 
 /// One TCP or TLS connection (`remote`): frames messages by Content-Length and hands them
@@ -221,11 +237,9 @@ pub(super) async fn accept(
             r = accept_on(tls_listener.as_ref()) => (r, true),
         };
         let Ok((stream, peer)) = r else { continue };
-        let open = count.load(Ordering::Relaxed);
-        let Some(guard) = admit_tcp(peer, &trusted, open, &limits, &accepted) else {
+        let Some(guard) = admit_tcp(peer, &trusted, &count, &limits, &accepted) else {
             continue;
         };
-        count.fetch_add(1, Ordering::Relaxed);
         let (events, idle) = (events.clone(), limits.idle_timeout);
         match (&acceptor, over_tls) {
             (Some(acceptor), true) => {
@@ -311,9 +325,6 @@ impl Streams {
             }
             return false;
         }
-        if self.count.load(Ordering::Relaxed) >= limits.max_connections {
-            return false;
-        }
         // maskd opens TLS connections only to trunks it has settings for.
         let settings = match to.tls {
             true => match tls.get(&peer) {
@@ -322,7 +333,9 @@ impl Streams {
             },
             false => None,
         };
-        self.count.fetch_add(1, Ordering::Relaxed);
+        if !reserve(&self.count, limits.max_connections) {
+            return false;
+        }
         self.pending.insert(peer, vec![data]);
         connect(to, settings, events.clone(), limits.idle_timeout);
         true
@@ -330,9 +343,7 @@ impl Streams {
 
     /// A connection closed, or one being made failed.
     pub(super) fn closed(&self) {
-        let _ = self
-            .count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        release(&self.count);
     }
 
     /// Connections open or being made.

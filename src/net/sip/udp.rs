@@ -43,32 +43,58 @@ pub(super) fn large_buffers(sock: &UdpSocket) {
 /// Wakes the plane's thread out of its read. `armed`: a wake-up is on its way, and the
 /// thread has not yet looked at its events since.
 pub(super) struct Wake {
-    sock: UdpSocket,
-    from: SocketAddr,
+    /// None when no socket could reach the plane's: the thread then reads with a short
+    /// timeout instead (`FALLBACK_MS`).
+    sock: Option<(UdpSocket, SocketAddr)>,
     armed: AtomicBool,
 }
+
+/// The read timeout when there is no waker: events wait at most this long.
+pub(super) const FALLBACK_MS: u64 = 5;
 
 impl Wake {
     /// A socket that sends to the plane's socket bound at `plane` (an unspecified address is
     /// reached on loopback).
-    pub(super) fn new(plane: SocketAddr) -> std::io::Result<Wake> {
-        let ip = match plane.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
+    /// Without one (IPv6 off on loopback, say), said in the log: see `FALLBACK_MS`.
+    pub(super) fn new(plane: SocketAddr) -> Wake {
+        let to = match plane {
+            SocketAddr::V4(a) if a.ip().is_unspecified() => {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), a.port())
+            }
+            SocketAddr::V6(a) if a.ip().is_unspecified() => {
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), a.port())
+            }
+            // A link-local address keeps its scope.
+            a => a,
         };
-        let any: SocketAddr = match ip {
-            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        let any: SocketAddr = match to {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        let sock = UdpSocket::bind(any)?;
-        sock.connect(SocketAddr::new(ip, plane.port()))?;
-        sock.set_nonblocking(true)?;
-        let from = sock.local_addr()?;
-        Ok(Wake {
+        let made = UdpSocket::bind(any).and_then(|sock| {
+            sock.connect(to)?;
+            sock.set_nonblocking(true)?;
+            let from = sock.local_addr()?;
+            Ok((sock, from))
+        });
+        let sock = match made {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(to = %to, error = %e, "no waker socket for the voice plane: TCP messages and callback answers wait up to 5 ms");
+                None
+            }
+        };
+        Wake {
             sock,
-            from,
             armed: AtomicBool::new(false),
+        }
+    }
+
+    /// The read timeout the thread uses: a tick, or `FALLBACK_MS` without a waker.
+    pub(super) fn read_timeout(&self, tick_ms: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(match self.sock {
+            Some(_) => tick_ms,
+            None => FALLBACK_MS,
         })
     }
 
@@ -77,18 +103,25 @@ impl Wake {
         if !self.armed.swap(true, Ordering::SeqCst) {
             // Lost (the plane's buffer is full): the thread is busy reading anyway, and
             // looks at its events after every read and at least every tick.
-            let _ = self.sock.send(&[0]);
+            if let Some((sock, _)) = &self.sock {
+                let _ = sock.send(&[0]);
+            }
         }
     }
 
     /// Called by the thread before it looks at its events: one queued after this wakes it.
     pub(super) fn disarm(&self) {
-        self.armed.store(false, Ordering::SeqCst);
+        self.armed.swap(false, Ordering::SeqCst);
+    }
+
+    /// Whether there is a waker socket.
+    pub(super) fn present(&self) -> bool {
+        self.sock.is_some()
     }
 
     /// Whether a datagram came from the waker (not SIP: it carries nothing).
     pub(super) fn is_from(&self, src: SocketAddr) -> bool {
-        src == self.from
+        self.sock.as_ref().is_some_and(|(_, from)| *from == src)
     }
 }
 
@@ -155,6 +188,7 @@ impl Io {
     pub(super) fn send(&mut self, sock: &UdpSocket, items: &[(SocketAddr, &[u8])]) {
         let fd = sock.as_raw_fd();
         let mut i = 0;
+        let mut interrupted = 0;
         // Each call sends at least one datagram or drops one: bounded by the items.
         while i < items.len() {
             let k = (items.len() - i).min(BATCH);
@@ -173,7 +207,13 @@ impl Io {
                 none,
                 MsgFlags::empty(),
             ) {
+                // (Counting nix's results reads nothing the kernel did not write here.)
                 Ok(r) => r.count(),
+                // Interrupted before anything went: tried again, a bounded number of times.
+                Err(nix::errno::Errno::EINTR) if interrupted < 3 => {
+                    interrupted += 1;
+                    continue;
+                }
                 Err(_) => 0,
             };
             i += sent.max(1);
@@ -194,7 +234,7 @@ mod tests {
             .unwrap();
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let wake = Wake::new(plane.local_addr().unwrap()).unwrap();
+        let wake = Wake::new(plane.local_addr().unwrap());
         for i in 0..20u8 {
             peer.send_to(&[i; 3], plane.local_addr().unwrap()).unwrap();
         }
@@ -242,12 +282,33 @@ mod tests {
     }
 
     #[test]
+    fn a_datagram_that_cannot_be_sent_is_dropped_and_the_rest_go() {
+        let plane = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let to = peer.local_addr().unwrap();
+        let too_large = vec![7u8; 70_000]; // EMSGSIZE: over UDP's 65,507 bytes
+        let items: Vec<(SocketAddr, &[u8])> = vec![
+            (to, b"one"),
+            (to, &too_large),
+            (to, b"two"),
+            (to, &too_large),
+        ];
+        Io::new().send(&plane, &items);
+        let mut b = [0u8; 16];
+        for want in [&b"one"[..], b"two"] {
+            let (n, _) = peer.recv_from(&mut b).unwrap();
+            assert_eq!(&b[..n], want);
+        }
+    }
+
+    #[test]
     fn an_unspecified_plane_address_is_woken_on_loopback() {
         let plane = UdpSocket::bind("0.0.0.0:0").unwrap();
         plane
             .set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
-        let wake = Wake::new(plane.local_addr().unwrap()).unwrap();
+        let wake = Wake::new(plane.local_addr().unwrap());
         wake.wake();
         let mut io = Io::new();
         assert_eq!(io.recv(&plane), 1);
