@@ -17,7 +17,6 @@ use super::error::ApiError;
 use super::params::{Paging, Params};
 use super::{json_response, Shared};
 use crate::core::datetime::format_rfc2822;
-use crate::core::engine::Cursor;
 use crate::core::model::ApiKey;
 use crate::core::{Sid, SidKind};
 
@@ -136,45 +135,14 @@ async fn list(
     let pg = Paging::from_query(&p)?;
     let page = st.engine.list_keys(pg.cursor, pg.size);
     let base = format!("{}?PageSize={}", uri.path(), pg.size);
-    let this = match pg.cursor {
-        Cursor::Start => format!("{base}&Page={}", pg.page),
-        Cursor::After(s) => format!("{base}&Page={}&PageToken=PA{s}", pg.page),
-        Cursor::Before(s) => format!("{base}&Page={}&PageToken=PB{s}", pg.page),
-    };
-    let next = match page.items.last() {
-        Some(k) if page.more_after => {
-            json!(format!(
-                "{base}&Page={}&PageToken=PA{}",
-                pg.page.saturating_add(1),
-                k.seq
-            ))
-        }
-        _ => Value::Null,
-    };
-    let previous = match page.items.first() {
-        Some(k) if pg.page > 0 => {
-            json!(format!("{base}&Page={}&PageToken=PB{}", pg.page - 1, k.seq))
-        }
-        _ => Value::Null,
-    };
-    let start = pg.page.saturating_mul(pg.size as u64);
-    let end = start
-        .saturating_add(page.items.len() as u64)
-        .saturating_sub(1)
-        .max(start);
+    let items = page.items.iter().map(key_json).collect();
+    let seqs = (
+        page.items.first().map(|k| k.seq),
+        page.items.last().map(|k| k.seq),
+    );
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "keys": page.items.iter().map(key_json).collect::<Vec<_>>(),
-            "first_page_uri": format!("{base}&Page=0"),
-            "next_page_uri": next,
-            "previous_page_uri": previous,
-            "page": pg.page,
-            "page_size": pg.size,
-            "start": start,
-            "end": end,
-            "uri": this,
-        }),
+        &super::recordings::envelope("keys", items, &pg, &base, seqs, page.more_after),
     ))
 }
 

@@ -185,50 +185,11 @@ async fn page(st: &Shared, uri: &Uri, p: &Params, call: Option<String>) -> ApiRe
     } else {
         format!("{path}?{filters}&PageSize={}", pg.size)
     };
-    let this = match pg.cursor {
-        Cursor::Start => format!("{base}&Page={}", pg.page),
-        Cursor::After(s) => format!("{base}&Page={}&PageToken=PA{s}", pg.page),
-        Cursor::Before(s) => format!("{base}&Page={}&PageToken=PB{s}", pg.page),
-    };
-    let next = match rows.last() {
-        Some(last) if more_after => {
-            json!(format!(
-                "{base}&Page={}&PageToken=PA{}",
-                pg.page.saturating_add(1),
-                last.seq
-            ))
-        }
-        _ => Value::Null,
-    };
-    let previous = match rows.first() {
-        Some(first) if pg.page > 0 => {
-            json!(format!(
-                "{base}&Page={}&PageToken=PB{}",
-                pg.page - 1,
-                first.seq
-            ))
-        }
-        _ => Value::Null,
-    };
-    let start = pg.page.saturating_mul(pg.size as u64);
-    let end = start
-        .saturating_add(rows.len() as u64)
-        .saturating_sub(1)
-        .max(start);
     let items: Vec<Value> = rows.iter().map(|r| st.recording_json(r)).collect();
+    let seqs = (rows.first().map(|r| r.seq), rows.last().map(|r| r.seq));
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "recordings": items,
-            "first_page_uri": format!("{base}&Page=0"),
-            "next_page_uri": next,
-            "previous_page_uri": previous,
-            "page": pg.page,
-            "page_size": pg.size,
-            "start": start,
-            "end": end,
-            "uri": this,
-        }),
+        &envelope("recordings", items, &pg, &base, seqs, more_after),
     ))
 }
 
@@ -390,4 +351,52 @@ async fn remove(st: &Shared, sid: Sid, uri: &Uri) -> ApiResult {
         }
         None => Err(not_found(uri.path())),
     }
+}
+
+/// A 2010-04-01 list (Recordings, Keys): `items` under `name`, with that API's paging fields.
+/// `base` is the list's path with its filters and `PageSize`; `seqs` the first and last item's
+/// sequence (the page tokens).
+pub(super) fn envelope(
+    name: &str,
+    items: Vec<Value>,
+    pg: &Paging,
+    base: &str,
+    seqs: (Option<u64>, Option<u64>),
+    more_after: bool,
+) -> Value {
+    let this = match pg.cursor {
+        Cursor::Start => format!("{base}&Page={}", pg.page),
+        Cursor::After(s) => format!("{base}&Page={}&PageToken=PA{s}", pg.page),
+        Cursor::Before(s) => format!("{base}&Page={}&PageToken=PB{s}", pg.page),
+    };
+    let next = match seqs.1 {
+        Some(last) if more_after => json!(format!(
+            "{base}&Page={}&PageToken=PA{last}",
+            pg.page.saturating_add(1)
+        )),
+        _ => Value::Null,
+    };
+    let previous = match seqs.0 {
+        Some(first) if pg.page > 0 => {
+            json!(format!("{base}&Page={}&PageToken=PB{first}", pg.page - 1))
+        }
+        _ => Value::Null,
+    };
+    let start = pg.page.saturating_mul(pg.size as u64);
+    let end = start
+        .saturating_add(items.len() as u64)
+        .saturating_sub(1)
+        .max(start);
+    let mut v = json!({
+        "first_page_uri": format!("{base}&Page=0"),
+        "next_page_uri": next,
+        "previous_page_uri": previous,
+        "page": pg.page,
+        "page_size": pg.size,
+        "start": start,
+        "end": end,
+        "uri": this,
+    });
+    v[name] = Value::Array(items);
+    v
 }

@@ -491,11 +491,7 @@ impl Plane {
             }
             out.clear();
             if !udp_out.is_empty() {
-                let items: Vec<(std::net::SocketAddr, &[u8])> = udp_out
-                    .iter()
-                    .map(|d| (d.to.addr, d.data.as_slice()))
-                    .collect();
-                io.send(&sock, &items);
+                io.send(&sock, &udp_out);
                 udp_out.clear();
             }
             m.sip_calls_active.set(b2bua.active_calls() as i64);

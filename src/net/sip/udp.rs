@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::sip::b2bua::Datagram;
 use nix::sys::socket::{
     recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
 };
@@ -185,7 +186,7 @@ impl Io {
     /// Sends every datagram in `items` from `sock`, `BATCH` per call (blocking while the
     /// socket's buffer is full). One that cannot be sent at all (no route, too large) is
     /// dropped, as a network would; SIP's timers retransmit.
-    pub(super) fn send(&mut self, sock: &UdpSocket, items: &[(SocketAddr, &[u8])]) {
+    pub(super) fn send(&mut self, sock: &UdpSocket, items: &[Datagram]) {
         let fd = sock.as_raw_fd();
         let mut i = 0;
         let mut interrupted = 0;
@@ -194,9 +195,9 @@ impl Io {
             let k = (items.len() - i).min(BATCH);
             let mut iov: [[IoSlice; 1]; BATCH] = std::array::from_fn(|_| [IoSlice::new(&[])]);
             let mut addrs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
-            for (j, (to, data)) in items[i..i + k].iter().enumerate() {
-                iov[j] = [IoSlice::new(data)];
-                addrs[j] = Some(SockaddrStorage::from(*to));
+            for (j, d) in items[i..i + k].iter().enumerate() {
+                iov[j] = [IoSlice::new(&d.data)];
+                addrs[j] = Some(SockaddrStorage::from(d.to.addr));
             }
             let none: [ControlMessage; 0] = [];
             let sent = match sendmmsg(
@@ -224,7 +225,34 @@ impl Io {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::b2bua::Remote;
     use std::time::Duration;
+
+    #[test]
+    fn the_socket_buffers_are_raised_as_far_as_the_kernel_allows() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        large_buffers(&sock);
+        let max = |f: &str| -> usize {
+            std::fs::read_to_string(f)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        // Linux reports twice what it grants.
+        let want = |cap: usize| SOCKET_BUFFER.min(cap);
+        let rcv = getsockopt(&sock, sockopt::RcvBuf).unwrap() / 2;
+        let snd = getsockopt(&sock, sockopt::SndBuf).unwrap() / 2;
+        assert!(rcv >= want(max("/proc/sys/net/core/rmem_max")), "{rcv}");
+        assert!(snd >= want(max("/proc/sys/net/core/wmem_max")), "{snd}");
+    }
+
+    fn out(to: SocketAddr, data: &[u8]) -> Datagram {
+        Datagram {
+            to: Remote::udp(to),
+            data: data.to_vec(),
+        }
+    }
 
     #[test]
     fn a_batch_is_read_and_written_and_the_waker_is_told_apart() {
@@ -271,7 +299,7 @@ mod tests {
         // 40 datagrams out in batches, in order.
         let msgs: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 5]).collect();
         let to = peer.local_addr().unwrap();
-        let items: Vec<(SocketAddr, &[u8])> = msgs.iter().map(|m| (to, m.as_slice())).collect();
+        let items: Vec<Datagram> = msgs.iter().map(|m| out(to, m)).collect();
         io.send(&plane, &items);
         let mut b = [0u8; 16];
         for m in &msgs {
@@ -288,11 +316,11 @@ mod tests {
         peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let to = peer.local_addr().unwrap();
         let too_large = vec![7u8; 70_000]; // EMSGSIZE: over UDP's 65,507 bytes
-        let items: Vec<(SocketAddr, &[u8])> = vec![
-            (to, b"one"),
-            (to, &too_large),
-            (to, b"two"),
-            (to, &too_large),
+        let items = vec![
+            out(to, b"one"),
+            out(to, &too_large),
+            out(to, b"two"),
+            out(to, &too_large),
         ];
         Io::new().send(&plane, &items);
         let mut b = [0u8; 16];
