@@ -490,10 +490,7 @@ impl Plane {
                 }
             }
             out.clear();
-            if !udp_out.is_empty() {
-                io.send(&sock, &udp_out);
-                udp_out.clear();
-            }
+            // The counters first: whoever sees what this round sends sees what it counted.
             m.sip_calls_active.set(b2bua.active_calls() as i64);
             m.sip_transactions.set(b2bua.transactions() as i64);
             m.sip_tcp_connections.set(streams.open() as i64);
@@ -509,6 +506,10 @@ impl Plane {
             m.sip_untrusted_responses
                 .inc_by(c.untrusted_responses - last.untrusted_responses);
             last = c;
+            if !udp_out.is_empty() {
+                io.send(&sock, &udp_out);
+                udp_out.clear();
+            }
             if let Some((_, give_up)) = draining {
                 if b2bua.settled() || std::time::Instant::now() >= give_up {
                     return;
