@@ -5,7 +5,6 @@
 //! body and is checked against what arrived. Nothing here panics on input.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 /// Header names maskd looks at, including their compact forms; everything else is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -556,13 +555,14 @@ pub struct Outgoing {
 impl Outgoing {
     pub fn request(method: &str, uri: &str) -> Outgoing {
         Outgoing {
-            start: format!("{method} {uri} SIP/2.0"),
+            start: concat(&[method, " ", uri, " SIP/2.0"]),
             ..Outgoing::default()
         }
     }
     pub fn response(code: u16, reason: &str) -> Outgoing {
+        let mut digits = [0u8; 20];
         Outgoing {
-            start: format!("SIP/2.0 {code} {reason}"),
+            start: concat(&["SIP/2.0 ", decimal(code.into(), &mut digits), " ", reason]),
             ..Outgoing::default()
         }
     }
@@ -577,19 +577,61 @@ impl Outgoing {
         self.body = body.to_vec();
         self
     }
-    /// The wire form; Content-Length is always written last among the headers.
+    /// The wire form; Content-Length is always written last among the headers. One
+    /// allocation of the exact size, no formatting machinery (the voice plane's hot path).
     pub fn encode(&self) -> Vec<u8> {
-        let mut s = String::with_capacity(256 + self.body.len());
-        s.push_str(&self.start);
-        s.push_str("\r\n");
+        let mut digits = [0u8; 20];
+        let length = decimal(self.body.len() as u64, &mut digits);
+        let size = self.start.len()
+            + 2
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+            + "Content-Length: ".len()
+            + length.len()
+            + 4
+            + self.body.len();
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(self.start.as_bytes());
+        out.extend_from_slice(b"\r\n");
         for (n, v) in &self.headers {
-            let _ = write!(s, "{n}: {v}\r\n");
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
-        let _ = write!(s, "Content-Length: {}\r\n\r\n", self.body.len());
-        let mut out = s.into_bytes();
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(length.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
+        debug_assert_eq!(out.len(), size);
         out
     }
+}
+
+/// The pieces joined, in one allocation of the exact size.
+pub fn concat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
+/// `n` in decimal, written into `buf` (20 bytes hold any u64).
+pub fn decimal(mut n: u64, buf: &mut [u8]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 #[cfg(test)]
@@ -609,6 +651,23 @@ c: application/sdp\r\n\
 l: 5\r\n\
 \r\n\
 v=0\r\n";
+
+    #[test]
+    fn decimal_and_encode_write_what_format_would() {
+        let mut b = [0u8; 20];
+        for n in [0u64, 7, 10, 487, 65_535, u64::MAX] {
+            assert_eq!(decimal(n, &mut b), n.to_string());
+        }
+        let o = Outgoing::response(183, "Session Progress")
+            .header("Via", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx")
+            .header("CSeq", "1 INVITE")
+            .body(Some("application/sdp"), b"v=0\r\n");
+        let want = "SIP/2.0 183 Session Progress\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx\r\n\
+CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n";
+        assert_eq!(String::from_utf8(o.encode()).unwrap(), want);
+        let r = Outgoing::request("BYE", "sip:a@b").encode();
+        assert_eq!(r, b"BYE sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n");
+    }
 
     #[test]
     fn compact_forms_folding_and_framing() {

@@ -127,6 +127,9 @@ impl ClientTx {
                 self.last_status = status;
                 self.state = Completed;
                 self.retransmit_at = None;
+                // Never sent again: Completed only waits (timer D or K) for copies of the
+                // answer, which an INVITE's ACK (kept in `ack`) answers.
+                self.request = Vec::new();
                 let wait = match (self.invite, self.reliable) {
                     (_, true) => 0,
                     (true, false) => 32_000.max(64 * self.timers.t1), // timer D
@@ -197,6 +200,7 @@ impl ClientTx {
     fn finish(&mut self, out: &mut Vec<Action>) {
         if self.state != ClientState::Terminated {
             self.state = ClientState::Terminated;
+            self.request = Vec::new();
             self.retransmit_at = None;
             self.deadline = None;
             out.push(Action::Terminated);
@@ -275,7 +279,9 @@ impl ServerTx {
             100..=199 => self.state = Proceeding,
             200..=299 if self.invite => {
                 // 2xx to INVITE: the user retransmits the 2xx until the ACK arrives
-                // (§13.3.1.4); the transaction only absorbs INVITE copies (RFC 6026).
+                // (§13.3.1.4); the transaction only absorbs INVITE copies (RFC 6026), so
+                // it does not keep the answer for the 32 s of timer L.
+                self.last_response = None;
                 self.state = Accepted;
                 self.deadline = Some(now + 64 * self.timers.t1); // timer L
             }
@@ -384,6 +390,29 @@ mod tests {
             log.extend(out.into_iter().map(|a| (now, a)));
         }
         log
+    }
+
+    #[test]
+    fn finished_transactions_keep_no_bytes_they_will_not_send() {
+        // A non-INVITE client transaction with its answer waits out timer K: its request is
+        // never sent again.
+        let mut out = Vec::new();
+        let mut tx = ClientTx::start(false, b"BYE".to_vec(), false, T, 0, &mut out);
+        tx.on_response(200, 10, &mut out);
+        assert_eq!(tx.state(), ClientState::Completed);
+        assert!(tx.request.is_empty());
+        out.clear();
+        tx.on_timer(600, &mut out);
+        assert_eq!(sends(&out), 0);
+        // An INVITE server transaction that sent a 2xx only absorbs copies (timer L, 32 s):
+        // it does not hold the answer.
+        let mut tx = ServerTx::new(true, false, T);
+        tx.respond(200, b"SIP/2.0 200 OK".to_vec(), 0, &mut out);
+        assert_eq!(tx.state(), ServerState::Accepted);
+        assert!(tx.last_response.is_none());
+        out.clear();
+        tx.on_request_retransmission(&mut out);
+        assert_eq!(out, vec![Action::Retransmission]);
     }
 
     #[test]

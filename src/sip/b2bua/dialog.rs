@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use super::{Remote, Settings};
 use crate::core::{Sid, SidKind, E164};
-use crate::sip::message::{HeaderName, Message, Outgoing};
+use crate::sip::message::{concat, decimal, HeaderName, Message, Outgoing};
 use crate::sip::uri::{param, NameAddr, Uri};
 
 #[derive(Debug, Clone)]
@@ -38,12 +38,12 @@ pub(super) struct Dialog {
 
 impl Dialog {
     pub fn local_header(&self) -> String {
-        format!("{};tag={}", self.local, self.local_tag)
+        concat(&[&self.local, ";tag=", &self.local_tag])
     }
 
     pub fn remote_header(&self) -> String {
         match &self.remote_tag {
-            Some(t) => format!("{};tag={t}", self.remote),
+            Some(t) => concat(&[&self.remote, ";tag=", t]),
             None => self.remote.clone(),
         }
     }
@@ -87,7 +87,10 @@ impl Dialog {
             .header("From", self.local_header())
             .header("To", self.remote_header())
             .header("Call-ID", self.call_id.clone())
-            .header("CSeq", format!("{cseq} {method}"));
+            .header(
+                "CSeq",
+                concat(&[decimal(cseq.into(), &mut [0u8; 20]), " ", method]),
+            );
         if matches!(method, "INVITE" | "UPDATE") {
             r = r.header("Contact", cfg.contact(&self.user, to));
         }

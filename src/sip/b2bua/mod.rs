@@ -38,7 +38,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use self::call::{Call, CallState, ClientEntry, Held, ServerEntry};
 use self::dialog::{branch_of, stamp_via, token};
-use super::message::{parse, HeaderName, Message, Outgoing, ParseError, StartLine, Transport};
+use super::message::{
+    concat, decimal, parse, HeaderName, Message, Outgoing, ParseError, StartLine, Transport,
+};
 use super::timed::Timed;
 use super::transaction::{Action, ClientTx, ServerTx, Timers};
 use super::uri::NameAddr;
@@ -150,23 +152,34 @@ impl Settings {
 
     /// Our Via for a request sent to `to` (over its transport).
     fn via(&self, to: Remote, branch: &str) -> String {
-        format!(
-            "SIP/2.0/{} {}:{};branch=z9hG4bK{branch};rport",
+        let mut port = [0u8; 20];
+        concat(&[
+            "SIP/2.0/",
             to.via_transport(),
-            self.advertised_host,
-            self.port_for(to)
-        )
+            " ",
+            &self.advertised_host,
+            ":",
+            decimal(self.port_for(to).into(), &mut port),
+            ";branch=z9hG4bK",
+            branch,
+            ";rport",
+        ])
     }
 
     /// Our Contact on a leg, as `user` (the proxy number that side knows), saying the
     /// leg's transport so the peer's in-dialog requests come back over it.
     fn contact(&self, user: &str, flow: Remote) -> String {
-        format!(
-            "<sip:{user}@{}:{}{}>",
-            self.advertised_host,
-            self.port_for(flow),
-            flow.uri_param()
-        )
+        let mut port = [0u8; 20];
+        concat(&[
+            "<sip:",
+            user,
+            "@",
+            &self.advertised_host,
+            ":",
+            decimal(self.port_for(flow).into(), &mut port),
+            flow.uri_param(),
+            ">",
+        ])
     }
 
     fn trunk(&self) -> Remote {
@@ -264,7 +277,8 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 pub struct B2bua {
     cfg: Settings,
-    calls: Map<u64, Call>,
+    /// Boxed: a table growing under load moves pointers, not whole calls.
+    calls: Map<u64, Box<Call>>,
     by_a: Map<String, u64>,
     by_b: Map<String, u64>,
     client: Timed<String, ClientEntry>,

@@ -10,7 +10,9 @@ use super::{Ask, B2bua, Ctx, Incoming, Remote, Resume};
 use crate::core::model::ResourceStatus;
 use crate::core::store::WriteOp;
 use crate::core::{Sid, SidKind, E164};
-use crate::sip::message::{parse, HeaderName, Message, Outgoing, StartLine, Transport};
+use crate::sip::message::{
+    concat, decimal, parse, HeaderName, Message, Outgoing, StartLine, Transport,
+};
 use crate::sip::transaction::{Action, ServerTx};
 use crate::sip::uri::NameAddr;
 
@@ -421,7 +423,7 @@ impl B2bua {
         };
         self.by_a.insert(call.a.call_id.clone(), id);
         self.by_b.insert(call.b.call_id.clone(), id);
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         self.counters.calls_started += 1;
     }
 
@@ -447,7 +449,10 @@ impl B2bua {
             .header("From", c.a_invite.from.clone())
             .header("To", c.a.local_header())
             .header("Call-ID", c.a.call_id.clone())
-            .header("CSeq", format!("{} INVITE", c.a_invite.cseq));
+            .header(
+                "CSeq",
+                concat(&[decimal(c.a_invite.cseq.into(), &mut [0u8; 20]), " INVITE"]),
+            );
         if (101..300).contains(&code) {
             r = r.header("Contact", self.cfg.contact(&c.a.user, c.a.flow));
         }

@@ -7,7 +7,7 @@ use super::call::{CallState, Purpose};
 use super::{B2bua, Core, Ctx, Datagram};
 use crate::core::model::ResourceStatus;
 use crate::sip::timed::compact_map;
-use crate::sip::transaction::Action;
+use crate::sip::transaction::{Action, ClientState};
 
 /// How often ended calls are swept from memory (ms).
 const SWEEP_MS: u64 = 1_000;
@@ -207,9 +207,17 @@ impl B2bua {
             return;
         }
         self.next_sweep = now + SWEEP_MS;
+        // A client transaction that has its final answer only absorbs copies of it (timer
+        // D or K, up to 32 s): it never needs its call again, so it does not keep it.
         let live: std::collections::HashSet<u64, foldhash::fast::RandomState> = self
             .client
             .values()
+            .filter(|e| {
+                !matches!(
+                    e.tx.state(),
+                    ClientState::Completed | ClientState::Terminated
+                )
+            })
             .map(|e| e.call)
             .chain(self.server.values().filter_map(|e| e.call))
             .collect();

@@ -555,6 +555,45 @@ fn a_bye_crossing_ours_is_answered_and_nothing_more() {
 }
 
 #[test]
+fn an_ended_call_is_forgotten_while_its_bye_waits_out_timer_k() {
+    let mut h = Harness::new(Remote::udp(addr(5080)), false);
+    let inv = h.answered();
+    let ok = h.take_a().pop();
+    h.take_b();
+    // Over UDP the answer is kept until the ACK; the one from `answered` was sent, so the
+    // 200 that established the dialog is rebuilt from the call.
+    let to = h.b2bua.calls.values().next().map(|c| c.a.local_header());
+    let ok = ok.unwrap_or(Sent {
+        to: h.a,
+        text: format!(
+            "SIP/2.0 200 OK\r\nFrom: <sip:{CALLER}@127.0.0.1>;tag=fa\r\nTo: {}\r\nCall-ID: call-a\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            to.unwrap_or_default()
+        ),
+    });
+    let a = h.a;
+    h.deliver(a, &in_dialog_from_a(&ok, "BYE", 2, "z9hG4bKbye-a", a));
+    assert_eq!(codes(&h.take_a()), vec![200]);
+    let bye = h.take_b();
+    assert_eq!(methods(&bye), vec!["BYE"]);
+    // B answers: our BYE's client transaction waits out timer K (T4, 5 s over UDP).
+    h.answer_b(&bye[0], 200, "");
+    h.advance(1_100);
+    assert!(
+        h.b2bua.transactions() > 0,
+        "the BYE's transaction still absorbs copies of its answer"
+    );
+    assert_eq!(
+        h.b2bua.active_calls(),
+        0,
+        "the call is swept within a second, not held for timer K"
+    );
+    // A copy of B's answer is absorbed by the transaction alone, without the call.
+    h.answer_b(&bye[0], 200, "");
+    assert!(h.take_a().is_empty() && h.take_b().is_empty());
+    let _ = inv;
+}
+
+#[test]
 fn tcp_leg_a_keeps_its_transport_target_and_route_set() {
     let a = Remote::tcp(addr(40123));
     let mut h = Harness::new(a, false);
