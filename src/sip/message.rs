@@ -140,7 +140,7 @@ pub const MAX_MESSAGE: usize = 65_535;
 const MAX_HEADERS: usize = 256;
 
 fn is_token(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+    super::uri::TOKEN_CHARS[c as usize]
 }
 
 /// Parses one message from the front of `buf`. `Ok(None)`: a stream needs more bytes.

@@ -21,8 +21,28 @@ pub struct Uri<'a> {
     pub rest: &'a str,
 }
 
+/// A byte-class table: `set[c]` for each byte `c` that is alphanumeric or in `extra`.
+pub(crate) const fn byte_class(extra: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        set[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        set[extra[i] as usize] = true;
+        i += 1;
+    }
+    set
+}
+
+/// One lookup per byte (the voice plane checks every URI of every message).
+const URI_CHARS: [bool; 256] = byte_class(b"-_.!~*'()%;/?:@&=+$,#[]");
+pub(crate) const TOKEN_CHARS: [bool; 256] = byte_class(b"-.!%*_+`'~");
+
 fn is_unreserved_uri_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-_.!~*'()%;/?:@&=+$,#[]".contains(&c)
+    URI_CHARS[c as usize]
 }
 
 impl<'a> Uri<'a> {
@@ -126,7 +146,7 @@ pub struct NameAddr<'a> {
 }
 
 fn is_token(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+    TOKEN_CHARS[c as usize]
 }
 
 impl<'a> NameAddr<'a> {
