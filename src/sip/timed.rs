@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(t.len(), 10);
         t.compact();
         assert!(t.map.capacity() < 1024, "{}", t.map.capacity());
-        assert_eq!(t.pending(), 10, "due entries left the wheel");
+        assert_eq!(t.pending(), 10, "only what is not yet due is still filed");
         assert_eq!(t.due(u64::MAX).len(), 10, "what is left still comes due");
     }
 

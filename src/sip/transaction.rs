@@ -273,8 +273,13 @@ impl ServerTx {
         if !matches!(self.state, Trying | Proceeding) {
             return;
         }
-        out.push(Action::Transmit(bytes.clone()));
-        self.last_response = Some(bytes);
+        if self.invite && (200..300).contains(&status) {
+            // Never sent again by the transaction (below): no copy kept.
+            out.push(Action::Transmit(bytes));
+        } else {
+            out.push(Action::Transmit(bytes.clone()));
+            self.last_response = Some(bytes);
+        }
         match status {
             100..=199 => self.state = Proceeding,
             200..=299 if self.invite => {

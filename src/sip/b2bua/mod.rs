@@ -537,7 +537,7 @@ impl B2bua {
         match m.start {
             StartLine::Response { code, .. } => {
                 if self.trusted(src.addr.ip()) {
-                    self.on_response(&m, code, &mut cx);
+                    self.on_response(&m, code, src, &mut cx);
                 } else {
                     // Only trusted peers may move a call on: a forged 200 or BYE answer
                     // from elsewhere is dropped.

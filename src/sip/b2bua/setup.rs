@@ -482,7 +482,7 @@ impl B2bua {
     }
 
     /// A response arrived (from a trusted source): to one of our client transactions.
-    pub(super) fn on_response(&mut self, m: &Message<'_>, code: u16, cx: &mut Ctx) {
+    pub(super) fn on_response(&mut self, m: &Message<'_>, code: u16, src: Remote, cx: &mut Ctx) {
         let Some(branch) = super::dialog::branch_of(m) else {
             return;
         };
@@ -500,7 +500,7 @@ impl B2bua {
             // A 2xx to one of our INVITEs after its transaction ended (a retransmission, or
             // a late answer to a re-INVITE given up on): ACK it in its dialog, with its CSeq.
             if (200..300).contains(&code) && m.cseq().is_some_and(|(_, me)| me == "INVITE") {
-                self.ack_stray_2xx(m, cx);
+                self.ack_stray_2xx(m, src, cx);
             }
             return;
         };
@@ -712,13 +712,13 @@ impl B2bua {
         }
     }
 
-    fn ack_stray_2xx(&mut self, m: &Message<'_>, cx: &mut Ctx) {
+    fn ack_stray_2xx(&mut self, m: &Message<'_>, src: Remote, cx: &mut Ctx) {
         let call_id = m.header(HeaderName::CallId).unwrap_or("");
         let cseq = m.cseq().map_or(1, |c| c.0);
         let (id, leg_b) = match (self.by_b.get(call_id), self.by_a.get(call_id)) {
             (Some(id), _) => (*id, true),
             (None, Some(id)) => (*id, false),
-            _ => return,
+            _ => return self.ack_forgotten_2xx(src, m, cx),
         };
         self.counters.retransmissions += 1;
         let streams = &self.stream_peers;

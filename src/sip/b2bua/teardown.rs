@@ -2,10 +2,10 @@
 //! cross), maskd giving up on a ringing leg, a session that closes, and shutdown.
 
 use super::call::{CallState, Held, NewClient, Purpose};
-use super::dialog::token;
-use super::{B2bua, Ctx, Incoming};
+use super::dialog::{contact_uri, token};
+use super::{B2bua, Ctx, Incoming, Remote};
 use crate::core::model::ResourceStatus;
-use crate::sip::message::{parse, Transport};
+use crate::sip::message::{concat, decimal, parse, HeaderName, Message, Outgoing, Transport};
 
 impl B2bua {
     pub(super) fn on_cancel(&mut self, req: &Incoming, cx: &mut Ctx) {
@@ -112,6 +112,38 @@ impl B2bua {
             give_up: None,
         };
         self.start_client(key, cancel, n, cx);
+    }
+
+    /// A 2xx to one of our INVITEs on leg B whose call is already forgotten (our ACK was
+    /// lost and the call ended soon after): ACKed from the answer itself, so that the trunk
+    /// stops sending it again (RFC 3261 §13.2.2.4). Only leg B's dialogs are recognisable
+    /// as ours once the call is gone: their Call-IDs are maskd's own.
+    pub(super) fn ack_forgotten_2xx(&mut self, src: Remote, m: &Message<'_>, cx: &mut Ctx) {
+        let call_id = m.header(HeaderName::CallId).unwrap_or("");
+        if !call_id.ends_with("@maskd") {
+            return;
+        }
+        let Some(target) = contact_uri(m) else {
+            return;
+        };
+        let cseq = m.cseq().map_or(1, |c| c.0);
+        let mut ack = Outgoing::request("ACK", &target)
+            .header("Via", self.cfg.via(src, &token()))
+            .header("Max-Forwards", "70");
+        // The route set is the answer's Record-Route, reversed (§12.1.2).
+        for route in m.header_values(HeaderName::RecordRoute).into_iter().rev() {
+            ack = ack.header("Route", route.to_string());
+        }
+        let ack = ack
+            .header("From", m.header(HeaderName::From).unwrap_or("").to_string())
+            .header("To", m.header(HeaderName::To).unwrap_or("").to_string())
+            .header("Call-ID", call_id.to_string())
+            .header(
+                "CSeq",
+                concat(&[decimal(cseq.into(), &mut [0u8; 20]), " ACK"]),
+            );
+        self.counters.retransmissions += 1;
+        cx.send(src, ack.encode());
     }
 
     /// Leg B's INVITE got its final answer (or was given up) after leg A was answered.
