@@ -7,5 +7,6 @@ pub mod message;
 mod timed;
 pub mod transaction;
 pub mod uri;
+pub mod writer;
 
 pub use message::{parse, HeaderName, Message, Outgoing, ParseError, Transport};
