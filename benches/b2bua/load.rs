@@ -1,10 +1,10 @@
-//! The B2BUA's own CPU per call (issue 17), without sockets or the kernel: SIPp's call flow
-//! (tests/sipp/uac.xml against SIPp's default UAS) driven through `B2bua::handle` and
-//! `on_timer` in simulated time at 1,000 calls/s, each call hung up 200 ms after its
-//! answer, the timer ticked every 50 ms as the voice plane does. Steady state: transactions
-//! live their full RFC 3261 lifetimes (32 s of timer J and L), so the tables are as large
-//! as under the real load. Only the time inside the B2BUA is counted; building the peers'
-//! messages is not. Run: `cargo bench --bench b2bua`.
+//! SIPp's call flow (tests/sipp/uac.xml against SIPp's default UAS) driven through
+//! `B2bua::handle` and `on_timer` in simulated time at 1,000 calls/s, each call hung up
+//! 200 ms after its answer, the timer ticked every 50 ms as the voice plane does. Steady
+//! state: transactions live their full RFC 3261 lifetimes (32 s of timer J and L), so the
+//! tables are as large as under the real load. Only what happens inside the B2BUA is
+//! counted (time, and allocations when the bench counts them); building the peers'
+//! messages is not. Shared by the `b2bua` and `b2bua_allocs` benches.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -12,17 +12,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
 use maskd::core::model::Mode;
 use maskd::core::routing::Target;
 use maskd::core::store::WriteOp;
 use maskd::core::{Sid, SidKind, E164};
 use maskd::sip::b2bua::{B2bua, Core, Datagram, Remote, Settings};
 use maskd::sip::{parse, HeaderName, Message, Transport};
-
-/// The daemon's allocator (src/main.rs), so the figures are the daemon's.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PROXY_A: &str = "+14155550101";
 
@@ -134,7 +129,7 @@ fn answer(req: &Message<'_>, code: u16, body: &str) -> String {
     s
 }
 
-struct Load {
+pub struct Load {
     b2bua: B2bua,
     core: BenchCore,
     now: u64,
@@ -146,11 +141,14 @@ struct Load {
     up: VecDeque<(u64, u64, String)>,
     out: Vec<Datagram>,
     /// Time spent inside the B2BUA.
-    spent: Duration,
+    pub spent: Duration,
+    /// Allocations made inside the B2BUA (counted by `count`, the bench's allocator).
+    pub allocs: u64,
+    count: fn() -> u64,
 }
 
 impl Load {
-    fn new() -> Load {
+    fn new(count: fn() -> u64) -> Load {
         let sid = Sid::generate;
         Load {
             b2bua: B2bua::new(settings()),
@@ -175,16 +173,20 @@ impl Load {
             up: VecDeque::new(),
             out: Vec::new(),
             spent: Duration::ZERO,
+            allocs: 0,
+            count,
         }
     }
 
     /// One datagram into the B2BUA (timed); what it sent is returned.
     fn deliver(&mut self, from: Remote, text: &str) -> Vec<Datagram> {
         self.out.clear();
+        let a = (self.count)();
         let t = Instant::now();
         self.b2bua
             .handle(from, text.as_bytes(), self.now, &self.core, &mut self.out);
         self.spent += t.elapsed();
+        self.allocs += (self.count)() - a;
         std::mem::take(&mut self.out)
     }
 
@@ -204,7 +206,7 @@ impl Load {
 
     /// One millisecond of load: a new call set up to its ACK, the BYE of the call answered
     /// 200 ms ago, the tick when due.
-    fn step(&mut self) {
+    pub fn step(&mut self) {
         self.now += 1;
         self.n += 1;
         let n = self.n;
@@ -241,35 +243,22 @@ impl Load {
         if self.now >= self.next_tick {
             self.next_tick = self.now + 50;
             self.out.clear();
+            let a = (self.count)();
             let t = Instant::now();
             self.b2bua.on_timer(self.now, &self.core, &mut self.out);
             self.spent += t.elapsed();
+            self.allocs += (self.count)() - a;
         }
     }
 }
 
-fn b2bua_call(c: &mut Criterion) {
-    let mut load = Load::new();
-    // Past 40 s of simulated load first: every table at its steady size.
+/// `Load` past 40 s of simulated load: every table at its steady size.
+pub fn steady(count: fn() -> u64) -> Load {
+    let mut load = Load::new(count);
     for _ in 0..40_000 {
         load.step();
     }
     assert!(load.b2bua.transactions() > 30_000, "steady-state tables");
     assert!(load.core.writes.load(Ordering::Relaxed) >= 40_000);
-    c.bench_function("b2bua_call_at_1000_per_s", |b| {
-        b.iter_custom(|iters| {
-            load.spent = Duration::ZERO;
-            for _ in 0..iters {
-                load.step();
-            }
-            load.spent
-        })
-    });
+    load
 }
-
-criterion_group! {
-    name = benches;
-    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
-    targets = b2bua_call
-}
-criterion_main!(benches);
