@@ -307,8 +307,8 @@ fn calls_and_recordings_are_found_by_their_sids(b: &dyn Backend) {
         e.create_message_interaction(session, parts[0].sid, "x", T0)
             .map(|(mut i, o, d)| {
                 i.kind = maskd::core::model::InteractionType::Voice;
-                i.inbound.resource_sid = Some(call.clone());
-                i.outbound.resource_sid = Some(other.clone());
+                i.inbound.resource_sid = Some(call.as_str().into());
+                i.outbound.resource_sid = Some(other.as_str().into());
                 (i, o, d)
             })
             .unwrap()

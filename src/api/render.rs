@@ -146,7 +146,7 @@ impl ApiState {
                 l.resource_type.clone(),
                 l.resource_url.clone().or_else(|| match &l.resource_sid {
                     Some(ca) if i.kind == InteractionType::Voice && ca.starts_with("CA") => {
-                        Some(self.call_url(ca))
+                        Some(self.call_url(ca).into())
                     }
                     _ => None,
                 }),

@@ -36,13 +36,16 @@ fn leg_params(out: &mut Vec<(String, String)>, prefix: &str, l: &Leg) {
         out.push((format!("{prefix}{name}"), v.unwrap_or_default()));
     };
     put("ParticipantSid", l.participant_sid.map(|s| s.to_string()));
-    put("ResourceSid", l.resource_sid.clone());
+    put("ResourceSid", l.resource_sid.as_deref().map(str::to_string));
     put(
         "ResourceStatus",
         l.resource_status.map(|s| s.as_str().to_string()),
     );
-    put("ResourceType", l.resource_type.clone());
-    put("ResourceUrl", l.resource_url.clone());
+    put(
+        "ResourceType",
+        l.resource_type.as_deref().map(str::to_string),
+    );
+    put("ResourceUrl", l.resource_url.as_deref().map(str::to_string));
 }
 
 /// The interaction fields both the status and the intercept callback carry (reference
@@ -63,7 +66,7 @@ pub fn interaction_params(i: &Interaction, account: &str, outbound: bool) -> Vec
             "interactionType".to_string(),
             kind_title(i.kind).to_string(),
         ),
-        ("interactionData".to_string(), i.data.clone()),
+        ("interactionData".to_string(), i.data.to_string()),
         (
             "interactionDateCreated".to_string(),
             datetime::format(i.date_created),
@@ -85,7 +88,7 @@ pub fn interaction_params(i: &Interaction, account: &str, outbound: bool) -> Vec
 pub fn apply_outbound(i: &mut Interaction, change: &(ResourceStatus, Option<String>, Timestamp)) {
     i.outbound.resource_status = Some(change.0);
     if let Some(r) = &change.1 {
-        i.outbound.resource_sid = Some(r.clone());
+        i.outbound.resource_sid = Some(r.as_str().into());
     }
     i.date_updated = change.2;
 }

@@ -166,14 +166,18 @@ pub struct Participant {
     pub date_updated: Timestamp,
 }
 
+/// Shared text: an interaction is copied at every change of a call's status (to the store,
+/// to callbacks), and a copy of this is a count, not an allocation.
+pub type Text = std::sync::Arc<str>;
+
 /// One leg of an interaction.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Leg {
     pub participant_sid: Option<Sid>,
-    pub resource_sid: Option<String>,
+    pub resource_sid: Option<Text>,
     pub resource_status: Option<ResourceStatus>,
-    pub resource_type: Option<String>,
-    pub resource_url: Option<String>,
+    pub resource_type: Option<Text>,
+    pub resource_url: Option<Text>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -183,7 +187,7 @@ pub struct Interaction {
     pub session_sid: Sid,
     pub service_sid: Sid,
     /// JSON text, e.g. `{"body":"hello"}`.
-    pub data: String,
+    pub data: Text,
     pub kind: InteractionType,
     pub inbound: Leg,
     pub outbound: Leg,

@@ -161,8 +161,9 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
-impl fmt::Display for Sid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Sid {
+    /// The text form's bytes (two letters, 32 hex digits: ASCII), without allocating.
+    pub fn ascii(&self) -> [u8; 34] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 34];
         out[..2].copy_from_slice(&self.prefix);
@@ -170,8 +171,14 @@ impl fmt::Display for Sid {
             out[2 + 2 * i] = HEX[(byte >> 4) as usize];
             out[3 + 2 * i] = HEX[(byte & 0x0f) as usize];
         }
+        out
+    }
+}
+
+impl fmt::Display for Sid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The buffer holds only ASCII letters and hex digits.
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+        f.write_str(std::str::from_utf8(&self.ascii()).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -378,11 +378,17 @@ impl<'a> Message<'a> {
 
     /// Every value of a list header, across lines and commas (outside quotes and <>).
     pub fn header_values(&self, name: HeaderName) -> Vec<&str> {
-        let mut out = Vec::new();
-        for h in self.headers.iter().filter(|h| h.name == name) {
-            split_top_level(&h.value, &mut out);
-        }
-        out
+        self.values(name).collect()
+    }
+
+    /// `header_values` without collecting them (nothing allocated).
+    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(move |h| h.name == name)
+            .flat_map(|h| Elements {
+                rest: Some(h.value.as_ref()),
+            })
     }
 
     pub fn method(&self) -> Option<&'a str> {
@@ -462,12 +468,12 @@ impl<'a> Message<'a> {
             let v = self.header(name).unwrap_or("");
             super::uri::NameAddr::parse(v).ok_or(bad(reason))?;
         }
-        for c in self.header_values(HeaderName::Contact) {
+        for c in self.values(HeaderName::Contact) {
             if c.trim() != "*" && super::uri::NameAddr::parse(c).is_none() {
                 return Err(bad("Malformed Contact Header"));
             }
         }
-        for via in self.header_values(HeaderName::Via) {
+        for via in self.values(HeaderName::Via) {
             if !valid_via(via) {
                 return Err(bad("Malformed Via Header"));
             }
@@ -526,24 +532,36 @@ fn valid_via(v: &str) -> bool {
         && params.is_none_or(super::uri::valid_params)
 }
 
-fn split_top_level<'v>(v: &'v str, out: &mut Vec<&'v str>) {
-    let (mut quoted, mut angle, mut escaped, mut start) = (false, 0i32, false, 0);
-    for (i, c) in v.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle += 1,
-            '>' if !quoted => angle -= 1,
-            ',' if !quoted && angle == 0 => {
-                out.push(v[start..i].trim());
-                start = i + 1;
+/// The elements of one list header's value, split at commas outside quotes and <>, each
+/// trimmed. An empty element (`a,,b` or a trailing comma) is kept: validators reject it.
+struct Elements<'v> {
+    rest: Option<&'v str>,
+}
+
+impl<'v> Iterator for Elements<'v> {
+    type Item = &'v str;
+
+    fn next(&mut self) -> Option<&'v str> {
+        let v = self.rest?;
+        // At a top-level comma nothing is open, so each element starts afresh.
+        let (mut quoted, mut angle, mut escaped) = (false, 0i32, false);
+        for (i, c) in v.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '<' if !quoted => angle += 1,
+                '>' if !quoted => angle -= 1,
+                ',' if !quoted && angle == 0 => {
+                    self.rest = Some(&v[i + 1..]);
+                    return Some(v[..i].trim());
+                }
+                _ => {}
             }
-            _ => {}
         }
+        self.rest = None;
+        Some(v.trim())
     }
-    // An empty element (`a,,b` or a trailing comma) is kept: validators reject it.
-    out.push(v[start..].trim());
 }
 
 #[cfg(test)]

@@ -243,7 +243,23 @@ impl Counting {
             Some(old) => old,
         };
         self.moved(&seen, old);
-        self.remember(v.sid, seen);
+        // A call that ended changes no more: forgetting it keeps this memory to the calls
+        // under way (a later change would read the row back, as for one never seen).
+        let ended = matches!(
+            seen.status,
+            Some(
+                ResourceStatus::Completed
+                    | ResourceStatus::Busy
+                    | ResourceStatus::Canceled
+                    | ResourceStatus::Failed
+                    | ResourceStatus::NoAnswer
+            )
+        );
+        if seen.kind == InteractionType::Voice && ended {
+            self.seen.remove(&v.sid);
+        } else {
+            self.remember(v.sid, seen);
+        }
         Ok(())
     }
 

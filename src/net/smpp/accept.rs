@@ -286,11 +286,11 @@ impl SmppPlane {
             seq: self.engine.next_seq(),
             session_sid: route.session,
             service_sid: route.service,
-            data: serde_json::json!({ "body": body }).to_string(),
+            data: serde_json::json!({ "body": body }).to_string().into(),
             kind: InteractionType::Message,
             inbound: Leg {
                 participant_sid: Some(route.participant),
-                resource_sid: Some(message_id.to_string()),
+                resource_sid: Some((*message_id).into()),
                 resource_status: Some(ResourceStatus::Received),
                 resource_type: Some("Message".into()),
                 resource_url: None,

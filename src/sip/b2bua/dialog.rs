@@ -118,8 +118,8 @@ impl Dialog {
 
 /// A fresh random token for tags, branches and Call-IDs.
 pub(super) fn token() -> String {
-    let s = Sid::generate(SidKind::Call).to_string();
-    s[2..18].to_string()
+    // Sixteen hex digits of a fresh SID (ASCII), in one allocation.
+    String::from_utf8_lossy(&Sid::generate(SidKind::Call).ascii()[2..18]).into_owned()
 }
 
 /// The phone number in a URI's user part.
@@ -137,7 +137,7 @@ pub(super) fn user_of(name_addr: &str) -> String {
 
 /// The URI inside the message's (first) Contact.
 pub(super) fn contact_uri(m: &Message<'_>) -> Option<String> {
-    let v = *m.header_values(HeaderName::Contact).first()?;
+    let v = m.values(HeaderName::Contact).next()?;
     let n = NameAddr::parse(v)?;
     // Re-slice the URI text as written (NameAddr keeps parts, not the whole).
     let text = match (v.find('<'), v.find('>')) {
@@ -198,11 +198,7 @@ pub(super) fn tag_of(v: &str) -> Option<String> {
 
 /// The branch of the top Via.
 pub(super) fn branch_of(m: &Message<'_>) -> Option<String> {
-    let via = m
-        .header_values(HeaderName::Via)
-        .into_iter()
-        .next()?
-        .to_string();
+    let via = m.values(HeaderName::Via).next()?;
     param(via.split_once(';').map_or("", |x| x.1), "branch").map(str::to_string)
 }
 

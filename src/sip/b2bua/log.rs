@@ -3,10 +3,14 @@
 //! written behind the call through the core's group commit.
 
 use super::{B2bua, Core, Ctx};
-use crate::core::model::{Interaction, InteractionType, Leg, ResourceStatus};
+use crate::core::model::{Interaction, InteractionType, Leg, ResourceStatus, Text};
 use crate::core::routing::Target;
 use crate::core::store::WriteOp;
 use crate::core::{Sid, SidKind};
+
+/// Texts every call's interaction starts with, shared (not allocated per call).
+static CALL: std::sync::LazyLock<Text> = std::sync::LazyLock::new(|| "Call".into());
+static NO_DATA: std::sync::LazyLock<Text> = std::sync::LazyLock::new(|| "{}".into());
 
 /// A new voice interaction for a call on `t` (its SID decided earlier when an intercept
 /// callback already named it).
@@ -18,9 +22,9 @@ pub(super) fn voice_interaction(
 ) -> Interaction {
     let leg = |participant, status| Leg {
         participant_sid: Some(participant),
-        resource_sid: Some(Sid::generate(SidKind::Call).to_string()),
+        resource_sid: Some(Sid::generate(SidKind::Call).to_string().into()),
         resource_status: Some(status),
-        resource_type: Some("Call".into()),
+        resource_type: Some(CALL.clone()),
         resource_url: None,
     };
     Interaction {
@@ -28,7 +32,7 @@ pub(super) fn voice_interaction(
         seq: core.next_seq(),
         session_sid: t.session,
         service_sid: t.service,
-        data: "{}".into(),
+        data: NO_DATA.clone(),
         kind: InteractionType::Voice,
         inbound: leg(t.participant, ResourceStatus::InProgress),
         outbound: leg(t.counterpart, ResourceStatus::Initiated),
@@ -67,8 +71,9 @@ impl B2bua {
             .and_then(|c| c.answered_at)
             .map_or(0, |t| cx.now.saturating_sub(t) / 1000);
         if let Some(c) = self.calls.get_mut(&id) {
-            c.interaction.data =
-                serde_json::json!({ "duration": duration.to_string() }).to_string();
+            c.interaction.data = serde_json::json!({ "duration": duration.to_string() })
+                .to_string()
+                .into();
         }
         self.set_leg(
             id,

@@ -31,6 +31,9 @@ fn opt_sid(r: &Row, i: usize) -> Result<Option<Sid>, StoreError> {
         .map(|t| Sid::parse_any(t).ok_or_else(|| bad(r, i)))
         .transpose()
 }
+fn text(r: &Row, i: usize) -> Result<Option<crate::core::model::Text>, StoreError> {
+    Ok(get::<Option<&str>>(r, i)?.map(Into::into))
+}
 fn unsigned(r: &Row, i: usize) -> Result<u64, StoreError> {
     u64::try_from(get::<i64>(r, i)?).map_err(|_| bad(r, i))
 }
@@ -122,21 +125,21 @@ pub(super) fn interaction(r: &Row) -> Result<Interaction, StoreError> {
         seq: unsigned(r, 1)?,
         session_sid: sid(r, 2)?,
         service_sid: sid(r, 3)?,
-        data: get(r, 4)?,
+        data: get::<String>(r, 4)?.into(),
         kind: enumerated(r, 5, InteractionType::parse)?,
         inbound: Leg {
             participant_sid: opt_sid(r, 6)?,
-            resource_sid: get(r, 7)?,
+            resource_sid: text(r, 7)?,
             resource_status: opt_status(r, 8)?,
-            resource_type: get(r, 9)?,
-            resource_url: get(r, 10)?,
+            resource_type: text(r, 9)?,
+            resource_url: text(r, 10)?,
         },
         outbound: Leg {
             participant_sid: opt_sid(r, 11)?,
-            resource_sid: get(r, 12)?,
+            resource_sid: text(r, 12)?,
             resource_status: opt_status(r, 13)?,
-            resource_type: get(r, 14)?,
-            resource_url: get(r, 15)?,
+            resource_type: text(r, 14)?,
+            resource_url: text(r, 15)?,
         },
         message_participant_sid: opt_sid(r, 16)?,
         date_created: get(r, 17)?,
