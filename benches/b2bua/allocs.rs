@@ -4,6 +4,7 @@
 //! their number is a lever the end-to-end figures are too noisy to resolve. Counted with
 //! the system allocator behind `stats_alloc` (a count does not depend on the allocator).
 //! Run: `cargo bench --bench b2bua_allocs`.
+#![allow(clippy::print_stdout)] // a benchmark: its report is its output
 
 mod load;
 
