@@ -242,7 +242,8 @@ pub(super) fn effective_ops_of<'a>(jobs: &'a [Job], skip: &[usize]) -> Vec<(usiz
         _ => None,
     };
     let kept = |j: &usize| !skip.contains(j);
-    let mut last_put: HashMap<(u8, Sid), (usize, usize)> = HashMap::new();
+    let mut last_put: HashMap<(u8, Sid), (usize, usize), foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(jobs.len(), Default::default());
     for (j, (ops, _)) in jobs.iter().enumerate().filter(|(j, _)| kept(j)) {
         for (k, op) in ops.iter().enumerate() {
             if let Some(key) = replaced(op) {
