@@ -713,12 +713,54 @@ v=0\r\n";
         }
     }
 
+    #[test]
+    fn list_values_split_at_commas_outside_quotes_and_angle_brackets() {
+        let m =
+            "OPTIONS sip:a@b SIP/2.0\r\nContact: \"B, \\\"x\\\"\" <sip:b@h;p=1,2>, ,<sip:c@h>\r\n\
+                 Contact: sip:d@h,\r\n\r\n";
+        let (m, _) = parse(m.as_bytes(), Transport::Datagram).unwrap().unwrap();
+        let want = [
+            "\"B, \\\"x\\\"\" <sip:b@h;p=1,2>",
+            "",
+            "<sip:c@h>",
+            "sip:d@h",
+            "",
+        ];
+        assert_eq!(m.header_values(HeaderName::Contact), want);
+        assert_eq!(m.values(HeaderName::Contact).collect::<Vec<_>>(), want);
+        assert_eq!(m.values(HeaderName::Via).next(), None);
+    }
+
     proptest::proptest! {
         #[test]
         fn crlf_lines_split_like_str_split(s in "[a\r\n:]{0,40}") {
             let ours: Vec<&str> = crlf_lines(&s).collect();
             let std: Vec<&str> = s.split("\r\n").collect();
             proptest::prop_assert_eq!(ours, std);
+        }
+
+        #[test]
+        fn list_elements_are_those_of_one_pass_over_the_value(s in "[a,<>\"\\\\ é]{0,30}") {
+            // The one pass `Elements` replaced: its state carried across the whole value.
+            let mut want = Vec::new();
+            let (mut quoted, mut angle, mut escaped, mut start) = (false, 0i32, false, 0);
+            for (i, c) in s.char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' if quoted => escaped = true,
+                    '"' => quoted = !quoted,
+                    '<' if !quoted => angle += 1,
+                    '>' if !quoted => angle -= 1,
+                    ',' if !quoted && angle == 0 => {
+                        want.push(s[start..i].trim());
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            want.push(s[start..].trim());
+            let got: Vec<&str> = Elements { rest: Some(&s) }.collect();
+            proptest::prop_assert_eq!(got, want);
         }
 
         #[test]
