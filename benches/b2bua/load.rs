@@ -145,6 +145,9 @@ pub struct Load {
     /// Allocations made inside the B2BUA (counted by `count`, the bench's allocator).
     pub allocs: u64,
     count: fn() -> u64,
+    /// When set, written over before every datagram and tick (untimed): what the kernel and
+    /// the peers do to the caches between two datagrams in the daemon.
+    pub evict: Option<Vec<u8>>,
 }
 
 impl Load {
@@ -175,11 +178,13 @@ impl Load {
             spent: Duration::ZERO,
             allocs: 0,
             count,
+            evict: None,
         }
     }
 
     /// One datagram into the B2BUA (timed); what it sent is returned.
     fn deliver(&mut self, from: Remote, text: &str) -> Vec<Datagram> {
+        self.pollute();
         self.out.clear();
         let a = (self.count)();
         let t = Instant::now();
@@ -188,6 +193,16 @@ impl Load {
         self.spent += t.elapsed();
         self.allocs += (self.count)() - a;
         std::mem::take(&mut self.out)
+    }
+
+    /// Writes a line of every cache line of `evict`, if set.
+    fn pollute(&mut self) {
+        if let Some(buf) = self.evict.as_mut() {
+            for line in buf.chunks_mut(64) {
+                line[0] = line[0].wrapping_add(1);
+            }
+            black_box(&buf);
+        }
     }
 
     /// The only datagram sent to `to` among `sent`.
@@ -242,6 +257,7 @@ impl Load {
         }
         if self.now >= self.next_tick {
             self.next_tick = self.now + 50;
+            self.pollute();
             self.out.clear();
             let a = (self.count)();
             let t = Instant::now();
