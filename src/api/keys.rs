@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::auth::Credential;
 use super::error::ApiError;
 use super::params::{Paging, Params};
+use super::waits::durable;
 use super::{json_response, Shared};
 use crate::core::datetime::format_rfc2822;
 use crate::core::model::ApiKey;
@@ -83,13 +84,6 @@ fn name(p: &Params) -> Result<Option<String>, ApiError> {
 
 fn now() -> i64 {
     crate::clock::now_ms() / 1000
-}
-
-async fn durable(d: crate::core::store::Durable) -> Result<(), ApiError> {
-    match tokio::time::timeout(std::time::Duration::from_secs(10), d).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(crate::core::store::StoreError::Unavailable("timeout".into()).into()),
-    }
 }
 
 async fn create(

@@ -15,6 +15,7 @@ mod render;
 mod reports;
 mod resources;
 pub mod serve;
+mod waits;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use super::error::ApiError;
 use super::params::{Paging, Params};
 use super::render::page_envelope;
+use super::waits::blocking;
 use super::{json_response, Shared};
 use crate::core::datetime;
 use crate::core::engine::Cursor;
@@ -99,18 +100,6 @@ fn days(p: &Params, today: i64) -> Result<(String, String), ApiError> {
     }
     let d = |t: i64| datetime::format(t)[..10].to_string();
     Ok((d(start), d(end)))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::core::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    Ok(tokio::task::spawn_blocking(f).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            80504,
-            "Internal server error",
-        )
-    })??)
 }
 
 fn phone_filter(p: &Params) -> Result<Option<E164>, ApiError> {

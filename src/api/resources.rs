@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::params::{is_sid, Paging, Params};
 use super::render::page_envelope;
+use super::waits::{blocking, durable, within};
 use super::{json_response, Shared};
 use crate::core::engine::{Cursor, NewParticipant, NewSession, ServicePatch, SessionPatch};
 use crate::core::model::*;
@@ -86,24 +87,6 @@ fn ok(status: StatusCode, v: Value) -> ApiResult {
 
 fn no_content() -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// How long an API answer waits for its change to be durable. Past it (the store went away
-/// while the change was on its way) the answer is 503: the change is in memory and is
-/// written when the store returns.
-const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-async fn durable(d: Durable) -> Result<(), ApiError> {
-    within(d).await.map_err(ApiError::from)
-}
-
-async fn within(d: Durable) -> Result<(), StoreError> {
-    match tokio::time::timeout(DURABLE_WAIT, d).await {
-        Ok(r) => r,
-        Err(_) => Err(StoreError::Unavailable(
-            "the change was not confirmed in time; it is written when the store returns".into(),
-        )),
-    }
 }
 
 /// Attempts of a change another node's session keeps refusing (see `settled`).
@@ -623,15 +606,7 @@ async fn interaction_page(
         limit: pg.size + 1,
     };
     let store = st.engine.store().clone();
-    let mut rows = tokio::task::spawn_blocking(move || store.interactions(q))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                80504,
-                "Internal server error",
-            )
-        })??;
+    let mut rows = blocking(move || store.interactions(q)).await?;
     let more = rows.len() > pg.size || before_seq.is_some();
     if before_seq.is_some() && rows.len() > pg.size {
         rows.remove(0);
@@ -643,15 +618,7 @@ async fn interaction_page(
 async fn load_interaction(st: &Shared, session: Sid, key: &str) -> Result<Interaction, ApiError> {
     let sid = path_sid(SidKind::Interaction, "Sid", key)?;
     let store = st.engine.store().clone();
-    let found = tokio::task::spawn_blocking(move || store.interaction(sid))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                80504,
-                "Internal server error",
-            )
-        })??;
+    let found = blocking(move || store.interaction(sid)).await?;
     found
         .filter(|i| i.session_sid == session)
         .ok_or_else(ApiError::not_found)

@@ -173,6 +173,15 @@ impl Sid {
         }
         out
     }
+
+    /// The text form as a shared string: one allocation, no `String` on the way.
+    pub fn text(&self) -> std::sync::Arc<str> {
+        // The buffer holds only ASCII letters and hex digits.
+        match std::str::from_utf8(&self.ascii()) {
+            Ok(s) => std::sync::Arc::from(s),
+            Err(_) => self.to_string().into(),
+        }
+    }
 }
 
 impl fmt::Display for Sid {
@@ -201,6 +210,16 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         assert_ne!(sid, Sid::generate(SidKind::Session).to_string());
+    }
+
+    #[test]
+    fn the_shared_text_form_is_the_displayed_one() {
+        for kind in [SidKind::Call, SidKind::Session, SidKind::Interaction] {
+            let sid = Sid::generate(kind);
+            assert_eq!(&*sid.text(), sid.to_string().as_str());
+        }
+        let parsed = Sid::parse(SidKind::Service, "KS0123456789abcdef0123456789ABCDEF").unwrap();
+        assert_eq!(&*parsed.text(), "KS0123456789abcdef0123456789abcdef");
     }
 
     #[test]

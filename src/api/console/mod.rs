@@ -16,6 +16,7 @@ use axum::Router;
 use serde_json::json;
 
 use super::error::ApiError;
+use super::waits::{blocking, durable};
 use super::{json_response, Shared};
 use crate::core::model::{SessionStatus, Timestamp};
 use crate::core::{Sid, SidKind, E164};
@@ -149,18 +150,6 @@ pub(crate) fn shown(n: E164, reveal: bool) -> String {
 
 fn now() -> Timestamp {
     crate::clock::now_ms() / 1000
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::core::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    Ok(tokio::task::spawn_blocking(f).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            80504,
-            "Internal server error",
-        )
-    })??)
 }
 
 async fn services(State(st): State<Shared>) -> ApiResult {
@@ -307,11 +296,8 @@ async fn close(
         status: Some(SessionStatus::Closed),
         ..Default::default()
     };
-    let (s, durable) = st.engine.update_session(sid, patch, now())?;
-    match tokio::time::timeout(std::time::Duration::from_secs(10), durable).await {
-        Ok(r) => r?,
-        Err(_) => return Err(crate::core::store::StoreError::Unavailable("timeout".into()).into()),
-    }
+    let (s, d) = st.engine.update_session(sid, patch, now())?;
+    durable(d).await?;
     tracing::info!(session = %sid, "session closed from the console");
     ok(
         json!({ "sid": s.sid.to_string(), "status": s.status.as_str(), "closed_reason": s.closed_reason.as_str() }),

@@ -22,7 +22,7 @@ pub(super) fn voice_interaction(
 ) -> Interaction {
     let leg = |participant, status| Leg {
         participant_sid: Some(participant),
-        resource_sid: Some(Sid::generate(SidKind::Call).to_string().into()),
+        resource_sid: Some(Sid::generate(SidKind::Call).text()),
         resource_status: Some(status),
         resource_type: Some(CALL.clone()),
         resource_url: None,
