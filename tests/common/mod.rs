@@ -5,6 +5,7 @@
 pub mod hook;
 pub mod load;
 pub mod media;
+pub mod media_call;
 pub mod pg;
 pub mod recordings;
 pub mod seed;

@@ -14,6 +14,7 @@ mod worker;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,8 @@ enum Control {
 struct Thread {
     tx: mpsc::Sender<Control>,
     waker: Arc<mio::Waker>,
+    /// The thread sleeps until woken (it has no call): see `send`.
+    parked: Arc<AtomicBool>,
     join: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -137,10 +140,12 @@ impl Relay {
             let poll = mio::Poll::new()?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
             let (tx, rx) = mpsc::channel();
+            let parked = Arc::new(AtomicBool::new(false));
             let w = worker::Worker::new(
                 i,
                 poll,
                 rx,
+                parked.clone(),
                 shared.clone(),
                 clock,
                 cfg.timeout.as_millis() as u64,
@@ -153,6 +158,7 @@ impl Relay {
             threads.push(Thread {
                 tx,
                 waker,
+                parked,
                 join: Some(join),
             });
         }
@@ -164,13 +170,21 @@ impl Relay {
         })
     }
 
-    /// Queues a message for a relay thread. It does not wake the thread: the thread applies
-    /// its messages before it reads any socket (so a packet sent after an SDP crossed finds
-    /// the stream updated), and at the latest every `worker::CONTROL_MS`. Waking a relay
-    /// thread per message cost more than the rest of a call's set-up.
+    /// Queues a message for a relay thread. It does not wake a thread that relays calls:
+    /// that thread applies its messages before it reads any socket (so a packet sent after
+    /// an SDP crossed finds the stream updated), and at the latest every
+    /// `worker::CONTROL_MS`; waking a relay thread per message cost more than the rest of a
+    /// call's set-up. A thread with no call sleeps until told (it does no work on a clock):
+    /// the first message after it parked wakes it.
     fn send(&self, thread: usize, c: Control) {
+        let t = &self.threads[thread];
         // A closed channel means the thread is gone (shutdown): nothing left to tell it.
-        let _ = self.threads[thread].tx.send(c);
+        let _ = t.tx.send(c);
+        // After the message (see `worker::Worker::park`): either the thread's last look at
+        // its queue finds it, or this finds the thread parked.
+        if t.parked.swap(false, Ordering::SeqCst) {
+            let _ = t.waker.wake();
+        }
     }
 
     /// The thread of a call that has ports.

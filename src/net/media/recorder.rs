@@ -94,10 +94,17 @@ fn run(rx: mpsc::Receiver<Msg>, clock: Millis, sink: Arc<dyn RecordingSink>) {
     let mut active: HashMap<u64, Active, foldhash::fast::RandomState> = HashMap::default();
     let m = &crate::metrics::get().media;
     loop {
-        let msg = match rx.recv_timeout(Duration::from_millis(TICK_MS)) {
-            Ok(m) => m,
-            Err(mpsc::RecvTimeoutError::Timeout) => Msg::Tick(clock.now()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        // With no recording open nothing is due on a clock: it sleeps until a message comes.
+        let msg = match active.is_empty() {
+            true => match rx.recv() {
+                Ok(m) => m,
+                Err(mpsc::RecvError) => break,
+            },
+            false => match rx.recv_timeout(Duration::from_millis(TICK_MS)) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => Msg::Tick(clock.now()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
         };
         match msg {
             Msg::Start(call, spec, now) => {

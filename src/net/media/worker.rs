@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -28,7 +29,8 @@ const BATCH: usize = 16;
 const BUF: usize = 2048;
 /// How often counters are flushed and media timeouts checked.
 const HOUSEKEEPING_MS: u64 = 500;
-/// The longest a control message waits when no packet arrives (none wakes the thread).
+/// The longest a control message waits when no packet arrives (none wakes a thread that
+/// relays calls; one with no call is woken, `Worker::park`).
 pub(super) const CONTROL_MS: u64 = 20;
 
 struct Sock {
@@ -88,6 +90,9 @@ pub(super) struct Worker {
     me: usize,
     poll: mio::Poll,
     rx: mpsc::Receiver<Control>,
+    /// Set while the thread sleeps with no call, until a message's sender clears it and
+    /// wakes the thread.
+    parked: Arc<AtomicBool>,
     shared: Arc<Shared>,
     clock: Millis,
     timeout_ms: u64,
@@ -174,6 +179,7 @@ impl Worker {
         me: usize,
         poll: mio::Poll,
         rx: mpsc::Receiver<Control>,
+        parked: Arc<AtomicBool>,
         shared: Arc<Shared>,
         clock: Millis,
         timeout_ms: u64,
@@ -184,6 +190,7 @@ impl Worker {
             me,
             poll,
             rx,
+            parked,
             shared,
             clock,
             timeout_ms,
@@ -210,10 +217,17 @@ impl Worker {
         let mut events = mio::Events::with_capacity(256);
         let mut next_housekeeping = self.clock.now() + HOUSEKEEPING_MS;
         loop {
-            if let Err(e) = self
-                .poll
-                .poll(&mut events, Some(Duration::from_millis(CONTROL_MS)))
-            {
+            let wait = match self.calls.is_empty() {
+                true => match self.park() {
+                    Some(parked) => parked,
+                    None => {
+                        self.shutdown();
+                        return;
+                    }
+                },
+                false => Some(Duration::from_millis(CONTROL_MS)),
+            };
+            if let Err(e) = self.poll.poll(&mut events, wait) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "media relay poll failed");
                     return;
@@ -245,6 +259,28 @@ impl Worker {
                 self.housekeeping(now);
             }
         }
+    }
+
+    /// With no call nothing is due on a clock: what was counted and recorded is handed over,
+    /// and the thread sleeps until a message's sender wakes it (`Relay::send`) or a packet
+    /// comes. The flag is set first and the queue looked at once more after it, so a message
+    /// queued meanwhile is either found here or its sender finds the flag (both are
+    /// read-modify-writes on it: whichever comes second sees the first). The poll's wait:
+    /// none (until woken), or `CONTROL_MS` when a message brought a call; `None` on Stop.
+    fn park(&mut self) -> Option<Option<Duration>> {
+        if !self.recorded.is_empty() {
+            self.flush_recorded(self.clock.now());
+        }
+        self.flush_stats();
+        self.parked.swap(true, Ordering::SeqCst);
+        if !self.control() {
+            return None;
+        }
+        if self.calls.is_empty() {
+            return Some(None);
+        }
+        self.parked.store(false, Ordering::SeqCst);
+        Some(Some(Duration::from_millis(CONTROL_MS)))
     }
 
     /// Applies queued control messages; false on Stop.
