@@ -345,17 +345,7 @@ fn an_exhausted_port_range_answers_503_and_ports_come_back() {
     assert!(!header(&r, "Retry-After").is_empty());
 
     // The first call ends: its ports return, and the next call gets them.
-    let bye = in_dialog("BYE", 2, "full1bye", a_port, &c.ok_a, &pa, None);
-    p.a_sip.send_to(bye.as_bytes(), d.sip).unwrap();
-    let (bye_b, from) = recv_until(&trunk, "BYE ");
-    answer(&trunk, &bye_b, from, 200, None);
-    recv_until(&p.a_sip, "SIP/2.0 200");
-    wait_metric(
-        &d,
-        "maskd_media_ports{state=\"in_use\"}",
-        |v| v == 0.0,
-        "ports never came back",
-    );
+    hang_up(&d, &p, &trunk, &pa, &c, "full1bye");
     // Their sockets stay open, idle: a late packet of the ended call is dropped there.
     assert_eq!(metric(&d, "maskd_media_ports{state=\"open\"}"), 2.0);
     p.a_rtp.send_to(&rtp(0, 9, 9, 9), c.relay_a).unwrap();

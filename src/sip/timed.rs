@@ -119,6 +119,17 @@ impl<K: Hash + Eq + Ord + Clone, V: Deadline> Timed<K, V> {
         out
     }
 
+    /// The earliest a filed deadline can come due (the start of its bucket; a stale entry
+    /// counts, it is dropped when its bucket is taken), `None` with nothing filed; `Some(0)`
+    /// while entries touched since the last `settle` are not filed yet (their deadlines are
+    /// unknown here until then).
+    pub fn next_due(&self) -> Option<u64> {
+        if !self.touched.is_empty() {
+            return Some(0);
+        }
+        self.wheel.keys().next().map(|b| b * GRAIN)
+    }
+
     /// Gives memory back after a burst: once the map or the touched list use less than a
     /// quarter of what they hold, they shrink to twice their length (the wheel's buckets go
     /// as they come due).
@@ -192,6 +203,26 @@ mod tests {
         assert_eq!(t.due(1_230), vec![5]);
         assert_eq!(t.due(1_239), Vec::<u32>::new());
         assert_eq!(t.due(1_240), vec![6]);
+    }
+
+    #[test]
+    fn the_next_due_time_is_the_earliest_bucket_once_settled() {
+        let mut t: Timed<u32, E> = Timed::default();
+        assert_eq!(t.next_due(), None, "nothing filed");
+        t.insert(1, E(Some(1_230)));
+        t.insert(2, E(Some(5_000)));
+        t.insert(3, E(None));
+        assert_eq!(t.next_due(), Some(0), "touched, not yet filed: unknown");
+        t.settle();
+        assert_eq!(t.next_due(), Some(1_200), "1's bucket");
+        assert_eq!(t.due(1_230), vec![1]);
+        t.remove(&1);
+        assert_eq!(t.next_due(), Some(5_000));
+        // Removed: the stale entry still counts until its bucket is taken.
+        t.remove(&2);
+        assert_eq!(t.next_due(), Some(5_000));
+        assert_eq!(t.due(5_000), Vec::<u32>::new());
+        assert_eq!(t.next_due(), None);
     }
 
     #[test]

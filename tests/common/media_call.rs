@@ -1,6 +1,6 @@
 //! One call through a daemon that anchors media, driven by hand: the daemon and its session,
 //! a caller and a trunk speaking SIP over UDP from their own sockets, RTP and RTCP between
-//! them, and the relay's metrics (the media tests, tests/media.rs and tests/media_idle.rs).
+//! them, and the relay's metrics (tests/media.rs, tests/idle.rs).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -209,6 +209,22 @@ pub fn call(
         invite_b,
         ok_a,
     }
+}
+
+/// The caller hangs up `c` (a BYE with `id` as its branch, answered 200 by the trunk);
+/// returns once the relay gave the call's ports back.
+pub fn hang_up(d: &Daemon, p: &Peers, trunk: &UdpSocket, pa: &str, c: &Answered, id: &str) {
+    let bye = in_dialog("BYE", 2, id, port(&p.a_sip), &c.ok_a, pa, None);
+    p.a_sip.send_to(bye.as_bytes(), d.sip).unwrap();
+    let (bye_b, from) = recv_until(trunk, "BYE ");
+    answer(trunk, &bye_b, from, 200, None);
+    recv_until(&p.a_sip, "SIP/2.0 200");
+    wait_metric(
+        d,
+        "maskd_media_ports{state=\"in_use\"}",
+        |v| v == 0.0,
+        "the call's ports never came back",
+    );
 }
 
 /// An RTP packet: PT `pt`, sequence `seq`, 160 bytes of payload `fill`.

@@ -35,6 +35,18 @@ impl Health {
         }
     }
 
+    /// When the next probe is due (ms; `u64::MAX` when no carrier has a trunk to probe).
+    pub fn next_due(&self, carriers: &Carriers) -> u64 {
+        carriers
+            .list()
+            .iter()
+            .zip(&self.next_probe)
+            .filter(|(c, _)| !c.trunks.is_empty())
+            .map(|(_, at)| *at)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     pub fn is_up(&self, carrier: usize, trunk: usize) -> bool {
         self.up
             .get(carrier)

@@ -58,6 +58,18 @@ impl Registrations {
                 .collect(),
         )
     }
+
+    /// When the next REGISTER is due (ms; `u64::MAX` for none: none wanted, or all in
+    /// flight, whose transactions have deadlines of their own).
+    pub fn next_due(&self) -> u64 {
+        self.0
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|r| r.next_at)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
 }
 
 fn count(carrier: &str, outcome: &str) {

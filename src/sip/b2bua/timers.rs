@@ -26,6 +26,25 @@ impl B2bua {
         self.server.settle();
     }
 
+    /// The earliest `on_timer` has anything to do (ms): a transaction's deadline, a trunk's
+    /// probe or registration; `now` while a call, a held INVITE or a drain is in progress
+    /// (their timers are not filed), `u64::MAX` for nothing at all. The voice plane's thread
+    /// sleeps until then when nothing arrives, instead of ticking with nothing to do.
+    pub fn next_timer(&self, now: u64) -> u64 {
+        if !self.calls.is_empty() || !self.held.is_empty() || self.draining {
+            return now;
+        }
+        [self.client.next_due(), self.server.next_due()]
+            .into_iter()
+            .flatten()
+            .chain([
+                self.health.next_due(&self.cfg.carriers),
+                self.registrations.next_due(),
+            ])
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     fn fire_transactions(&mut self, cx: &mut Ctx) {
         let now = cx.now;
         let mut timed_out = Vec::new();

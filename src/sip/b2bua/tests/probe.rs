@@ -57,3 +57,48 @@ fn a_trunk_silent_to_its_probe_is_tried_last_until_it_answers_again() {
     h.deliver(Remote::udp(addr(5062)), &text);
     assert_eq!(invites(&mut h, 5080).len(), 1, "up again: first again");
 }
+
+/// Runs the timers at `h.now`; what went out: (when, the first line's first word, to).
+fn fire(h: &mut Harness) -> Vec<(u64, String, Remote)> {
+    let mut out = Vec::new();
+    h.b2bua.on_timer(h.now, &h.core, &mut out);
+    h.collect(out);
+    std::mem::take(&mut h.sent)
+        .into_iter()
+        .map(|s| {
+            let first = s.text.split_whitespace().next().unwrap_or("").to_string();
+            (h.now, first, s.to)
+        })
+        .collect()
+}
+
+#[test]
+fn sleeping_from_one_timer_to_the_next_sends_what_ticking_sends_when_it_does() {
+    // Two silent trunks, probed every 30 s: each probe is retransmitted (timer E) until
+    // timer F, 32 s. Over 100 s, ticking every 50 ms as the voice plane did whatever the
+    // load...
+    let mut ticking = harness();
+    let (start, end) = (ticking.now, ticking.now + 100_000);
+    let mut ticked = Vec::new();
+    while ticking.now < end {
+        ticking.now += 50;
+        ticked.extend(fire(&mut ticking));
+    }
+    let probes = ticked.iter().filter(|(_, m, _)| m == "OPTIONS").count();
+    assert!(probes >= 20, "probes and their retransmissions: {ticked:?}");
+    // ...against sleeping from one timer to the next (at least a tick later), as its thread
+    // does when nothing arrives: the same datagrams at the same times, far fewer wake-ups.
+    let mut sleeping = harness();
+    assert_eq!(sleeping.now, start);
+    let mut slept = Vec::new();
+    let mut wakes = 0u64;
+    while sleeping.now < end {
+        let next = sleeping.b2bua.next_timer(sleeping.now);
+        sleeping.now = next.max(sleeping.now + 50).min(end);
+        wakes += 1;
+        slept.extend(fire(&mut sleeping));
+    }
+    assert_eq!(slept, ticked);
+    let ticks = (end - start) / 50;
+    assert!(wakes * 10 < ticks, "{wakes} wake-ups against {ticks} ticks");
+}

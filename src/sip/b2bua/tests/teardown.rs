@@ -89,3 +89,35 @@ fn an_ended_call_is_forgotten_while_its_bye_waits_out_timer_k() {
     h.deliver(trunk, &stray);
     assert!(h.take_b().is_empty());
 }
+
+#[test]
+fn once_a_call_is_over_only_its_transactions_deadlines_are_on_a_clock() {
+    let mut h = Harness::new(Remote::udp(addr(5080)), false);
+    assert_eq!(
+        h.b2bua.next_timer(h.now),
+        u64::MAX,
+        "nothing alive: nothing on a clock"
+    );
+    h.answered();
+    h.take_a();
+    h.take_b();
+    assert_eq!(h.b2bua.next_timer(h.now), h.now, "a live call: every tick");
+    let ok = ok_to_a(&h);
+    let a = h.a;
+    h.deliver(a, &in_dialog_from_a(&ok, "BYE", 2, "z9hG4bKbye-a", a));
+    let bye = h.take_b();
+    h.answer_b(&bye[0], 200, "");
+    h.advance(1_100);
+    assert_eq!(h.b2bua.active_calls(), 0, "swept");
+    // What is left absorbs retransmissions: the first deadline is timer K of our BYE (T4,
+    // 5 s after its answer), then the others' up to 32 s; never sooner than now.
+    let next = h.b2bua.next_timer(h.now);
+    assert!(
+        next > h.now && next <= h.now + 5_000,
+        "{} ms from now",
+        next.saturating_sub(h.now)
+    );
+    h.advance(40_000);
+    assert_eq!(h.b2bua.transactions(), 0);
+    assert_eq!(h.b2bua.next_timer(h.now), u64::MAX, "all over");
+}
