@@ -61,7 +61,7 @@ fn quiet(d: &Daemon, names: &[&str], when: &str) {
 fn an_idle_daemon_sleeps_until_a_call_needs_it_and_its_relay_again_once_it_ended() {
     let dir = tempfile::tempdir().unwrap();
     let (trunk, trunk_port) = socket();
-    let (d, pa) = start(dir.path(), trunk_port, "31500-31599", "");
+    let (d, pa) = start(dir.path(), trunk_port, "31900-31999", "");
     quiet(&d, VOICE, "before any call");
 
     // The first call's streams go to a sleeping thread: it is woken, and media crosses at
@@ -90,7 +90,9 @@ fn an_idle_daemon_sleeps_until_a_call_needs_it_and_its_relay_again_once_it_ended
     // (The voice plane still keeps the call's transactions for their timers, up to 32 s.)
     quiet(&d, MEDIA, "after the call");
 
-    // A second call wakes it again (the ports' sockets kept, idle, on the same thread).
+    // A second call on the ports kept (their sockets idle on the same thread, so its first
+    // packet would wake the thread even unwoken; the first call's were new sockets, which
+    // only the wake-up registers).
     let c2 = call(&d, &p, &trunk, &pa, "idle2", &offer, &ans);
     let pkt = rtp(0, 7, 0xA1A1A1A1, 0x33);
     p.a_rtp.send_to(&pkt, c2.relay_a).unwrap();

@@ -67,6 +67,15 @@ struct Thread {
     join: Option<std::thread::JoinHandle<()>>,
 }
 
+impl Drop for Thread {
+    /// A thread whose handle goes (the relay stopped, or its start failed after this thread
+    /// began) is told to stop and woken: parked, it would not notice its channel closing.
+    fn drop(&mut self) {
+        let _ = self.tx.send(Control::Stop);
+        let _ = self.waker.wake();
+    }
+}
+
 /// State the B2BUA's calls and the relay threads share: the port pool, and which thread
 /// each call's sockets live on.
 pub(crate) struct Shared {

@@ -381,14 +381,18 @@ impl Plane {
         wake.wake();
         let wake_check_at = now() + 2_000;
         let mut wake_checked = !wake.present();
+        // The waker's datagram came back: events wake the thread, which may then sleep past
+        // its tick (without it, the events wait for the next read's timeout).
+        let mut wake_works = false;
         // The read's timeout: a tick while timers run, up to IDLE_MS while none is due.
         let mut read_wait = TICK_MS;
         loop {
             let t = now();
+            let longest = if wake_works { IDLE_MS } else { TICK_MS };
             let wait = b2bua
                 .next_timer(t)
                 .saturating_sub(t)
-                .clamp(TICK_MS, IDLE_MS);
+                .clamp(TICK_MS, longest);
             if wait != read_wait && sock.set_read_timeout(Some(wake.read_timeout(wait))).is_ok() {
                 read_wait = wait;
             }
@@ -399,6 +403,12 @@ impl Plane {
                     0
                 }
             };
+            // Trunks re-resolved (they come without a wake-up): taken before this round's
+            // messages, so an INVITE that ends a long sleep is routed on the new addresses.
+            while let Ok(c) = carriers_rx.try_recv() {
+                tls_out = tcp::tls_trunks(&c, &carrier_tls);
+                b2bua.set_carriers(c);
+            }
             let t = now();
             for i in 0..n {
                 let (Some(src), data) = io.get(i) else {
@@ -406,6 +416,7 @@ impl Plane {
                 };
                 if wake.is_from(src) {
                     wake_checked = true;
+                    wake_works = true;
                     continue;
                 }
                 // The stop is looked at before each message: one that arrives once the stop
@@ -458,10 +469,6 @@ impl Plane {
             if !ev_rx.is_empty() {
                 // Left for the next round, which must not sleep.
                 wake.wake();
-            }
-            while let Ok(c) = carriers_rx.try_recv() {
-                tls_out = tcp::tls_trunks(&c, &carrier_tls);
-                b2bua.set_carriers(c);
             }
             while let Ok(id) = media_timeouts.try_recv() {
                 b2bua.media_timeout(id, now(), &core, &mut out);
