@@ -135,6 +135,66 @@ fn sessions_are_found_by_sid_number_or_name_newest_first() {
 }
 
 #[test]
+fn the_wheel_s_waker_is_told_when_its_first_timer_is_armed() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path(), T0 * 1000);
+    let told = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    e.set_wheel_waker({
+        let told = told.clone();
+        std::sync::Arc::new(move || {
+            told.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+    });
+    let svc = service(&e, &["+14155550101", "+14155550102"]);
+    assert!(e.wheel_is_empty());
+    // A session with no deadline puts nothing on the wheel.
+    let req = NewSession {
+        participants: pair("+14155551001", "+14155551002"),
+        ..Default::default()
+    };
+    e.create_session(svc, req, T0)
+        .unwrap()
+        .2
+        .wait_blocking()
+        .unwrap();
+    assert!(e.wheel_is_empty());
+    assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The first with a TTL: the waker is told once; a second one finds the wheel busy.
+    for (i, a) in ["+14155551003", "+14155551005"].into_iter().enumerate() {
+        let req = NewSession {
+            ttl: Some(60),
+            participants: pair(a, "+14155551004"),
+            ..Default::default()
+        };
+        e.create_session(svc, req, T0)
+            .unwrap()
+            .2
+            .wait_blocking()
+            .unwrap();
+        assert!(!e.wheel_is_empty());
+        assert_eq!(
+            told.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "session {i}"
+        );
+    }
+    // Both close; empty again, the next armed timer tells it again.
+    assert_eq!(e.expire((T0 + 61) * 1000), 2);
+    assert!(e.wheel_is_empty());
+    let req = NewSession {
+        ttl: Some(60),
+        participants: pair("+14155551007", "+14155551008"),
+        ..Default::default()
+    };
+    e.create_session(svc, req, T0 + 62)
+        .unwrap()
+        .2
+        .wait_blocking()
+        .unwrap();
+    assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[test]
 fn ttl_closes_within_a_second_and_interactions_rearm() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path(), T0 * 1000);

@@ -248,10 +248,23 @@ pub async fn run(
     let wheel_engine = engine.clone();
     let tick = cfg.timer_tick;
     let mut wheel_stop = stop_rx.clone();
+    // The wheel ticks while it holds a timer; empty, its task sleeps until a session is
+    // armed (a permit stored by `notify_one` is not lost if the arm comes before the wait).
+    let armed = Arc::new(tokio::sync::Notify::new());
+    engine.set_wheel_waker({
+        let armed = armed.clone();
+        Arc::new(move || armed.notify_one())
+    });
     let wheel = tokio::spawn(async move {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if wheel_engine.wheel_is_empty() {
+                tokio::select! {
+                    _ = armed.notified() => interval.reset(),
+                    _ = wheel_stop.changed() => break,
+                }
+            }
             tokio::select! {
                 _ = interval.tick() => { wheel_engine.expire(now_ms()); }
                 _ = wheel_stop.changed() => break,

@@ -58,6 +58,7 @@ impl Engine {
         // Every route a batch of changes moves appears to the data planes at once.
         let _batch = self.routes.batch();
         let mut wheel = self.wheel.lock();
+        let was_empty = wheel.is_empty();
         for change in changes {
             match change {
                 Followed::Service(sid, Some(svc)) => {
@@ -141,6 +142,10 @@ impl Engine {
                 // `follow` reads these itself, before handing the rest here.
                 Followed::Reread(_) => {}
             }
+        }
+        if was_empty && !wheel.is_empty() {
+            drop(wheel);
+            self.wake_wheel();
         }
     }
 

@@ -114,6 +114,7 @@ impl Engine {
             state: Mutex::new(st),
             routes,
             wheel: Mutex::new(wheel),
+            wheel_waker: Mutex::new(None),
             store,
             outbox: Mutex::new(None),
             callbacks: Mutex::new(None),

@@ -191,6 +191,9 @@ pub struct Engine {
     state: Mutex<State>,
     routes: RoutingTable,
     wheel: Mutex<TimerWheel<Sid>>,
+    /// Told when the wheel gets its first timer: whoever drives it may sleep while it is
+    /// empty (`set_wheel_waker`).
+    wheel_waker: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
     store: Arc<dyn Store>,
     outbox: Mutex<Option<Arc<dyn Outbox>>>,
     callbacks: Mutex<Option<Arc<dyn CallbackSink>>>,
@@ -285,6 +288,25 @@ impl Engine {
             url: service.out_of_session_callback_url.clone(),
             recent,
         })
+    }
+
+    /// Whether no session has a deadline on the wheel (nothing for `expire` to do until one
+    /// is armed, which calls the waker set with `set_wheel_waker`).
+    pub fn wheel_is_empty(&self) -> bool {
+        self.wheel.lock().is_empty()
+    }
+
+    /// `wake` is called whenever the wheel goes from empty to holding a timer.
+    pub fn set_wheel_waker(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        *self.wheel_waker.lock() = Some(wake);
+    }
+
+    /// After a timer went onto an empty wheel (called with the wheel's lock released).
+    fn wake_wheel(&self) {
+        let wake = self.wheel_waker.lock().clone();
+        if let Some(wake) = wake {
+            wake();
+        }
     }
 
     /// Connects the status callback sender; changes made before are in the store's queue.

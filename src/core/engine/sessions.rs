@@ -322,6 +322,10 @@ impl Engine {
         if ss.session.status.is_active() {
             if let Some((deadline, _)) = ss.session.deadline_ms(ss.live.last_activity_ms()) {
                 ss.timer = Some(wheel.insert(deadline.max(0) as u64, sid));
+                if wheel.len() == 1 {
+                    drop(wheel);
+                    self.wake_wheel();
+                }
             }
         }
     }
